@@ -1,0 +1,149 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// HeaderNames are the request headers that carry the signed-in identity to
+// the upstream. An empty name leaves that header out.
+type HeaderNames struct {
+	UserID     string `json:"user_id,omitempty"`
+	User       string `json:"user,omitempty"`
+	Email      string `json:"email,omitempty"`
+	Name       string `json:"name,omitempty"`
+	Groups     string `json:"groups,omitempty"`
+	Org        string `json:"org,omitempty"`
+	AuthMethod string `json:"auth_method,omitempty"`
+}
+
+// Header presets.
+const (
+	PresetDefault     = "default"
+	PresetOAuth2Proxy = "oauth2-proxy"
+)
+
+var presets = map[string]HeaderNames{
+	PresetDefault: {
+		UserID:     "X-SSO-User-Id",
+		User:       "X-SSO-User",
+		Email:      "X-SSO-Email",
+		Name:       "X-SSO-Name",
+		Groups:     "X-SSO-Groups",
+		Org:        "X-SSO-Org",
+		AuthMethod: "X-SSO-Auth-Method",
+	},
+	// Apps written for oauth2-proxy read these; the rest keep our names.
+	PresetOAuth2Proxy: {
+		UserID:     "X-Forwarded-User",
+		User:       "X-Forwarded-Preferred-Username",
+		Email:      "X-Forwarded-Email",
+		Name:       "X-SSO-Name",
+		Groups:     "X-Forwarded-Groups",
+		Org:        "X-SSO-Org",
+		AuthMethod: "X-SSO-Auth-Method",
+	},
+}
+
+// resolveHeaders applies overrides to a preset.
+func resolveHeaders(preset string, override *HeaderNames) (HeaderNames, bool) {
+	if preset == "" {
+		preset = PresetDefault
+	}
+	h, ok := presets[preset]
+	if !ok {
+		return HeaderNames{}, false
+	}
+	if o := override; o != nil {
+		for _, f := range []struct {
+			dst *string
+			src string
+		}{
+			{&h.UserID, o.UserID}, {&h.User, o.User}, {&h.Email, o.Email}, {&h.Name, o.Name},
+			{&h.Groups, o.Groups}, {&h.Org, o.Org}, {&h.AuthMethod, o.AuthMethod},
+		} {
+			if f.src == "-" {
+				*f.dst = ""
+			} else if f.src != "" {
+				*f.dst = f.src
+			}
+		}
+	}
+	return h, true
+}
+
+func (h HeaderNames) list() []string {
+	return []string{h.UserID, h.User, h.Email, h.Name, h.Groups, h.Org, h.AuthMethod}
+}
+
+// strippedHeaders is every header name any configuration could use for
+// identity, so that a client can never supply one the upstream trusts,
+// whatever preset the upstream was written for.
+func strippedHeaders(configured HeaderNames) []string {
+	seen := map[string]bool{}
+	var out []string
+	add := func(names []string) {
+		for _, n := range names {
+			if n == "" {
+				continue
+			}
+			c := http.CanonicalHeaderKey(n)
+			if !seen[c] {
+				seen[c] = true
+				out = append(out, c)
+			}
+		}
+	}
+	add(configured.list())
+	for _, p := range presets {
+		add(p.list())
+	}
+	return out
+}
+
+// identity is what the gateway tells the upstream about the user.
+type identity struct {
+	UserID, User, Email, Name, Org, AuthMethod string
+	Groups                                     []string
+}
+
+// apply sets the identity headers and the {http.auth.user.*} placeholders
+// that access logs and other directives read.
+func (h HeaderNames) apply(r *http.Request, id identity) {
+	groups := strings.Join(id.Groups, ",")
+	set := func(name, value string) {
+		if name != "" && value != "" {
+			r.Header.Set(name, headerSafe(value))
+		}
+	}
+	set(h.UserID, id.UserID)
+	set(h.User, id.User)
+	set(h.Email, id.Email)
+	set(h.Name, id.Name)
+	set(h.Groups, groups)
+	set(h.Org, id.Org)
+	set(h.AuthMethod, id.AuthMethod)
+
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.auth.user.id", id.UserID)
+		repl.Set("http.auth.user.username", id.User)
+		repl.Set("http.auth.user.email", id.Email)
+		repl.Set("http.auth.user.name", id.Name)
+		repl.Set("http.auth.user.groups", groups)
+		repl.Set("http.auth.user.org", id.Org)
+		repl.Set("http.auth.user.auth_method", id.AuthMethod)
+	}
+}
+
+// headerSafe replaces control characters, which an IdP could put in a
+// display name and which would make the header invalid (or worse, split).
+func headerSafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}

@@ -1,0 +1,201 @@
+package samlsp
+
+import (
+	"encoding/xml"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/crewjam/saml"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Attribute names, the guide's (Okta) names first, then the claim URIs
+// Entra ID, Okta, Ping, ADFS and Shibboleth use for the same thing.
+var (
+	objectIDNames = []string{
+		"objectidentifier",
+		"http://schemas.microsoft.com/identity/claims/objectidentifier",
+		"urn:oasis:names:tc:SAML:attribute:subject-id",
+		"urn:oid:1.3.6.1.4.1.5923.1.1.1.13", // eduPersonUniqueId
+	}
+	emailNames = []string{
+		"name",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+		"email",
+		"emailaddress",
+		"mail",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
+		"urn:oid:0.9.2342.19200300.100.1.3", // mail
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+		"urn:oid:1.3.6.1.4.1.5923.1.1.1.6", // eduPersonPrincipalName
+	}
+	displayNameNames = []string{
+		"displayName",
+		"http://schemas.microsoft.com/identity/claims/displayname",
+		"urn:oid:2.16.840.1.113730.3.1.241",
+		"cn",
+		"urn:oid:2.5.4.3",
+	}
+	givenNameNames = []string{
+		"givenName", "firstName",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+		"urn:oid:2.5.4.42",
+	}
+	familyNameNames = []string{
+		"sn", "surname", "lastName", "familyName",
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+		"urn:oid:2.5.4.4",
+	}
+	groupNames = []string{
+		"groups",
+		"http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
+		"http://schemas.xmlsoap.org/claims/Group",
+		"memberOf",
+		"urn:oid:1.3.6.1.4.1.5923.1.5.1.1", // isMemberOf
+	}
+	groupOverageNames = []string{
+		"http://schemas.microsoft.com/claims/groups.link",
+	}
+)
+
+// identityOf reads the user out of a validated assertion.
+func identityOf(a *saml.Assertion) (*Identity, error) {
+	id := &Identity{AssertionID: a.ID}
+	if a.Subject != nil {
+		for _, sc := range a.Subject.SubjectConfirmations {
+			if d := sc.SubjectConfirmationData; d != nil && d.InResponseTo != "" {
+				id.InResponseTo = d.InResponseTo
+				break
+			}
+		}
+	}
+	if a.Subject != nil && a.Subject.NameID != nil {
+		id.NameID = strings.TrimSpace(a.Subject.NameID.Value)
+	}
+	attrs := collect(a)
+	id.ObjectID = first(attrs, objectIDNames)
+	id.Email = NormalizeEmail(first(attrs, emailNames))
+	if id.Email == "" && strings.Contains(id.NameID, "@") {
+		id.Email = NormalizeEmail(id.NameID)
+	}
+	if id.ObjectID == "" {
+		id.ObjectID = id.NameID
+	}
+	id.DisplayName = first(attrs, displayNameNames)
+	id.GivenName = first(attrs, givenNameNames)
+	id.FamilyName = first(attrs, familyNameNames)
+	id.Groups = all(attrs, groupNames)
+	id.GroupsOverage = first(attrs, groupOverageNames) != ""
+	for _, st := range a.AuthnStatements {
+		if st.SessionNotOnOrAfter != nil && (id.SessionNotOnOrAfter.IsZero() || st.SessionNotOnOrAfter.Before(id.SessionNotOnOrAfter)) {
+			id.SessionNotOnOrAfter = *st.SessionNotOnOrAfter
+		}
+		if id.SessionIndex == "" {
+			id.SessionIndex = st.SessionIndex
+		}
+	}
+	if id.NameID == "" && id.ObjectID == "" {
+		return nil, errors.New("assertion has an empty NameID and no objectidentifier")
+	}
+	if id.Email == "" {
+		return nil, errors.New("assertion names no email (attribute \"name\" or the NameID)")
+	}
+	if !strings.Contains(id.Email, "@") {
+		return nil, errors.New("asserted login is not an email address")
+	}
+	return id, nil
+}
+
+// collect indexes attribute values by Name and FriendlyName, folding case
+// so that `displayname` and `displayName` meet. Values are trimmed and
+// empty ones dropped.
+func collect(a *saml.Assertion) map[string][]string {
+	out := map[string][]string{}
+	for _, st := range a.AttributeStatements {
+		for _, attr := range st.Attributes {
+			var vals []string
+			for _, v := range attr.Values {
+				if s := strings.TrimSpace(v.Value); s != "" {
+					vals = append(vals, s)
+				}
+			}
+			for _, n := range []string{attr.Name, attr.FriendlyName} {
+				if n != "" {
+					k := strings.ToLower(n)
+					out[k] = append(out[k], vals...)
+				}
+			}
+		}
+	}
+	return out
+}
+
+func first(attrs map[string][]string, names []string) string {
+	for _, n := range names {
+		if v := attrs[strings.ToLower(n)]; len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func all(attrs map[string][]string, names []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		for _, v := range attrs[strings.ToLower(n)] {
+			if !seen[v] {
+				seen[v] = true
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// NormalizeEmail trims and lower-cases an address. Domain parts are
+// case-insensitive everywhere; local parts are in practice at every IdP
+// ssogate serves, and one spelling per person is what keeps the user
+// store free of duplicates.
+func NormalizeEmail(s string) string {
+	return strings.ToLower(strings.TrimSpace(s))
+}
+
+// EmailDomain returns the part after the last '@', or "".
+func EmailDomain(email string) string {
+	i := strings.LastIndexByte(email, '@')
+	if i < 1 || i == len(email)-1 {
+		return ""
+	}
+	return email[i+1:]
+}
+
+func xmlMarshal(v any) ([]byte, error) {
+	out, err := xml.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte(xml.Header), out...), nil
+}
+
+// NewReplayCache is the persistent, shared replay cache of one
+// organization's assertions, kept in the store.
+func NewReplayCache(st *store.Store, orgID string) saml.AssertionReplayCache {
+	return replayCache{st: st, org: orgID}
+}
+
+type replayCache struct {
+	st  *store.Store
+	org string
+}
+
+// Consume implements saml.AssertionReplayCache.
+func (c replayCache) Consume(assertionID string, expiresAt time.Time) error {
+	err := c.st.ConsumeOnce("saml/"+c.org+"/"+assertionID, expiresAt)
+	if errors.Is(err, store.ErrReplayed) {
+		return saml.ErrAssertionReplayed
+	}
+	return err
+}

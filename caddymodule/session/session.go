@@ -1,0 +1,285 @@
+// Package session keeps signed-in browsers. The cookie, sealed by
+// gorilla/sessions (HMAC-SHA256 plus AES), carries nothing but a random
+// reference; the session itself is a record in the store, so an operator,
+// an IdP (through SCIM) or a logout can end it at once.
+package session
+
+import (
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Cookie names. With Secure cookies the `__Host-` prefix makes browsers
+// refuse the cookie unless it is host-only, Path=/ and Secure, so a sibling
+// subdomain cannot plant one.
+const (
+	cookieName        = "ssogate_session"
+	bindingCookieName = "ssogate_authn"
+	valueKey          = "ref"
+)
+
+// touchEvery bounds how often a session's last-seen time is written: idle
+// expiry needs minute precision, not a write per request.
+const touchEvery = time.Minute
+
+// ErrNoSession means the request carries no usable session: no cookie, a
+// cookie that fails to unseal, or a session that ended.
+var ErrNoSession = errors.New("no valid session")
+
+// Config configures a Manager.
+type Config struct {
+	Store *store.Store
+	// Keys seal cookies: the first seals, all open (rotation).
+	Keys [][]byte
+	// Secure marks cookies Secure; only loopback http deployments turn it
+	// off, since browsers drop Secure cookies over plain http.
+	Secure   bool
+	Lifetime time.Duration // absolute
+	Idle     time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager starts, loads and ends sessions.
+type Manager struct {
+	cfg     Config
+	cookies *sessions.CookieStore
+	binding *securecookie.SecureCookie
+	name    string
+	bname   string
+}
+
+// New builds a Manager. Each configured key is stretched with HKDF into
+// independent MAC and encryption keys, so operators can use any long
+// random string.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("session: no store")
+	}
+	if len(cfg.Keys) == 0 {
+		return nil, errors.New("session: no keys")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	var pairs [][]byte
+	for i, k := range cfg.Keys {
+		mac, err := hkdf.Key(sha256.New, k, nil, "ssogate session cookie mac", 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: deriving key %d: %w", i, err)
+		}
+		enc, err := hkdf.Key(sha256.New, k, nil, "ssogate session cookie enc", 32)
+		if err != nil {
+			return nil, fmt.Errorf("session: deriving key %d: %w", i, err)
+		}
+		pairs = append(pairs, mac, enc)
+	}
+	cs := sessions.NewCookieStore(pairs...)
+	cs.Options = &sessions.Options{
+		Path:     "/",
+		MaxAge:   int(cfg.Lifetime / time.Second),
+		Secure:   cfg.Secure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+	cs.MaxAge(cs.Options.MaxAge)
+	m := &Manager{
+		cfg:     cfg,
+		cookies: cs,
+		binding: securecookie.New(pairs[0], pairs[1]),
+		name:    cookieName,
+		bname:   bindingCookieName,
+	}
+	m.binding.MaxAge(int(time.Hour / time.Second))
+	if cfg.Secure {
+		m.name = "__Host-" + cookieName
+		m.bname = "__Host-" + bindingCookieName
+	}
+	return m, nil
+}
+
+// CookieName is the session cookie's name.
+func (m *Manager) CookieName() string { return m.name }
+
+// Start creates the session record for rec (OrgID, UserID, AuthMethod,
+// Groups, NameID) and sets the cookie that refers to it. notAfter, when not
+// zero, caps the absolute lifetime (the assertion's SessionNotOnOrAfter).
+func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Session, notAfter time.Time) (*store.Session, error) {
+	ref, err := randomToken()
+	if err != nil {
+		return nil, err
+	}
+	now := m.cfg.Now()
+	rec.ID = recordID(ref)
+	rec.Created = now
+	rec.LastSeen = now
+	rec.ExpiresAt = now.Add(m.cfg.Lifetime)
+	if !notAfter.IsZero() && notAfter.Before(rec.ExpiresAt) {
+		rec.ExpiresAt = notAfter
+	}
+	if !rec.ExpiresAt.After(now) {
+		return nil, errors.New("session: the IdP allowed no session time (SessionNotOnOrAfter has passed)")
+	}
+	if err := m.cfg.Store.CreateSession(&rec); err != nil {
+		return nil, fmt.Errorf("session: saving: %w", err)
+	}
+	s := sessions.NewSession(m.cookies, m.name)
+	opts := *m.cookies.Options
+	opts.MaxAge = int(rec.ExpiresAt.Sub(now) / time.Second)
+	s.Options = &opts
+	s.Values[valueKey] = ref
+	if err := m.cookies.Save(r, w, s); err != nil {
+		return nil, fmt.Errorf("session: sealing cookie: %w", err)
+	}
+	return &rec, nil
+}
+
+// Load returns the live session of the request, or ErrNoSession. A
+// session past its idle or absolute lifetime is deleted on sight.
+func (m *Manager) Load(r *http.Request) (*store.Session, error) {
+	id, ok := m.recordIDFromRequest(r)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	sess, err := m.cfg.Store.GetSession(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrNoSession
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: loading: %w", err)
+	}
+	now := m.cfg.Now()
+	if !now.Before(sess.ExpiresAt) || (m.cfg.Idle > 0 && now.Sub(sess.LastSeen) >= m.cfg.Idle) {
+		_ = m.cfg.Store.DeleteSession(id)
+		return nil, ErrNoSession
+	}
+	if now.Sub(sess.LastSeen) >= touchEvery {
+		// Losing a touch only shortens the idle window by a minute.
+		_ = m.cfg.Store.TouchSession(id, now)
+		sess.LastSeen = now
+	}
+	return sess, nil
+}
+
+// End deletes the request's session record, if any, and clears the cookie.
+func (m *Manager) End(w http.ResponseWriter, r *http.Request) error {
+	var err error
+	if id, ok := m.recordIDFromRequest(r); ok {
+		if derr := m.cfg.Store.DeleteSession(id); derr != nil && !errors.Is(derr, store.ErrNotFound) {
+			err = fmt.Errorf("session: deleting: %w", derr)
+		}
+	}
+	m.clear(w, m.name, http.SameSiteLaxMode)
+	return err
+}
+
+func (m *Manager) recordIDFromRequest(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.name)
+	if err != nil || c.Value == "" {
+		return "", false
+	}
+	s := sessions.NewSession(m.cookies, m.name)
+	if err := securecookie.DecodeMulti(m.name, c.Value, &s.Values, m.cookies.Codecs...); err != nil {
+		return "", false
+	}
+	ref, _ := s.Values[valueKey].(string)
+	if ref == "" {
+		return "", false
+	}
+	return recordID(ref), true
+}
+
+// Binding returns the browser's sign-in binding, setting the cookie that
+// carries it when the browser has none. Outstanding AuthnRequests are
+// stored under the binding, so a SAML response is accepted only in the
+// browser that asked for it.
+//
+// The IdP returns the user with a cross-site POST, on which browsers do not
+// send SameSite=Lax cookies; this cookie is SameSite=None so that it comes
+// back. It carries no authority on its own (it only selects which
+// outstanding requests a response may answer), so that is safe. Over
+// loopback http (the demo) SameSite=None is impossible without Secure, and
+// there the IdP and the gateway are same-site anyway, so Lax is used.
+func (m *Manager) Binding(w http.ResponseWriter, r *http.Request) (string, error) {
+	if b, ok := m.BindingFromRequest(r); ok {
+		return b, nil
+	}
+	raw, err := randomToken()
+	if err != nil {
+		return "", err
+	}
+	enc, err := m.binding.Encode(m.bname, raw)
+	if err != nil {
+		return "", fmt.Errorf("session: sealing binding cookie: %w", err)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name:     m.bname,
+		Value:    enc,
+		Path:     "/",
+		MaxAge:   int(time.Hour / time.Second),
+		Secure:   m.cfg.Secure,
+		HttpOnly: true,
+		SameSite: m.bindingSameSite(),
+	})
+	return recordID(raw), nil
+}
+
+// BindingFromRequest returns the binding the request's cookie carries.
+func (m *Manager) BindingFromRequest(r *http.Request) (string, bool) {
+	c, err := r.Cookie(m.bname)
+	if err != nil || c.Value == "" {
+		return "", false
+	}
+	var raw string
+	if err := m.binding.Decode(m.bname, c.Value, &raw); err != nil || raw == "" {
+		return "", false
+	}
+	return recordID(raw), true
+}
+
+// ClearBinding removes the binding cookie once a sign-in completes.
+func (m *Manager) ClearBinding(w http.ResponseWriter) {
+	m.clear(w, m.bname, m.bindingSameSite())
+}
+
+func (m *Manager) bindingSameSite() http.SameSite {
+	if m.cfg.Secure {
+		return http.SameSiteNoneMode
+	}
+	return http.SameSiteLaxMode
+}
+
+func (m *Manager) clear(w http.ResponseWriter, name string, ss http.SameSite) {
+	http.SetCookie(w, &http.Cookie{
+		Name: name, Value: "", Path: "/", MaxAge: -1,
+		Secure: m.cfg.Secure, HttpOnly: true, SameSite: ss,
+	})
+}
+
+// randomToken is 256 bits from crypto/rand.
+func randomToken() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("session: random: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
+}
+
+// recordID is what the store keeps: the hash of the cookie's reference, so
+// a copy of the database holds no usable cookie.
+func recordID(ref string) string {
+	sum := sha256.Sum256([]byte(ref))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,401 @@
+package caddymodule
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/caddymodule/pages"
+	"github.com/ssogate/ssogate/caddymodule/samlsp"
+	"github.com/ssogate/ssogate/store"
+)
+
+// maxFormBody caps sign-in form posts; a SAMLResponse is the largest.
+const maxFormBody = samlsp.MaxResponseSize + 16<<10
+
+// serveOwn routes the gateway's own endpoints under the prefix.
+func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
+	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)
+	switch {
+	case rest == "/login":
+		switch r.Method {
+		case http.MethodGet, http.MethodHead:
+			g.pages.Render(w, http.StatusOK, "login", pages.Login{Prefix: g.Prefix, ReturnTo: safeReturn(r.URL.Query().Get("return"))})
+		case http.MethodPost:
+			g.login(w, r)
+		default:
+			g.methodNotAllowed(w, "GET, POST")
+		}
+		return nil
+	case rest == "/logout":
+		if r.Method != http.MethodPost {
+			g.methodNotAllowed(w, "POST")
+			return nil
+		}
+		g.logout(w, r)
+		return nil
+	case strings.HasPrefix(rest, "/saml/"):
+		parts := strings.Split(strings.TrimPrefix(rest, "/saml/"), "/")
+		if len(parts) == 2 && parts[1] == "acs" {
+			if r.Method != http.MethodPost {
+				g.methodNotAllowed(w, "POST")
+				return nil
+			}
+			g.acs(w, r, parts[0])
+			return nil
+		}
+		if len(parts) == 2 && parts[1] == "metadata" {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				g.methodNotAllowed(w, "GET")
+				return nil
+			}
+			g.metadata(w, r, parts[0])
+			return nil
+		}
+	}
+	g.message(w, http.StatusNotFound, "Page not found", "There is nothing at this address.", "", true)
+	return nil
+}
+
+func (g *Gateway) methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	g.message(w, http.StatusMethodNotAllowed, "Method not allowed", "This address does not accept that kind of request.", "", true)
+}
+
+func (g *Gateway) message(w http.ResponseWriter, status int, title, text, hint string, retry bool) {
+	m := pages.Message{Prefix: g.Prefix, Title: title, Text: text, Hint: hint}
+	if retry {
+		m.RetryURL = g.Prefix + "/login"
+	}
+	g.pages.Render(w, status, "message", m)
+}
+
+// login starts SP-initiated sign-in: find the org by the email's domain
+// among verified domains of active orgs, remember the AuthnRequest for
+// this browser, and send the browser to the IdP.
+func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if err := r.ParseForm(); err != nil {
+		g.message(w, http.StatusBadRequest, "Bad request", "The sign-in form could not be read.", "", true)
+		return
+	}
+	email := samlsp.NormalizeEmail(r.PostForm.Get("email"))
+	ret := safeReturn(r.PostForm.Get("return"))
+	form := pages.Login{Prefix: g.Prefix, Email: email, ReturnTo: ret}
+	domain := samlsp.EmailDomain(email)
+	if domain == "" || len(email) > 254 || strings.ContainsAny(email, " \t\r\n<>") {
+		form.Error = "Enter your full work email address, like name@company.com."
+		g.pages.Render(w, http.StatusBadRequest, "login", form)
+		return
+	}
+	st, err := g.state()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return
+	}
+	orgID, err := st.store.OrgForDomain(domain)
+	var org *store.Org
+	if err == nil {
+		org, err = st.store.GetOrg(orgID)
+	}
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		g.internalError(w, r, "looking up domain", err)
+		return
+	}
+	if org == nil || org.State != store.OrgActive {
+		form.Error = fmt.Sprintf("Single sign-on is not set up for %s. Check the address, or ask your IT administrator whether your organization uses SSO here.", domain)
+		g.pages.Render(w, http.StatusOK, "login", form)
+		return
+	}
+	sp, err := g.provider(st, org)
+	if err != nil {
+		g.logger.Error("organization is active but its SAML settings are unusable", zap.String("org", org.ID), zap.Error(err))
+		g.message(w, http.StatusServiceUnavailable, "Sign-in unavailable", "Your organization's single sign-on is misconfigured.", "Ask your IT administrator to check the SAML settings.", true)
+		return
+	}
+	binding, err := st.sessions.Binding(w, r)
+	if err != nil {
+		g.internalError(w, r, "binding browser", err)
+		return
+	}
+	reqID, redirect, err := sp.AuthnRequest("")
+	if err != nil {
+		g.internalError(w, r, "making AuthnRequest", err)
+		return
+	}
+	now := time.Now()
+	if err := st.store.PutAuthnRequest(&store.AuthnRequest{
+		ID: reqID, OrgID: org.ID, Binding: binding, ReturnTo: ret,
+		Created: now, ExpiresAt: now.Add(time.Duration(g.app.AuthnRequestTTL)),
+	}); err != nil {
+		g.internalError(w, r, "saving AuthnRequest", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, redirect.String(), http.StatusSeeOther)
+}
+
+// acs receives the IdP's response (HTTP-POST binding) for orgID, taken
+// from the path: the org's settings never come from the message.
+func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
+	if err := r.ParseForm(); err != nil {
+		g.message(w, http.StatusBadRequest, "Sign-in failed", "The response from your identity provider was too large or malformed.", "", true)
+		return
+	}
+	if r.PostForm.Get("SAMLart") != "" || r.URL.Query().Get("SAMLart") != "" {
+		g.message(w, http.StatusBadRequest, "Sign-in failed", "This gateway accepts SAML responses only with the HTTP-POST binding, not artifacts.", "Ask your IT administrator to check the SAML settings.", true)
+		return
+	}
+	encoded := r.PostForm.Get("SAMLResponse")
+	if encoded == "" {
+		g.message(w, http.StatusBadRequest, "Sign-in failed", "No SAML response was received.", "", true)
+		return
+	}
+	st, err := g.state()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return
+	}
+	org, err := st.store.GetOrg(orgID)
+	if errors.Is(err, store.ErrNotFound) {
+		g.message(w, http.StatusNotFound, "Sign-in failed", "This sign-in address does not belong to any organization.", "", true)
+		return
+	}
+	if err != nil {
+		g.internalError(w, r, "loading org", err)
+		return
+	}
+	if org.State != store.OrgActive {
+		g.refuse(w, r, st, org.ID, "", "org inactive", http.StatusForbidden, "Sign-in unavailable",
+			"Single sign-on is not active for your organization.", "Ask your IT administrator.")
+		return
+	}
+	sp, err := g.provider(st, org)
+	if err != nil {
+		g.internalError(w, r, "building provider", err)
+		return
+	}
+
+	// Only requests this browser started can be answered.
+	var possible []string
+	byID := map[string]*store.AuthnRequest{}
+	if binding, ok := st.sessions.BindingFromRequest(r); ok {
+		reqs, err := st.store.AuthnRequestsForBinding(binding)
+		if err != nil {
+			g.internalError(w, r, "loading AuthnRequests", err)
+			return
+		}
+		for _, q := range reqs {
+			if q.OrgID == org.ID {
+				possible = append(possible, q.ID)
+				byID[q.ID] = q
+			}
+		}
+	}
+	if len(possible) == 0 && !org.AllowIdPInitiated {
+		g.refuse(w, r, st, org.ID, "", "no outstanding request for this browser", http.StatusBadRequest, "Sign-in failed",
+			"This sign-in was not started here, or took too long.", "Start again from the sign-in page, in the same browser.")
+		return
+	}
+
+	ident, err := sp.ParseResponse(encoded, possible)
+	if err != nil {
+		g.refuse(w, r, st, org.ID, "", err.Error(), http.StatusForbidden, "Sign-in failed",
+			"The response from your identity provider could not be accepted.", "Try again. If it keeps happening, ask your IT administrator to check the SAML settings.")
+		return
+	}
+
+	returnTo := "/"
+	if ident.InResponseTo != "" {
+		q, err := st.store.ConsumeAuthnRequest(ident.InResponseTo)
+		if err != nil || q.OrgID != org.ID {
+			g.refuse(w, r, st, org.ID, ident.Email, "AuthnRequest already answered", http.StatusBadRequest, "Sign-in failed",
+				"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
+			return
+		}
+		if q.ReturnTo != "" {
+			returnTo = q.ReturnTo
+		}
+	}
+
+	// The asserted identity must be in one of this org's verified domains:
+	// an IdP can only vouch for its own organization's people.
+	if owner, err := st.store.OrgForDomain(samlsp.EmailDomain(ident.Email)); err != nil || owner != org.ID {
+		g.refuse(w, r, st, org.ID, ident.Email, "asserted email outside the org's verified domains", http.StatusForbidden, "Access denied",
+			"Your account's email domain is not verified for this organization.", "Ask your IT administrator.")
+		return
+	}
+
+	user, err := g.linkUser(st.store, org, ident)
+	if errors.Is(err, errIdentityMismatch) {
+		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
+			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account.")
+		return
+	}
+	if err != nil {
+		g.internalError(w, r, "linking user", err)
+		return
+	}
+	if !user.Active {
+		g.refuse(w, r, st, org.ID, ident.Email, "user deactivated", http.StatusForbidden, "Access denied",
+			"Your account is deactivated in your organization's directory.", "Ask your IT administrator.")
+		return
+	}
+	groups := ident.Groups
+	if ident.GroupsOverage {
+		groups = nil
+	}
+	ok, err := authorized(st.store, org, user, groups)
+	if err != nil {
+		g.internalError(w, r, "checking authorization", err)
+		return
+	}
+	if !ok {
+		hint := "Ask your IT administrator to add you to the " + org.AdminGroup.Name + " group."
+		if ident.GroupsOverage {
+			hint = "Your identity provider sent a link to your groups instead of the groups (you are in many groups), and provisioning has not told us your admin group membership. Ask your IT administrator to set up user provisioning (SCIM)."
+		}
+		g.refuse(w, r, st, org.ID, ident.Email, "not in the admin group", http.StatusForbidden, "Access denied",
+			"Your account is not allowed to use this application.", hint)
+		return
+	}
+
+	if _, err := st.sessions.Start(w, r, store.Session{
+		OrgID: org.ID, UserID: user.ID, AuthMethod: authSAML, Groups: groups, NameID: ident.NameID,
+	}, ident.SessionNotOnOrAfter); err != nil {
+		g.internalError(w, r, "starting session", err)
+		return
+	}
+	g.audit(st, r, org.ID, user.UserName, "login.saml", "success", nil)
+	g.logger.Info("signed in", zap.String("org", org.ID), zap.String("user_id", user.ID), zap.String("method", authSAML))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// refuse ends a sign-in attempt with a page, an audit event and a log line
+// that carries the reason (never the assertion).
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayState, orgID, actor, reason string, status int, title, text, hint string) {
+	g.logger.Warn("sign-in refused", zap.String("org", orgID), zap.String("reason", reason), zap.String("remote_ip", clientIP(r)))
+	if actor == "" {
+		actor = "anonymous"
+	}
+	g.audit(st, r, orgID, actor, "login.saml", "denied", map[string]string{"reason": reason})
+	g.message(w, status, title, text, hint, true)
+}
+
+func (g *Gateway) audit(st *gatewayState, r *http.Request, orgID, actor, action, outcome string, details map[string]string) {
+	err := st.store.AppendAudit(&store.AuditEvent{
+		OrgID: orgID, Actor: actor, Action: action, Outcome: outcome, SourceIP: clientIP(r), Details: details,
+	})
+	if err != nil {
+		g.logger.Error("writing audit event", zap.String("action", action), zap.Error(err))
+	}
+}
+
+func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
+	g.logger.Error("internal error", zap.String("during", what), zap.String("path", r.URL.Path), zap.Error(err))
+	g.message(w, http.StatusInternalServerError, "Something went wrong", "The gateway could not complete your request.", "Try again in a moment.", true)
+}
+
+// metadata serves the org's SP metadata, which IT admins import into
+// their IdP while setting up, so it is served before activation too.
+func (g *Gateway) metadata(w http.ResponseWriter, r *http.Request, orgID string) {
+	st, err := g.state()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return
+	}
+	if _, err := st.store.GetOrg(orgID); err != nil {
+		g.message(w, http.StatusNotFound, "Not found", "No such organization.", "", false)
+		return
+	}
+	u := g.app.SPURLs(orgID)
+	md, err := samlsp.Metadata(samlsp.URLs(u), st.spKey, st.spCert)
+	if err != nil {
+		g.internalError(w, r, "rendering metadata", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	_, _ = w.Write(md)
+}
+
+// logout ends the session and shows the sign-in page again.
+func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
+	st, err := g.state()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return
+	}
+	if sess, err := st.sessions.Load(r); err == nil {
+		g.audit(st, r, sess.OrgID, sess.UserID, "logout", "success", nil)
+	}
+	if err := st.sessions.End(w, r); err != nil {
+		g.internalError(w, r, "ending session", err)
+		return
+	}
+	g.pages.Render(w, http.StatusOK, "login", pages.Login{Prefix: g.Prefix, Notice: "You have signed out."})
+}
+
+func (g *Gateway) provider(st *gatewayState, org *store.Org) (*samlsp.Provider, error) {
+	return samlsp.New(samlsp.Config{
+		Org:         org,
+		URLs:        samlsp.URLs(g.app.SPURLs(org.ID)),
+		Key:         st.spKey,
+		Certificate: st.spCert,
+		Replay:      samlsp.NewReplayCache(st.store, org.ID),
+	})
+}
+
+// safeReturn keeps a return URL only if it is a path on this site: it must
+// start with one slash, and not with // or /\ (which browsers read as
+// another host), and carry no scheme or host. Anything else becomes "".
+func safeReturn(raw string) string {
+	if raw == "" || len(raw) > 2048 || raw[0] != '/' {
+		return ""
+	}
+	if len(raw) > 1 && (raw[1] == '/' || raw[1] == '\\') {
+		return ""
+	}
+	if strings.ContainsAny(raw, "\\\r\n\t") {
+		return ""
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
+		return ""
+	}
+	return u.RequestURI()
+}
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+// clientIP is the remote address Caddy determined, honouring its
+// trusted_proxies configuration.
+func clientIP(r *http.Request) string {
+	if v, ok := r.Context().Value(caddyhttp.VarsCtxKey).(map[string]any); ok {
+		if ip, ok := v[caddyhttp.ClientIPVarKey].(string); ok && ip != "" {
+			return ip
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func randomBytes(n int) ([]byte, error) {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		return nil, fmt.Errorf("random: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,77 @@
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ssogate/ssogate/caddymodule/samlsp"
+	"github.com/ssogate/ssogate/store"
+)
+
+// errIdentityMismatch: the email belongs to a user the IdP knows under a
+// different stable ID — a recycled address, or an IdP confusing two people.
+// Signing in would hand one person's account to another.
+var errIdentityMismatch = errors.New("asserted objectidentifier differs from the one on file for this email")
+
+// linkUser finds the user a SAML sign-in is for, or creates them. SCIM
+// provisioning and earlier sign-ins link by the IdP's stable ID first,
+// then by userName or email, so one person never becomes two users.
+func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User, error) {
+	var u *store.User
+	var err error
+	if id.ObjectID != "" {
+		u, err = st.UserByExternalID(org.ID, id.ObjectID)
+	}
+	if u == nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
+		u, err = st.UserByUserName(org.ID, id.Email)
+		if errors.Is(err, store.ErrNotFound) {
+			u, err = st.UserByEmail(org.ID, id.Email)
+		}
+		if err == nil && u.ExternalID != "" && id.ObjectID != "" && u.ExternalID != id.ObjectID {
+			return nil, errIdentityMismatch
+		}
+	}
+	now := time.Now()
+	if errors.Is(err, store.ErrNotFound) {
+		nu := &store.User{
+			OrgID:       org.ID,
+			UserName:    id.Email,
+			ExternalID:  id.ObjectID,
+			Emails:      []store.Email{{Value: id.Email, Type: "work", Primary: true}},
+			DisplayName: id.DisplayName,
+			GivenName:   id.GivenName,
+			FamilyName:  id.FamilyName,
+			Active:      true,
+			Source:      store.SourceSAML,
+			LastLogin:   now,
+		}
+		if err := st.CreateUser(nu); err != nil {
+			return nil, fmt.Errorf("creating user: %w", err)
+		}
+		return nu, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("finding user: %w", err)
+	}
+	return st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
+		if u.ExternalID == "" {
+			u.ExternalID = id.ObjectID
+		}
+		// SCIM is the source of truth for the profile of users it
+		// provisions; for the others the latest assertion is.
+		if u.Source != store.SourceSCIM {
+			if id.DisplayName != "" {
+				u.DisplayName = id.DisplayName
+			}
+			if id.GivenName != "" {
+				u.GivenName = id.GivenName
+			}
+			if id.FamilyName != "" {
+				u.FamilyName = id.FamilyName
+			}
+		}
+		u.LastLogin = now
+		return nil
+	})
+}

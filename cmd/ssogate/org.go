@@ -1,0 +1,294 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+)
+
+// maxFileSize bounds the certificate and metadata files the org commands
+// read; the admin API refuses larger request bodies anyway.
+const maxFileSize = 1 << 20
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "org",
+		Usage: "<command> [--address <interface>] [--config <path> [--adapter <name>]]",
+		Short: "Manages organizations (tenants) of the running gateway",
+		Long: `
+Creates and configures organizations through the admin API of the running
+ssogate (Caddy) instance, under /sso/ on the admin endpoint. The commands
+print the API's JSON response; on an error they print its message and exit
+with a non-zero status.
+
+A typical sequence:
+
+  ssogate org create acme --name "Acme Inc." --owner it@acme.com
+  ssogate org add-domain acme acme.com          # shows the TXT record to publish
+  ssogate org verify-domain acme acme.com       # after publishing it
+  ssogate org set-idp acme --metadata idp-metadata.xml
+  ssogate org set-admin-group acme --name "Gateway admins" --id 00g1abc
+  ssogate org activate acme
+
+The admin endpoint is found as for 'caddy reload': from --address, else from
+the config given with --config (and --adapter), else the default.
+`,
+		CobraFunc: orgCommands,
+	})
+}
+
+// orgCommands builds the `org` sub-commands.
+func orgCommands(cmd *cobra.Command) {
+	pf := cmd.PersistentFlags()
+	pf.String("address", "", "Address of the administration listener, if different from config")
+	pf.StringP("config", "c", "", "Configuration file to read the admin address from")
+	pf.StringP("adapter", "a", "", "Name of config adapter to apply")
+
+	sub := func(use, short string, nargs int, run func(cmd *cobra.Command, args []string) error) *cobra.Command {
+		c := &cobra.Command{Use: use, Short: short, Args: cobra.ExactArgs(nargs), RunE: run}
+		cmd.AddCommand(c)
+		return c
+	}
+
+	sub("list", "Lists organizations", 0, func(c *cobra.Command, _ []string) error {
+		return orgRequest(c, http.MethodGet, "/orgs", nil)
+	})
+
+	create := sub("create <id> --name <name> --owner <email>", "Creates an inactive organization", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, "/orgs", map[string]string{
+				"id":          args[0],
+				"name":        mustFlag(c, "name"),
+				"owner_email": mustFlag(c, "owner"),
+			})
+		})
+	create.Flags().String("name", "", "display name (required)")
+	create.Flags().String("owner", "", "owner's email address (required)")
+	_ = create.MarkFlagRequired("name")
+	_ = create.MarkFlagRequired("owner")
+
+	sub("show <id>", "Shows an organization, its domains, SP URLs and what activation still needs", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodGet, orgPath(args[0]), nil)
+		})
+
+	update := sub("update <id> [--name <name>] [--allow-idp-initiated=<bool>]", "Changes an organization's name or IdP-initiated sign-in", 1,
+		func(c *cobra.Command, args []string) error {
+			body := map[string]any{}
+			if c.Flags().Changed("name") {
+				body["name"] = mustFlag(c, "name")
+			}
+			if c.Flags().Changed("allow-idp-initiated") {
+				v, _ := c.Flags().GetBool("allow-idp-initiated")
+				body["allow_idp_initiated"] = v
+			}
+			if len(body) == 0 {
+				return errors.New("nothing to change: give --name and/or --allow-idp-initiated")
+			}
+			return orgRequest(c, http.MethodPatch, orgPath(args[0]), body)
+		})
+	update.Flags().String("name", "", "new display name")
+	update.Flags().Bool("allow-idp-initiated", false, "accept IdP-initiated (unsolicited) sign-ins")
+
+	sub("delete <id>", "Deletes an organization and all its data", 1, func(c *cobra.Command, args []string) error {
+		return orgRequest(c, http.MethodDelete, orgPath(args[0]), nil)
+	})
+
+	sub("add-domain <id> <domain>", "Claims a domain; prints the DNS TXT record that verifies it", 2,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/domains", map[string]string{"name": args[1]})
+		})
+
+	verify := sub("verify-domain <id> <domain> [--force]", "Checks a domain's DNS TXT record (or, with --force, marks it verified)", 2,
+		func(c *cobra.Command, args []string) error {
+			force, _ := c.Flags().GetBool("force")
+			return orgRequest(c, http.MethodPost, domainPath(args[0], args[1])+"/verify", map[string]bool{"force": force})
+		})
+	verify.Flags().Bool("force", false, "mark the domain verified without a DNS check (operator only)")
+
+	sub("remove-domain <id> <domain>", "Removes a domain from an organization", 2,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodDelete, domainPath(args[0], args[1]), nil)
+		})
+
+	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... | --metadata <file>)",
+		"Sets the organization's SAML IdP", 1, runSetIdP)
+	setIdP.Flags().String("entity-id", "", "IdP entity ID (issuer)")
+	setIdP.Flags().String("sso-url", "", "IdP single sign-on URL (HTTP-Redirect binding)")
+	setIdP.Flags().StringArray("cert", nil, "PEM file of an IdP signing certificate (repeatable)")
+	setIdP.Flags().String("metadata", "", "IdP metadata XML file ('-' for standard input) instead of the three flags above")
+	setIdP.MarkFlagsMutuallyExclusive("metadata", "entity-id")
+	setIdP.MarkFlagsMutuallyExclusive("metadata", "sso-url")
+	setIdP.MarkFlagsMutuallyExclusive("metadata", "cert")
+
+	group := sub("set-admin-group <id> --name <group name> --id <group id>", "Sets the IdP group whose members may sign in", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPut, orgPath(args[0])+"/admin-group", map[string]string{
+				"name": mustFlag(c, "name"),
+				"id":   mustFlag(c, "id"),
+			})
+		})
+	group.Flags().String("name", "", "the group's name at the IdP (required)")
+	group.Flags().String("id", "", "the group's ID at the IdP (required)")
+	_ = group.MarkFlagRequired("name")
+	_ = group.MarkFlagRequired("id")
+
+	sub("activate <id>", "Turns on SSO for an organization (refused with what is missing)", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/activate", nil)
+		})
+
+	sub("deactivate <id>", "Turns off SSO for an organization and ends its SSO sessions", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/deactivate", nil)
+		})
+
+	audit := sub("audit <id> [--limit <n>]", "Shows an organization's latest audit events", 1,
+		func(c *cobra.Command, args []string) error {
+			p := orgPath(args[0]) + "/audit"
+			if limit, _ := c.Flags().GetInt("limit"); limit > 0 {
+				p += "?limit=" + strconv.Itoa(limit)
+			}
+			return orgRequest(c, http.MethodGet, p, nil)
+		})
+	audit.Flags().Int("limit", 0, "number of events (default 50)")
+}
+
+func runSetIdP(c *cobra.Command, args []string) error {
+	if md, _ := c.Flags().GetString("metadata"); md != "" {
+		doc, err := readInput(md)
+		if err != nil {
+			return err
+		}
+		return orgRequest(c, http.MethodPut, orgPath(args[0])+"/idp", map[string]string{"metadata_xml": string(doc)})
+	}
+	files, _ := c.Flags().GetStringArray("cert")
+	certs := make([]string, 0, len(files))
+	for _, f := range files {
+		b, err := readInput(f)
+		if err != nil {
+			return err
+		}
+		certs = append(certs, string(b))
+	}
+	return orgRequest(c, http.MethodPut, orgPath(args[0])+"/idp", map[string]any{
+		"entity_id":    mustFlag(c, "entity-id"),
+		"sso_url":      mustFlag(c, "sso-url"),
+		"certificates": certs,
+	})
+}
+
+func mustFlag(c *cobra.Command, name string) string {
+	v, _ := c.Flags().GetString(name)
+	return v
+}
+
+func orgPath(id string) string { return "/orgs/" + url.PathEscape(id) }
+
+func domainPath(id, domain string) string {
+	return orgPath(id) + "/domains/" + url.PathEscape(domain)
+}
+
+// readInput reads a file, or standard input for "-", up to maxFileSize.
+func readInput(name string) ([]byte, error) {
+	var r io.Reader
+	if name == "-" {
+		r = os.Stdin
+	} else {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	b, err := io.ReadAll(io.LimitReader(r, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if len(b) > maxFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, maxFileSize)
+	}
+	return b, nil
+}
+
+// orgRequest sends one request to the organization API on the admin
+// endpoint and prints the JSON response.
+func orgRequest(c *cobra.Command, method, path string, body any) error {
+	address, _ := c.Flags().GetString("address")
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	if err != nil {
+		return fmt.Errorf("couldn't determine admin API address: %w", err)
+	}
+	var rdr io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rdr = bytes.NewReader(b)
+	}
+	resp, err := caddycmd.AdminAPIRequest(adminAddr, method, "/sso"+path, nil, rdr)
+	if err != nil {
+		return apiError(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("reading response: %w", err)
+	}
+	if len(bytes.TrimSpace(out)) == 0 {
+		return nil
+	}
+	var pretty bytes.Buffer
+	if json.Indent(&pretty, bytes.TrimSpace(out), "", "  ") != nil {
+		pretty.Reset()
+		pretty.Write(bytes.TrimSpace(out))
+	}
+	pretty.WriteByte('\n')
+	_, err = c.OutOrStdout().Write(pretty.Bytes())
+	return err
+}
+
+// adminErrorPattern matches the error caddycmd.AdminAPIRequest returns
+// for a 4xx/5xx response, which embeds the response body.
+var adminErrorPattern = regexp.MustCompile(`(?s)HTTP (\d{3}): (.*)$`)
+
+// apiError turns an admin API error response into the message it carries,
+// such as `name: "com" is a public suffix; ...`.
+func apiError(err error) error {
+	m := adminErrorPattern.FindStringSubmatch(err.Error())
+	if m == nil {
+		return err
+	}
+	var body struct {
+		Error   string   `json:"error"`
+		Field   string   `json:"field"`
+		Missing []string `json:"missing"`
+	}
+	if json.Unmarshal([]byte(m[2]), &body) != nil || body.Error == "" {
+		return err
+	}
+	msg := body.Error
+	if body.Field != "" {
+		msg = body.Field + ": " + msg
+	}
+	msg += " (HTTP " + m[1] + ")"
+	if len(body.Missing) > 0 {
+		msg += "; missing:\n  - " + strings.Join(body.Missing, "\n  - ")
+	}
+	return errors.New(msg)
+}

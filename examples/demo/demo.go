@@ -1,0 +1,276 @@
+// Package demo runs a complete ssogate installation in one process: the
+// gateway (Caddy with the sso app and sso_gateway handler in front of a
+// reverse proxy), a demo SAML IdP and a demo upstream that shows the
+// identity headers it receives, with one active organization set up
+// through the operator admin API. `ssogate demo` runs it for people; the
+// end-to-end tests run it for the test suite.
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ssogate/ssogate/examples/demoidp"
+	"github.com/ssogate/ssogate/examples/upstream"
+)
+
+// Demo defaults, printed by `ssogate demo` and listed in the README.
+const (
+	DefaultGateway  = "127.0.0.1:8080"
+	DefaultIdP      = "127.0.0.1:8081"
+	DefaultUpstream = "127.0.0.1:8082"
+	DefaultAdmin    = "localhost:2019"
+	DefaultPassword = "demo-password"
+
+	OrgID          = "example"
+	Domain         = "example.com"
+	AdminGroupName = "ssogate-admins"
+	AdminGroupID   = "00g1demoadmins"
+	AliceEmail     = "alice@example.com"
+	BobEmail       = "bob@example.com"
+)
+
+// Config says where each part listens.
+type Config struct {
+	Gateway, IdP, Upstream, Admin string // listen addresses (host:port)
+	DataDir                       string // the store lives in DataDir/db
+	Password                      string // of the demo users
+	// LogLevel of Caddy's default logger (e.g. "INFO", "WARN").
+	LogLevel string
+	// ExtraGatewayConfig, when set, replaces the sso_gateway handler JSON
+	// (tests use it to try header presets).
+	GatewayHandler map[string]any
+}
+
+// Env is a running demo.
+type Env struct {
+	GatewayURL, IdPURL, UpstreamURL, AdminURL string
+	IdP                                       *demoidp.IdP
+
+	cfg     Config
+	servers []*http.Server
+}
+
+// Start brings everything up and returns once the organization is ready.
+func Start(ctx context.Context, cfg Config) (*Env, error) {
+	if cfg.Gateway == "" {
+		cfg.Gateway = DefaultGateway
+	}
+	if cfg.IdP == "" {
+		cfg.IdP = DefaultIdP
+	}
+	if cfg.Upstream == "" {
+		cfg.Upstream = DefaultUpstream
+	}
+	if cfg.Admin == "" {
+		cfg.Admin = DefaultAdmin
+	}
+	if cfg.Password == "" {
+		cfg.Password = DefaultPassword
+	}
+	if cfg.LogLevel == "" {
+		cfg.LogLevel = "INFO"
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("demo: DataDir is required")
+	}
+	e := &Env{
+		cfg:         cfg,
+		GatewayURL:  "http://" + cfg.Gateway,
+		IdPURL:      "http://" + cfg.IdP,
+		UpstreamURL: "http://" + cfg.Upstream,
+		AdminURL:    "http://" + cfg.Admin,
+	}
+
+	idp, err := demoidp.New(demoidp.Config{
+		BaseURL: e.IdPURL,
+		Users: []demoidp.User{
+			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, "staff"}},
+			{Email: BobEmail, Password: cfg.Password, DisplayName: "Bob Builder", GivenName: "Bob", FamilyName: "Builder", Groups: []string{"staff"}},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("demo: IdP: %w", err)
+	}
+	e.IdP = idp
+	if err := e.serve(cfg.IdP, idp.Handler()); err != nil {
+		return nil, err
+	}
+	if err := e.serve(cfg.Upstream, upstream.Handler(nil)); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	if err := caddy.Load(e.caddyConfig(), true); err != nil {
+		e.Stop()
+		return nil, fmt.Errorf("demo: starting gateway: %w", err)
+	}
+	if err := e.setUpOrg(ctx); err != nil {
+		e.Stop()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Env) serve(addr string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("demo: listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	e.servers = append(e.servers, srv)
+	go func() { _ = srv.Serve(ln) }()
+	return nil
+}
+
+// Stop shuts everything down and releases the store.
+func (e *Env) Stop() {
+	_ = caddy.Stop()
+	for _, s := range e.servers {
+		_ = s.Close()
+	}
+}
+
+// CaddyConfig is the gateway's JSON config, for reloads in tests.
+func (e *Env) CaddyConfig() []byte { return e.caddyConfig() }
+
+func (e *Env) caddyConfig() []byte {
+	gw := e.cfg.GatewayHandler
+	if gw == nil {
+		gw = map[string]any{"handler": "sso_gateway"}
+	}
+	cfg := map[string]any{
+		"admin": map[string]any{
+			"listen": e.cfg.Admin,
+			"config": map[string]any{"persist": false},
+		},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": e.cfg.LogLevel}}},
+		"apps": map[string]any{
+			"sso": map[string]any{
+				"storage_path": filepath.Join(e.cfg.DataDir, "db"),
+				"base_url":     e.GatewayURL,
+			},
+			"http": map[string]any{
+				"grace_period": "1s",
+				"servers": map[string]any{
+					"gateway": map[string]any{
+						"listen":          []string{e.cfg.Gateway},
+						"automatic_https": map[string]any{"disable": true},
+						"routes": []any{map[string]any{"handle": []any{
+							gw,
+							map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": e.cfg.Upstream}}},
+						}}},
+					},
+				},
+			},
+		},
+	}
+	out, _ := json.Marshal(cfg)
+	return out
+}
+
+// setUpOrg configures the demo organization the way an operator would,
+// through the admin API, then tells the IdP about the gateway's SP.
+func (e *Env) setUpOrg(ctx context.Context) error {
+	base := e.AdminURL + "/sso/orgs"
+	if _, err := e.Admin(ctx, http.MethodGet, base+"/"+OrgID, nil); err == nil {
+		// Kept from an earlier run with the same data directory.
+	} else {
+		steps := []struct {
+			method, path string
+			body         any
+		}{
+			{http.MethodPost, base, map[string]any{"id": OrgID, "name": "Example Inc.", "owner_email": AliceEmail}},
+			{http.MethodPost, base + "/" + OrgID + "/domains", map[string]any{"name": Domain}},
+			{http.MethodPost, base + "/" + OrgID + "/domains/" + Domain + "/verify", map[string]any{"force": true}},
+			{http.MethodPut, base + "/" + OrgID + "/admin-group", map[string]any{"name": AdminGroupName, "id": AdminGroupID}},
+		}
+		for _, s := range steps {
+			if _, err := e.Admin(ctx, s.method, s.path, s.body); err != nil {
+				return err
+			}
+		}
+	}
+	// The IdP's key is new on every start, so its settings are refreshed.
+	if _, err := e.Admin(ctx, http.MethodPut, base+"/"+OrgID+"/idp", map[string]any{
+		"entity_id": e.IdP.EntityID(), "sso_url": e.IdP.SSOURL(), "certificates": []string{e.IdP.CertificatePEM()},
+	}); err != nil {
+		return err
+	}
+	if _, err := e.Admin(ctx, http.MethodPost, base+"/"+OrgID+"/activate", nil); err != nil {
+		return err
+	}
+	md, err := e.get(ctx, e.GatewayURL+"/sso/saml/"+OrgID+"/metadata")
+	if err != nil {
+		return fmt.Errorf("demo: fetching SP metadata: %w", err)
+	}
+	if err := e.IdP.RegisterServiceProvider(OrgID, md); err != nil {
+		return fmt.Errorf("demo: registering SP with IdP: %w", err)
+	}
+	return nil
+}
+
+// Admin calls the operator admin API and returns the response body; a
+// non-2xx status is an error carrying the body.
+func (e *Env) Admin(ctx context.Context, method, url string, body any) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("demo: admin API %s %s: %w", method, url, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if resp.StatusCode/100 != 2 {
+		return out, fmt.Errorf("demo: admin API %s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+func (e *Env) get(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return b, nil
+}
+
+// TempDataDir makes a fresh data directory for a demo run.
+func TempDataDir() (string, error) {
+	return os.MkdirTemp("", "ssogate-demo-")
+}

@@ -1,0 +1,59 @@
+// Package store is ssogate's persistence: an embedded Badger database holding
+// organizations, domains, users, groups, sessions, outstanding SAML
+// AuthnRequests, the assertion replay cache, audit events and gateway-wide
+// secrets. It is the only package that imports Badger; no Badger type or
+// bare Badger error crosses its API.
+//
+// # Guarantees
+//
+// Every acknowledged write is synced to disk (Badger's SyncWrites), except
+// TouchSession, whose LastSeen updates are buffered for about a second and
+// written in one synced batch (a crash may lose that second of touches).
+// Records and their secondary indexes change in the same transaction, so an
+// index never points at a missing record or misses a present one. A
+// transaction that loses a race with a concurrent one (badger.ErrConflict)
+// is retried from scratch, which is why the update callbacks of UpdateOrg,
+// UpdateUser and friends may run more than once and must not call back
+// into the Store. Every value returned is a fresh copy the caller may
+// modify.
+//
+// Tenant data is scoped by organization in the key itself, and everything
+// that creates tenant data first checks that the organization exists in the
+// same transaction, so nothing can be added to an organization that
+// DeleteOrg is removing.
+//
+// # Key layout
+//
+// Values are JSON. Keys are "/"-separated; each variable segment is escaped
+// ('%' as "%25", '/' as "%2F") so that it never contains '/', and a prefix
+// scan of "<prefix>/<org>/" therefore never reaches another organization.
+//
+//	org/<org>                        Org
+//	orgx/<org>                       existence marker, written only by CreateOrg and DeleteOrg
+//	orgdel/<org>                     deletion in progress (the purge resumes on Open)
+//	dom/<org>/<domain>               Domain
+//	vdom/<domain>                    org ID holding the verified domain (at most one)
+//	user/<org>/<user>                User
+//	uname/<org>/<lower userName>     user ID (unique)
+//	uext/<org>/<externalId>          user ID (unique)
+//	umail/<org>/<lower email>/<user> user ID, one key per user and address (not unique)
+//	grp/<org>/<group>                Group
+//	gname/<org>/<lower displayName>  group ID (unique)
+//	gext/<org>/<externalId>          group ID (unique)
+//	gmem/<org>/<user>/<group>        membership (GroupsOfUser scans one user, IsMember reads one key)
+//	count/users/<org>                number of users
+//	count/groups/<org>               number of groups
+//	sess/<session>                   Session, Badger TTL = ExpiresAt
+//	sessorg/<org>/<session>          {user, auth method}, same TTL
+//	sessuser/<org>/<user>/<session>  marker, same TTL
+//	authn/<request>                  AuthnRequest, Badger TTL = ExpiresAt
+//	authnb/<binding>/<request>       marker, same TTL
+//	authnorg/<org>/<request>         marker, same TTL
+//	replay/<key>                     expiry time, Badger TTL = expiry
+//	audit/<org>/<time>/<event>       AuditEvent; <org> is empty for gateway-wide events,
+//	                                 <time> is ^UnixNano in hex so that scans run newest first
+//	secret/<name>                    secret bytes
+//
+// Badger's TTL has one-second granularity, so records with an expiry are also
+// checked against their own ExpiresAt when read.
+package store

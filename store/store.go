@@ -1,0 +1,513 @@
+package store
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
+)
+
+// Options tune Open.
+type Options struct {
+	// Logger receives Badger's warnings and errors and the store's own
+	// background-task failures. Nil disables logging.
+	Logger *zap.Logger
+
+	// GCInterval is how often the value log is garbage-collected.
+	// 0 means 10 minutes; a negative value disables value-log GC.
+	GCInterval time.Duration
+}
+
+const (
+	defaultGCInterval = 10 * time.Minute
+
+	// touchFlushInterval is how long a TouchSession may wait in memory
+	// before it is written. Losing up to this much LastSeen progress in a
+	// crash is harmless; syncing every request's touch would not be.
+	touchFlushInterval = time.Second
+	// maxPendingTouches triggers an early flush so the buffer stays small.
+	maxPendingTouches = 50_000
+	// touchesPerTxn keeps a flush transaction well under Badger's size limit.
+	touchesPerTxn = 1000
+
+	// replayMinRetention is the shortest time ConsumeOnce remembers a key,
+	// whatever expiresAt says. A caller whose clock is skewed or fake (SAML
+	// tests pin the clock in the past) must not get a replay window.
+	replayMinRetention = time.Minute
+
+	// maxTxnAttempts bounds the retries of a transaction that lost a
+	// Badger conflict to a concurrent writer.
+	maxTxnAttempts = 50
+
+	// purgeBatch is how many keys one deletion transaction removes at most.
+	purgeBatch = 5000
+
+	// defaultAuditLimit applies when ListAudit is called with limit <= 0.
+	defaultAuditLimit = 100
+)
+
+var orgIDPattern = regexp.MustCompile(`^[a-z0-9-]{2,40}$`)
+
+// Store is ssogate's database: a Badger key-value store with JSON values and
+// secondary indexes kept in the same transaction as their records. It is
+// safe for concurrent use. See the package documentation for the key layout.
+type Store struct {
+	db  *badger.DB
+	log *zap.Logger
+
+	// mu guards closed. Every operation holds it for reading while it uses
+	// db, so Close (which takes it for writing) waits for them to finish
+	// and no operation ever reaches a closed Badger handle.
+	mu     sync.RWMutex
+	closed bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+
+	// Buffered TouchSession updates: touches is filled by TouchSession,
+	// flushing holds the batch being written so GetSession still sees it.
+	touchMu    sync.Mutex
+	touches    map[string]time.Time
+	flushing   map[string]time.Time
+	flushNow   chan struct{}
+	replayKeep time.Duration // replayMinRetention; shorter in tests
+}
+
+// Open opens the database in dir, creating it if needed. Writes are synced
+// to disk before they are acknowledged (except TouchSession, see there).
+// Only one Store may have dir open at a time: Badger locks the directory.
+func Open(dir string, opts Options) (*Store, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("store: open: empty directory: %w", ErrInvalid)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	bopts := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithMetricsEnabled(false).
+		WithLoggingLevel(badger.WARNING).
+		WithLogger(nil) // the default logger writes to stderr
+	if opts.Logger != nil {
+		bopts = bopts.WithLogger(badgerLogger{opts.Logger.Named("badger")})
+	}
+	db, err := badger.Open(bopts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	s := &Store{
+		db:         db,
+		log:        log,
+		stop:       make(chan struct{}),
+		touches:    make(map[string]time.Time),
+		flushNow:   make(chan struct{}, 1),
+		replayKeep: replayMinRetention,
+	}
+	// Finish organization deletions a crash interrupted, before anyone can
+	// see their leftovers.
+	if err := s.resumePurges(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+
+	s.wg.Add(1)
+	go s.touchFlusher()
+	gcEvery := opts.GCInterval
+	if gcEvery == 0 {
+		gcEvery = defaultGCInterval
+	}
+	if gcEvery > 0 {
+		s.wg.Add(1)
+		go s.valueLogGC(gcEvery)
+	}
+	return s, nil
+}
+
+// Close flushes buffered session touches, stops the background tasks and
+// closes the database, waiting for operations in flight. Calling it again
+// returns ErrClosed, as does every other method after Close.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+
+	close(s.stop)
+	s.wg.Wait()
+	s.flushTouches()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// enter marks the start of an operation; leave must follow when enter
+// succeeded.
+func (s *Store) enter() error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+func (s *Store) leave() { s.mu.RUnlock() }
+
+func (s *Store) valueLogGC(every time.Duration) {
+	defer s.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		// One call rewrites at most one file; repeat while it finds work.
+		for {
+			err := s.db.RunValueLogGC(0.5)
+			if err == nil {
+				select {
+				case <-s.stop:
+					return
+				default:
+					continue
+				}
+			}
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log GC failed", zap.Error(err))
+			}
+			break
+		}
+	}
+}
+
+// badgerLogger forwards Badger's warnings and errors to zap. Info and debug
+// messages (compaction chatter) are dropped.
+type badgerLogger struct{ l *zap.Logger }
+
+func (b badgerLogger) Errorf(f string, v ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, v...)))
+}
+
+func (b badgerLogger) Warningf(f string, v ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, v...)))
+}
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
+
+// now is the store's clock: UTC without a monotonic reading, so a time set
+// by the store compares equal to the same time read back from JSON.
+func now() time.Time { return time.Now().UTC().Round(0) }
+
+// update runs fn in a read-write transaction and commits it, retrying from
+// scratch when Badger reports a conflict with a concurrent transaction (fn
+// must therefore be safe to run more than once). fn's own errors abort the
+// transaction and are returned unchanged.
+func (s *Store) update(op string, fn func(txn *badger.Txn) error) error {
+	for attempt := 1; ; attempt++ {
+		err := s.tryUpdate(fn)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		if attempt >= maxTxnAttempts {
+			return fmt.Errorf("store: %s: too much contention, gave up after %d attempts: %w", op, attempt, err)
+		}
+		// Back off with jitter so that contenders do not collide again.
+		backoff := time.Duration(min(attempt, 10)) * 200 * time.Microsecond
+		time.Sleep(backoff + rand.N(backoff))
+	}
+}
+
+func (s *Store) tryUpdate(fn func(txn *badger.Txn) error) error {
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	if err := fn(txn); err != nil {
+		return err
+	}
+	if err := txn.Commit(); err != nil {
+		if errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// view runs fn in a read-only transaction.
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	return fn(txn)
+}
+
+// ---- keys ----------------------------------------------------------------
+
+// Key prefixes. Every key is "<prefix>/<segment>/<segment>...", each segment
+// escaped by esc so that it never contains '/'.
+const (
+	pOrg      = "org"
+	pOrgLive  = "orgx"
+	pOrgDel   = "orgdel"
+	pDom      = "dom"
+	pVDom     = "vdom"
+	pUser     = "user"
+	pUName    = "uname"
+	pUExt     = "uext"
+	pUMail    = "umail"
+	pGrp      = "grp"
+	pGName    = "gname"
+	pGExt     = "gext"
+	pGMem     = "gmem"
+	pSess     = "sess"
+	pSessOrg  = "sessorg"
+	pSessUser = "sessuser"
+	pAuthn    = "authn"
+	pAuthnB   = "authnb"
+	pAuthnOrg = "authnorg"
+	pReplay   = "replay"
+	pAudit    = "audit"
+	pSecret   = "secret"
+	pCount    = "count"
+)
+
+// esc percent-encodes '%' and '/' so that a segment can sit anywhere in a
+// key and a prefix scan ending in '/' matches exactly one segment value.
+func esc(s string) string {
+	if !strings.ContainsAny(s, "%/") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "%", "%25")
+	return strings.ReplaceAll(s, "/", "%2F")
+}
+
+func unesc(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	s = strings.ReplaceAll(s, "%2F", "/")
+	return strings.ReplaceAll(s, "%25", "%")
+}
+
+// key builds "<prefix>/<esc(seg)>/...".
+func key(prefix string, segs ...string) []byte {
+	var b bytes.Buffer
+	b.WriteString(prefix)
+	for _, seg := range segs {
+		b.WriteByte('/')
+		b.WriteString(esc(seg))
+	}
+	return b.Bytes()
+}
+
+// scanPrefix is key(...) plus a trailing '/': the prefix of every key one
+// level below.
+func scanPrefix(prefix string, segs ...string) []byte {
+	return append(key(prefix, segs...), '/')
+}
+
+// lastSegment returns the unescaped segment after the last '/' of k.
+func lastSegment(k []byte) string {
+	i := bytes.LastIndexByte(k, '/')
+	return unesc(string(k[i+1:]))
+}
+
+// fold is the case-insensitive form used by the userName, displayName and
+// email indexes.
+func fold(s string) string { return strings.ToLower(s) }
+
+// ---- values ----------------------------------------------------------------
+
+// ttlSeconds converts an absolute expiry into Badger's Unix-seconds TTL,
+// rounded up so that Badger never drops a record before the store's own
+// ExpiresAt check would.
+func ttlSeconds(t time.Time) uint64 {
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	if sec <= 0 {
+		return 1
+	}
+	return uint64(sec)
+}
+
+func getJSON(txn *badger.Txn, k []byte, v any) error {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: read %q: %w", k, err)
+	}
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+		return fmt.Errorf("store: decode %q: %w", k, err)
+	}
+	return nil
+}
+
+func exists(txn *badger.Txn, k []byte) (bool, error) {
+	_, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: read %q: %w", k, err)
+	}
+	return true, nil
+}
+
+// setJSON stores v under k; expiresAt (Unix seconds, 0 = never) becomes the
+// record's Badger TTL.
+func setJSON(txn *badger.Txn, k []byte, v any, expiresAt uint64) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("store: encode %q: %w", k, err)
+	}
+	e := badger.NewEntry(k, b)
+	e.ExpiresAt = expiresAt
+	if err := txn.SetEntry(e); err != nil {
+		return nil, fmt.Errorf("store: write %q: %w", k, err)
+	}
+	return b, nil
+}
+
+func del(txn *badger.Txn, k []byte) error {
+	if err := txn.Delete(k); err != nil {
+		return fmt.Errorf("store: delete %q: %w", k, err)
+	}
+	return nil
+}
+
+// keysWithPrefix lists the keys under p (copies), at most limit (<= 0: all),
+// starting at from (nil: at p).
+func keysWithPrefix(txn *badger.Txn, p, from []byte, limit int) [][]byte {
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false
+	opts.Prefix = p
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	if from == nil {
+		from = p
+	}
+	var keys [][]byte
+	for it.Seek(from); it.ValidForPrefix(p); it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil))
+		if limit > 0 && len(keys) >= limit {
+			break
+		}
+	}
+	return keys
+}
+
+// listJSON decodes the values under p in key order, skipping offset of them
+// and returning at most limit (< 0: all). decode is called per value.
+func listJSON(txn *badger.Txn, p []byte, offset, limit int, decode func([]byte) error) error {
+	if limit == 0 {
+		return nil
+	}
+	opts := badger.DefaultIteratorOptions
+	opts.PrefetchValues = false // skipped entries need no value
+	opts.Prefix = p
+	it := txn.NewIterator(opts)
+	defer it.Close()
+	n := 0
+	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+		if offset > 0 {
+			offset--
+			continue
+		}
+		item := it.Item()
+		if err := item.Value(decode); err != nil {
+			return fmt.Errorf("store: decode %q: %w", item.Key(), err)
+		}
+		n++
+		if limit > 0 && n >= limit {
+			break
+		}
+	}
+	return nil
+}
+
+// counter reads the integer under k (0 if absent).
+func counter(txn *badger.Txn, k []byte) (int, error) {
+	var n int
+	if err := getJSON(txn, k, &n); err != nil && !errors.Is(err, ErrNotFound) {
+		return 0, err
+	}
+	return n, nil
+}
+
+func addCounter(txn *badger.Txn, k []byte, delta int) error {
+	n, err := counter(txn, k)
+	if err != nil {
+		return err
+	}
+	n += delta
+	if n < 0 {
+		n = 0
+	}
+	_, err = setJSON(txn, k, n, 0)
+	return err
+}
+
+// ---- validation --------------------------------------------------------------
+
+func invalid(op, format string, args ...any) error {
+	return fmt.Errorf("store: %s: %s: %w", op, fmt.Sprintf(format, args...), ErrInvalid)
+}
+
+// need returns an ErrInvalid error naming the first empty value of pairs
+// (name, value, name, value, ...).
+func need(op string, pairs ...string) error {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if pairs[i+1] == "" {
+			return invalid(op, "empty %s", pairs[i])
+		}
+	}
+	return nil
+}
+
+// requireOrg fails with ErrNotFound unless the organization exists. It
+// reads the org's existence marker rather than its record, so that frequent
+// org updates do not conflict with every transaction that checks the org,
+// while DeleteOrg (which removes the marker) still does.
+func requireOrg(txn *badger.Txn, op, orgID string) error {
+	ok, err := exists(txn, key(pOrgLive, orgID))
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("store: %s: organization %q: %w", op, orgID, ErrNotFound)
+	}
+	return nil
+}
+
+func notFound(op, what, id string) error {
+	return fmt.Errorf("store: %s: %s %q: %w", op, what, id, ErrNotFound)
+}
+
+// wrapNotFound turns a bare ErrNotFound from getJSON into one that names
+// the missing record.
+func wrapNotFound(err error, op, what, id string) error {
+	if err == ErrNotFound {
+		return notFound(op, what, id)
+	}
+	return err
+}

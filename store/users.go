@@ -1,0 +1,394 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+)
+
+// userIndex is one secondary-index key of a user. Unique keys (userName,
+// externalId) admit one user; email keys carry the user ID as their last
+// segment, so several users may share an address.
+type userIndex struct {
+	key    []byte
+	unique bool
+	what   string // for error messages
+}
+
+func userIndexes(u *User) []userIndex {
+	idx := []userIndex{{key: key(pUName, u.OrgID, fold(u.UserName)), unique: true, what: fmt.Sprintf("userName %q", u.UserName)}}
+	if u.ExternalID != "" {
+		idx = append(idx, userIndex{key: key(pUExt, u.OrgID, u.ExternalID), unique: true, what: fmt.Sprintf("externalId %q", u.ExternalID)})
+	}
+	seen := map[string]bool{}
+	for _, e := range u.Emails {
+		m := fold(e.Value)
+		if m == "" || seen[m] {
+			continue
+		}
+		seen[m] = true
+		idx = append(idx, userIndex{key: key(pUMail, u.OrgID, m, u.ID)})
+	}
+	return idx
+}
+
+// writeUserIndexes adds the index keys in add that are not in keep, failing
+// with ErrConflict when a unique key belongs to another user.
+func writeUserIndexes(txn *badger.Txn, op string, u *User, add []userIndex, keep map[string]bool) error {
+	for _, ix := range add {
+		if keep[string(ix.key)] {
+			continue
+		}
+		if ix.unique {
+			var holder string
+			err := getJSON(txn, ix.key, &holder)
+			if err == nil && holder != u.ID {
+				return fmt.Errorf("store: %s: %s already used in organization %q: %w", op, ix.what, u.OrgID, ErrConflict)
+			}
+			if err != nil && err != ErrNotFound {
+				return err
+			}
+		}
+		if _, err := setJSON(txn, ix.key, u.ID, 0); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkUser(op string, u *User) error {
+	if err := need(op, "org id", u.OrgID, "userName", u.UserName); err != nil {
+		return err
+	}
+	for _, e := range u.Emails {
+		if e.Value == "" {
+			return invalid(op, "empty email address")
+		}
+	}
+	return nil
+}
+
+// CreateUser stores a new user of u.OrgID. It assigns a random UUID when
+// u.ID is empty and sets Created and Updated when zero; u is updated in
+// place on success. ErrConflict if the userName (case-insensitively) or
+// externalId (exactly) is used by another user of the org; ErrExists if the
+// ID is taken; ErrNotFound if the org does not exist.
+func (s *Store) CreateUser(u *User) error {
+	const op = "create user"
+	if u == nil {
+		return invalid(op, "nil user")
+	}
+	if err := checkUser(op, u); err != nil {
+		return err
+	}
+	c := *u
+	if c.ID == "" {
+		c.ID = uuid.NewString()
+	}
+	if c.Created.IsZero() {
+		c.Created = now()
+	}
+	if c.Updated.IsZero() {
+		c.Updated = c.Created
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	err := s.update(op, func(txn *badger.Txn) error {
+		if err := requireOrg(txn, op, c.OrgID); err != nil {
+			return err
+		}
+		return putNewUser(txn, op, &c)
+	})
+	if err != nil {
+		return err
+	}
+	*u = c
+	return nil
+}
+
+func putNewUser(txn *badger.Txn, op string, u *User) error {
+	k := key(pUser, u.OrgID, u.ID)
+	if ok, err := exists(txn, k); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("store: %s: user %q: %w", op, u.ID, ErrExists)
+	}
+	if err := writeUserIndexes(txn, op, u, userIndexes(u), nil); err != nil {
+		return err
+	}
+	if _, err := setJSON(txn, k, u, 0); err != nil {
+		return err
+	}
+	return addCounter(txn, key(pCount, "users", u.OrgID), 1)
+}
+
+// GetUser returns the user, or ErrNotFound.
+func (s *Store) GetUser(orgID, id string) (*User, error) {
+	const op = "get user"
+	if err := need(op, "org id", orgID, "user id", id); err != nil {
+		return nil, err
+	}
+	return s.userVia(op, orgID, func(*badger.Txn) (string, error) { return id, nil })
+}
+
+// UserByUserName finds a user by userName, case-insensitively.
+func (s *Store) UserByUserName(orgID, userName string) (*User, error) {
+	const op = "user by userName"
+	if err := need(op, "org id", orgID, "userName", userName); err != nil {
+		return nil, err
+	}
+	return s.userVia(op, orgID, indexLookup(op, key(pUName, orgID, fold(userName)), "userName", userName))
+}
+
+// UserByExternalID finds a user by externalId (exact match).
+func (s *Store) UserByExternalID(orgID, externalID string) (*User, error) {
+	const op = "user by externalId"
+	if err := need(op, "org id", orgID, "externalId", externalID); err != nil {
+		return nil, err
+	}
+	return s.userVia(op, orgID, indexLookup(op, key(pUExt, orgID, externalID), "externalId", externalID))
+}
+
+// UserByEmail finds a user by any of their email addresses,
+// case-insensitively. Addresses need not be unique: when several users of
+// the org share one, the oldest user (earliest Created, then lowest ID)
+// is returned.
+func (s *Store) UserByEmail(orgID, email string) (*User, error) {
+	const op = "user by email"
+	if err := need(op, "org id", orgID, "email", email); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var best *User
+	err := s.view(func(txn *badger.Txn) error {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, fold(email)), nil, 0) {
+			u := new(User)
+			if err := getJSON(txn, key(pUser, orgID, lastSegment(k)), u); err != nil {
+				if err == ErrNotFound {
+					continue // cannot happen while indexes are kept in step
+				}
+				return err
+			}
+			if best == nil || u.Created.Before(best.Created) || (u.Created.Equal(best.Created) && u.ID < best.ID) {
+				best = u
+			}
+		}
+		if best == nil {
+			return notFound(op, "email", email)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return best, nil
+}
+
+// indexLookup returns a resolver reading a user ID from an index key.
+func indexLookup(op string, k []byte, what, val string) func(*badger.Txn) (string, error) {
+	return func(txn *badger.Txn) (string, error) {
+		var id string
+		if err := getJSON(txn, k, &id); err != nil {
+			return "", wrapNotFound(err, op, what, val)
+		}
+		return id, nil
+	}
+}
+
+func (s *Store) userVia(op, orgID string, resolve func(*badger.Txn) (string, error)) (*User, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	u := new(User)
+	err := s.view(func(txn *badger.Txn) error {
+		id, err := resolve(txn)
+		if err != nil {
+			return err
+		}
+		return wrapNotFound(getJSON(txn, key(pUser, orgID, id), u), op, "user", id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+// UpdateUser applies fn to the user in one transaction (see UpdateOrg for
+// fn's contract) and keeps the userName, externalId and email indexes in
+// step. ID and OrgID cannot change; Updated is set. ErrConflict if the new
+// userName or externalId belongs to another user of the org.
+func (s *Store) UpdateUser(orgID, id string, fn func(*User) error) (*User, error) {
+	const op = "update user"
+	if err := need(op, "org id", orgID, "user id", id); err != nil {
+		return nil, err
+	}
+	if fn == nil {
+		return nil, invalid(op, "nil update function")
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var stored []byte
+	err := s.update(op, func(txn *badger.Txn) error {
+		k := key(pUser, orgID, id)
+		old := new(User)
+		if err := getJSON(txn, k, old); err != nil {
+			return wrapNotFound(err, op, "user", id)
+		}
+		u := new(User)
+		if err := getJSON(txn, k, u); err != nil { // fn gets its own copy
+			return err
+		}
+		if err := fn(u); err != nil {
+			return err
+		}
+		if u.ID != id || u.OrgID != orgID {
+			return invalid(op, "user ID and organization are immutable")
+		}
+		if err := checkUser(op, u); err != nil {
+			return err
+		}
+		u.Updated = now()
+
+		oldIdx, newIdx := userIndexes(old), userIndexes(u)
+		keep := map[string]bool{}
+		for _, ix := range oldIdx {
+			keep[string(ix.key)] = true
+		}
+		wanted := map[string]bool{}
+		for _, ix := range newIdx {
+			wanted[string(ix.key)] = true
+		}
+		for _, ix := range oldIdx {
+			if !wanted[string(ix.key)] {
+				if err := del(txn, ix.key); err != nil {
+					return err
+				}
+			}
+		}
+		if err := writeUserIndexes(txn, op, u, newIdx, keep); err != nil {
+			return err
+		}
+		var err error
+		stored, err = setJSON(txn, k, u, 0)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := new(User)
+	return out, json.Unmarshal(stored, out)
+}
+
+// DeleteUser removes the user, its indexes, its group memberships (from the
+// groups' member lists too) and its sessions, in one transaction.
+func (s *Store) DeleteUser(orgID, id string) error {
+	const op = "delete user"
+	if err := need(op, "org id", orgID, "user id", id); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.update(op, func(txn *badger.Txn) error {
+		k := key(pUser, orgID, id)
+		u := new(User)
+		if err := getJSON(txn, k, u); err != nil {
+			return wrapNotFound(err, op, "user", id)
+		}
+		for _, ix := range userIndexes(u) {
+			if err := del(txn, ix.key); err != nil {
+				return err
+			}
+		}
+		// Memberships: drop the user from each group's record.
+		for _, mk := range keysWithPrefix(txn, scanPrefix(pGMem, orgID, id), nil, 0) {
+			gid := lastSegment(mk)
+			gk := key(pGrp, orgID, gid)
+			g := new(Group)
+			switch err := getJSON(txn, gk, g); {
+			case err == nil:
+				g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == id })
+				g.Updated = now()
+				if _, err := setJSON(txn, gk, g, 0); err != nil {
+					return err
+				}
+			case !errors.Is(err, ErrNotFound):
+				return err
+			}
+			if err := del(txn, mk); err != nil {
+				return err
+			}
+		}
+		if _, err := deleteSessionsByUser(txn, orgID, id); err != nil {
+			return err
+		}
+		if err := del(txn, k); err != nil {
+			return err
+		}
+		return addCounter(txn, key(pCount, "users", orgID), -1)
+	})
+}
+
+// ListUsers returns a page of the org's users in a stable order (by ID),
+// skipping offset users and returning at most limit (limit < 0: all;
+// limit 0: none, only the total). total counts all users of the org.
+func (s *Store) ListUsers(orgID string, offset, limit int) (users []*User, total int, err error) {
+	if err := need("list users", "org id", orgID); err != nil {
+		return nil, 0, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, 0, err
+	}
+	defer s.leave()
+	users = []*User{}
+	err = s.view(func(txn *badger.Txn) error {
+		var err error
+		if total, err = counter(txn, key(pCount, "users", orgID)); err != nil {
+			return err
+		}
+		return listJSON(txn, scanPrefix(pUser, orgID), max(offset, 0), limit, func(b []byte) error {
+			u := new(User)
+			if err := json.Unmarshal(b, u); err != nil {
+				return err
+			}
+			users = append(users, u)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return users, total, nil
+}
+
+// CountUsers returns the number of users of the org (0 for an unknown org),
+// from a counter kept with the records, not by scanning.
+func (s *Store) CountUsers(orgID string) (int, error) {
+	if err := need("count users", "org id", orgID); err != nil {
+		return 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	var n int
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		n, err = counter(txn, key(pCount, "users", orgID))
+		return err
+	})
+	return n, err
+}

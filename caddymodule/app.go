@@ -6,6 +6,7 @@ package caddymodule
 import (
 	"encoding/base64"
 	"fmt"
+	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -128,6 +129,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("sso: session_keys[%d]: must be at least 32 characters", i)
 		}
 	}
+	if a.DNSResolver != "" {
+		if _, _, err := net.SplitHostPort(a.DNSResolver); err != nil {
+			return fmt.Errorf("sso: dns_resolver %q: want host:port: %w", a.DNSResolver, err)
+		}
+	}
 	if a.SessionLifetime <= 0 {
 		a.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
 	}
@@ -219,6 +225,9 @@ func (a *App) Orgs() (*orgs.Service, error) {
 	s := a.shared
 	s.orgsOnce.Do(func() {
 		s.orgs = orgs.New(st, a.SPURLs, a.logger.Named("orgs"))
+		if a.DNSResolver != "" {
+			s.orgs.Resolver = orgs.NewResolver(a.DNSResolver)
+		}
 	})
 	return s.orgs, nil
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -258,4 +260,43 @@ func TestReAddedDomainNeedsNewRecord(t *testing.T) {
 	}
 	// The old record proves nothing about the new claim.
 	e.must(http.StatusConflict, "POST", "/sso/orgs/acme/domains/acme.com/verify", nil)
+}
+
+// TestConcurrentVerificationOneWinner: organizations racing to verify the
+// same domain end with exactly one owner.
+func TestConcurrentVerificationOneWinner(t *testing.T) {
+	e := newEnv(t)
+	const n = 8
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("org-%d", i)
+		e.createOrg(ids[i])
+		if _, err := e.svc.AddDomain("test", ids[i], "contested.com"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	results := make([]error, n)
+	for i, id := range ids {
+		wg.Go(func() {
+			_, results[i] = e.svc.VerifyDomain(t.Context(), "test", id, "contested.com", true)
+		})
+	}
+	wg.Wait()
+	winners := 0
+	for i, err := range results {
+		if err == nil {
+			winners++
+			if owner, _ := e.store.OrgForDomain("contested.com"); owner != ids[i] {
+				t.Errorf("winner %s, but the domain routes to %q", ids[i], owner)
+			}
+			continue
+		}
+		if e, ok := AsError(err); !ok || e.Status != http.StatusConflict {
+			t.Errorf("%s: %v, want a 409", ids[i], err)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d organizations verified the domain, want 1", winners)
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/pages"
+	"github.com/ssogate/ssogate/caddymodule/scim"
 	"github.com/ssogate/ssogate/caddymodule/session"
 	"github.com/ssogate/ssogate/store"
 )
@@ -68,6 +69,7 @@ type gatewayState struct {
 	sessions *session.Manager
 	spKey    crypto.Signer
 	spCert   *x509.Certificate
+	scim     *scim.Server
 }
 
 // CaddyModule returns the Caddy module information.
@@ -157,7 +159,18 @@ func (g *Gateway) state() (*gatewayState, error) {
 			s.err = err
 			return
 		}
-		s.store, s.sessions, s.spKey, s.spCert = st, sm, key, cert
+		sc, err := scim.New(scim.Config{
+			Store:    st,
+			BaseURL:  g.app.baseURL.String(),
+			Prefix:   g.Prefix,
+			ClientIP: clientIP,
+			Logger:   g.logger.Named("scim"),
+		})
+		if err != nil {
+			s.err = err
+			return
+		}
+		s.store, s.sessions, s.spKey, s.spCert, s.scim = st, sm, key, cert, sc
 	})
 	return s, s.err
 }

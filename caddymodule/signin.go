@@ -42,6 +42,13 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 		}
 		g.logout(w, r)
 		return nil
+	case strings.HasPrefix(rest, "/scim/"):
+		st, err := g.state()
+		if err != nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
+		st.scim.ServeHTTP(w, r)
+		return nil
 	case strings.HasPrefix(rest, "/saml/"):
 		parts := strings.Split(strings.TrimPrefix(rest, "/saml/"), "/")
 		if len(parts) == 2 && parts[1] == "acs" {

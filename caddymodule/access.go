@@ -42,6 +42,9 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 	if !user.Active {
 		return "user deactivated", identity{}
 	}
+	if reason := recheckLocal(st, org, user, sess); reason != "" {
+		return reason, identity{}
+	}
 	if sess.AuthMethod == authSAML {
 		if org.State != store.OrgActive {
 			return "organization's SSO deactivated", identity{}
@@ -58,7 +61,7 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		Name:       user.DisplayName,
 		Groups:     sess.Groups,
 		Org:        org.ID,
-		AuthMethod: sess.AuthMethod,
+		AuthMethod: reportedMethod(org, sess),
 	}
 }
 
@@ -82,8 +85,8 @@ func authorized(st *store.Store, org *store.Org, user *store.User, asserted []st
 	if m.ID == "" && m.Name == "" {
 		return false, nil
 	}
-	if g, err := scimAdminGroup(st, org); err == nil {
-		return st.IsMember(org.ID, g.ID, user.ID)
+	if gid, err := scimAdminGroupID(st, org); err == nil {
+		return st.IsMember(org.ID, gid, user.ID)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err
 	}
@@ -95,18 +98,21 @@ func authorized(st *store.Store, org *store.Org, user *store.User, asserted []st
 	return false, nil
 }
 
-// scimAdminGroup finds the provisioned group that the mapping names.
-func scimAdminGroup(st *store.Store, org *store.Org) (*store.Group, error) {
+// scimAdminGroupID finds the provisioned group that the mapping names: by
+// the IdP's group ID (Entra ID pushes it as externalId), else by name (Okta
+// pushes groups without one). Only the indexes are read, not the group
+// record with its member list, since this runs on every request.
+func scimAdminGroupID(st *store.Store, org *store.Org) (string, error) {
 	m := org.AdminGroup
 	if m.ID != "" {
-		if g, err := st.GroupByExternalID(org.ID, m.ID); err == nil || !errors.Is(err, store.ErrNotFound) {
-			return g, err
+		if id, err := st.GroupIDByExternalID(org.ID, m.ID); err == nil || !errors.Is(err, store.ErrNotFound) {
+			return id, err
 		}
 	}
 	if m.Name != "" {
-		return st.GroupByDisplayName(org.ID, m.Name)
+		return st.GroupIDByDisplayName(org.ID, m.Name)
 	}
-	return nil, store.ErrNotFound
+	return "", store.ErrNotFound
 }
 
 func primaryEmail(u *store.User) string {

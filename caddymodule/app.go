@@ -72,6 +72,16 @@ type App struct {
 	// answers is forgotten. Default: 10m.
 	AuthnRequestTTL caddy.Duration `json:"authn_request_ttl,omitempty"`
 
+	// Cost of the argon2id hashes of local accounts' passwords. Default:
+	// 3 passes over 64 MiB with 4 lanes (RFC 9106's second recommended
+	// option). Hashes made with earlier settings keep working and are
+	// upgraded at the account's next sign-in.
+	PasswordHashing *PasswordHashing `json:"password_hashing,omitempty"`
+
+	// How long a set-password link (owner, invitation, reset) works.
+	// Default: 72h.
+	InviteTTL caddy.Duration `json:"invite_ttl,omitempty"`
+
 	logger  *zap.Logger
 	baseURL *url.URL
 
@@ -89,6 +99,10 @@ type appState struct {
 
 	orgsOnce sync.Once
 	orgs     *orgs.Service
+
+	localOnce sync.Once
+	local     *localState
+	localErr  error
 
 	mu     sync.Mutex
 	prefix string // route prefix of the first gateway that registered
@@ -142,6 +156,15 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if a.AuthnRequestTTL <= 0 {
 		a.AuthnRequestTTL = caddy.Duration(DefaultAuthnRequestTTL)
+	}
+	if a.InviteTTL <= 0 {
+		a.InviteTTL = caddy.Duration(orgs.DefaultInviteTTL)
+	}
+	if a.PasswordHashing == nil {
+		a.PasswordHashing = new(PasswordHashing)
+	}
+	if err := a.PasswordHashing.provision(); err != nil {
+		return fmt.Errorf("sso: password_hashing: %w", err)
 	}
 	return nil
 }
@@ -225,6 +248,7 @@ func (a *App) Orgs() (*orgs.Service, error) {
 	s := a.shared
 	s.orgsOnce.Do(func() {
 		s.orgs = orgs.New(st, a.SPURLs, a.logger.Named("orgs"))
+		s.orgs.InviteTTL = time.Duration(a.InviteTTL)
 		if a.DNSResolver != "" {
 			s.orgs.Resolver = orgs.NewResolver(a.DNSResolver)
 		}

@@ -29,6 +29,13 @@ func init() {
 //	        session_lifetime     8h
 //	        session_idle_timeout 1h
 //	        authn_request_ttl    10m
+//	        invite_ttl           72h
+//	        password_hashing {
+//	            time           3
+//	            memory         64MiB
+//	            threads        4
+//	            max_concurrent 2     # hashes at once; default: one per CPU
+//	        }
 //	    }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -63,7 +70,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "session_key":
 				a.SessionKeys = append(a.SessionKeys, v)
 			}
-		case "session_lifetime", "session_idle_timeout", "authn_request_ttl":
+		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -79,6 +86,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.SessionIdleTimeout = caddy.Duration(dur)
 			case "authn_request_ttl":
 				a.AuthnRequestTTL = caddy.Duration(dur)
+			case "invite_ttl":
+				a.InviteTTL = caddy.Duration(dur)
+			}
+		case "password_hashing":
+			if a.PasswordHashing == nil {
+				a.PasswordHashing = new(PasswordHashing)
+			}
+			if err := a.PasswordHashing.unmarshalCaddyfile(d); err != nil {
+				return err
 			}
 		default:
 			return d.Errf("unrecognized sso option %q", opt)

@@ -25,6 +25,8 @@ const maxFormBody = samlsp.MaxResponseSize + 16<<10
 func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)
 	switch {
+	case g.serveLocal(w, r, rest): // backup.go: password sign-in, set-password links, users page
+		return nil
 	case rest == "/login":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:

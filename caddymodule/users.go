@@ -28,12 +28,28 @@ func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity)
 		if errors.Is(err, store.ErrNotFound) {
 			u, err = st.UserByEmail(org.ID, id.Email)
 		}
-		if err == nil && u.ExternalID != "" && id.ObjectID != "" && u.ExternalID != id.ObjectID {
+		// A provisioned user's externalId is whatever the IdP's SCIM
+		// client chose (Entra ID sends mailNickname by default), not
+		// necessarily the objectidentifier its SAML side asserts; SCIM
+		// keeps such users' identities current, so only users from
+		// sign-ins are held to their objectidentifier.
+		if err == nil && u.Source != store.SourceSCIM && u.ExternalID != "" && id.ObjectID != "" && u.ExternalID != id.ObjectID {
 			return nil, errIdentityMismatch
 		}
 	}
 	now := time.Now()
 	if errors.Is(err, store.ErrNotFound) {
+		// Someone the IdP's provisioning deleted must not come back
+		// through a sign-in the IdP still signs. They get a stand-in that
+		// is never stored, marked inactive, so the sign-in refuses them
+		// as a deactivated user; provisioning them again lifts this.
+		gone, derr := st.Deprovisioned(org.ID, id.ObjectID, id.Email, id.Email)
+		if derr != nil {
+			return nil, fmt.Errorf("checking deprovisioned users: %w", derr)
+		}
+		if gone {
+			return &store.User{OrgID: org.ID, UserName: id.Email, Active: false, Source: store.SourceSCIM}, nil
+		}
 		nu := &store.User{
 			OrgID:       org.ID,
 			UserName:    id.Email,
@@ -55,7 +71,8 @@ func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity)
 		return nil, fmt.Errorf("finding user: %w", err)
 	}
 	return st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
-		if u.ExternalID == "" {
+		// A provisioned user's externalId belongs to the SCIM client.
+		if u.ExternalID == "" && u.Source != store.SourceSCIM {
 			u.ExternalID = id.ObjectID
 		}
 		// SCIM is the source of truth for the profile of users it

@@ -7,8 +7,9 @@
 // # Guarantees
 //
 // Every acknowledged write is synced to disk (Badger's SyncWrites), except
-// TouchSession, whose LastSeen updates are buffered for about a second and
-// written in one synced batch (a crash may lose that second of touches).
+// TouchSession and TouchSCIMToken, whose times are buffered for about a
+// second and written in one synced batch (a crash may lose that second of
+// touches).
 // Records and their secondary indexes change in the same transaction, so an
 // index never points at a missing record or misses a present one. A
 // transaction that loses a race with a concurrent one (badger.ErrConflict)
@@ -41,6 +42,8 @@
 //	gname/<org>/<lower displayName>  group ID (unique)
 //	gext/<org>/<externalId>          group ID (unique)
 //	gmem/<org>/<user>/<group>        membership (GroupsOfUser scans one user, IsMember reads one key)
+//	udel/<org>/<kind>/<value>        deprovisioning marker (time): kind n = lower userName,
+//	                                 x = externalId, m = lower email (see DeprovisionUser)
 //	count/users/<org>                number of users
 //	count/groups/<org>               number of groups
 //	sess/<session>                   Session, Badger TTL = ExpiresAt

@@ -162,6 +162,7 @@ func (s *Store) touchFlusher() {
 		case <-s.flushNow:
 		}
 		s.flushTouches()
+		s.flushSCIMTouches()
 	}
 }
 

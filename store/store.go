@@ -79,6 +79,10 @@ type Store struct {
 	flushing   map[string]time.Time
 	flushNow   chan struct{}
 	replayKeep time.Duration // replayMinRetention; shorter in tests
+
+	// Buffered TouchSCIMToken updates (org ID → time), guarded by touchMu
+	// and written by the same flusher as session touches.
+	scimTouches map[string]time.Time
 }
 
 // Open opens the database in dir, creating it if needed. Writes are synced
@@ -105,12 +109,13 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", dir, err)
 	}
 	s := &Store{
-		db:         db,
-		log:        log,
-		stop:       make(chan struct{}),
-		touches:    make(map[string]time.Time),
-		flushNow:   make(chan struct{}, 1),
-		replayKeep: replayMinRetention,
+		db:          db,
+		log:         log,
+		stop:        make(chan struct{}),
+		touches:     make(map[string]time.Time),
+		scimTouches: make(map[string]time.Time),
+		flushNow:    make(chan struct{}, 1),
+		replayKeep:  replayMinRetention,
 	}
 	// Finish organization deletions a crash interrupted, before anyone can
 	// see their leftovers.
@@ -147,6 +152,7 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	s.flushTouches()
+	s.flushSCIMTouches()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
@@ -285,6 +291,7 @@ const (
 	pAudit    = "audit"
 	pSecret   = "secret"
 	pCount    = "count"
+	pUDel     = "udel"
 )
 
 // esc percent-encodes '%' and '/' so that a segment can sit anywhere in a

@@ -78,7 +78,11 @@ func checkUser(op string, u *User) error {
 // externalId (exactly) is used by another user of the org; ErrExists if the
 // ID is taken; ErrNotFound if the org does not exist.
 func (s *Store) CreateUser(u *User) error {
-	const op = "create user"
+	return s.createUser("create user", u, nil)
+}
+
+// createUser is CreateUser; also, when set, runs in the same transaction.
+func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, u *User) error) error {
 	if u == nil {
 		return invalid(op, "nil user")
 	}
@@ -103,7 +107,13 @@ func (s *Store) CreateUser(u *User) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
-		return putNewUser(txn, op, &c)
+		if err := putNewUser(txn, op, &c); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(txn, &c)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -303,43 +313,52 @@ func (s *Store) DeleteUser(orgID, id string) error {
 	}
 	defer s.leave()
 	return s.update(op, func(txn *badger.Txn) error {
-		k := key(pUser, orgID, id)
-		u := new(User)
-		if err := getJSON(txn, k, u); err != nil {
-			return wrapNotFound(err, op, "user", id)
-		}
-		for _, ix := range userIndexes(u) {
-			if err := del(txn, ix.key); err != nil {
-				return err
-			}
-		}
-		// Memberships: drop the user from each group's record.
-		for _, mk := range keysWithPrefix(txn, scanPrefix(pGMem, orgID, id), nil, 0) {
-			gid := lastSegment(mk)
-			gk := key(pGrp, orgID, gid)
-			g := new(Group)
-			switch err := getJSON(txn, gk, g); {
-			case err == nil:
-				g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == id })
-				g.Updated = now()
-				if _, err := setJSON(txn, gk, g, 0); err != nil {
-					return err
-				}
-			case !errors.Is(err, ErrNotFound):
-				return err
-			}
-			if err := del(txn, mk); err != nil {
-				return err
-			}
-		}
-		if _, err := deleteSessionsByUser(txn, orgID, id); err != nil {
-			return err
-		}
-		if err := del(txn, k); err != nil {
-			return err
-		}
-		return addCounter(txn, key(pCount, "users", orgID), -1)
+		_, err := deleteUser(txn, op, orgID, id)
+		return err
 	})
+}
+
+// deleteUser is DeleteUser's transaction; it returns the deleted user.
+func deleteUser(txn *badger.Txn, op, orgID, id string) (*User, error) {
+	k := key(pUser, orgID, id)
+	u := new(User)
+	if err := getJSON(txn, k, u); err != nil {
+		return nil, wrapNotFound(err, op, "user", id)
+	}
+	for _, ix := range userIndexes(u) {
+		if err := del(txn, ix.key); err != nil {
+			return nil, err
+		}
+	}
+	// Memberships: drop the user from each group's record.
+	for _, mk := range keysWithPrefix(txn, scanPrefix(pGMem, orgID, id), nil, 0) {
+		gid := lastSegment(mk)
+		gk := key(pGrp, orgID, gid)
+		g := new(Group)
+		switch err := getJSON(txn, gk, g); {
+		case err == nil:
+			g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == id })
+			g.Updated = now()
+			if _, err := setJSON(txn, gk, g, 0); err != nil {
+				return nil, err
+			}
+		case !errors.Is(err, ErrNotFound):
+			return nil, err
+		}
+		if err := del(txn, mk); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := deleteSessionsByUser(txn, orgID, id); err != nil {
+		return nil, err
+	}
+	if err := del(txn, k); err != nil {
+		return nil, err
+	}
+	if err := addCounter(txn, key(pCount, "users", orgID), -1); err != nil {
+		return nil, err
+	}
+	return u, nil
 }
 
 // ListUsers returns a page of the org's users in a stable order (by ID),

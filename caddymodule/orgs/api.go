@@ -28,7 +28,7 @@ const maxRequestBody = 1 << 20
 // routes under prefix (for example "/sso"):
 //
 //	GET    {prefix}/orgs                                list
-//	POST   {prefix}/orgs                                {"id","name","owner_email"} → 201
+//	POST   {prefix}/orgs                                {"id","name","owner_email"} → 201, with "owner_invite_url" (shown once)
 //	GET    {prefix}/orgs/{org}                          show
 //	PATCH  {prefix}/orgs/{org}                          {"name"?, "allow_idp_initiated"?}
 //	DELETE {prefix}/orgs/{org}                          → 204
@@ -41,6 +41,14 @@ const maxRequestBody = 1 << 20
 //	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing"
 //	POST   {prefix}/orgs/{org}/deactivate
 //	GET    {prefix}/orgs/{org}/audit?limit=N
+//	POST   {prefix}/orgs/{org}/scim-token               → 201 {"token","scim_base_url"} (new token, shown once)
+//	GET    {prefix}/orgs/{org}/users?role=&status=       every user with role, status and source
+//	POST   {prefix}/orgs/{org}/local-users              {"email","role"?,"display_name"?} → 201 set-password link (shown once)
+//	DELETE {prefix}/orgs/{org}/local-users/{user}       → 204 (user ID or email; not the backup login)
+//	POST   {prefix}/orgs/{org}/local-users/{user}/invite → 201 new link for an account without a password
+//	GET    {prefix}/orgs/{org}/backup-login             the backup login and the eligible accounts
+//	PUT    {prefix}/orgs/{org}/backup-login             {"user"} (user ID or email) → 200
+//	POST   {prefix}/orgs/{org}/backup-login/reset       → 201 new set-password link for the backup login
 //
 // Errors are JSON objects {"error": "...", "field": "..."} with a 4xx status
 // (5xx for internal failures, whose details go to the log only). Request
@@ -70,6 +78,14 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"POST", "/orgs/{org}/activate", a.activate},
 		{"POST", "/orgs/{org}/deactivate", a.deactivate},
 		{"GET", "/orgs/{org}/audit", a.audit},
+		{"POST", "/orgs/{org}/scim-token", a.rotateSCIMToken},
+		{"GET", "/orgs/{org}/users", a.listUsers},
+		{"POST", "/orgs/{org}/local-users", a.inviteLocalUser},
+		{"DELETE", "/orgs/{org}/local-users/{user}", a.removeLocalUser},
+		{"POST", "/orgs/{org}/local-users/{user}/invite", a.reinviteLocalUser},
+		{"GET", "/orgs/{org}/backup-login", a.showBackup},
+		{"PUT", "/orgs/{org}/backup-login", a.setBackup},
+		{"POST", "/orgs/{org}/backup-login/reset", a.resetBackup},
 	}
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
@@ -349,4 +365,15 @@ func (a *adminAPI) audit(w http.ResponseWriter, r *http.Request) (int, any, erro
 	}
 	events, err := a.s.Audit(r.PathValue("org"), limit)
 	return http.StatusOK, events, err
+}
+
+func (a *adminAPI) rotateSCIMToken(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
+		return 0, nil, err
+	}
+	tok, err := a.s.RotateSCIMToken(OperatorActor, r.PathValue("org"))
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, tok, nil
 }

@@ -13,7 +13,6 @@ package orgs
 
 import (
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -70,6 +69,10 @@ type Service struct {
 	// net.DefaultResolver. Set it right after New, before the Service is
 	// shared; see NewResolver.
 	Resolver *net.Resolver
+
+	// InviteTTL is how long a set-password link works; 0 means
+	// DefaultInviteTTL (72h). Set it right after New.
+	InviteTTL time.Duration
 }
 
 // New returns a Service over st. spURLs gives the SP endpoints of an
@@ -151,37 +154,7 @@ type OrgUpdate struct {
 	AllowIdPInitiated *bool   `json:"allow_idp_initiated,omitempty"`
 }
 
-// CreateOrg creates an inactive organization.
-func (s *Service) CreateOrg(actor, id, name, ownerEmail string) (*OrgView, error) {
-	if !orgIDPattern.MatchString(id) {
-		return nil, invalid("id", "%q is not a valid organization ID: use 2 to 40 lower-case letters, digits and hyphens", id)
-	}
-	name, err := cleanText("name", name, maxNameLen)
-	if err != nil {
-		return nil, err
-	}
-	ownerEmail, err = normalizeEmail("owner_email", ownerEmail)
-	if err != nil {
-		return nil, err
-	}
-	now := time.Now().UTC()
-	o := &store.Org{
-		ID:         id,
-		Name:       name,
-		OwnerEmail: ownerEmail,
-		Created:    now,
-		Updated:    now,
-		State:      store.OrgInactive,
-	}
-	if err := s.store.CreateOrg(o); err != nil {
-		if errors.Is(err, store.ErrExists) {
-			return nil, conflictField("id", "organization %q already exists", id)
-		}
-		return nil, orgErr(id, err, "creating")
-	}
-	s.audit(id, actor, "org.create", OutcomeSuccess, map[string]string{"name": name, "owner_email": ownerEmail})
-	return s.GetOrg(id)
-}
+// CreateOrg is in local.go: an organization is created with its owner.
 
 // GetOrg returns an organization with its domains and readiness.
 func (s *Service) GetOrg(id string) (*OrgView, error) {

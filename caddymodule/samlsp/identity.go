@@ -96,8 +96,10 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 			id.SessionIndex = st.SessionIndex
 		}
 	}
-	if id.NameID == "" && id.ObjectID == "" {
-		return nil, errors.New("assertion has an empty NameID and no objectidentifier")
+	// SPEC §3.3: an empty NameID is refused even when attributes name the
+	// user; the subject of an assertion is its NameID.
+	if id.NameID == "" {
+		return nil, errors.New("assertion has an empty NameID")
 	}
 	if id.Email == "" {
 		return nil, errors.New("assertion names no email (attribute \"name\" or the NameID)")

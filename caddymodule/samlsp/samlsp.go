@@ -279,14 +279,16 @@ func precheck(raw []byte) error {
 	if root.SelectAttrValue("Destination", "") == "" {
 		return errors.New("response has no Destination")
 	}
-	issuer := 0
+	// Every Issuer counts, empty or not: encoding/xml keeps the last of
+	// several, which need not be the one anybody checked.
+	var issuers []*etree.Element
 	for _, c := range root.ChildElements() {
-		if c.Tag == "Issuer" && c.NamespaceURI() == "urn:oasis:names:tc:SAML:2.0:assertion" && strings.TrimSpace(c.Text()) != "" {
-			issuer++
+		if c.Tag == "Issuer" && c.NamespaceURI() == "urn:oasis:names:tc:SAML:2.0:assertion" {
+			issuers = append(issuers, c)
 		}
 	}
-	if issuer != 1 {
-		return errors.New("response must have exactly one Issuer")
+	if len(issuers) != 1 || strings.TrimSpace(issuers[0].Text()) == "" {
+		return errors.New("response must have exactly one Issuer, not empty")
 	}
 	if n := countAssertions(root); n != 1 {
 		return fmt.Errorf("document holds %d assertions, want exactly one", n)

@@ -34,12 +34,13 @@ with a non-zero status.
 
 A typical sequence:
 
-  ssogate org create acme --name "Acme Inc." --owner it@acme.com
+  ssogate org create acme --name "Acme Inc." --owner it@acme.com   # prints the owner's set-password link
   ssogate org add-domain acme acme.com          # shows the TXT record to publish
   ssogate org verify-domain acme acme.com       # after publishing it
   ssogate org set-idp acme --metadata idp-metadata.xml
   ssogate org set-admin-group acme --name "Gateway admins" --id 00g1abc
   ssogate org activate acme
+  ssogate org scim-token acme                   # token and base URL for the IdP's provisioning
 
 The admin endpoint is found as for 'caddy reload': from --address, else from
 the config given with --config (and --adapter), else the default.
@@ -67,7 +68,7 @@ func orgCommands(cmd *cobra.Command) {
 
 	create := sub("create <id> --name <name> --owner <email>", "Creates an inactive organization", 1,
 		func(c *cobra.Command, args []string) error {
-			return orgRequest(c, http.MethodPost, "/orgs", map[string]string{
+			return orgRequestShowingLink(c, http.MethodPost, "/orgs", "owner_invite_url", "Owner's set-password link", map[string]string{
 				"id":          args[0],
 				"name":        mustFlag(c, "name"),
 				"owner_email": mustFlag(c, "owner"),
@@ -154,6 +155,11 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/deactivate", nil)
 		})
 
+	sub("scim-token <id>", "Generates the organization's SCIM bearer token, revoking the previous one; prints it once with the SCIM base URL", 1,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/scim-token", nil)
+		})
+
 	audit := sub("audit <id> [--limit <n>]", "Shows an organization's latest audit events", 1,
 		func(c *cobra.Command, args []string) error {
 			p := orgPath(args[0]) + "/audit"
@@ -163,6 +169,8 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodGet, p, nil)
 		})
 	audit.Flags().Int("limit", 0, "number of events (default 50)")
+
+	localAccountCommands(cmd) // orglocal.go
 }
 
 func runSetIdP(c *cobra.Command, args []string) error {

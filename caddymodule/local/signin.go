@@ -1,0 +1,310 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"golang.org/x/net/idna"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Authentication methods of password sessions, as X-SSO-Auth-Method
+// reports them.
+const (
+	// MethodBackup: the org's designated backup login, while its SSO is
+	// active.
+	MethodBackup = "backup"
+	// MethodPassword: a local account of an org whose SSO is not active
+	// (how the owner gets in to configure it).
+	MethodPassword = "password"
+)
+
+// Outcome is how a sign-in attempt ended.
+type Outcome string
+
+// Outcomes. Only OutcomeSuccess starts a session. The outcomes after
+// OutcomeLocked are given only to someone who knew the password, so they
+// may say more than "wrong email or password".
+const (
+	OutcomeSuccess        Outcome = "success"
+	OutcomeBadCredentials Outcome = "bad_credentials" // unknown address, no password yet, or wrong password
+	OutcomeLocked         Outcome = "locked"          // throttled: not checked at all
+
+	OutcomeDisabled      Outcome = "disabled"       // the account is deactivated
+	OutcomeForeignDomain Outcome = "foreign_domain" // the address's domain is verified by another organization
+	OutcomeUseSSO        Outcome = "use_sso"        // the org's SSO is active and the address is in its domains
+	OutcomeSSOOnly       Outcome = "sso_only"       // the org's SSO is active and this is not its backup login
+)
+
+// Throttle scopes.
+const (
+	ScopeAccount = "account"
+	ScopeSource  = "source"
+	ScopeDevice  = "device"
+)
+
+// Lock is a lock that a failed attempt started.
+type Lock struct {
+	Scope    string // ScopeAccount, ScopeSource or ScopeDevice
+	Duration time.Duration
+}
+
+// Attempt is one password sign-in attempt.
+type Attempt struct {
+	Email    string
+	Password string
+	// OrgHint is the org ID from the link the person followed, if any; it
+	// picks the account when an address has one in several orgs.
+	OrgHint string
+	// SourceIP is the client's address, for the per-source throttle.
+	SourceIP string
+	// DeviceID comes from a trusted-device token that Devices.Verify
+	// accepted for Email; "" if the browser presented none.
+	DeviceID string
+}
+
+// Result is what Authenticate decided.
+type Result struct {
+	Outcome Outcome
+	// Email is the normalized address tried.
+	Email string
+	// User and Org are the account tried and its organization, when the
+	// address belongs to a local account (nil otherwise).
+	User *store.User
+	Org  *store.Org
+	// Method is MethodBackup or MethodPassword on success.
+	Method string
+	// RetryAfter, LockScope and FirstRefusal describe an OutcomeLocked:
+	// how long the lock lasts, what is locked, and whether this is the
+	// first refusal of that lock (report it; later ones are repeats).
+	RetryAfter   time.Duration
+	LockScope    string
+	FirstRefusal bool
+	// NewLocks are the locks this failed attempt started.
+	NewLocks []Lock
+}
+
+// Authenticator decides password sign-ins for local accounts.
+//
+// Every attempt that is not throttled costs exactly one password
+// verification with Hasher, whether the address is unknown, belongs to
+// an account without a password yet, or has a password that is wrong or
+// right; only after a correct password does the outcome say anything
+// about the account. So the response and its timing do not tell whether
+// an address has an account. (Index lookups before the hash take
+// microseconds against the hash's tens of milliseconds.) Throttled
+// attempts are refused before any lookup of the password, the same way
+// for every address, known or not.
+//
+// Throttling: an attempt from a browser with a trusted-device token for
+// the address counts against that device alone. Any other attempt counts
+// against its source address and against the account's address (keyed by
+// the address as typed, so unknown addresses lock the same way).
+type Authenticator struct {
+	Store    *store.Store
+	Hasher   Hasher
+	Accounts *Throttle
+	Sources  *Throttle
+	Devices  *Throttle
+	// Now is the clock for LastLogin (default time.Now).
+	Now func() time.Time
+
+	dummy dummyHash
+}
+
+// NormalizeEmail is the form in which local accounts' addresses are
+// stored, looked up and throttled: trimmed, lower-cased, and with an
+// internationalized domain in its ASCII (punycode) form, the form in
+// which verified domains are kept.
+func NormalizeEmail(s string) string {
+	s = strings.ToLower(strings.TrimSpace(s))
+	at := strings.LastIndexByte(s, '@')
+	if at < 1 || at == len(s)-1 {
+		return s
+	}
+	if ascii, err := idna.Lookup.ToASCII(s[at+1:]); err == nil {
+		s = s[:at+1] + strings.ToLower(ascii)
+	}
+	return s
+}
+
+// EmailDomain returns the part after the last @, or "".
+func EmailDomain(email string) string {
+	at := strings.LastIndexByte(email, '@')
+	if at < 1 || at == len(email)-1 {
+		return ""
+	}
+	return email[at+1:]
+}
+
+type throttleKey struct {
+	t     *Throttle
+	scope string
+	key   string
+}
+
+// Authenticate decides an attempt. Errors are internal failures (store,
+// randomness); a refused attempt is a Result, not an error.
+func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, error) {
+	email := NormalizeEmail(at.Email)
+	res := Result{Email: email}
+
+	user, org, domainOwner, err := a.resolve(email, at.OrgHint)
+	if err != nil {
+		return res, err
+	}
+	res.User, res.Org = user, org
+
+	var keys []throttleKey
+	if at.DeviceID != "" {
+		keys = []throttleKey{{a.Devices, ScopeDevice, at.DeviceID}}
+	} else {
+		keys = []throttleKey{{a.Sources, ScopeSource, at.SourceIP}, {a.Accounts, ScopeAccount, email}}
+	}
+	for _, k := range keys {
+		if v := k.t.Check(k.key); v.Locked {
+			res.Outcome = OutcomeLocked
+			res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, k.scope, v.FirstRefusal
+			return res, nil
+		}
+	}
+
+	// The one hash of this attempt.
+	hash := ""
+	if user != nil {
+		hash = user.PasswordHash
+	}
+	if hash == "" {
+		if hash, err = a.dummy.get(ctx, a.Hasher); err != nil {
+			return res, err
+		}
+	}
+	ok, err := a.Hasher.Verify(ctx, hash, at.Password)
+	if err != nil {
+		return res, fmt.Errorf("verifying password: %w", err)
+	}
+	if !ok || user == nil || user.PasswordHash == "" {
+		res.Outcome = OutcomeBadCredentials
+		for _, k := range keys {
+			if d := k.t.Fail(k.key); d > 0 {
+				res.NewLocks = append(res.NewLocks, Lock{Scope: k.scope, Duration: d})
+			}
+		}
+		return res, nil
+	}
+
+	// The password is right; from here on the outcome may be specific.
+	switch {
+	case !user.Active:
+		res.Outcome = OutcomeDisabled
+		return res, nil
+	case domainOwner != "" && domainOwner != org.ID:
+		// Another organization proved it owns this address's domain: the
+		// address is theirs now, and an account elsewhere under it could
+		// pass for one of their people upstream.
+		res.Outcome = OutcomeForeignDomain
+		return res, nil
+	}
+	method := MethodPassword
+	if org.State == store.OrgActive {
+		switch {
+		case user.ID == org.BackupLogin:
+			method = MethodBackup
+		case domainOwner == org.ID:
+			res.Outcome = OutcomeUseSSO
+			return res, nil
+		default:
+			res.Outcome = OutcomeSSOOnly
+			return res, nil
+		}
+	}
+
+	for _, k := range keys {
+		if k.scope != ScopeSource { // see the README: a success must not clear a source's record
+			k.t.Reset(k.key)
+		}
+	}
+	updated, err := a.recordLogin(ctx, user, at.Password)
+	if err != nil {
+		return res, err
+	}
+	res.Outcome, res.User, res.Method = OutcomeSuccess, updated, method
+	return res, nil
+}
+
+// resolve finds the local account an address signs in to, its org, and
+// the org that verified the address's domain ("" if none).
+func (a *Authenticator) resolve(email, hint string) (*store.User, *store.Org, string, error) {
+	domainOwner := ""
+	if d := EmailDomain(email); d != "" {
+		owner, err := a.Store.OrgForDomain(d)
+		switch {
+		case err == nil:
+			domainOwner = owner
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, nil, "", fmt.Errorf("looking up domain: %w", err)
+		}
+	}
+	if email == "" || len(email) > 254 {
+		return nil, nil, domainOwner, nil
+	}
+	accounts, err := a.Store.LocalAccountsByEmail(email)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("looking up local accounts: %w", err)
+	}
+	if len(accounts) == 0 {
+		return nil, nil, domainOwner, nil
+	}
+	// Several organizations may each have a local account under one
+	// address (an IT provider owning several): the org that verified the
+	// address's domain decides, else the org of the link followed, else
+	// the oldest account. (An account elsewhere under a domain another
+	// org verified could not sign in anyway.)
+	user := accounts[0]
+	for _, pref := range []string{hint, domainOwner} {
+		for _, u := range accounts {
+			if pref != "" && u.OrgID == pref {
+				user = u
+			}
+		}
+	}
+	org, err := a.Store.GetOrg(user.OrgID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, domainOwner, nil
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("loading organization: %w", err)
+	}
+	return user, org, domainOwner, nil
+}
+
+// recordLogin sets LastLogin and, when the hash was made with other
+// parameters than the current ones, replaces it: the password is at hand
+// only now.
+func (a *Authenticator) recordLogin(ctx context.Context, user *store.User, password string) (*store.User, error) {
+	oldHash, newHash := user.PasswordHash, ""
+	if a.Hasher.NeedsRehash(oldHash) {
+		// A failure here only postpones the upgrade to the next sign-in.
+		newHash, _ = a.Hasher.Hash(ctx, password)
+	}
+	now := time.Now
+	if a.Now != nil {
+		now = a.Now
+	}
+	t := now().UTC().Round(0)
+	u, err := a.Store.UpdateUser(user.OrgID, user.ID, func(u *store.User) error {
+		u.LastLogin = t
+		if newHash != "" && u.PasswordHash == oldHash {
+			u.PasswordHash = newHash
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("recording sign-in: %w", err)
+	}
+	return u, nil
+}

@@ -1,0 +1,337 @@
+package local
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// countingHasher is the real Argon2id hasher with a count of the hashes
+// it runs, to check that every attempt costs the same work.
+type countingHasher struct {
+	*Argon2id
+	verifies, hashes atomic.Int32
+}
+
+func (c *countingHasher) Verify(ctx context.Context, enc, pw string) (bool, error) {
+	c.verifies.Add(1)
+	return c.Argon2id.Verify(ctx, enc, pw)
+}
+
+func (c *countingHasher) Hash(ctx context.Context, pw string) (string, error) {
+	c.hashes.Add(1)
+	return c.Argon2id.Hash(ctx, pw)
+}
+
+type signinEnv struct {
+	t      *testing.T
+	st     *store.Store
+	hasher *countingHasher
+	clock  *clock
+	auth   *Authenticator
+}
+
+const goodPassword = "lantern paper harbour"
+
+func newSigninEnv(t *testing.T) *signinEnv {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c := newClock()
+	h := &countingHasher{Argon2id: newTestHasher(t)}
+	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
+	e := &signinEnv{t: t, st: st, hasher: h, clock: c, auth: &Authenticator{
+		Store: st, Hasher: h,
+		Accounts: NewThrottle(cfg), Devices: NewThrottle(cfg),
+		Sources: NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+	}}
+	return e
+}
+
+// org creates an org whose owner (the backup login) has a password, and
+// returns the owner.
+func (e *signinEnv) org(id, owner string) *store.User {
+	e.t.Helper()
+	u := &store.User{UserName: owner, Emails: []store.Email{{Value: owner, Primary: true}}, Active: true, Source: store.SourceLocal, Role: store.RoleAdmin}
+	tok, hash, _ := NewLinkToken()
+	_ = tok
+	if err := e.st.CreateOrgWithOwner(&store.Org{ID: id, Name: id}, u, &store.Invitation{TokenHash: hash, Purpose: store.InviteOwner, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.setPassword(u, goodPassword)
+	return u
+}
+
+func (e *signinEnv) user(org, email string, withPassword bool) *store.User {
+	e.t.Helper()
+	u := &store.User{OrgID: org, UserName: email, Emails: []store.Email{{Value: email, Primary: true}}, Active: true, Source: store.SourceLocal, Role: store.RoleUser}
+	_, hash, _ := NewLinkToken()
+	if err := e.st.CreateLocalUser(u, &store.Invitation{TokenHash: hash, Purpose: store.InviteUser, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		e.t.Fatal(err)
+	}
+	if withPassword {
+		e.setPassword(u, goodPassword)
+	}
+	return u
+}
+
+func (e *signinEnv) setPassword(u *store.User, pw string) {
+	e.t.Helper()
+	h, err := e.hasher.Argon2id.Hash(context.Background(), pw)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.st.UpdateUser(u.OrgID, u.ID, func(x *store.User) error { x.PasswordHash = h; return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *signinEnv) verifyDomain(org, domain string) {
+	e.t.Helper()
+	if err := e.st.AddDomain(&store.Domain{Name: domain, OrgID: org, Token: "t", Status: store.DomainVerified}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *signinEnv) activate(org string) {
+	e.t.Helper()
+	if _, err := e.st.UpdateOrg(org, func(o *store.Org) error { o.State = store.OrgActive; return nil }); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// try runs an attempt and checks that it cost exactly one verification.
+func (e *signinEnv) try(at Attempt) Result {
+	e.t.Helper()
+	before := e.hasher.verifies.Load()
+	res, err := e.auth.Authenticate(context.Background(), at)
+	if err != nil {
+		e.t.Fatalf("Authenticate(%s): %v", at.Email, err)
+	}
+	n := e.hasher.verifies.Load() - before
+	want := int32(1)
+	if res.Outcome == OutcomeLocked {
+		want = 0
+	}
+	if n != want {
+		e.t.Errorf("attempt for %q (%s) ran %d password verifications, want %d", at.Email, res.Outcome, n, want)
+	}
+	return res
+}
+
+// TestEveryPathCostsOneHash is the structural check behind "unknown email
+// and wrong password are indistinguishable in timing": whatever the
+// account's state, an unthrottled attempt runs exactly one argon2id
+// verification, with the same parameters.
+func TestEveryPathCostsOneHash(t *testing.T) {
+	e := newSigninEnv(t)
+	owner := e.org("acme", "it@acme.com")
+	e.user("acme", "invited@acme.com", false)
+	bob := e.user("acme", "bob@acme.com", true)
+	if _, err := e.st.UpdateUser("acme", bob.ID, func(u *store.User) error { u.Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name, email, password string
+		want                  Outcome
+	}{
+		{"unknown address", "nobody@acme.com", goodPassword, OutcomeBadCredentials},
+		{"unknown domain", "x@elsewhere.test", "whatever", OutcomeBadCredentials},
+		{"malformed address", "not an address", goodPassword, OutcomeBadCredentials},
+		{"no password yet", "invited@acme.com", goodPassword, OutcomeBadCredentials},
+		{"no password yet, empty attempt", "invited@acme.com", "", OutcomeBadCredentials},
+		{"wrong password", "it@acme.com", "lantern paper harbor", OutcomeBadCredentials},
+		{"deactivated, right password", "bob@acme.com", goodPassword, OutcomeDisabled},
+		{"right password", " IT@Acme.com ", goodPassword, OutcomeSuccess},
+	}
+	for i, c := range cases {
+		res := e.try(Attempt{Email: c.email, Password: c.password, SourceIP: "192.0.2." + string(rune('1'+i))})
+		if res.Outcome != c.want {
+			t.Errorf("%s: outcome %s, want %s", c.name, res.Outcome, c.want)
+		}
+	}
+	// The dummy hash uses the hasher's parameters, so unknown accounts
+	// cost what known ones do.
+	dummy, err := e.auth.dummy.get(context.Background(), e.hasher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.hasher.NeedsRehash(dummy) {
+		t.Error("the dummy hash has other parameters than real ones")
+	}
+	got, _ := e.st.GetUser("acme", owner.ID)
+	if got.LastLogin.IsZero() {
+		t.Error("success did not record LastLogin")
+	}
+}
+
+func TestSSOEnforcement(t *testing.T) {
+	e := newSigninEnv(t)
+	owner := e.org("acme", "it@acme.com")
+	e.verifyDomain("acme", "acme.com")
+	e.user("acme", "carol@acme.com", true)
+	e.user("acme", "contractor@gmail.example", true)
+
+	try := func(email string, want Outcome, method string) {
+		t.Helper()
+		res := e.try(Attempt{Email: email, Password: goodPassword, SourceIP: "192.0.2.1"})
+		if res.Outcome != want || res.Method != method {
+			t.Errorf("%s: %s/%q, want %s/%q", email, res.Outcome, res.Method, want, method)
+		}
+	}
+	// Inactive: everyone signs in with a password, as "password".
+	try("it@acme.com", OutcomeSuccess, MethodPassword)
+	try("carol@acme.com", OutcomeSuccess, MethodPassword)
+	try("contractor@gmail.example", OutcomeSuccess, MethodPassword)
+
+	// Active: only the backup login, as "backup".
+	e.activate("acme")
+	try("it@acme.com", OutcomeSuccess, MethodBackup)
+	try("carol@acme.com", OutcomeUseSSO, "")
+	try("contractor@gmail.example", OutcomeSSOOnly, "")
+	// A wrong password says nothing about enforcement.
+	if res := e.try(Attempt{Email: "carol@acme.com", Password: "nope nope nope", SourceIP: "192.0.2.1"}); res.Outcome != OutcomeBadCredentials {
+		t.Errorf("wrong password of an SSO user: %s", res.Outcome)
+	}
+
+	// Moving the designation moves the exception.
+	carol, _ := e.st.UserByUserName("acme", "carol@acme.com")
+	if _, _, err := e.st.SetBackupLogin("acme", carol.ID, func(*store.User) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	try("carol@acme.com", OutcomeSuccess, MethodBackup)
+	try("it@acme.com", OutcomeUseSSO, "")
+	_ = owner
+}
+
+func TestCrossOrgAccounts(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	e.verifyDomain("acme", "acme.com")
+	e.org("evil", "boss@evil.example")
+	// evil's admin created an account under acme's domain, before or
+	// after acme verified it: it must never sign in.
+	e.user("evil", "ceo@acme.com", true)
+	res := e.try(Attempt{Email: "ceo@acme.com", Password: goodPassword, OrgHint: "evil", SourceIP: "192.0.2.1"})
+	if res.Outcome != OutcomeForeignDomain {
+		t.Errorf("account under another org's domain: %s", res.Outcome)
+	}
+
+	// One address, local accounts in two orgs: the link's org picks,
+	// else the oldest.
+	e.user("acme", "msp@provider.example", true)
+	e.clock.advance(time.Second)
+	time.Sleep(2 * time.Millisecond)
+	second := e.user("evil", "msp@provider.example", false)
+	e.setPassword(second, "another long passphrase")
+	if res := e.try(Attempt{Email: "msp@provider.example", Password: goodPassword, SourceIP: "192.0.2.2"}); res.Outcome != OutcomeSuccess || res.Org.ID != "acme" {
+		t.Errorf("no hint: %s in %v", res.Outcome, res.Org)
+	}
+	if res := e.try(Attempt{Email: "msp@provider.example", Password: "another long passphrase", OrgHint: "evil", SourceIP: "192.0.2.2"}); res.Outcome != OutcomeSuccess || res.Org.ID != "evil" {
+		t.Errorf("hint evil: %s in %v", res.Outcome, res.Org)
+	}
+	// The hint selects an account; it never lends one org's password to
+	// another's account.
+	if res := e.try(Attempt{Email: "msp@provider.example", Password: goodPassword, OrgHint: "evil", SourceIP: "192.0.2.2"}); res.Outcome != OutcomeBadCredentials {
+		t.Errorf("acme's password for evil's account: %s", res.Outcome)
+	}
+}
+
+func TestThrottlingLocksAndLifts(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	wrong := Attempt{Email: "it@acme.com", Password: "wrong wrong wrong", SourceIP: "198.51.100.1"}
+	for range 3 {
+		if res := e.try(wrong); res.Outcome != OutcomeBadCredentials || len(res.NewLocks) != 0 {
+			t.Fatalf("free failure: %+v", res)
+		}
+	}
+	res := e.try(wrong)
+	if len(res.NewLocks) != 1 || res.NewLocks[0] != (Lock{ScopeAccount, time.Minute}) {
+		t.Fatalf("fourth failure: locks %+v", res.NewLocks)
+	}
+	// Locked: even the right password is refused, without a hash, from
+	// any source; the first refusal is marked for the audit trail.
+	right := Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "198.51.100.2"}
+	res = e.try(right)
+	if res.Outcome != OutcomeLocked || res.LockScope != ScopeAccount || res.RetryAfter != time.Minute || !res.FirstRefusal {
+		t.Fatalf("while locked: %+v", res)
+	}
+	if res = e.try(right); res.FirstRefusal {
+		t.Error("repeated refusal marked first")
+	}
+	// Unknown addresses lock the same way: a lock reveals no account.
+	ghost := Attempt{Email: "ghost@acme.com", Password: "x", SourceIP: "198.51.100.3"}
+	for range 4 {
+		e.try(ghost)
+	}
+	if res := e.try(ghost); res.Outcome != OutcomeLocked || res.LockScope != ScopeAccount {
+		t.Errorf("unknown address: %+v", res)
+	}
+
+	// A browser the owner used before is not locked out by the attack.
+	d, _ := NewDevices([][]byte{[]byte("device key of at least thirty-two bytes")})
+	tok, _ := d.Issue("it@acme.com")
+	id, _ := d.Verify(tok, "it@acme.com")
+	trusted := right
+	trusted.DeviceID = id
+	if res := e.try(trusted); res.Outcome != OutcomeSuccess {
+		t.Errorf("trusted device during the lock: %+v", res)
+	}
+
+	// The lock lifts by itself, and a success clears the account's record.
+	e.clock.advance(time.Minute)
+	if res := e.try(right); res.Outcome != OutcomeSuccess {
+		t.Fatalf("after the lock: %+v", res)
+	}
+	if res := e.try(wrong); len(res.NewLocks) != 0 {
+		t.Errorf("failures not reset by success: %+v", res.NewLocks)
+	}
+}
+
+func TestSourceThrottle(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	// One source spraying many addresses is stopped by the source lock,
+	// although no single address failed often.
+	var res Result
+	for i := range 21 {
+		res = e.try(Attempt{Email: "user" + string(rune('a'+i)) + "@acme.com", Password: "guess guess guess", SourceIP: "203.0.113.9"})
+	}
+	if len(res.NewLocks) != 1 || res.NewLocks[0].Scope != ScopeSource {
+		t.Fatalf("21st failure: %+v", res.NewLocks)
+	}
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.9"}); res.Outcome != OutcomeLocked || res.LockScope != ScopeSource {
+		t.Errorf("locked source: %+v", res)
+	}
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.10"}); res.Outcome != OutcomeSuccess {
+		t.Errorf("other source: %+v", res)
+	}
+}
+
+func TestRehashOnSignIn(t *testing.T) {
+	e := newSigninEnv(t)
+	owner := e.org("acme", "it@acme.com")
+	stronger, err := NewArgon2id(Params{Time: 2, MemoryKiB: 8 * 1024, Threads: 1}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hasher.Argon2id = stronger
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "192.0.2.1"}); res.Outcome != OutcomeSuccess {
+		t.Fatal(res.Outcome)
+	}
+	got, _ := e.st.GetUser("acme", owner.ID)
+	if stronger.NeedsRehash(got.PasswordHash) {
+		t.Error("hash not upgraded")
+	}
+	if ok, _ := stronger.Verify(context.Background(), got.PasswordHash, goodPassword); !ok {
+		t.Error("upgraded hash does not verify")
+	}
+}

@@ -1,0 +1,198 @@
+package caddymodule
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/dustin/go-humanize"
+
+	"github.com/ssogate/ssogate/caddymodule/local"
+	"github.com/ssogate/ssogate/store"
+)
+
+// PasswordHashing sets the cost of the argon2id hashes of local accounts'
+// passwords (see the `sso` app's password_hashing).
+type PasswordHashing struct {
+	// Passes over memory. Default: 3.
+	Time uint32 `json:"time,omitempty"`
+
+	// Memory one hash uses, in KiB (8 MiB to 1 GiB). Default: 65536
+	// (64 MiB). The Caddyfile takes sizes such as `64MiB`.
+	MemoryKiB uint32 `json:"memory_kib,omitempty"`
+
+	// Degree of parallelism (lanes). Default: 4.
+	Threads uint8 `json:"threads,omitempty"`
+
+	// How many hashes run at once; more sign-in attempts wait their turn,
+	// so a flood of them costs at most max_concurrent × memory. Default:
+	// one per CPU.
+	MaxConcurrent int `json:"max_concurrent,omitempty"`
+}
+
+func (p *PasswordHashing) params() local.Params {
+	return local.Params{Time: p.Time, MemoryKiB: p.MemoryKiB, Threads: p.Threads}.WithDefaults()
+}
+
+func (p *PasswordHashing) provision() error {
+	if p.MaxConcurrent < 0 {
+		return fmt.Errorf("max_concurrent must not be negative")
+	}
+	return p.params().Validate()
+}
+
+// unmarshalCaddyfile reads the password_hashing block of the `sso` global
+// option (see parseGlobalOption).
+func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		switch opt {
+		case "memory":
+			b, err := humanize.ParseBytes(v)
+			if err != nil || b/1024 > 1<<32-1 {
+				return d.Errf("password_hashing memory %q: want a size such as 64MiB", v)
+			}
+			p.MemoryKiB = uint32(b / 1024)
+		case "time", "threads", "max_concurrent":
+			n, err := strconv.ParseUint(v, 10, 32)
+			if err != nil {
+				return d.Errf("password_hashing %s %q: want a positive number", opt, v)
+			}
+			switch opt {
+			case "time":
+				p.Time = uint32(n)
+			case "threads":
+				if n > 255 {
+					return d.Errf("password_hashing threads: at most 255")
+				}
+				p.Threads = uint8(n)
+			case "max_concurrent":
+				p.MaxConcurrent = int(n)
+			}
+		default:
+			return d.Errf("unrecognized password_hashing option %q", opt)
+		}
+	}
+	return nil
+}
+
+// newAuthenticator sets up password sign-in with its throttles. The
+// README explains the balance: the per-account lock is short and capped,
+// and browsers that signed in to the account before (trusted devices) are
+// throttled on their own, so an attacker cannot lock the backup login's
+// owner out.
+func newAuthenticator(st *store.Store, h local.Hasher) *local.Authenticator {
+	return &local.Authenticator{
+		Store:    st,
+		Hasher:   h,
+		Accounts: local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
+		Devices:  local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
+		Sources:  local.NewThrottle(local.ThrottleConfig{Free: 20, Base: time.Second, Max: time.Hour, Forget: time.Hour}),
+	}
+}
+
+// deviceCookieAge is how long a browser stays trusted for an account.
+const deviceCookieAge = 90 * 24 * time.Hour
+
+// localState is what local accounts need at request time. It belongs to
+// the app, so every sso_gateway handler of a config shares one set of
+// throttles; a config reload starts with fresh ones.
+type localState struct {
+	auth    *local.Authenticator
+	hasher  local.Hasher
+	devices *local.Devices
+	csrf    *local.CSRF
+	origin  *http.CrossOriginProtection
+}
+
+// localState builds the app's local-account state, once.
+func (a *App) localState() (*localState, error) {
+	s := a.shared
+	s.localOnce.Do(func() {
+		st, err := a.Store()
+		if err != nil {
+			s.localErr = err
+			return
+		}
+		keys, err := a.sessionKeys()
+		if err != nil {
+			s.localErr = err
+			return
+		}
+		ph := a.PasswordHashing
+		if ph == nil {
+			ph = new(PasswordHashing)
+		}
+		hasher, err := local.NewArgon2id(ph.params(), ph.MaxConcurrent)
+		if err != nil {
+			s.localErr = fmt.Errorf("sso: %w", err)
+			return
+		}
+		devices, err := local.NewDevices(keys)
+		if err != nil {
+			s.localErr = fmt.Errorf("sso: %w", err)
+			return
+		}
+		csrf, err := local.NewCSRF(keys)
+		if err != nil {
+			s.localErr = fmt.Errorf("sso: %w", err)
+			return
+		}
+		s.local = &localState{
+			auth:    newAuthenticator(st, hasher),
+			hasher:  hasher,
+			devices: devices,
+			csrf:    csrf,
+			origin:  http.NewCrossOriginProtection(),
+		}
+	})
+	return s.local, s.localErr
+}
+
+// Cookies of local accounts. Like the session cookie they take the
+// `__Host-` prefix when Secure, so a sibling subdomain cannot plant them.
+const (
+	// preCSRFCookie binds the CSRF token of the sign-in and set-password
+	// forms, which are shown before there is a session.
+	preCSRFCookie = "ssogate_csrf"
+	// deviceCookie marks a browser trusted for an account (local.Devices).
+	deviceCookie = "ssogate_device"
+)
+
+func (g *Gateway) cookieName(base string) string {
+	if g.secure {
+		return "__Host-" + base
+	}
+	return base
+}
+
+func (g *Gateway) setCookie(w http.ResponseWriter, base, value string, maxAge time.Duration) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     g.cookieName(base),
+		Value:    value,
+		Path:     "/",
+		MaxAge:   int(maxAge / time.Second),
+		Secure:   g.secure,
+		HttpOnly: true,
+		// Strict: these cookies never need to travel on a request another
+		// site started.
+		SameSite: http.SameSiteStrictMode,
+	})
+}
+
+func (g *Gateway) cookie(r *http.Request, base string) string {
+	c, err := r.Cookie(g.cookieName(base))
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}

@@ -1,0 +1,436 @@
+package scim
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	elimity "github.com/elimity-com/scim"
+	scimerrors "github.com/elimity-com/scim/errors"
+	scimfilter "github.com/elimity-com/scim/filter"
+	"github.com/elimity-com/scim/schema"
+	"github.com/scim2/filter-parser/v2"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Filters are answered from the store's indexes, never by scanning an
+// organization's users or groups: a filter must contain, at its top or in
+// every branch of an "or", an equality the indexes can answer — userName,
+// externalId, id or emails.value for users; displayName, externalId, id or
+// members.value for groups. The candidates found are then checked against
+// the whole filter, so "and" may add any condition (`userName eq "x" and
+// active eq true`). Other filters are refused with invalidFilter rather
+// than scanned.
+
+const unsupportedUserFilter = "Filters must use equality on userName, externalId, id or emails.value (combined with and/or); other filters are not supported."
+const unsupportedGroupFilter = "Filters must use equality on displayName, externalId, id or members.value (combined with and/or); other filters are not supported."
+
+// Schemas the filters are checked against: the core schema with the
+// common attributes (id, externalId, meta), as the library validates them.
+var (
+	userFilterSchema  = withCommon(userSchema)
+	groupFilterSchema = withCommon(groupSchema)
+)
+
+func withCommon(s schema.Schema) schema.Schema {
+	attrs := make(schema.Attributes, 0, len(s.Attributes)+3)
+	attrs = append(attrs, s.Attributes...)
+	s.Attributes = append(attrs, schema.CommonAttributes()...)
+	return s
+}
+
+// filterView adds the common attributes to a representation, for filters.
+func filterView(a map[string]any, id, externalID string, created, updated time.Time, resourceType string) map[string]any {
+	a["id"] = id
+	if externalID != "" {
+		a[attrExternalID] = externalID
+	}
+	a["meta"] = map[string]any{
+		"resourceType": resourceType,
+		"created":      created.Format(time.RFC3339),
+		"lastModified": updated.Format(time.RFC3339),
+	}
+	return a
+}
+
+// page cuts the 1-based window [startIndex, startIndex+count) from n
+// sorted matches.
+func window(n, startIndex, count int) (int, int) {
+	from := min(max(startIndex-1, 0), n)
+	return from, min(from+max(count, 0), n)
+}
+
+// ---- users ---------------------------------------------------------------
+
+func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
+	org := orgOf(r)
+	st := h.srv.cfg.Store
+	page := elimity.Page{Resources: []elimity.Resource{}}
+	if params.FilterValidator == nil {
+		users, total, err := st.ListUsers(org, max(params.StartIndex-1, 0), params.Count)
+		if err != nil {
+			return elimity.Page{}, h.srv.storeError(err, "", "")
+		}
+		page.TotalResults = total
+		for _, u := range users {
+			page.Resources = append(page.Resources, h.resource(u, p))
+		}
+		return page, nil
+	}
+
+	expr := params.FilterValidator.GetFilter()
+	cands, ok, err := h.candidates(org, expr)
+	if err != nil {
+		return elimity.Page{}, h.srv.storeError(err, "", "")
+	}
+	if !ok {
+		e := scimerrors.ScimErrorInvalidFilter
+		e.Detail = unsupportedUserFilter
+		return elimity.Page{}, e
+	}
+	var matched []*store.User
+	for _, u := range cands {
+		view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
+		if matches(expr, func(leaf filter.Expression) bool {
+			leaf = asValuePath(leaf, userFilterSchema)
+			return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
+		}) {
+			matched = append(matched, u)
+		}
+	}
+	slices.SortFunc(matched, func(a, b *store.User) int { return strings.Compare(a.ID, b.ID) })
+	from, to := window(len(matched), params.StartIndex, params.Count)
+	page.TotalResults = len(matched)
+	for _, u := range matched[from:to] {
+		page.Resources = append(page.Resources, h.resource(u, p))
+	}
+	return page, nil
+}
+
+// candidates returns, from the indexes, a superset of the users expr can
+// match, keyed by ID; ok is false when the indexes cannot bound it.
+func (h *userHandler) candidates(org string, expr filter.Expression) (map[string]*store.User, bool, error) {
+	st := h.srv.cfg.Store
+	switch e := expr.(type) {
+	case *filter.LogicalExpression:
+		return combine(e, func(x filter.Expression) (map[string]*store.User, bool, error) { return h.candidates(org, x) })
+	case *filter.ValuePath:
+		// emails[value eq "…"] (with anything and-ed inside the brackets).
+		if !strings.EqualFold(e.AttributePath.AttributeName, attrEmails) || !coreURI(e.AttributePath, userSchema.ID) {
+			return nil, false, nil
+		}
+		if v, ok := valueEquality(e.ValueFilter); ok {
+			return h.byEmail(org, v)
+		}
+		return nil, false, nil
+	case *filter.AttributeExpression:
+		v, ok := e.CompareValue.(string)
+		if e.Operator != filter.EQ || !ok || !coreURI(e.AttributePath, userSchema.ID) {
+			return nil, false, nil
+		}
+		name, sub := strings.ToLower(e.AttributePath.AttributeName), strings.ToLower(e.AttributePath.SubAttributeName())
+		var u *store.User
+		var err error
+		switch {
+		case name == "username" && sub == "":
+			u, err = st.UserByUserName(org, v)
+		case name == "externalid" && sub == "":
+			u, err = st.UserByExternalID(org, v)
+		case name == "id" && sub == "":
+			u, err = st.GetUser(org, v)
+		case name == "emails" && (sub == "value" || sub == ""):
+			return h.byEmail(org, v)
+		default:
+			return nil, false, nil
+		}
+		return single(u, err, func(u *store.User) string { return u.ID })
+	}
+	return nil, false, nil
+}
+
+func (h *userHandler) byEmail(org, email string) (map[string]*store.User, bool, error) {
+	st := h.srv.cfg.Store
+	out := map[string]*store.User{}
+	if email == "" {
+		return out, true, nil
+	}
+	ids, err := st.UserIDsByEmail(org, email)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, id := range ids {
+		u, err := st.GetUser(org, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		out[id] = u
+	}
+	return out, true, nil
+}
+
+// ---- groups --------------------------------------------------------------
+
+func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
+	org := orgOf(r)
+	st := h.srv.cfg.Store
+	page := elimity.Page{Resources: []elimity.Resource{}}
+	if params.FilterValidator == nil {
+		groups, total, err := st.ListGroups(org, max(params.StartIndex-1, 0), params.Count)
+		if err != nil {
+			return elimity.Page{}, h.srv.storeError(err, "", "")
+		}
+		page.TotalResults = total
+		for _, g := range groups {
+			page.Resources = append(page.Resources, h.resource(g, p))
+		}
+		return page, nil
+	}
+
+	expr := params.FilterValidator.GetFilter()
+	cands, ok, err := h.candidates(org, expr)
+	if err != nil {
+		return elimity.Page{}, h.srv.storeError(err, "", "")
+	}
+	if !ok {
+		e := scimerrors.ScimErrorInvalidFilter
+		e.Detail = unsupportedGroupFilter
+		return elimity.Page{}, e
+	}
+	var matched []*store.Group
+	for _, g := range cands {
+		ok, err := h.matches(org, g, expr)
+		if err != nil {
+			return elimity.Page{}, h.srv.storeError(err, "", "")
+		}
+		if ok {
+			matched = append(matched, g)
+		}
+	}
+	slices.SortFunc(matched, func(a, b *store.Group) int { return strings.Compare(a.ID, b.ID) })
+	from, to := window(len(matched), params.StartIndex, params.Count)
+	page.TotalResults = len(matched)
+	for _, g := range matched[from:to] {
+		page.Resources = append(page.Resources, h.resource(g, p))
+	}
+	return page, nil
+}
+
+// matches checks the whole filter on g. Membership tests (Entra ID asks
+// `id eq "g" and members[value eq "u"]`) are one index read each instead
+// of a walk through the member list.
+func (h *groupHandler) matches(org string, g *store.Group, expr filter.Expression) (bool, error) {
+	var views [2]map[string]any // without and with members
+	var storeErr error
+	ok := matches(expr, func(leaf filter.Expression) bool {
+		if uid, ok := memberTest(leaf); ok {
+			is, err := h.srv.cfg.Store.IsMember(org, g.ID, uid)
+			if err != nil && storeErr == nil && !errors.Is(err, store.ErrInvalid) {
+				storeErr = err
+			}
+			return is
+		}
+		i, p := 0, newProjection(nil, []string{attrMembers})
+		if strings.EqualFold(leafAttribute(leaf).AttributeName, attrMembers) {
+			i, p = 1, projection{}
+		}
+		if views[i] == nil {
+			views[i] = filterView(h.resource(g, p).Attributes, g.ID, g.ExternalID, g.Created, g.Updated, "Group")
+		}
+		return passes(scimfilter.NewFilterValidator(asValuePath(leaf, groupFilterSchema), groupFilterSchema), views[i])
+	})
+	return ok, storeErr
+}
+
+// leafAttribute is the attribute a leaf of a filter tests.
+func leafAttribute(leaf filter.Expression) filter.AttributePath {
+	switch e := leaf.(type) {
+	case *filter.ValuePath:
+		return e.AttributePath
+	case *filter.AttributeExpression:
+		return e.AttributePath
+	}
+	return filter.AttributePath{}
+}
+
+// memberTest recognises members[value eq "u"] and members.value eq "u".
+func memberTest(leaf filter.Expression) (string, bool) {
+	switch e := leaf.(type) {
+	case *filter.ValuePath:
+		if strings.EqualFold(e.AttributePath.AttributeName, attrMembers) && coreURI(e.AttributePath, groupSchema.ID) {
+			return valueEquality(e.ValueFilter)
+		}
+	case *filter.AttributeExpression:
+		v, ok := e.CompareValue.(string)
+		if ok && e.Operator == filter.EQ && strings.EqualFold(e.AttributePath.AttributeName, attrMembers) &&
+			strings.EqualFold(e.AttributePath.SubAttributeName(), "value") && coreURI(e.AttributePath, groupSchema.ID) {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func (h *groupHandler) candidates(org string, expr filter.Expression) (map[string]*store.Group, bool, error) {
+	st := h.srv.cfg.Store
+	if e, ok := expr.(*filter.LogicalExpression); ok {
+		return combine(e, func(x filter.Expression) (map[string]*store.Group, bool, error) { return h.candidates(org, x) })
+	}
+	if uid, ok := memberTest(expr); ok {
+		out := map[string]*store.Group{}
+		if uid == "" {
+			return out, true, nil
+		}
+		ids, err := st.GroupsOfUser(org, uid)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, id := range ids {
+			g, err := st.GetGroup(org, id)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, false, err
+			}
+			out[id] = g
+		}
+		return out, true, nil
+	}
+	e, ok := expr.(*filter.AttributeExpression)
+	if !ok {
+		return nil, false, nil
+	}
+	v, ok := e.CompareValue.(string)
+	if e.Operator != filter.EQ || !ok || e.AttributePath.SubAttribute != nil || !coreURI(e.AttributePath, groupSchema.ID) {
+		return nil, false, nil
+	}
+	var id string
+	var err error
+	switch strings.ToLower(e.AttributePath.AttributeName) {
+	case "displayname":
+		id, err = st.GroupIDByDisplayName(org, v)
+	case "externalid":
+		id, err = st.GroupIDByExternalID(org, v)
+	case "id":
+		id = v
+	default:
+		return nil, false, nil
+	}
+	var g *store.Group
+	if err == nil {
+		g, err = st.GetGroup(org, id)
+	}
+	return single(g, err, func(g *store.Group) string { return g.ID })
+}
+
+// ---- shared --------------------------------------------------------------
+
+// matches evaluates the boolean structure of expr, leaving attribute
+// expressions and value paths to leaf.
+func matches(expr filter.Expression, leaf func(filter.Expression) bool) bool {
+	switch e := expr.(type) {
+	case *filter.LogicalExpression:
+		if e.Operator == filter.AND {
+			return matches(e.Left, leaf) && matches(e.Right, leaf)
+		}
+		return matches(e.Left, leaf) || matches(e.Right, leaf)
+	case *filter.NotExpression:
+		return !matches(e.Expression, leaf)
+	}
+	return leaf(expr)
+}
+
+// combine bounds an and/or from its sides: an "and" by either side the
+// indexes can bound, an "or" by the union of both, if both can be.
+func combine[T any](e *filter.LogicalExpression, side func(filter.Expression) (map[string]T, bool, error)) (map[string]T, bool, error) {
+	l, lok, err := side(e.Left)
+	if err != nil {
+		return nil, false, err
+	}
+	if e.Operator == filter.AND && lok {
+		return l, true, nil
+	}
+	r, rok, err := side(e.Right)
+	if err != nil {
+		return nil, false, err
+	}
+	if e.Operator == filter.AND {
+		return r, rok, nil
+	}
+	if !lok || !rok {
+		return nil, false, nil
+	}
+	for k, v := range r {
+		l[k] = v
+	}
+	return l, true, nil
+}
+
+// single turns a look-up by one index into a candidate set: not found
+// (or not a possible key) is an empty set.
+func single[T any](v T, err error, id func(T) string) (map[string]T, bool, error) {
+	out := map[string]T{}
+	switch {
+	case err == nil:
+		out[id(v)] = v
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
+	default:
+		return nil, false, err
+	}
+	return out, true, nil
+}
+
+// valueEquality recognises a value filter `value eq "x"`, alone or
+// and-ed with other conditions.
+func valueEquality(expr filter.Expression) (string, bool) {
+	switch e := expr.(type) {
+	case *filter.AttributeExpression:
+		v, ok := e.CompareValue.(string)
+		if ok && e.Operator == filter.EQ && e.AttributePath.SubAttribute == nil && strings.EqualFold(e.AttributePath.AttributeName, "value") {
+			return v, true
+		}
+	case *filter.LogicalExpression:
+		if e.Operator == filter.AND {
+			if v, ok := valueEquality(e.Left); ok {
+				return v, true
+			}
+			return valueEquality(e.Right)
+		}
+	}
+	return "", false
+}
+
+// asValuePath rewrites `emails.value eq "x"` on a multi-valued attribute
+// as the equivalent `emails[value eq "x"]` (RFC 7644 §3.4.2.2: the
+// expression holds when any value matches), which is the form the
+// library's filter evaluates; it fails the first form on multi-valued
+// attributes.
+func asValuePath(leaf filter.Expression, s schema.Schema) filter.Expression {
+	e, ok := leaf.(*filter.AttributeExpression)
+	if !ok || e.AttributePath.SubAttribute == nil || !coreURI(e.AttributePath, s.ID) {
+		return leaf
+	}
+	attr, ok := s.Attributes.ContainsAttribute(e.AttributePath.AttributeName)
+	if !ok || !attr.MultiValued() {
+		return leaf
+	}
+	return &filter.ValuePath{
+		AttributePath: filter.AttributePath{URIPrefix: e.AttributePath.URIPrefix, AttributeName: e.AttributePath.AttributeName},
+		ValueFilter: &filter.AttributeExpression{
+			AttributePath: filter.AttributePath{AttributeName: e.AttributePath.SubAttributeName()},
+			Operator:      e.Operator,
+			CompareValue:  e.CompareValue,
+		},
+	}
+}
+
+// coreURI tells an attribute path without a URN or with the core schema's.
+func coreURI(p filter.AttributePath, core string) bool {
+	uri := p.URI()
+	return uri == "" || strings.EqualFold(uri, core)
+}

@@ -1,0 +1,461 @@
+package scim
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	elimity "github.com/elimity-com/scim"
+	scimerrors "github.com/elimity-com/scim/errors"
+	"github.com/elimity-com/scim/optional"
+	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Attribute names of the User resource that live in store.User fields.
+// Everything else a client sends (title, locale, phoneNumbers, the
+// enterprise extension, ...) is kept in User.SCIM and returned as given.
+const (
+	attrUserName    = "userName"
+	attrExternalID  = "externalId"
+	attrDisplayName = "displayName"
+	attrActive      = "active"
+	attrName        = "name"
+	attrEmails      = "emails"
+	attrPassword    = "password"
+	attrGroups      = "groups"
+	attrMembers     = "members"
+)
+
+// notKept are attributes never stored in User.SCIM: they have fields of
+// their own, are the server's (id, meta, groups), or must never be kept or
+// returned (password: users sign in through their IdP).
+var notKept = map[string]bool{
+	attrUserName: true, attrExternalID: true, attrDisplayName: true, attrActive: true,
+	attrName: true, attrEmails: true, attrPassword: true, attrGroups: true,
+	"id": true, "meta": true, "schemas": true,
+}
+
+const conflictUser = "A user with this userName or externalId already exists in this organization."
+
+// userHandler serves /Users over the store.
+type userHandler struct{ srv *Server }
+
+// userAttributes is a stored user as SCIM attributes, without id,
+// externalId, meta and schemas (the library adds those).
+func userAttributes(u *store.User) map[string]any {
+	a := make(map[string]any, len(u.SCIM)+5)
+	for k, v := range u.SCIM {
+		if !notKept[k] || k == attrName || k == attrEmails {
+			a[k] = v
+		}
+	}
+	a[attrUserName] = u.UserName
+	a[attrActive] = u.Active
+	if u.DisplayName != "" {
+		a[attrDisplayName] = u.DisplayName
+	}
+	// A copy: the caller may change the result without touching u.
+	name := map[string]any{}
+	if kept, ok := a[attrName].(map[string]any); ok {
+		for k, v := range kept {
+			name[k] = v
+		}
+	}
+	if u.GivenName != "" || u.FamilyName != "" {
+		if u.GivenName != "" {
+			name["givenName"] = u.GivenName
+		}
+		if u.FamilyName != "" {
+			name["familyName"] = u.FamilyName
+		}
+	}
+	if len(name) > 0 {
+		a[attrName] = name
+	} else {
+		delete(a, attrName)
+	}
+	if emails := emailAttributes(u); emails != nil {
+		a[attrEmails] = emails
+	} else {
+		delete(a, attrEmails)
+	}
+	return a
+}
+
+// emailAttributes returns the user's emails. The full SCIM form (with
+// display) is kept in User.SCIM only when a client sent more than the
+// store holds, and used only while it still agrees with the store.
+func emailAttributes(u *store.User) []any {
+	if len(u.Emails) == 0 {
+		return nil
+	}
+	if full, ok := u.SCIM[attrEmails].([]any); ok && sameEmails(full, u.Emails) {
+		return full
+	}
+	out := make([]any, 0, len(u.Emails))
+	for _, e := range u.Emails {
+		m := map[string]any{"value": e.Value}
+		if e.Type != "" {
+			m["type"] = e.Type
+		}
+		if e.Primary {
+			m["primary"] = true
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func sameEmails(full []any, emails []store.Email) bool {
+	if len(full) != len(emails) {
+		return false
+	}
+	for i, el := range full {
+		m, _ := el.(map[string]any)
+		v, _ := m["value"].(string)
+		t, _ := m["type"].(string)
+		p, _ := m["primary"].(bool)
+		if v != emails[i].Value || t != emails[i].Type || p != emails[i].Primary {
+			return false
+		}
+	}
+	return true
+}
+
+// setUserAttributes writes SCIM attributes (as validated by the library,
+// or a patched representation) into u. With keepAbsent, an absent
+// externalId or active keeps its current value: Okta's PUT omits
+// externalId, and neither a PUT that forgets active nor one that forgets
+// the IdP's ID should re-activate, deactivate or unlink anyone. Without it
+// (a patched full representation), absent means removed.
+func setUserAttributes(u *store.User, a map[string]any, keepAbsent bool) error {
+	userName, _ := a[attrUserName].(string)
+	userName = strings.TrimSpace(userName)
+	if userName == "" {
+		return badValue("userName is required.")
+	}
+	u.UserName = userName
+	if v, ok := a[attrExternalID].(string); ok {
+		u.ExternalID = strings.TrimSpace(v)
+	} else if !keepAbsent {
+		u.ExternalID = ""
+	}
+	if v, ok := a[attrActive].(bool); ok {
+		u.Active = v
+	} else if !keepAbsent {
+		// An unassigned "active" is not an active user.
+		u.Active = false
+	}
+	u.DisplayName, _ = a[attrDisplayName].(string)
+	u.DisplayName = strings.TrimSpace(u.DisplayName)
+
+	extras := map[string]any{}
+	u.GivenName, u.FamilyName = "", ""
+	if name, ok := a[attrName].(map[string]any); ok {
+		rest := map[string]any{}
+		for k, v := range name {
+			s, _ := v.(string)
+			switch k {
+			case "givenName":
+				u.GivenName = strings.TrimSpace(s)
+			case "familyName":
+				u.FamilyName = strings.TrimSpace(s)
+			default:
+				if !empty(v) {
+					rest[k] = v
+				}
+			}
+		}
+		if len(rest) > 0 {
+			extras[attrName] = rest
+		}
+	}
+
+	u.Emails = nil
+	var full []any
+	withDisplay := false
+	list, _ := a[attrEmails].([]any)
+	for _, el := range list {
+		m, _ := el.(map[string]any)
+		v, _ := m["value"].(string)
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		t, _ := m["type"].(string)
+		p, _ := m["primary"].(bool)
+		e := store.Email{Value: v, Type: t, Primary: p}
+		// At most one primary address (RFC 7643 §2.4): the first wins.
+		if e.Primary {
+			for _, prev := range u.Emails {
+				if prev.Primary {
+					e.Primary = false
+				}
+			}
+		}
+		u.Emails = append(u.Emails, e)
+		fm := map[string]any{"value": e.Value}
+		if e.Type != "" {
+			fm["type"] = e.Type
+		}
+		if e.Primary {
+			fm["primary"] = true
+		}
+		if d, _ := m["display"].(string); d != "" {
+			fm["display"] = d
+			withDisplay = true
+		}
+		full = append(full, fm)
+	}
+	if withDisplay {
+		extras[attrEmails] = full
+	}
+
+	for k, v := range a {
+		if notKept[k] || empty(v) {
+			continue
+		}
+		extras[k] = v
+	}
+	u.SCIM = nil
+	if len(extras) > 0 {
+		u.SCIM = extras
+	}
+	return nil
+}
+
+// empty tells values not worth keeping: null, "", [] and {}.
+func empty(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case string:
+		return v == ""
+	case []any:
+		return len(v) == 0
+	case map[string]any:
+		return len(v) == 0
+	}
+	return false
+}
+
+// resource is the user as the library returns it.
+func (h *userHandler) resource(u *store.User, p projection) elimity.Resource {
+	res := elimity.Resource{
+		ID:         u.ID,
+		Attributes: p.apply(userAttributes(u)),
+		Meta:       elimity.Meta{Created: &u.Created, LastModified: &u.Updated},
+	}
+	if u.ExternalID != "" && p.wants(attrExternalID) {
+		res.ExternalID = optional.NewString(u.ExternalID)
+	}
+	return res
+}
+
+// Create provisions a user. A user that an earlier SAML sign-in created
+// (before provisioning reached them) is adopted rather than duplicated:
+// it is matched by externalId, then userName, then email, the way sign-ins
+// are matched to provisioned users.
+func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	org := orgOf(r)
+	u := &store.User{OrgID: org, Active: true, Source: store.SourceSCIM}
+	if err := setUserAttributes(u, attrs, true); err != nil {
+		return elimity.Resource{}, err
+	}
+	defer h.srv.locks.lock(orgKey(org))()
+	adopted, err := h.adopt(org, u)
+	if err != nil {
+		return elimity.Resource{}, err
+	}
+	details := map[string]string{}
+	if adopted != nil {
+		u = adopted
+		details["adopted"] = "signed-in user"
+	} else if err := h.srv.cfg.Store.ProvisionUser(u); err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+	}
+	h.audit(r, "scim.user.create", u, details)
+	return h.resource(u, projectionOf(r)), nil
+}
+
+// errNotAdoptable aborts an adoption whose candidate changed meanwhile.
+var errNotAdoptable = errors.New("user is no longer one created by sign-in")
+
+// adopt finds a user that SAML sign-in created and that in describes, and
+// turns it into this provisioned user. It returns nil when there is none.
+// A match by externalId or userName that is not such a user is the
+// conflict the IdP must hear about.
+func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
+	st := h.srv.cfg.Store
+	var cand *store.User
+	for _, find := range []func() (*store.User, error){
+		func() (*store.User, error) {
+			if in.ExternalID == "" {
+				return nil, store.ErrNotFound
+			}
+			return st.UserByExternalID(org, in.ExternalID)
+		},
+		func() (*store.User, error) { return st.UserByUserName(org, in.UserName) },
+	} {
+		u, err := find()
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, h.srv.storeError(err, "", "")
+		}
+		if u.Source != store.SourceSAML {
+			return nil, h.srv.storeError(store.ErrConflict, "", conflictUser)
+		}
+		cand = u
+		break
+	}
+	for _, e := range in.Emails {
+		if cand != nil {
+			break
+		}
+		ids, err := st.UserIDsByEmail(org, e.Value)
+		if err != nil {
+			return nil, h.srv.storeError(err, "", "")
+		}
+		for _, id := range ids {
+			u, err := st.GetUser(org, id)
+			if err == nil && u.Source == store.SourceSAML {
+				cand = u
+				break
+			}
+		}
+	}
+	if cand == nil {
+		return nil, nil
+	}
+	u, err := st.UpdateUser(org, cand.ID, func(x *store.User) error {
+		if x.Source != store.SourceSAML {
+			return errNotAdoptable
+		}
+		x.UserName, x.ExternalID, x.Emails = in.UserName, in.ExternalID, in.Emails
+		x.DisplayName, x.GivenName, x.FamilyName = in.DisplayName, in.GivenName, in.FamilyName
+		x.Active, x.SCIM, x.Source = in.Active, in.SCIM, store.SourceSCIM
+		return nil
+	})
+	if errors.Is(err, errNotAdoptable) {
+		err = store.ErrConflict
+	}
+	if err != nil {
+		return nil, h.srv.storeError(err, "", conflictUser)
+	}
+	return u, nil
+}
+
+// Get returns one user.
+func (h *userHandler) Get(r *http.Request, id string) (elimity.Resource, error) {
+	u, err := h.srv.cfg.Store.GetUser(orgOf(r), id)
+	if err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, id, "")
+	}
+	return h.resource(u, projectionOf(r)), nil
+}
+
+// GetAll lists users, filtered through the store's indexes (query.go).
+func (h *userHandler) GetAll(r *http.Request, params elimity.ListRequestParams) (elimity.Page, error) {
+	return h.list(r, params, projectionOf(r))
+}
+
+// Search serves POST /Users/.search like GetAll.
+func (h *userHandler) Search(r *http.Request, params elimity.SearchParams) (elimity.Page, error) {
+	return h.list(r, elimity.ListRequestParams{Count: params.Count, StartIndex: params.StartIndex, FilterValidator: params.FilterValidator},
+		newProjection(params.Attributes, params.ExcludedAttributes))
+}
+
+// Replace is PUT: the body is the whole user (but see setUserAttributes
+// for externalId and active).
+func (h *userHandler) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
+	return h.update(r, id, func(u *store.User) error {
+		return setUserAttributes(u, attrs, true)
+	})
+}
+
+// Patch applies PATCH operations to the user's representation and stores
+// the result.
+func (h *userHandler) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
+	return h.update(r, id, func(u *store.User) error {
+		rep := userAttributes(u)
+		if u.ExternalID != "" {
+			rep[attrExternalID] = u.ExternalID
+		}
+		if err := applyPatch(rep, ops, userPatchSchema, enterpriseSchema); err != nil {
+			return err
+		}
+		return setUserAttributes(u, rep, false)
+	})
+}
+
+// update changes a user through change, in one store transaction, and
+// ends the user's sessions when it deactivates them.
+func (h *userHandler) update(r *http.Request, id string, change func(*store.User) error) (elimity.Resource, error) {
+	org := orgOf(r)
+	st := h.srv.cfg.Store
+	defer h.srv.locks.lock(resourceKey(org, id))()
+	var wasActive bool
+	u, err := st.UpdateUser(org, id, func(u *store.User) error {
+		wasActive = u.Active
+		if err := change(u); err != nil {
+			return err
+		}
+		// From now on the IdP manages this user; a local account stays
+		// one, so that its password keeps working as the backup login.
+		if u.Source == store.SourceSAML {
+			u.Source = store.SourceSCIM
+		}
+		return nil
+	})
+	if err != nil {
+		var se scimerrors.ScimError
+		if errors.As(err, &se) {
+			return elimity.Resource{}, se
+		}
+		return elimity.Resource{}, h.srv.storeError(err, id, conflictUser)
+	}
+	action := "scim.user.update"
+	switch {
+	case wasActive && !u.Active:
+		action = "scim.user.deactivate"
+		// The per-request re-check refuses the user anyway; deleting the
+		// sessions makes that independent of it.
+		if _, err := st.DeleteUserSessions(org, u.ID); err != nil {
+			h.srv.log.Error("ending sessions of a deactivated user", zap.String("org", org), zap.String("user_id", u.ID), zap.Error(err))
+		}
+	case !wasActive && u.Active:
+		action = "scim.user.reactivate"
+	}
+	h.audit(r, action, u, nil)
+	return h.resource(u, projectionOf(r)), nil
+}
+
+// Delete removes the user, its memberships and sessions, and remembers
+// its identifiers so that a SAML sign-in cannot bring it back (see
+// store.DeprovisionUser).
+func (h *userHandler) Delete(r *http.Request, id string) error {
+	org := orgOf(r)
+	defer h.srv.locks.lock(orgKey(org))()
+	u, err := h.srv.cfg.Store.GetUser(org, id)
+	if err != nil {
+		return h.srv.storeError(err, id, "")
+	}
+	if err := h.srv.cfg.Store.DeprovisionUser(org, id); err != nil {
+		return h.srv.storeError(err, id, "")
+	}
+	h.audit(r, "scim.user.delete", u, nil)
+	return nil
+}
+
+func (h *userHandler) audit(r *http.Request, action string, u *store.User, details map[string]string) {
+	if details == nil {
+		details = map[string]string{}
+	}
+	details["user_id"] = u.ID
+	details["userName"] = u.UserName
+	h.srv.audit(u.OrgID, h.srv.cfg.ClientIP(r), action, "success", details)
+}

@@ -1,0 +1,314 @@
+package store
+
+import (
+	"errors"
+	"slices"
+	"time"
+
+	badger "github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+)
+
+// This file holds what SCIM provisioning needs beyond plain records:
+// deprovisioning markers, the token's last-used time, and index-only
+// lookups.
+
+// Kinds of deprovisioning marker (the segment after the org in udel keys).
+const (
+	udelUserName   = "n"
+	udelExternalID = "x"
+	udelEmail      = "m"
+)
+
+// deprovisionKeys are the markers that stand for u once it is gone.
+func deprovisionKeys(u *User) [][]byte {
+	keys := [][]byte{key(pUDel, u.OrgID, udelUserName, fold(u.UserName))}
+	if u.ExternalID != "" {
+		keys = append(keys, key(pUDel, u.OrgID, udelExternalID, u.ExternalID))
+	}
+	for _, e := range u.Emails {
+		if e.Value != "" {
+			keys = append(keys, key(pUDel, u.OrgID, udelEmail, fold(e.Value)))
+		}
+	}
+	return keys
+}
+
+// DeprovisionUser deletes the user as DeleteUser does and, in the same
+// transaction, records its userName, externalId and email addresses as
+// deprovisioned. A user the IdP's provisioning deleted has no record left
+// to carry "inactive", yet the IdP may still assert them at sign-in; the
+// markers let the sign-in tell them from someone provisioning has never
+// mentioned (see Deprovisioned). ProvisionUser lifts them.
+func (s *Store) DeprovisionUser(orgID, id string) error {
+	const op = "deprovision user"
+	if err := need(op, "org id", orgID, "user id", id); err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.update(op, func(txn *badger.Txn) error {
+		u, err := deleteUser(txn, op, orgID, id)
+		if err != nil {
+			return err
+		}
+		at := now()
+		for _, k := range deprovisionKeys(u) {
+			if _, err := setJSON(txn, k, at, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Deprovisioned reports whether any of the given identifiers (empty ones
+// are skipped) belonged to a user DeprovisionUser removed and that has not
+// been provisioned again since. userName and email compare
+// case-insensitively, externalID exactly.
+func (s *Store) Deprovisioned(orgID, externalID, userName, email string) (bool, error) {
+	const op = "deprovisioned"
+	if err := need(op, "org id", orgID); err != nil {
+		return false, err
+	}
+	var keys [][]byte
+	if externalID != "" {
+		keys = append(keys, key(pUDel, orgID, udelExternalID, externalID))
+	}
+	if userName != "" {
+		keys = append(keys, key(pUDel, orgID, udelUserName, fold(userName)))
+	}
+	if email != "" {
+		keys = append(keys, key(pUDel, orgID, udelEmail, fold(email)))
+	}
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.leave()
+	found := false
+	err := s.view(func(txn *badger.Txn) error {
+		for _, k := range keys {
+			ok, err := exists(txn, k)
+			if err != nil {
+				return err
+			}
+			if ok {
+				found = true
+				return nil
+			}
+		}
+		return nil
+	})
+	return found, err
+}
+
+// ProvisionUser creates a user as CreateUser does and, in the same
+// transaction, lifts the deprovisioning markers of its userName,
+// externalId and email addresses: the IdP has provisioned them again.
+func (s *Store) ProvisionUser(u *User) error {
+	return s.createUser("provision user", u, func(txn *badger.Txn, u *User) error {
+		for _, k := range deprovisionKeys(u) {
+			if err := del(txn, k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// TouchSCIMToken records that the organization's SCIM token was accepted
+// at `at` (now if zero), for the admin's "last used" display.
+//
+// Like TouchSession it is not synced when it returns: touches are buffered
+// and written together about once a second, so a crash may lose the last
+// second of them. The write changes only SCIMTokenLastUsed (not Updated),
+// never moves it backwards, drops a time older than the current token's
+// creation (a touch that raced a rotation belongs to the revoked token),
+// and is dropped if the organization is gone.
+func (s *Store) TouchSCIMToken(orgID string, at time.Time) error {
+	if err := need("touch SCIM token", "org id", orgID); err != nil {
+		return err
+	}
+	if at.IsZero() {
+		at = now()
+	}
+	at = at.UTC().Round(0)
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.touchMu.Lock()
+	if prev, ok := s.scimTouches[orgID]; !ok || at.After(prev) {
+		s.scimTouches[orgID] = at
+	}
+	s.touchMu.Unlock()
+	return nil
+}
+
+// flushSCIMTouches writes the buffered token touches. It runs on the
+// flusher goroutine and once more in Close, never concurrently. There is
+// at most one touch per organization, so one transaction holds them all.
+func (s *Store) flushSCIMTouches() {
+	s.touchMu.Lock()
+	batch := s.scimTouches
+	if len(batch) == 0 {
+		s.touchMu.Unlock()
+		return
+	}
+	s.scimTouches = make(map[string]time.Time)
+	s.touchMu.Unlock()
+
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	for chunk := range slices.Chunk(ids, touchesPerTxn) {
+		err := s.update("touch SCIM tokens", func(txn *badger.Txn) error {
+			for _, id := range chunk {
+				k := key(pOrg, id)
+				o := new(Org)
+				if err := getJSON(txn, k, o); err != nil {
+					if errors.Is(err, ErrNotFound) {
+						continue
+					}
+					return err
+				}
+				at := batch[id]
+				if len(o.SCIMTokenHash) == 0 || at.Before(o.SCIMTokenCreated) || !at.After(o.SCIMTokenLastUsed) {
+					continue
+				}
+				o.SCIMTokenLastUsed = at
+				if _, err := setJSON(txn, k, o, 0); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			s.log.Warn("writing SCIM token touches failed", zap.Int("organizations", len(chunk)), zap.Error(err))
+		}
+	}
+}
+
+// GroupIDByExternalID returns the ID of the group with this externalId
+// (exact match) from the index alone, without reading the group record,
+// which carries every member.
+func (s *Store) GroupIDByExternalID(orgID, externalID string) (string, error) {
+	const op = "group ID by externalId"
+	if err := need(op, "org id", orgID, "externalId", externalID); err != nil {
+		return "", err
+	}
+	return s.indexedID(indexLookup(op, key(pGExt, orgID, externalID), "group externalId", externalID))
+}
+
+// GroupIDByDisplayName returns the ID of the group with this displayName
+// (case-insensitively) from the index alone.
+func (s *Store) GroupIDByDisplayName(orgID, name string) (string, error) {
+	const op = "group ID by displayName"
+	if err := need(op, "org id", orgID, "displayName", name); err != nil {
+		return "", err
+	}
+	return s.indexedID(indexLookup(op, key(pGName, orgID, fold(name)), "group displayName", name))
+}
+
+// UserIDsByEmail returns the IDs of the org's users that have this email
+// address (case-insensitively), in ID order; none is not an error.
+func (s *Store) UserIDsByEmail(orgID, email string) ([]string, error) {
+	const op = "user IDs by email"
+	if err := need(op, "org id", orgID, "email", email); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	ids := []string{}
+	err := s.view(func(txn *badger.Txn) error {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, fold(email)), nil, 0) {
+			ids = append(ids, lastSegment(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func (s *Store) indexedID(resolve func(*badger.Txn) (string, error)) (string, error) {
+	if err := s.enter(); err != nil {
+		return "", err
+	}
+	defer s.leave()
+	var id string
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		id, err = resolve(txn)
+		return err
+	})
+	return id, err
+}
+
+// CreateUsers creates several users of one organization in a single
+// transaction, all or none, with the rules of CreateUser (each user is
+// updated in place on success). It exists for imports, where one synced
+// commit per user would be the bottleneck; a batch must stay well below
+// Badger's transaction size limit (a thousand users is fine).
+func (s *Store) CreateUsers(users []*User) error {
+	const op = "create users"
+	if len(users) == 0 {
+		return nil
+	}
+	cs := make([]User, len(users))
+	created := now()
+	for i, u := range users {
+		if u == nil {
+			return invalid(op, "nil user")
+		}
+		if err := checkUser(op, u); err != nil {
+			return err
+		}
+		if u.OrgID != users[0].OrgID {
+			return invalid(op, "users of several organizations")
+		}
+		c := *u
+		if c.ID == "" {
+			c.ID = uuid.NewString()
+		}
+		if c.Created.IsZero() {
+			c.Created = created
+		}
+		if c.Updated.IsZero() {
+			c.Updated = c.Created
+		}
+		cs[i] = c
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	err := s.update(op, func(txn *badger.Txn) error {
+		if err := requireOrg(txn, op, cs[0].OrgID); err != nil {
+			return err
+		}
+		for i := range cs {
+			if err := putNewUser(txn, op, &cs[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			return invalid(op, "too many users in one batch")
+		}
+		return err
+	}
+	for i, u := range users {
+		*u = cs[i]
+	}
+	return nil
+}

@@ -80,12 +80,16 @@ var errOverage = errors.New("group overage without SCIM membership")
 // the IdP would still assert the group. Otherwise the groups asserted at
 // sign-in decide, matched by the group's IdP ID or, case-insensitively,
 // its name.
+// user is nil for someone signing in for the first time.
 func authorized(st *store.Store, org *store.Org, user *store.User, asserted []string) (bool, error) {
 	m := org.AdminGroup
 	if m.ID == "" && m.Name == "" {
 		return false, nil
 	}
 	if gid, err := scimAdminGroupID(st, org); err == nil {
+		if user == nil || user.ID == "" {
+			return false, nil // not provisioned, so not a member
+		}
 		return st.IsMember(org.ID, gid, user.ID)
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err

@@ -287,6 +287,15 @@ func TestBobIsRefused(t *testing.T) {
 		t.Fatalf("want the 403 page, got %d\n%s", p.status, p.body)
 	}
 	assertSignedOut(t, b)
+	// A refused sign-in leaves no user behind (nor one shown to the
+	// org's admins on the users page).
+	out, err := env.Admin(context.Background(), http.MethodGet, env.AdminURL+"/sso/orgs/"+demo.OrgID+"/users", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.ToLower(string(out)), demo.BobEmail) {
+		t.Errorf("refused user was stored: %s", out)
+	}
 }
 
 func TestSpoofedIdentityHeadersNeverReachUpstream(t *testing.T) {

@@ -654,3 +654,37 @@ func TestUsersPageAccess(t *testing.T) {
 		t.Errorf("removing the backup login: %d", status)
 	}
 }
+
+// The IdP stays the source of truth for the person behind the backup
+// login: provisioning that deactivates them ends the backup session and
+// refuses the password, and reactivation gives the way in back.
+func TestSCIMDeactivationStopsTheBackupLogin(t *testing.T) {
+	reset := adminJSON(t, http.MethodPost, "/orgs/"+demo.OrgID+"/backup-login/reset", nil)
+	if reset["email"] != demo.AliceEmail {
+		t.Fatalf("reset-backup: %v", reset)
+	}
+	b := newBrowserFrom(t, "127.0.0.41")
+	if p := b.setPassword(reset["set_password_url"].(string), strongPassword); p.status != http.StatusOK {
+		t.Fatalf("set password: %d\n%s", p.status, p.body)
+	}
+	if p := b.backupSignIn(demo.AliceEmail, strongPassword, ""); p.status != http.StatusSeeOther {
+		t.Fatalf("backup sign-in: %d\n%s", p.status, p.body)
+	}
+	signedIn(t, b)
+
+	c := newSCIMClient(t, demo.OrgID)
+	id := c.provision(demo.AliceEmail)
+	c.setActive(id, false)
+	t.Cleanup(func() { c.setActive(id, true) })
+	assertSignedOut(t, b)
+	if p := newBrowserFrom(t, "127.0.0.41").backupSignIn(demo.AliceEmail, strongPassword, ""); p.status == http.StatusSeeOther {
+		t.Fatalf("deactivated backup login signed in: %d", p.status)
+	}
+
+	c.setActive(id, true)
+	again := newBrowserFrom(t, "127.0.0.41")
+	if p := again.backupSignIn(demo.AliceEmail, strongPassword, ""); p.status != http.StatusSeeOther {
+		t.Fatalf("reactivated backup sign-in: %d\n%s", p.status, p.body)
+	}
+	signedIn(t, again)
+}

@@ -244,7 +244,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
-	user, err := g.linkUser(st.store, org, ident)
+	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
 			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account.")
@@ -254,7 +254,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		g.internalError(w, r, "linking user", err)
 		return
 	}
-	if !user.Active {
+	if user != nil && !user.Active {
 		g.refuse(w, r, st, org.ID, ident.Email, "user deactivated", http.StatusForbidden, "Access denied",
 			"Your account is deactivated in your organization's directory.", "Ask your IT administrator.")
 		return
@@ -275,6 +275,10 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		}
 		g.refuse(w, r, st, org.ID, ident.Email, "not in the admin group", http.StatusForbidden, "Access denied",
 			"Your account is not allowed to use this application.", hint)
+		return
+	}
+	if user, err = saveUser(st.store, org, user, ident); err != nil {
+		g.internalError(w, r, "saving user", err)
 		return
 	}
 

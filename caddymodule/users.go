@@ -14,10 +14,12 @@ import (
 // Signing in would hand one person's account to another.
 var errIdentityMismatch = errors.New("asserted objectidentifier differs from the one on file for this email")
 
-// linkUser finds the user a SAML sign-in is for, or creates them. SCIM
+// findUser finds the user a SAML sign-in is for, writing nothing: a
+// sign-in the organization refuses must not leave a user behind. SCIM
 // provisioning and earlier sign-ins link by the IdP's stable ID first,
-// then by userName or email, so one person never becomes two users.
-func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User, error) {
+// then by userName or email, so one person never becomes two users. It
+// returns nil for someone not on file yet (saveUser creates them).
+func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User, error) {
 	var u *store.User
 	var err error
 	if id.ObjectID != "" {
@@ -37,19 +39,31 @@ func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity)
 			return nil, errIdentityMismatch
 		}
 	}
+	if err == nil {
+		return u, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("finding user: %w", err)
+	}
+	// Someone the IdP's provisioning deleted must not come back through a
+	// sign-in the IdP still signs. They get a stand-in that is never
+	// stored, marked inactive, so the sign-in refuses them as a
+	// deactivated user; provisioning them again lifts this.
+	gone, err := st.Deprovisioned(org.ID, id.ObjectID, id.Email, id.Email)
+	if err != nil {
+		return nil, fmt.Errorf("checking deprovisioned users: %w", err)
+	}
+	if gone {
+		return &store.User{OrgID: org.ID, UserName: id.Email, Active: false, Source: store.SourceSCIM}, nil
+	}
+	return nil, nil
+}
+
+// saveUser records an admitted SAML sign-in: it creates the user findUser
+// did not find (u == nil, source saml) or refreshes the one it found.
+func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity) (*store.User, error) {
 	now := time.Now()
-	if errors.Is(err, store.ErrNotFound) {
-		// Someone the IdP's provisioning deleted must not come back
-		// through a sign-in the IdP still signs. They get a stand-in that
-		// is never stored, marked inactive, so the sign-in refuses them
-		// as a deactivated user; provisioning them again lifts this.
-		gone, derr := st.Deprovisioned(org.ID, id.ObjectID, id.Email, id.Email)
-		if derr != nil {
-			return nil, fmt.Errorf("checking deprovisioned users: %w", derr)
-		}
-		if gone {
-			return &store.User{OrgID: org.ID, UserName: id.Email, Active: false, Source: store.SourceSCIM}, nil
-		}
+	if u == nil {
 		nu := &store.User{
 			OrgID:       org.ID,
 			UserName:    id.Email,
@@ -67,10 +81,7 @@ func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity)
 		}
 		return nu, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("finding user: %w", err)
-	}
-	return st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
+	u, err := st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
 		// A provisioned user's externalId belongs to the SCIM client.
 		if u.ExternalID == "" && u.Source != store.SourceSCIM {
 			u.ExternalID = id.ObjectID
@@ -91,4 +102,8 @@ func (g *Gateway) linkUser(st *store.Store, org *store.Org, id *samlsp.Identity)
 		u.LastLogin = now
 		return nil
 	})
+	if err != nil {
+		return nil, fmt.Errorf("updating user: %w", err)
+	}
+	return u, nil
 }

@@ -1,9 +1,11 @@
 package caddymodule
 
 import (
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 
 	"go.uber.org/zap"
 
@@ -15,19 +17,89 @@ import (
 // still active, the user still exists and is active, and they are still in
 // the admin group. A session that fails is deleted, so the next request
 // does not pay for the checks again.
-func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (identity, bool) {
-	sess, err := st.sessions.Load(r)
+//
+// The outcome of a re-check is reused (see recheckCache) while the store
+// has committed no write since it was made, since reading the same records
+// again could only give the same answer, and while the session needs
+// nothing done about its lifetimes (Fresh), which depend on the clock.
+func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValues, bool) {
+	sealed, ok := st.sessions.SealedCookie(r)
+	if !ok {
+		return nil, false
+	}
+	// The cache is keyed by a hash of the sealed cookie: a hit means this
+	// exact cookie was unsealed (authenticated) before, so unsealing it
+	// again, the main cost left on this path, can be skipped.
+	key := sha256.Sum256([]byte(sealed))
+	// Read before the records, so that a write racing with this re-check
+	// leaves its outcome stamped with a generation that is already over.
+	gen := st.store.Generation()
+	if e, ok := st.rechecked.get(key, gen); ok && st.sessions.Fresh(e.sess) {
+		return e.id, true
+	}
+	sid, ok := st.sessions.RecordIDOf(sealed)
+	if !ok {
+		return nil, false
+	}
+	sess, err := st.sessions.LoadRecord(sid)
 	if err != nil {
-		return identity{}, false
+		return nil, false
 	}
 	reason, id := g.recheck(st.store, sess)
 	if reason != "" {
 		g.logger.Info("session ended by re-check",
 			zap.String("org", sess.OrgID), zap.String("user_id", sess.UserID), zap.String("reason", reason))
 		_ = st.store.DeleteSession(sess.ID)
-		return identity{}, false
+		return nil, false
 	}
-	return id, true
+	v := id.values()
+	st.rechecked.put(key, recheckEntry{gen: gen, sess: sess, id: v})
+	return v, true
+}
+
+// recheckCacheSize bounds the remembered re-checks: one per recently
+// active session, a few hundred bytes each.
+const recheckCacheSize = 32 << 10
+
+// recheckCache maps session cookies (by the SHA-256 of their sealed value)
+// to the outcome of their last successful re-check, stamped with the store
+// generation read before it.
+// An entry is used only while the store's generation is unchanged, so it
+// never outlives a write (deactivation, SCIM change, logout, ...): any
+// committed write sends every session back to the full re-check.
+type recheckCache struct {
+	mu      sync.RWMutex
+	entries map[[sha256.Size]byte]recheckEntry
+}
+
+type recheckEntry struct {
+	gen  uint64
+	sess *store.Session  // shared: never modified
+	id   *identityValues // shared: never modified
+}
+
+func (c *recheckCache) get(key [sha256.Size]byte, gen uint64) (recheckEntry, bool) {
+	c.mu.RLock()
+	e, ok := c.entries[key]
+	c.mu.RUnlock()
+	return e, ok && e.gen == gen
+}
+
+func (c *recheckCache) put(key [sha256.Size]byte, e recheckEntry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = make(map[[sha256.Size]byte]recheckEntry)
+	}
+	if _, ok := c.entries[key]; !ok && len(c.entries) >= recheckCacheSize {
+		// Full: forget an arbitrary entry (map order is random); it costs
+		// that session one full re-check.
+		for k := range c.entries {
+			delete(c.entries, k)
+			break
+		}
+	}
+	c.entries[key] = e
 }
 
 func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identity) {

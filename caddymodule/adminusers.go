@@ -26,8 +26,8 @@ import (
 //	POST   {prefix}/admin/api/users               {"email","role"?,"display_name"?} → 201 link (shown once)
 //	DELETE {prefix}/admin/api/users/{id}          → 204
 //	POST   {prefix}/admin/api/users/{id}/invite   → 201 link
-//	GET    {prefix}/admin/api/backup-login        backup login and eligible accounts
-//	PUT    {prefix}/admin/api/backup-login        {"user"} (ID or email) → 200
+//	*      {prefix}/admin/api[/...]               the org admin API (orgs.OrgHandler), see configurator.go
+//	*      {prefix}/admin/[...]                   the configurator page, see configurator.go
 //
 // Who is an org admin: a session of the org whose user is a local account
 // with role admin, or a SAML session (only members of the mapped admin
@@ -96,10 +96,8 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 		default:
 			return false
 		}
-	case rest == "/admin/api/backup-login":
-		routes = []route{{http.MethodGet, true, g.apiBackup}, {http.MethodPut, true, g.apiSetBackup}}
 	default:
-		return false
+		return g.serveConfigurator(w, r, rest)
 	}
 
 	var rt *route
@@ -129,7 +127,7 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 	if !ok {
 		return true
 	}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead && !g.checkSessionCSRF(w, r, ls, admin, rt.json) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && !g.checkSessionCSRF(w, r, ls, admin, rt.json, maxLocalForm, g.Prefix+"/admin/users") {
 		return true
 	}
 	rt.fn(w, r, st, ls, admin, arg)
@@ -187,7 +185,7 @@ func (g *Gateway) requireOrgAdmin(w http.ResponseWriter, r *http.Request, st *ga
 		isAdmin = u.Source == store.SourceLocal && u.Role == store.RoleAdmin
 	}
 	if !isAdmin {
-		return forbidden("Only administrators of your organization can manage its users.")
+		return forbidden("Only administrators of your organization can manage its users and settings.")
 	}
 	actor := id.User
 	if actor == "" {
@@ -197,12 +195,14 @@ func (g *Gateway) requireOrgAdmin(w http.ResponseWriter, r *http.Request, st *ga
 }
 
 // checkSessionCSRF refuses a state-changing request another site made.
-func (g *Gateway) checkSessionCSRF(w http.ResponseWriter, r *http.Request, ls *localState, a *orgAdmin, isJSON bool) bool {
+// Forms are read up to maxForm bytes; retry is the page a refused form
+// post is sent back to.
+func (g *Gateway) checkSessionCSRF(w http.ResponseWriter, r *http.Request, ls *localState, a *orgAdmin, isJSON bool, maxForm int64, retry string) bool {
 	ok := ls.origin.Check(r) == nil
 	if ok {
 		tok := r.Header.Get(csrfHeader)
 		if !isJSON {
-			r.Body = http.MaxBytesReader(w, r.Body, maxLocalForm)
+			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
 				g.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "", false)
 				return false
@@ -216,7 +216,7 @@ func (g *Gateway) checkSessionCSRF(w http.ResponseWriter, r *http.Request, ls *l
 		if isJSON {
 			writeJSONError(w, http.StatusForbidden, "missing or invalid CSRF token (send the "+csrfHeader+" header from "+g.Prefix+"/admin/api/session)")
 		} else {
-			g.csrfRefused(w, g.Prefix+"/admin/users")
+			g.csrfRefused(w, retry)
 		}
 	}
 	return ok
@@ -484,40 +484,4 @@ func (g *Gateway) apiReinvite(w http.ResponseWriter, r *http.Request, _ *gateway
 		return
 	}
 	writeJSONValue(w, http.StatusCreated, link)
-}
-
-func (g *Gateway) apiBackup(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, _ string) {
-	svc, err := g.app.Orgs()
-	if err != nil {
-		g.serviceError(w, r, err, true)
-		return
-	}
-	v, err := svc.Backup(a.sess.OrgID)
-	if err != nil {
-		g.serviceError(w, r, err, true)
-		return
-	}
-	w.Header().Set(csrfHeader, a.csrf)
-	writeJSONValue(w, http.StatusOK, v)
-}
-
-func (g *Gateway) apiSetBackup(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, _ string) {
-	var req struct {
-		User string `json:"user"`
-	}
-	if err := decodeBody(w, r, &req); err != nil {
-		g.serviceError(w, r, err, true)
-		return
-	}
-	svc, err := g.app.Orgs()
-	if err != nil {
-		g.serviceError(w, r, err, true)
-		return
-	}
-	v, err := svc.SetBackup(a.actor, a.sess.OrgID, req.User)
-	if err != nil {
-		g.serviceError(w, r, err, true)
-		return
-	}
-	writeJSONValue(w, http.StatusOK, v)
 }

@@ -4,6 +4,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net"
@@ -36,6 +37,7 @@ const (
 	DefaultSessionIdle     = time.Hour
 	DefaultAuthnRequestTTL = 10 * time.Minute
 	DefaultPrefix          = "/sso"
+	DefaultDomainRecheck   = 24 * time.Hour
 )
 
 // App is the `sso` Caddy app. It owns the single store handle of the
@@ -61,6 +63,12 @@ type App struct {
 	// DNS resolver (host:port) for domain verification. Default: the
 	// system's.
 	DNSResolver string `json:"dns_resolver,omitempty"`
+
+	// How often each DNS-verified domain's TXT record is checked again. A
+	// domain whose record is gone becomes unverified and stops routing
+	// sign-ins (audited as domain.lost); DNS errors change nothing.
+	// Default: 24h.
+	DomainRecheckInterval caddy.Duration `json:"domain_recheck_interval,omitempty"`
 
 	// Absolute lifetime of a session. Default: 8h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
@@ -106,6 +114,10 @@ type appState struct {
 
 	mu     sync.Mutex
 	prefix string // route prefix of the first gateway that registered
+
+	// The periodic domain re-check of this config, stopped by Stop.
+	stopRecheck context.CancelFunc
+	recheckDone chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -157,6 +169,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.AuthnRequestTTL <= 0 {
 		a.AuthnRequestTTL = caddy.Duration(DefaultAuthnRequestTTL)
 	}
+	if a.DomainRecheckInterval <= 0 {
+		a.DomainRecheckInterval = caddy.Duration(DefaultDomainRecheck)
+	}
 	if a.InviteTTL <= 0 {
 		a.InviteTTL = caddy.Duration(orgs.DefaultInviteTTL)
 	}
@@ -187,16 +202,57 @@ func parseBaseURL(raw string) (*url.URL, error) {
 }
 
 // Start opens the store, so that a broken storage path shows up when the
-// config loads rather than on the first request.
+// config loads rather than on the first request, and starts the periodic
+// domain re-check.
 func (a *App) Start() error {
-	if _, err := a.Store(); err != nil {
+	svc, err := a.Orgs()
+	if err != nil {
 		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.shared.stopRecheck = cancel
+	a.shared.recheckDone = make(chan struct{})
+	go a.recheckDomains(ctx, svc, time.Duration(a.DomainRecheckInterval), a.shared.recheckDone)
+	return nil
+}
+
+// Stop ends this config's domain re-check. The store outlives the config
+// (see Cleanup).
+func (a *App) Stop() error {
+	if a.shared != nil && a.shared.stopRecheck != nil {
+		a.shared.stopRecheck()
+		<-a.shared.recheckDone
 	}
 	return nil
 }
 
-// Stop is a no-op: the store outlives the config (see Cleanup).
-func (a *App) Stop() error { return nil }
+// recheckDomains re-verifies DNS-verified domains until ctx ends. Each
+// pass checks only the domains not checked for a whole interval (the
+// check time is stored on the domain), so passes can run more often than
+// the interval: restarts and reloads delay no domain by more than a pass,
+// and the old and new config of a reload overlapping for a moment at worst
+// ask DNS twice.
+func (a *App) recheckDomains(ctx context.Context, svc *orgs.Service, interval time.Duration, done chan<- struct{}) {
+	defer close(done)
+	pass := min(interval, time.Hour)
+	timer := time.NewTimer(min(pass, time.Minute))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		checked, lost, err := svc.RecheckDueDomains(ctx, interval)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.logger.Error("re-checking domains", zap.Int("checked", checked), zap.Int("lost", lost), zap.Error(err))
+		case checked > 0:
+			a.logger.Info("re-checked domains", zap.Int("checked", checked), zap.Int("lost", lost))
+		}
+		timer.Reset(pass)
+	}
+}
 
 // Cleanup releases this config's reference to the shared store; the last
 // reference closes it.
@@ -217,11 +273,15 @@ func (a *App) Store() (*store.Store, error) {
 	s := a.shared
 	s.openOnce.Do(func() {
 		val, _, err := stores.LoadOrNew(a.StoragePath, func() (caddy.Destructor, error) {
-			st, err := store.Open(a.StoragePath, store.Options{Logger: a.logger.Named("store")})
+			log := a.logger.Named("store")
+			st, err := store.Open(a.StoragePath, store.Options{Logger: log})
 			if err != nil {
 				return nil, err
 			}
-			return pooledStore{st}, nil
+			// Once per process unless every config using the path is gone:
+			// a second line during a reload means the handle was not shared.
+			log.Info("opened store", zap.String("path", a.StoragePath))
+			return pooledStore{st, log, a.StoragePath}, nil
 		})
 		if err != nil {
 			s.openErr = fmt.Errorf("sso: opening store at %s: %w", a.StoragePath, err)
@@ -234,9 +294,17 @@ func (a *App) Store() (*store.Store, error) {
 }
 
 // pooledStore lets the usage pool close the store with its last reference.
-type pooledStore struct{ *store.Store }
+type pooledStore struct {
+	*store.Store
+	log  *zap.Logger
+	path string
+}
 
-func (p pooledStore) Destruct() error { return p.Close() }
+func (p pooledStore) Destruct() error {
+	err := p.Close()
+	p.log.Info("closed store", zap.String("path", p.path), zap.Error(err))
+	return err
+}
 
 // Orgs returns the organization service shared by the admin API and the
 // gateway.

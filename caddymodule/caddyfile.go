@@ -30,6 +30,7 @@ func init() {
 //	        session_idle_timeout 1h
 //	        authn_request_ttl    10m
 //	        invite_ttl           72h
+//	        domain_recheck_interval 24h
 //	        password_hashing {
 //	            time           3
 //	            memory         64MiB
@@ -70,7 +71,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "session_key":
 				a.SessionKeys = append(a.SessionKeys, v)
 			}
-		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl":
+		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -88,6 +89,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.AuthnRequestTTL = caddy.Duration(dur)
 			case "invite_ttl":
 				a.InviteTTL = caddy.Duration(dur)
+			case "domain_recheck_interval":
+				a.DomainRecheckInterval = caddy.Duration(dur)
 			}
 		case "password_hashing":
 			if a.PasswordHashing == nil {

@@ -70,6 +70,8 @@ type gatewayState struct {
 	spKey    crypto.Signer
 	spCert   *x509.Certificate
 	scim     *scim.Server
+
+	rechecked recheckCache
 }
 
 // CaddyModule returns the Caddy module information.

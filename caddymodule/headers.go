@@ -71,6 +71,11 @@ func resolveHeaders(preset string, override *HeaderNames) (HeaderNames, bool) {
 			}
 		}
 	}
+	// Canonical names let apply set headers without canonicalizing (and
+	// allocating) on every request.
+	for _, p := range []*string{&h.UserID, &h.User, &h.Email, &h.Name, &h.Groups, &h.Org, &h.AuthMethod} {
+		*p = http.CanonicalHeaderKey(*p)
+	}
 	return h, true
 }
 
@@ -109,31 +114,52 @@ type identity struct {
 	Groups                                     []string
 }
 
+// identityFields is the number of identity values; HeaderNames.array,
+// identity.values and replKeys list them in the same order.
+const identityFields = 7
+
+// replKeys are the placeholders apply sets, in identityFields order.
+var replKeys = [identityFields]string{
+	"http.auth.user.id", "http.auth.user.username", "http.auth.user.email", "http.auth.user.name",
+	"http.auth.user.groups", "http.auth.user.org", "http.auth.user.auth_method",
+}
+
+func (h HeaderNames) array() [identityFields]string {
+	return [...]string{h.UserID, h.User, h.Email, h.Name, h.Groups, h.Org, h.AuthMethod}
+}
+
+// identityValues is an identity made ready for apply once per re-check:
+// the header values made header-safe and the placeholder values boxed, so
+// that the requests reusing a re-check (see recheckCache) share them
+// read-only instead of converting again.
+type identityValues struct {
+	header [identityFields]string
+	repl   [identityFields]any
+}
+
+func (id identity) values() *identityValues {
+	raw := [...]string{id.UserID, id.User, id.Email, id.Name, strings.Join(id.Groups, ","), id.Org, id.AuthMethod}
+	v := &identityValues{}
+	for i, s := range raw {
+		v.header[i] = headerSafe(s)
+		v.repl[i] = s
+	}
+	return v
+}
+
 // apply sets the identity headers and the {http.auth.user.*} placeholders
-// that access logs and other directives read.
-func (h HeaderNames) apply(r *http.Request, id identity) {
-	groups := strings.Join(id.Groups, ",")
-	set := func(name, value string) {
-		if name != "" && value != "" {
-			r.Header.Set(name, headerSafe(value))
+// that access logs and other directives read. The names are canonical
+// (resolveHeaders), so they go into the header map as they are.
+func (h HeaderNames) apply(r *http.Request, v *identityValues) {
+	for i, name := range h.array() {
+		if name != "" && v.header[i] != "" {
+			r.Header[name] = []string{v.header[i]}
 		}
 	}
-	set(h.UserID, id.UserID)
-	set(h.User, id.User)
-	set(h.Email, id.Email)
-	set(h.Name, id.Name)
-	set(h.Groups, groups)
-	set(h.Org, id.Org)
-	set(h.AuthMethod, id.AuthMethod)
-
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		repl.Set("http.auth.user.id", id.UserID)
-		repl.Set("http.auth.user.username", id.User)
-		repl.Set("http.auth.user.email", id.Email)
-		repl.Set("http.auth.user.name", id.Name)
-		repl.Set("http.auth.user.groups", groups)
-		repl.Set("http.auth.user.org", id.Org)
-		repl.Set("http.auth.user.auth_method", id.AuthMethod)
+		for i, k := range replKeys {
+			repl.Set(k, v.repl[i])
+		}
 	}
 }
 

@@ -321,6 +321,10 @@ func TestOwnerConfiguresThenSSOEnforcement(t *testing.T) {
 		"entity_id": env.IdP.EntityID(), "sso_url": dead, "certificates": []string{env.IdP.CertificatePEM()},
 	})
 	adminJSON(t, http.MethodPut, "/orgs/"+org+"/admin-group", map[string]any{"name": "admins", "id": "g1"})
+	adminJSON(t, http.MethodPost, "/orgs/"+org+"/scim-token", nil)
+	for _, step := range []string{"register", "saml", "scim", "users"} {
+		adminJSON(t, http.MethodPut, "/orgs/"+org+"/steps/"+step, map[string]any{"done": true})
+	}
 	adminJSON(t, http.MethodPost, "/orgs/"+org+"/activate", nil)
 
 	// The colleague's password session ends on the next request, and a

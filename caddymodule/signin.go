@@ -155,9 +155,22 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 // acs receives the IdP's response (HTTP-POST binding) for orgID, taken
 // from the path: the org's settings never come from the message.
 func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
+	// A declared length over the cap is refused before reading anything,
+	// rather than after reading up to the cap (or waiting for a body that
+	// is never sent).
+	if r.ContentLength > maxFormBody {
+		w.Header().Set("Connection", "close")
+		g.message(w, http.StatusRequestEntityTooLarge, "Sign-in failed", "The response from your identity provider was too large.", "", true)
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
 	if err := r.ParseForm(); err != nil {
-		g.message(w, http.StatusBadRequest, "Sign-in failed", "The response from your identity provider was too large or malformed.", "", true)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			g.message(w, http.StatusRequestEntityTooLarge, "Sign-in failed", "The response from your identity provider was too large.", "", true)
+			return
+		}
+		g.message(w, http.StatusBadRequest, "Sign-in failed", "The response from your identity provider was malformed.", "", true)
 		return
 	}
 	if r.PostForm.Get("SAMLart") != "" || r.URL.Query().Get("SAMLart") != "" {

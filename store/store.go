@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -83,6 +84,9 @@ type Store struct {
 	// Buffered TouchSCIMToken updates (org ID → time), guarded by touchMu
 	// and written by the same flusher as session touches.
 	scimTouches map[string]time.Time
+
+	// generation counts committed write transactions (see Generation).
+	generation atomic.Uint64
 }
 
 // Open opens the database in dir, creating it if needed. Writes are synced
@@ -247,7 +251,11 @@ func (s *Store) tryUpdate(fn func(txn *badger.Txn) error) error {
 	if err := fn(txn); err != nil {
 		return err
 	}
-	if err := txn.Commit(); err != nil {
+	err := txn.Commit()
+	// Counted whatever Commit says: a failed commit may still have
+	// changed something, and a spurious increment only costs a cache miss.
+	s.generation.Add(1)
+	if err != nil {
 		if errors.Is(err, badger.ErrConflict) {
 			return err
 		}
@@ -255,6 +263,13 @@ func (s *Store) tryUpdate(fn func(txn *badger.Txn) error) error {
 	}
 	return nil
 }
+
+// Generation is a number that changes after every write transaction
+// commits. A caller that reads Generation, then reads records, may reuse
+// what it derived from them for as long as Generation still returns the
+// same number: every write that could have changed them has been counted
+// by then (the gateway's per-request re-check cache relies on this).
+func (s *Store) Generation() uint64 { return s.generation.Load() }
 
 // view runs fn in a read-only transaction.
 func (s *Store) view(fn func(txn *badger.Txn) error) error {

@@ -59,6 +59,9 @@ type Org struct {
 	// Steps holds the configurator's step completion flags ("done in the
 	// IdP" ticks and the like), keyed by step name.
 	Steps map[string]bool `json:"steps,omitempty"`
+	// ConfigStarted is when an org admin first opened the configurator
+	// (zero: never).
+	ConfigStarted time.Time `json:"config_started,omitzero"`
 
 	IdP        IdPSettings  `json:"idp"`
 	AdminGroup GroupMapping `json:"admin_group"`
@@ -99,6 +102,9 @@ type Domain struct {
 	Status     string    `json:"status"` // DomainPending | DomainVerified
 	Created    time.Time `json:"created"`
 	VerifiedAt time.Time `json:"verified_at,omitzero"`
+	// VerifiedBy says how the domain was verified: "dns" (its TXT record,
+	// re-checked periodically) or "operator" (vouched for; not re-checked).
+	VerifiedBy string    `json:"verified_by,omitempty"`
 	LastCheck  time.Time `json:"last_check,omitzero"`
 	LastResult string    `json:"last_result,omitempty"`
 }

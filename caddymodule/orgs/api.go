@@ -36,9 +36,10 @@ const maxRequestBody = 1 << 20
 //	POST   {prefix}/orgs/{org}/domains                  {"name"} → 201
 //	DELETE {prefix}/orgs/{org}/domains/{domain}         → 204
 //	POST   {prefix}/orgs/{org}/domains/{domain}/verify  {"force"?}
-//	PUT    {prefix}/orgs/{org}/idp                      {"entity_id","sso_url","certificates"} or {"metadata_xml"}
+//	PUT    {prefix}/orgs/{org}/idp                      {"entity_id","sso_url","certificates"}, {"metadata_xml"} or {"metadata_url"}
 //	PUT    {prefix}/orgs/{org}/admin-group              {"name","id"}
-//	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing"
+//	PUT    {prefix}/orgs/{org}/steps/{step}             {"done": true|false} (register, saml, scim, users)
+//	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing" (titles of the grey steps)
 //	POST   {prefix}/orgs/{org}/deactivate
 //	GET    {prefix}/orgs/{org}/audit?limit=N
 //	POST   {prefix}/orgs/{org}/scim-token               → 201 {"token","scim_base_url"} (new token, shown once)
@@ -59,11 +60,12 @@ const maxRequestBody = 1 << 20
 // endpoint, which is the operator's alone.
 func (s *Service) AdminHandler(prefix string) http.Handler {
 	prefix = strings.TrimSuffix(prefix, "/")
-	a := &adminAPI{s: s, prefix: prefix}
-	routes := []struct {
-		method, path string
-		fn           apiFunc
-	}{
+	a := &adminAPI{
+		s: s, prefix: prefix, operator: true,
+		orgOf:   func(r *http.Request) string { return r.PathValue("org") },
+		actorOf: func(*http.Request) string { return OperatorActor },
+	}
+	return a.mux([]route{
 		{"GET", "/orgs", a.listOrgs},
 		{"POST", "/orgs", a.createOrg},
 		{"GET", "/orgs/{org}", a.showOrg},
@@ -75,6 +77,7 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"POST", "/orgs/{org}/domains/{domain}/verify", a.verifyDomain},
 		{"PUT", "/orgs/{org}/idp", a.setIdP},
 		{"PUT", "/orgs/{org}/admin-group", a.setAdminGroup},
+		{"PUT", "/orgs/{org}/steps/{step}", a.setStep},
 		{"POST", "/orgs/{org}/activate", a.activate},
 		{"POST", "/orgs/{org}/deactivate", a.deactivate},
 		{"GET", "/orgs/{org}/audit", a.audit},
@@ -86,11 +89,28 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"GET", "/orgs/{org}/backup-login", a.showBackup},
 		{"PUT", "/orgs/{org}/backup-login", a.setBackup},
 		{"POST", "/orgs/{org}/backup-login/reset", a.resetBackup},
-	}
+	})
+}
+
+// route is one endpoint of a JSON API: a method and a path under the
+// API's prefix.
+type route struct {
+	method, path string
+	fn           apiFunc
+}
+
+// mux serves routes under a.prefix, answering methods a path does not
+// serve with a JSON 405 and unknown paths with a JSON 404.
+func (a *adminAPI) mux(routes []route) http.Handler {
+	prefix := a.prefix
 	mux := http.NewServeMux()
 	allowed := map[string][]string{}
 	var paths []string
-	for _, rt := range routes {
+	for i, rt := range routes {
+		if prefix+rt.path == "" {
+			routes[i].path = "/{$}" // the root itself, when there is no prefix
+			rt = routes[i]
+		}
 		mux.Handle(rt.method+" "+prefix+rt.path, a.serve(rt.fn))
 		if _, ok := allowed[rt.path]; !ok {
 			paths = append(paths, rt.path)
@@ -121,9 +141,30 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 // JSON, or an error.
 type apiFunc func(w http.ResponseWriter, r *http.Request) (int, any, error)
 
+// adminAPI serves the JSON API over organizations, for the operator
+// (AdminHandler: every organization, named in the path) or for one
+// organization's admins (OrgHandler: the organization and the actor come
+// from the caller's session).
 type adminAPI struct {
-	s      *Service
-	prefix string
+	s        *Service
+	prefix   string
+	operator bool
+	orgOf    func(*http.Request) string
+	actorOf  func(*http.Request) string
+}
+
+// org is the organization a request is about.
+func (a *adminAPI) org(r *http.Request) string { return a.orgOf(r) }
+
+// actor is who the audit trail records for a request.
+func (a *adminAPI) actor(r *http.Request) string { return a.actorOf(r) }
+
+// orgURL is the path of the request's organization in this API.
+func (a *adminAPI) orgURL(r *http.Request) string {
+	if a.operator {
+		return a.prefix + "/orgs/" + url.PathEscape(a.org(r))
+	}
+	return a.prefix
 }
 
 func (a *adminAPI) serve(fn apiFunc) http.Handler {
@@ -250,6 +291,9 @@ type (
 		Name string `json:"name"`
 		ID   string `json:"id"`
 	}
+	stepRequest struct {
+		Done *bool `json:"done"`
+	}
 )
 
 func (a *adminAPI) listOrgs(w http.ResponseWriter, r *http.Request) (int, any, error) {
@@ -262,7 +306,7 @@ func (a *adminAPI) createOrg(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.CreateOrg(OperatorActor, req.ID, req.Name, req.OwnerEmail)
+	v, err := a.s.CreateOrg(a.actor(r), req.ID, req.Name, req.OwnerEmail)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -271,7 +315,7 @@ func (a *adminAPI) createOrg(w http.ResponseWriter, r *http.Request) (int, any, 
 }
 
 func (a *adminAPI) showOrg(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	v, err := a.s.GetOrg(r.PathValue("org"))
+	v, err := a.s.GetOrg(a.org(r))
 	return http.StatusOK, v, err
 }
 
@@ -280,16 +324,16 @@ func (a *adminAPI) updateOrg(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.UpdateOrg(OperatorActor, r.PathValue("org"), req)
+	v, err := a.s.UpdateOrg(a.actor(r), a.org(r), req)
 	return http.StatusOK, v, err
 }
 
 func (a *adminAPI) deleteOrg(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	return http.StatusNoContent, nil, a.s.DeleteOrg(OperatorActor, r.PathValue("org"))
+	return http.StatusNoContent, nil, a.s.DeleteOrg(a.actor(r), a.org(r))
 }
 
 func (a *adminAPI) listDomains(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	list, err := a.s.ListDomains(r.PathValue("org"))
+	list, err := a.s.ListDomains(a.org(r))
 	return http.StatusOK, list, err
 }
 
@@ -298,25 +342,30 @@ func (a *adminAPI) addDomain(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	org := r.PathValue("org")
-	v, err := a.s.AddDomain(OperatorActor, org, req.Name)
+	v, err := a.s.AddDomain(a.actor(r), a.org(r), req.Name)
 	if err != nil {
 		return 0, nil, err
 	}
-	w.Header().Set("Location", a.prefix+"/orgs/"+url.PathEscape(org)+"/domains/"+url.PathEscape(v.Name))
+	w.Header().Set("Location", a.orgURL(r)+"/domains/"+url.PathEscape(v.Name))
 	return http.StatusCreated, v, nil
 }
 
 func (a *adminAPI) removeDomain(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	return http.StatusNoContent, nil, a.s.RemoveDomain(OperatorActor, r.PathValue("org"), r.PathValue("domain"))
+	return http.StatusNoContent, nil, a.s.RemoveDomain(a.actor(r), a.org(r), r.PathValue("domain"))
 }
 
 func (a *adminAPI) verifyDomain(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	var req verifyDomainRequest
-	if err := decodeJSON(w, r, &req, true); err != nil {
+	if a.operator {
+		if err := decodeJSON(w, r, &req, true); err != nil {
+			return 0, nil, err
+		}
+	} else if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
+		// Vouching for a domain is the operator's privilege: an org
+		// admin's "force" is an unknown field.
 		return 0, nil, err
 	}
-	v, err := a.s.VerifyDomain(r.Context(), OperatorActor, r.PathValue("org"), r.PathValue("domain"), req.Force)
+	v, err := a.s.VerifyDomain(r.Context(), a.actor(r), a.org(r), r.PathValue("domain"), req.Force)
 	return http.StatusOK, v, err
 }
 
@@ -325,7 +374,7 @@ func (a *adminAPI) setIdP(w http.ResponseWriter, r *http.Request) (int, any, err
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.SetIdP(OperatorActor, r.PathValue("org"), req)
+	v, err := a.s.SetIdPContext(r.Context(), a.actor(r), a.org(r), req)
 	return http.StatusOK, v, err
 }
 
@@ -334,7 +383,19 @@ func (a *adminAPI) setAdminGroup(w http.ResponseWriter, r *http.Request) (int, a
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.SetAdminGroup(OperatorActor, r.PathValue("org"), req.Name, req.ID)
+	v, err := a.s.SetAdminGroup(a.actor(r), a.org(r), req.Name, req.ID)
+	return http.StatusOK, v, err
+}
+
+func (a *adminAPI) setStep(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var req stepRequest
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	if req.Done == nil {
+		return 0, nil, invalid("done", "is required (true or false)")
+	}
+	v, err := a.s.SetStepDone(a.actor(r), a.org(r), r.PathValue("step"), *req.Done)
 	return http.StatusOK, v, err
 }
 
@@ -342,7 +403,7 @@ func (a *adminAPI) activate(w http.ResponseWriter, r *http.Request) (int, any, e
 	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.Activate(OperatorActor, r.PathValue("org"))
+	v, err := a.s.Activate(a.actor(r), a.org(r))
 	return http.StatusOK, v, err
 }
 
@@ -350,7 +411,7 @@ func (a *adminAPI) deactivate(w http.ResponseWriter, r *http.Request) (int, any,
 	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.Deactivate(OperatorActor, r.PathValue("org"))
+	v, err := a.s.Deactivate(a.actor(r), a.org(r))
 	return http.StatusOK, v, err
 }
 
@@ -363,7 +424,7 @@ func (a *adminAPI) audit(w http.ResponseWriter, r *http.Request) (int, any, erro
 		}
 		limit = n
 	}
-	events, err := a.s.Audit(r.PathValue("org"), limit)
+	events, err := a.s.Audit(a.org(r), limit)
 	return http.StatusOK, events, err
 }
 
@@ -371,7 +432,7 @@ func (a *adminAPI) rotateSCIMToken(w http.ResponseWriter, r *http.Request) (int,
 	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	tok, err := a.s.RotateSCIMToken(OperatorActor, r.PathValue("org"))
+	tok, err := a.s.RotateSCIMToken(a.actor(r), a.org(r))
 	if err != nil {
 		return 0, nil, err
 	}

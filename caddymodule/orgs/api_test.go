@@ -81,6 +81,15 @@ func TestAdminAPIHappyPath(t *testing.T) {
 	if ag := org["admin_group"].(map[string]any); ag["name"] != "SSO Admins" || ag["id"] != "00g1abc" {
 		t.Errorf("admin group = %v", ag)
 	}
+	e.must(http.StatusCreated, "POST", "/sso/orgs/acme/scim-token", nil)
+	for _, step := range []string{StepRegister, StepSAML, StepSCIM, StepUsers} {
+		org = e.must(http.StatusOK, "PUT", "/sso/orgs/acme/steps/"+step, map[string]bool{"done": true}).object(t)
+	}
+	if m := org["missing"].([]any); len(m) != 1 || m[0] != "Backup login" {
+		t.Errorf("missing = %v, want only the backup login (the owner never signed in)", m)
+	}
+	e.signedInOnce("acme", "it@acme.com")
+	org = e.must(http.StatusOK, "GET", "/sso/orgs/acme", nil).object(t)
 	if m := org["missing"].([]any); len(m) != 0 {
 		t.Errorf("missing = %v, want none", m)
 	}
@@ -121,7 +130,7 @@ func TestAdminAPIHappyPath(t *testing.T) {
 		}
 		actions = append(actions, m["action"].(string))
 	}
-	for _, want := range []string{"org.create", "org.update", "domain.add", "domain.verify", "idp.set", "admin_group.set", "org.activate", "org.deactivate"} {
+	for _, want := range []string{"org.create", "org.update", "domain.add", "domain.verify", "idp.set", "admin_group.set", "scim.token.rotate", "step.set", "org.activate", "org.deactivate"} {
 		if !slices.Contains(actions, want) {
 			t.Errorf("audit trail %v lacks %s", actions, want)
 		}
@@ -148,31 +157,44 @@ func TestAdminAPIHappyPath(t *testing.T) {
 	}
 }
 
+// TestActivationRefusedUntilReady: activation is refused, with the titles
+// of the grey steps, until all seven steps are green, and every refusal
+// is audited and changes nothing.
 func TestActivationRefusedUntilReady(t *testing.T) {
 	e := newEnv(t)
 	e.createOrg("acme")
 
 	missingOf := func() []string {
 		t.Helper()
+		before := e.must(http.StatusOK, "GET", "/sso/orgs/acme", nil).object(t)
 		r := e.must(http.StatusConflict, "POST", "/sso/orgs/acme/activate", nil)
 		var out []string
 		for _, m := range r.object(t)["missing"].([]any) {
 			out = append(out, m.(string))
 		}
+		after := e.must(http.StatusOK, "GET", "/sso/orgs/acme", nil).object(t)
+		if after["state"] != "inactive" || after["updated"] != before["updated"] {
+			t.Errorf("a refused activation changed the org: %v", after)
+		}
 		return out
 	}
-	want := []string{"a verified domain", "IdP entity ID", "IdP SSO URL", "IdP signing certificate", "admin group"}
-	if got := missingOf(); !slices.Equal(got, want) {
-		t.Errorf("missing = %q, want %q", got, want)
+	all := []string{"Domains", "Register the app", "Group mapping", "SAML", "SCIM", "Users", "Backup login"}
+	if got := missingOf(); !slices.Equal(got, all) {
+		t.Errorf("missing = %q, want %q", got, all)
 	}
 
 	e.must(http.StatusCreated, "POST", "/sso/orgs/acme/domains", map[string]string{"name": "acme.com"})
-	if got := missingOf(); !slices.Contains(got, "a verified domain") {
+	if got := missingOf(); !slices.Contains(got, "Domains") {
 		t.Errorf("a pending domain counted as verified: missing = %q", got)
 	}
 	e.must(http.StatusOK, "POST", "/sso/orgs/acme/domains/acme.com/verify", map[string]bool{"force": true})
 	e.must(http.StatusOK, "PUT", "/sso/orgs/acme/admin-group", map[string]string{"name": "Admins", "id": "g1"})
-	want = []string{"IdP entity ID", "IdP SSO URL", "IdP signing certificate"}
+	for _, step := range []string{StepRegister, StepSAML, StepSCIM, StepUsers} {
+		e.must(http.StatusOK, "PUT", "/sso/orgs/acme/steps/"+step, map[string]bool{"done": true})
+	}
+	// Ticked, but SAML has no settings, SCIM no token, and the owner has
+	// never signed in.
+	want := []string{"SAML", "SCIM", "Backup login"}
 	if got := missingOf(); !slices.Equal(got, want) {
 		t.Errorf("missing = %q, want %q", got, want)
 	}
@@ -184,6 +206,14 @@ func TestActivationRefusedUntilReady(t *testing.T) {
 		"entity_id": "urn:idp", "sso_url": "http://127.0.0.1:8081/sso",
 		"certificates": []string{newCertPEM(t, ecKey(t), time.Now().Add(-time.Hour), time.Now().Add(time.Hour))},
 	})
+	e.must(http.StatusCreated, "POST", "/sso/orgs/acme/scim-token", nil)
+	// Unticking turns a step grey again.
+	e.must(http.StatusOK, "PUT", "/sso/orgs/acme/steps/users", map[string]bool{"done": false})
+	e.signedInOnce("acme", "owner@acme.example.com")
+	if got := missingOf(); !slices.Equal(got, []string{"Users"}) {
+		t.Errorf("missing = %q, want [Users]", got)
+	}
+	e.must(http.StatusOK, "PUT", "/sso/orgs/acme/steps/users", map[string]bool{"done": true})
 	if org := e.must(http.StatusOK, "POST", "/sso/orgs/acme/activate", nil).object(t); org["state"] != "active" {
 		t.Errorf("org = %v", org)
 	}
@@ -196,10 +226,13 @@ func TestActivationRefusedUntilReady(t *testing.T) {
 	for _, ev := range events {
 		if ev.Action == "org.activate" && ev.Outcome == OutcomeDenied {
 			denied++
+			if ev.Details["missing"] == "" {
+				t.Errorf("denied activation without what was missing: %+v", ev)
+			}
 		}
 	}
-	if denied != 3 {
-		t.Errorf("%d denied activations audited, want 3", denied)
+	if denied != 4 {
+		t.Errorf("%d denied activations audited, want 4", denied)
 	}
 }
 

@@ -26,6 +26,20 @@ const TXTPrefix = "ssogate-verification="
 // admin's click with an error rather than a hang.
 const dnsTimeout = 5 * time.Second
 
+// How a domain was verified (store.Domain.VerifiedBy).
+const (
+	// VerifiedByDNS: its TXT record was found; it is re-checked
+	// periodically (RecheckDomains).
+	VerifiedByDNS = "dns"
+	// VerifiedByOperator: the operator vouched for it (verify with
+	// force); DNS is never consulted for it.
+	VerifiedByOperator = "operator"
+)
+
+// forcedResult is the check result recorded on a domain the operator
+// vouched for.
+const forcedResult = "marked verified by the operator"
+
 // domainProfile maps user input (upper case, full-width dots, Unicode) to
 // the ASCII form used on the wire, and refuses what is not a host name.
 // Profiles are immutable once built.
@@ -289,11 +303,13 @@ func (s *Service) VerifyDomain(ctx context.Context, actor, orgID, name string, f
 
 	var matched bool
 	var result string
-	method := "dns"
+	method := VerifiedByDNS
 	if force {
-		matched, result, method = true, "marked verified by the operator", "force"
+		matched, result, method = true, forcedResult, VerifiedByOperator
 	} else {
-		matched, result = s.checkTXT(ctx, name, d.Token)
+		var verdict txtVerdict
+		verdict, result = s.checkTXT(ctx, name, d.Token)
+		matched = verdict == txtFound
 	}
 
 	now := time.Now().UTC()
@@ -308,6 +324,7 @@ func (s *Service) VerifyDomain(ctx context.Context, actor, orgID, name string, f
 		if matched {
 			cur.Status = store.DomainVerified
 			cur.VerifiedAt = now
+			cur.VerifiedBy = method
 		}
 		return nil
 	})
@@ -344,9 +361,24 @@ func (s *Service) recordCheck(orgID, name string, at time.Time, result string) {
 	}
 }
 
-// checkTXT asks DNS for the domain's TXT records and reports whether the
-// expected one is among them, with a result line for the admin.
-func (s *Service) checkTXT(ctx context.Context, name, token string) (bool, string) {
+// txtVerdict is what a TXT lookup proved.
+type txtVerdict int
+
+const (
+	// txtFound: the expected record is published.
+	txtFound txtVerdict = iota
+	// txtAbsent: DNS answered, and the record is not there (no such
+	// name, no TXT records, or only other ones).
+	txtAbsent
+	// txtUnknown: DNS did not answer usefully (timeout, SERVFAIL,
+	// refused, unreachable server); nothing can be concluded.
+	txtUnknown
+)
+
+// checkTXT asks DNS for the domain's TXT records and says whether the
+// expected one is among them, with a result line for the admin. The
+// lookup is bounded by dnsTimeout.
+func (s *Service) checkTXT(ctx context.Context, name, token string) (txtVerdict, string) {
 	resolver := s.Resolver
 	if resolver == nil {
 		resolver = net.DefaultResolver
@@ -354,26 +386,30 @@ func (s *Service) checkTXT(ctx context.Context, name, token string) (bool, strin
 	ctx, cancel := context.WithTimeout(ctx, dnsTimeout)
 	defer cancel()
 	want := []byte(TXTPrefix + token)
-	records, err := resolver.LookupTXT(ctx, name)
+	// The trailing dot makes the name absolute: the resolver's search
+	// list must not turn "example.com" into "example.com.corp.internal".
+	records, err := resolver.LookupTXT(ctx, name+".")
 	if err != nil {
 		var dnsErr *net.DNSError
 		switch {
 		case errors.As(err, &dnsErr) && dnsErr.IsNotFound:
-			return false, fmt.Sprintf("no TXT record found at %s; publish %q there", name, string(want))
+			return txtAbsent, fmt.Sprintf("no TXT record found at %s; publish %q there", name, string(want))
 		case errors.As(err, &dnsErr) && dnsErr.IsTimeout, errors.Is(err, context.DeadlineExceeded):
-			return false, "DNS lookup timed out"
+			return txtUnknown, "DNS lookup timed out"
+		case errors.Is(err, context.Canceled):
+			return txtUnknown, "DNS lookup canceled"
 		case errors.As(err, &dnsErr):
-			return false, "DNS lookup failed: " + dnsErr.Err
+			return txtUnknown, "DNS lookup failed: " + dnsErr.Err
 		}
-		return false, "DNS lookup failed"
+		return txtUnknown, "DNS lookup failed"
 	}
 	for _, r := range records {
 		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(r)), want) == 1 {
-			return true, "TXT record found"
+			return txtFound, "TXT record found"
 		}
 	}
 	if len(records) == 0 {
-		return false, fmt.Sprintf("no TXT record found at %s; publish %q there", name, string(want))
+		return txtAbsent, fmt.Sprintf("no TXT record found at %s; publish %q there", name, string(want))
 	}
-	return false, fmt.Sprintf("TXT records found at %s, but none is %q", name, string(want))
+	return txtAbsent, fmt.Sprintf("TXT records found at %s, but none is %q", name, string(want))
 }

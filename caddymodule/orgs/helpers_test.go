@@ -179,6 +179,31 @@ func (e *env) readyOrg(id, domain string) {
 		"certificates": []string{newCertPEM(e.t, ecKey(e.t), time.Now().Add(-time.Hour), time.Now().Add(365*24*time.Hour))},
 	})
 	e.must(http.StatusOK, "PUT", "/sso/orgs/"+id+"/admin-group", map[string]string{"name": "Admins", "id": "00g1"})
+	e.must(http.StatusCreated, "POST", "/sso/orgs/"+id+"/scim-token", nil)
+	for _, step := range []string{StepRegister, StepSAML, StepSCIM, StepUsers} {
+		e.must(http.StatusOK, "PUT", "/sso/orgs/"+id+"/steps/"+step, map[string]bool{"done": true})
+	}
+	e.signedInOnce(id, "owner@"+id+".example.com")
+}
+
+// signedInOnce gives a local account a password and a first sign-in, as
+// the set-password link and the sign-in page would, which makes it
+// eligible as the backup login.
+func (e *env) signedInOnce(orgID, email string) *store.User {
+	e.t.Helper()
+	u, err := e.store.UserByUserName(orgID, email)
+	if err != nil {
+		e.t.Fatalf("user %s: %v", email, err)
+	}
+	u, err = e.store.UpdateUser(orgID, u.ID, func(u *store.User) error {
+		u.PasswordHash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA"
+		u.LastLogin = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return u
 }
 
 func ecKey(t *testing.T) crypto.Signer {
@@ -226,9 +251,11 @@ func newCertPEM(t *testing.T, key crypto.Signer, notBefore, notAfter time.Time) 
 // fakeDNS is an authoritative DNS server on loopback answering TXT
 // queries from a table the test controls.
 type fakeDNS struct {
-	addr string
-	mu   sync.Mutex
-	txt  map[string][][]string // fqdn → records, each a list of strings
+	addr     string
+	mu       sync.Mutex
+	txt      map[string][][]string // fqdn → records, each a list of strings
+	servfail map[string]bool       // fqdn → answer SERVFAIL
+	queries  int
 }
 
 func startDNS(t *testing.T) *fakeDNS {
@@ -237,7 +264,7 @@ func startDNS(t *testing.T) *fakeDNS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeDNS{addr: pc.LocalAddr().String(), txt: map[string][][]string{}}
+	f := &fakeDNS{addr: pc.LocalAddr().String(), txt: map[string][][]string{}, servfail: map[string]bool{}}
 	started := make(chan struct{})
 	srv := &dns.Server{PacketConn: pc, Handler: f, NotifyStartedFunc: func() { close(started) }}
 	go func() { _ = srv.ActivateAndServe() }()
@@ -253,6 +280,28 @@ func (f *fakeDNS) set(name string, records ...[]string) {
 	f.txt[dns.Fqdn(name)] = records
 }
 
+// remove deletes name, which then does not exist (NXDOMAIN).
+func (f *fakeDNS) remove(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.txt, dns.Fqdn(name))
+}
+
+// failing makes queries for name answer SERVFAIL (or stop doing so), as
+// a broken authoritative server or resolver does.
+func (f *fakeDNS) failing(name string, fail bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.servfail[dns.Fqdn(name)] = fail
+}
+
+// count returns how many queries the server answered.
+func (f *fakeDNS) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.queries
+}
+
 func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetReply(q)
@@ -264,9 +313,12 @@ func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, q *dns.Msg) {
 		_ = w.WriteMsg(m)
 		return
 	}
+	f.queries++
 	qn := strings.ToLower(q.Question[0].Name)
 	records, ok := f.txt[qn]
 	switch {
+	case f.servfail[qn]:
+		m.Rcode = dns.RcodeServerFailure
 	case !ok:
 		m.Rcode = dns.RcodeNameError
 	case q.Question[0].Qtype == dns.TypeTXT:

@@ -2,6 +2,7 @@ package orgs
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -40,19 +41,51 @@ type IdPInput struct {
 	SSOURL       string   `json:"sso_url,omitempty"`
 	Certificates []string `json:"certificates,omitempty"` // PEM, one or more CERTIFICATE blocks each
 	MetadataXML  string   `json:"metadata_xml,omitempty"`
+	// MetadataURL is where the IdP publishes its metadata; SetIdPContext
+	// fetches it (https only) and takes the three fields from it.
+	MetadataURL string `json:"metadata_url,omitempty"`
 }
 
 // SetIdP validates and saves an organization's IdP settings, replacing the
 // previous ones. With MetadataXML, the entity ID, HTTP-Redirect SSO URL and
 // signing certificates are taken from the metadata; giving fields as well
 // is refused rather than merged, so what is saved is never a surprise.
+//
+// SetIdP is SetIdPContext with a background context.
 func (s *Service) SetIdP(actor, orgID string, in IdPInput) (*OrgView, error) {
+	return s.SetIdPContext(context.Background(), actor, orgID, in)
+}
+
+// SetIdPContext is SetIdP for input that may name a metadata URL, which it
+// fetches (see FetchIdPMetadata) within ctx. MetadataURL excludes every
+// other field, as MetadataXML does; the URL is kept with the settings.
+func (s *Service) SetIdPContext(ctx context.Context, actor, orgID string, in IdPInput) (*OrgView, error) {
 	if _, err := s.getOrg(orgID); err != nil {
 		return nil, err
 	}
+	metadataURL := ""
+	if strings.TrimSpace(in.MetadataURL) != "" {
+		if in.EntityID != "" || in.SSOURL != "" || len(in.Certificates) > 0 || in.MetadataXML != "" {
+			return nil, invalid("metadata_url",
+				"give either metadata_url, metadata_xml, or entity_id, sso_url and certificates, not several")
+		}
+		fetched, err := s.FetchIdPMetadata(ctx, in.MetadataURL)
+		if err != nil {
+			return nil, err
+		}
+		metadataURL = strings.TrimSpace(in.MetadataURL)
+		in = fetched
+	}
 	settings, source, err := ValidateIdP(in, time.Now())
 	if err != nil {
+		if e, ok := AsError(err); ok && metadataURL != "" && e.Field != "metadata_url" {
+			return nil, invalid("metadata_url", "the metadata at %s: %s", metadataURL, e.Message)
+		}
 		return nil, err
+	}
+	if metadataURL != "" {
+		settings.MetadataURL = metadataURL
+		source = "metadata_url"
 	}
 	o, err := s.store.UpdateOrg(orgID, func(o *store.Org) error {
 		o.IdP = settings

@@ -587,7 +587,7 @@ type (
 
 func (a *adminAPI) listUsers(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	q := r.URL.Query()
-	users, err := a.s.ListUsers(r.PathValue("org"), UserFilter{Role: q.Get("role"), Status: q.Get("status")})
+	users, err := a.s.ListUsers(a.org(r), UserFilter{Role: q.Get("role"), Status: q.Get("status")})
 	return http.StatusOK, users, err
 }
 
@@ -596,7 +596,7 @@ func (a *adminAPI) inviteLocalUser(w http.ResponseWriter, r *http.Request) (int,
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	link, err := a.s.InviteLocalUser(OperatorActor, r.PathValue("org"), req.Email, req.Role, req.DisplayName)
+	link, err := a.s.InviteLocalUser(a.actor(r), a.org(r), req.Email, req.Role, req.DisplayName)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -604,14 +604,14 @@ func (a *adminAPI) inviteLocalUser(w http.ResponseWriter, r *http.Request) (int,
 }
 
 func (a *adminAPI) removeLocalUser(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	return http.StatusNoContent, nil, a.s.RemoveLocalUser(OperatorActor, r.PathValue("org"), r.PathValue("user"))
+	return http.StatusNoContent, nil, a.s.RemoveLocalUser(a.actor(r), a.org(r), r.PathValue("user"))
 }
 
 func (a *adminAPI) reinviteLocalUser(w http.ResponseWriter, r *http.Request) (int, any, error) {
 	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	link, err := a.s.ReinviteLocalUser(OperatorActor, r.PathValue("org"), r.PathValue("user"))
+	link, err := a.s.ReinviteLocalUser(a.actor(r), a.org(r), r.PathValue("user"))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -619,7 +619,7 @@ func (a *adminAPI) reinviteLocalUser(w http.ResponseWriter, r *http.Request) (in
 }
 
 func (a *adminAPI) showBackup(w http.ResponseWriter, r *http.Request) (int, any, error) {
-	v, err := a.s.Backup(r.PathValue("org"))
+	v, err := a.s.Backup(a.org(r))
 	return http.StatusOK, v, err
 }
 
@@ -628,7 +628,7 @@ func (a *adminAPI) setBackup(w http.ResponseWriter, r *http.Request) (int, any, 
 	if err := decodeJSON(w, r, &req, false); err != nil {
 		return 0, nil, err
 	}
-	v, err := a.s.SetBackup(OperatorActor, r.PathValue("org"), req.User)
+	v, err := a.s.SetBackup(a.actor(r), a.org(r), req.User)
 	return http.StatusOK, v, err
 }
 
@@ -636,7 +636,7 @@ func (a *adminAPI) resetBackup(w http.ResponseWriter, r *http.Request) (int, any
 	if err := decodeJSON(w, r, &struct{}{}, true); err != nil {
 		return 0, nil, err
 	}
-	link, err := a.s.ResetBackup(OperatorActor, r.PathValue("org"))
+	link, err := a.s.ResetBackup(a.actor(r), a.org(r))
 	if err != nil {
 		return 0, nil, err
 	}

@@ -8,7 +8,15 @@
 // caller can act on (with the HTTP status that fits) and plain errors for
 // internal failures. Every change is recorded in the audit trail with the
 // actor that asked for it. AdminHandler is the JSON front end the operator's
-// admin API serves.
+// admin API serves; OrgHandler is the same code for one organization's
+// admins, which the gateway mounts behind their session.
+//
+// The configurator's seven steps (SPEC §6) are computed, not stored: each
+// view applies the step rules (steps.go) to the organization's settings,
+// domains and backup login, plus the "done in the IdP" ticks the admins
+// set. Activation requires all seven green. Verified domains are re-checked
+// in DNS periodically (RecheckDueDomains); a lost TXT record unverifies
+// the domain, a DNS failure never does.
 package orgs
 
 import (
@@ -70,6 +78,12 @@ type Service struct {
 	// shared; see NewResolver.
 	Resolver *net.Resolver
 
+	// HTTPClient fetches IdP metadata URLs (FetchIdPMetadata); nil means
+	// a default client. Its timeout and redirect policy are replaced by
+	// the fetch's own. Set it right after New (tests use it to trust a
+	// test CA).
+	HTTPClient *http.Client
+
 	// InviteTTL is how long a set-password link works; 0 means
 	// DefaultInviteTTL (72h). Set it right after New.
 	InviteTTL time.Duration
@@ -99,7 +113,10 @@ type OrgView struct {
 	StateChangedBy string    `json:"state_changed_by,omitempty"`
 	StateChangedAt time.Time `json:"state_changed_at,omitzero"`
 
-	Steps             map[string]bool    `json:"steps,omitempty"`
+	// Steps are the configurator's seven steps, in order, each green or
+	// grey; Started tells whether an org admin has opened it.
+	Steps             []StepStatus       `json:"steps"`
+	Started           bool               `json:"started"`
 	AllowIdPInitiated bool               `json:"allow_idp_initiated"`
 	IdP               IdPView            `json:"idp"`
 	AdminGroup        store.GroupMapping `json:"admin_group"`
@@ -114,7 +131,8 @@ type OrgView struct {
 	Domains []DomainView `json:"domains"`
 	SP      SPURLs       `json:"sp"`
 
-	// Missing lists what activation still needs; empty when ready.
+	// Missing lists the titles of the grey steps, which activation
+	// still needs; empty when ready.
 	Missing []string `json:"missing"`
 }
 
@@ -273,23 +291,25 @@ func (s *Service) SetAdminGroup(actor, id, name, groupID string) (*OrgView, erro
 	return s.view(o)
 }
 
-// Activate turns on SSO for an organization. It refuses, listing what is
-// missing, unless the organization has a verified domain, complete IdP
-// settings and an admin group.
+// Activate turns on SSO for an organization. It refuses with 409,
+// listing the titles of the grey steps in Missing, unless all seven steps
+// of the configurator are green.
 func (s *Service) Activate(actor, id string) (*OrgView, error) {
-	if _, err := s.getOrg(id); err != nil {
+	cur, err := s.getOrg(id)
+	if err != nil {
 		return nil, err
 	}
-	domains, err := s.store.ListDomains(id)
+	facts, err := s.loadStepFacts(cur)
 	if err != nil {
-		return nil, orgErr(id, err, "listing domains of")
+		return nil, err
 	}
 	var missing []string
 	o, err := s.store.UpdateOrg(id, func(o *store.Org) error {
-		// Checked on the record inside the transaction, so a concurrent
-		// IdP change cannot slip between the check and the switch.
-		if missing = readiness(o, domains, time.Now()); len(missing) > 0 {
-			return &Error{Status: http.StatusConflict, Message: "organization is not ready for activation", Missing: missing}
+		// The org record's part of the rules is checked inside the
+		// transaction, so a concurrent IdP change or untick cannot slip
+		// between the check and the switch.
+		if missing = greyTitles(stepStatuses(o, facts, time.Now())); len(missing) > 0 {
+			return notReady(missing)
 		}
 		if o.State == store.OrgActive {
 			return nil
@@ -377,15 +397,16 @@ func (s *Service) getOrg(id string) (*store.Org, error) {
 }
 
 func (s *Service) view(o *store.Org) (*OrgView, error) {
-	domains, err := s.store.ListDomains(o.ID)
+	facts, err := s.loadStepFacts(o)
 	if err != nil {
-		return nil, orgErr(o.ID, err, "listing domains of")
+		return nil, err
 	}
 	now := time.Now()
 	v := &OrgView{
 		ID: o.ID, Name: o.Name, OwnerEmail: o.OwnerEmail, Created: o.Created, Updated: o.Updated,
 		State: o.State, StateChangedBy: o.StateChangedBy, StateChangedAt: o.StateChangedAt,
-		Steps:             o.Steps,
+		Steps:             stepStatuses(o, facts, now),
+		Started:           !o.ConfigStarted.IsZero(),
 		AllowIdPInitiated: o.AllowIdPInitiated,
 		IdP: IdPView{
 			EntityID:     o.IdP.EntityID,
@@ -398,13 +419,13 @@ func (s *Service) view(o *store.Org) (*OrgView, error) {
 		SCIMToken:         len(o.SCIMTokenHash) > 0,
 		SCIMTokenCreated:  o.SCIMTokenCreated,
 		SCIMTokenLastUsed: o.SCIMTokenLastUsed,
-		Domains:           make([]DomainView, 0, len(domains)),
-		Missing:           readiness(o, domains, now),
+		Domains:           make([]DomainView, 0, len(facts.domains)),
 	}
+	v.Missing = greyTitles(v.Steps)
 	for _, c := range storedCerts(o.IdP.Certificates) {
 		v.IdP.CertificateInfo = append(v.IdP.CertificateInfo, certInfo(c, now))
 	}
-	for _, d := range domains {
+	for _, d := range facts.domains {
 		v.Domains = append(v.Domains, domainView(d))
 	}
 	if s.spURLs != nil {
@@ -414,37 +435,6 @@ func (s *Service) view(o *store.Org) (*OrgView, error) {
 		v.Missing = []string{}
 	}
 	return v, nil
-}
-
-// readiness lists what an organization still needs before activation.
-func readiness(o *store.Org, domains []*store.Domain, now time.Time) []string {
-	var missing []string
-	verified := false
-	for _, d := range domains {
-		if d.Status == store.DomainVerified {
-			verified = true
-			break
-		}
-	}
-	if !verified {
-		missing = append(missing, "a verified domain")
-	}
-	if o.IdP.EntityID == "" {
-		missing = append(missing, "IdP entity ID")
-	}
-	if o.IdP.SSOURL == "" {
-		missing = append(missing, "IdP SSO URL")
-	}
-	certs := storedCerts(o.IdP.Certificates)
-	if len(certs) == 0 {
-		missing = append(missing, "IdP signing certificate")
-	} else if !anyCurrent(certs, now) {
-		missing = append(missing, "IdP signing certificate that has not expired")
-	}
-	if o.AdminGroup.Name == "" || o.AdminGroup.ID == "" {
-		missing = append(missing, "admin group")
-	}
-	return missing
 }
 
 func anyCurrent(certs []*x509.Certificate, now time.Time) bool {

@@ -52,6 +52,23 @@ type Message struct {
 // Render writes a page with the given status. Templates are executed into
 // a buffer first so a template error never leaves a half-written page.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data any) {
+	csp := defaultCSP
+	if name == "login" {
+		csp = loginCSP
+	}
+	r.render(w, status, name, data, csp)
+}
+
+// defaultCSP admits no script at all.
+const defaultCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+
+// loginCSP is defaultCSP without form-action: the sign-in form's post is
+// answered with a redirect to the organization's IdP, and browsers
+// (Chromium) apply form-action to the redirect's target too, which can be
+// any IdP.
+const loginCSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+
+func (r *Renderer) render(w http.ResponseWriter, status int, name string, data any, csp string) {
 	var buf bytes.Buffer
 	if err := r.t.ExecuteTemplate(&buf, name+".html", data); err != nil {
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
@@ -63,7 +80,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data a
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
 	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	h.Set("Content-Security-Policy", csp)
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }

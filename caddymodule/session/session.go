@@ -154,10 +154,15 @@ func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Sessio
 // Load returns the live session of the request, or ErrNoSession. A
 // session past its idle or absolute lifetime is deleted on sight.
 func (m *Manager) Load(r *http.Request) (*store.Session, error) {
-	id, ok := m.recordIDFromRequest(r)
+	id, ok := m.RecordID(r)
 	if !ok {
 		return nil, ErrNoSession
 	}
+	return m.LoadRecord(id)
+}
+
+// LoadRecord is Load for a record ID that RecordID returned.
+func (m *Manager) LoadRecord(id string) (*store.Session, error) {
 	sess, err := m.cfg.Store.GetSession(id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrNoSession
@@ -166,7 +171,7 @@ func (m *Manager) Load(r *http.Request) (*store.Session, error) {
 		return nil, fmt.Errorf("session: loading: %w", err)
 	}
 	now := m.cfg.Now()
-	if !now.Before(sess.ExpiresAt) || (m.cfg.Idle > 0 && now.Sub(sess.LastSeen) >= m.cfg.Idle) {
+	if m.ended(sess, now) {
 		_ = m.cfg.Store.DeleteSession(id)
 		return nil, ErrNoSession
 	}
@@ -178,10 +183,23 @@ func (m *Manager) Load(r *http.Request) (*store.Session, error) {
 	return sess, nil
 }
 
+// Fresh reports whether a session that LoadRecord returned earlier is
+// still within its lifetimes and needs no touch yet, so that it may be
+// used again without reading the store. When it reports false, LoadRecord
+// does what is due.
+func (m *Manager) Fresh(sess *store.Session) bool {
+	now := m.cfg.Now()
+	return !m.ended(sess, now) && now.Sub(sess.LastSeen) < touchEvery
+}
+
+func (m *Manager) ended(sess *store.Session, now time.Time) bool {
+	return !now.Before(sess.ExpiresAt) || (m.cfg.Idle > 0 && now.Sub(sess.LastSeen) >= m.cfg.Idle)
+}
+
 // End deletes the request's session record, if any, and clears the cookie.
 func (m *Manager) End(w http.ResponseWriter, r *http.Request) error {
 	var err error
-	if id, ok := m.recordIDFromRequest(r); ok {
+	if id, ok := m.RecordID(r); ok {
 		if derr := m.cfg.Store.DeleteSession(id); derr != nil && !errors.Is(derr, store.ErrNotFound) {
 			err = fmt.Errorf("session: deleting: %w", derr)
 		}
@@ -190,16 +208,34 @@ func (m *Manager) End(w http.ResponseWriter, r *http.Request) error {
 	return err
 }
 
-func (m *Manager) recordIDFromRequest(r *http.Request) (string, bool) {
+// RecordID returns the ID of the session record that the request's cookie
+// refers to, once the cookie has been authenticated and decrypted. It
+// does not say whether the session still exists (see LoadRecord).
+func (m *Manager) RecordID(r *http.Request) (string, bool) {
+	sealed, ok := m.SealedCookie(r)
+	if !ok {
+		return "", false
+	}
+	return m.RecordIDOf(sealed)
+}
+
+// SealedCookie returns the request's session cookie as sent, still
+// sealed: nothing about it is checked.
+func (m *Manager) SealedCookie(r *http.Request) (string, bool) {
 	c, err := r.Cookie(m.name)
 	if err != nil || c.Value == "" {
 		return "", false
 	}
-	s := sessions.NewSession(m.cookies, m.name)
-	if err := securecookie.DecodeMulti(m.name, c.Value, &s.Values, m.cookies.Codecs...); err != nil {
+	return c.Value, true
+}
+
+// RecordIDOf is RecordID for a cookie value that SealedCookie returned.
+func (m *Manager) RecordIDOf(sealed string) (string, bool) {
+	var values map[any]any
+	if err := securecookie.DecodeMulti(m.name, sealed, &values, m.cookies.Codecs...); err != nil {
 		return "", false
 	}
-	ref, _ := s.Values[valueKey].(string)
+	ref, _ := values[valueKey].(string)
 	if ref == "" {
 		return "", false
 	}

@@ -39,8 +39,9 @@ A typical sequence:
   ssogate org verify-domain acme acme.com       # after publishing it
   ssogate org set-idp acme --metadata idp-metadata.xml
   ssogate org set-admin-group acme --name "Gateway admins" --id 00g1abc
-  ssogate org activate acme
   ssogate org scim-token acme                   # token and base URL for the IdP's provisioning
+  ssogate org step acme register done           # likewise saml, scim, users, once done in the IdP
+  ssogate org activate acme                     # all seven steps green, backup login included
 
 The admin endpoint is found as for 'caddy reload': from --address, else from
 the config given with --config (and --adapter), else the default.
@@ -123,7 +124,7 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodDelete, domainPath(args[0], args[1]), nil)
 		})
 
-	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... | --metadata <file>)",
+	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... | --metadata <file> | --metadata-url <url>)",
 		"Sets the organization's SAML IdP", 1, runSetIdP)
 	setIdP.Flags().String("entity-id", "", "IdP entity ID (issuer)")
 	setIdP.Flags().String("sso-url", "", "IdP single sign-on URL (HTTP-Redirect binding)")
@@ -132,6 +133,11 @@ func orgCommands(cmd *cobra.Command) {
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "entity-id")
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "sso-url")
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "cert")
+	setIdP.Flags().String("metadata-url", "", "https URL of the IdP's metadata, fetched by the gateway, instead of the flags above")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "metadata")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "entity-id")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "sso-url")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "cert")
 
 	group := sub("set-admin-group <id> --name <group name> --id <group id>", "Sets the IdP group whose members may sign in", 1,
 		func(c *cobra.Command, args []string) error {
@@ -145,7 +151,20 @@ func orgCommands(cmd *cobra.Command) {
 	_ = group.MarkFlagRequired("name")
 	_ = group.MarkFlagRequired("id")
 
-	sub("activate <id>", "Turns on SSO for an organization (refused with what is missing)", 1,
+	sub("step <id> <step> done|undone", "Ticks or unticks a configurator step's \"done in the IdP\" (register, saml, scim, users)", 3,
+		func(c *cobra.Command, args []string) error {
+			var done bool
+			switch args[2] {
+			case "done":
+				done = true
+			case "undone":
+			default:
+				return fmt.Errorf("the last argument must be done or undone, not %q", args[2])
+			}
+			return orgRequest(c, http.MethodPut, orgPath(args[0])+"/steps/"+url.PathEscape(args[1]), map[string]bool{"done": done})
+		})
+
+	sub("activate <id>", "Turns on SSO for an organization (refused unless all seven steps are green)", 1,
 		func(c *cobra.Command, args []string) error {
 			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/activate", nil)
 		})
@@ -174,6 +193,9 @@ func orgCommands(cmd *cobra.Command) {
 }
 
 func runSetIdP(c *cobra.Command, args []string) error {
+	if u, _ := c.Flags().GetString("metadata-url"); u != "" {
+		return orgRequest(c, http.MethodPut, orgPath(args[0])+"/idp", map[string]string{"metadata_url": u})
+	}
 	if md, _ := c.Flags().GetString("metadata"); md != "" {
 		doc, err := readInput(md)
 		if err != nil {

@@ -12,11 +12,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -179,26 +184,47 @@ func (e *Env) caddyConfig() []byte {
 	return out
 }
 
-// setUpOrg configures the demo organization the way an operator would,
-// through the admin API, then tells the IdP about the gateway's SP.
+// setUpOrg configures the demo organization the way an operator and the
+// org's owner would: the operator creates it through the admin API, the
+// owner (Alice) chooses her password through the set-password link and
+// signs in once, which makes her account eligible as the backup login,
+// and every configurator step is completed before activation. Then the
+// IdP is told about the gateway's SP.
 func (e *Env) setUpOrg(ctx context.Context) error {
 	base := e.AdminURL + "/sso/orgs"
 	if _, err := e.Admin(ctx, http.MethodGet, base+"/"+OrgID, nil); err == nil {
 		// Kept from an earlier run with the same data directory.
 	} else {
+		out, err := e.Admin(ctx, http.MethodPost, base, map[string]any{"id": OrgID, "name": "Example Inc.", "owner_email": AliceEmail})
+		if err != nil {
+			return err
+		}
+		var created struct {
+			OwnerInviteURL string `json:"owner_invite_url"`
+		}
+		if err := json.Unmarshal(out, &created); err != nil || created.OwnerInviteURL == "" {
+			return fmt.Errorf("demo: creating the organization: no owner link in %s", out)
+		}
 		steps := []struct {
 			method, path string
 			body         any
 		}{
-			{http.MethodPost, base, map[string]any{"id": OrgID, "name": "Example Inc.", "owner_email": AliceEmail}},
 			{http.MethodPost, base + "/" + OrgID + "/domains", map[string]any{"name": Domain}},
 			{http.MethodPost, base + "/" + OrgID + "/domains/" + Domain + "/verify", map[string]any{"force": true}},
 			{http.MethodPut, base + "/" + OrgID + "/admin-group", map[string]any{"name": AdminGroupName, "id": AdminGroupID}},
+			{http.MethodPost, base + "/" + OrgID + "/scim-token", nil},
+			{http.MethodPut, base + "/" + OrgID + "/steps/register", map[string]any{"done": true}},
+			{http.MethodPut, base + "/" + OrgID + "/steps/saml", map[string]any{"done": true}},
+			{http.MethodPut, base + "/" + OrgID + "/steps/scim", map[string]any{"done": true}},
+			{http.MethodPut, base + "/" + OrgID + "/steps/users", map[string]any{"done": true}},
 		}
 		for _, s := range steps {
 			if _, err := e.Admin(ctx, s.method, s.path, s.body); err != nil {
 				return err
 			}
+		}
+		if err := e.ownerSignsInOnce(ctx, created.OwnerInviteURL); err != nil {
+			return err
 		}
 	}
 	// The IdP's key is new on every start, so its settings are refreshed.
@@ -246,6 +272,71 @@ func (e *Env) Admin(ctx context.Context, method, url string, body any) ([]byte, 
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if resp.StatusCode/100 != 2 {
 		return out, fmt.Errorf("demo: admin API %s %s: %s: %s", method, url, resp.Status, bytes.TrimSpace(out))
+	}
+	return out, nil
+}
+
+// ownerSignsInOnce does what Alice would in a browser: choose her password
+// through the owner's set-password link, then sign in with it at the
+// backup login page.
+func (e *Env) ownerSignsInOnce(ctx context.Context, link string) error {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		return err
+	}
+	c := &http.Client{
+		Jar:           jar,
+		Timeout:       30 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	if err := submitForm(ctx, c, link, link, url.Values{"password": {e.cfg.Password}, "confirm": {e.cfg.Password}}, http.StatusOK); err != nil {
+		return fmt.Errorf("demo: setting the owner's password: %w", err)
+	}
+	backup := e.GatewayURL + "/sso/backup"
+	if err := submitForm(ctx, c, backup, backup, url.Values{"email": {AliceEmail}, "password": {e.cfg.Password}}, http.StatusSeeOther); err != nil {
+		return fmt.Errorf("demo: the owner's first sign-in: %w", err)
+	}
+	return nil
+}
+
+// hiddenInput matches the hidden fields (CSRF token and the like) of the
+// gateway's own forms.
+var hiddenInput = regexp.MustCompile(`<input type="hidden" name="([^"]+)" value="([^"]*)"`)
+
+// submitForm loads a form page, then posts its hidden fields with fields
+// to action and requires the status want.
+func submitForm(ctx context.Context, c *http.Client, page, action string, fields url.Values, want int) error {
+	body, err := fetch(ctx, c, http.MethodGet, page, nil, http.StatusOK)
+	if err != nil {
+		return err
+	}
+	form := url.Values{}
+	for _, m := range hiddenInput.FindAllStringSubmatch(string(body), -1) {
+		form.Set(html.UnescapeString(m[1]), html.UnescapeString(m[2]))
+	}
+	for k, v := range fields {
+		form[k] = v
+	}
+	_, err = fetch(ctx, c, http.MethodPost, action, strings.NewReader(form.Encode()), want)
+	return err
+}
+
+func fetch(ctx context.Context, c *http.Client, method, u string, body io.Reader, want int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != want {
+		return nil, fmt.Errorf("%s %s: %s", method, u, resp.Status)
 	}
 	return out, nil
 }

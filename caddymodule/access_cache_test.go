@@ -1,0 +1,192 @@
+package caddymodule
+
+import (
+	"crypto/sha256"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/caddymodule/session"
+	"github.com/ssogate/ssogate/store"
+)
+
+// cacheFixture is a gateway wired to a real store with one active org, one
+// user in its admin group and a signed-in session, with a fake clock.
+type cacheFixture struct {
+	g      *Gateway
+	st     *store.Store
+	cookie *http.Cookie
+	user   *store.User
+	now    time.Time
+}
+
+func newCacheFixture(t *testing.T) *cacheFixture {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &cacheFixture{st: st, now: time.Now()}
+	sm, err := session.New(session.Config{
+		Store: st, Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")},
+		Secure: true, Lifetime: 8 * time.Hour, Idle: time.Hour,
+		Now: func() time.Time { return f.now },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, _ := url.Parse("https://app.example.com")
+	g := &Gateway{Prefix: "/sso", app: &App{baseURL: base, shared: &appState{}}, logger: zap.NewNop(), lazy: &gatewayState{}}
+	g.headers, _ = resolveHeaders("", nil)
+	g.stripped = strippedHeaders(g.headers)
+	g.lazy.once.Do(func() { g.lazy.store, g.lazy.sessions = st, sm })
+	f.g = g
+
+	if err := st.CreateOrg(&store.Org{ID: "acme", Name: "Acme", State: store.OrgActive,
+		AdminGroup: store.GroupMapping{Name: "admins"}}); err != nil {
+		t.Fatal(err)
+	}
+	f.user = &store.User{OrgID: "acme", UserName: "ann@acme.test", Active: true, Source: store.SourceSAML}
+	if err := st.CreateUser(f.user); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	if _, err := sm.Start(rec, httptest.NewRequest(http.MethodGet, "/", nil), store.Session{
+		OrgID: "acme", UserID: f.user.ID, AuthMethod: authSAML, Groups: []string{"admins"},
+	}, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	f.cookie = rec.Result().Cookies()[0]
+	return f
+}
+
+// request sends one API request and reports whether it reached the
+// upstream, and as whom.
+func (f *cacheFixture) request(t *testing.T) (bool, string) {
+	t.Helper()
+	var user string
+	reached := false
+	next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+		reached, user = true, r.Header.Get("X-Sso-User")
+		return nil
+	})
+	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/api", nil)
+	r.AddCookie(f.cookie)
+	w := httptest.NewRecorder()
+	if err := f.g.ServeHTTP(w, r, next); err != nil {
+		t.Fatal(err)
+	}
+	if !reached && w.Code != http.StatusUnauthorized {
+		t.Fatalf("refused request: status %d, want 401", w.Code)
+	}
+	return reached, user
+}
+
+// cached reports whether the session cookie has a usable cached re-check.
+func (f *cacheFixture) cached() bool {
+	_, ok := f.g.lazy.rechecked.get(sha256.Sum256([]byte(f.cookie.Value)), f.st.Generation())
+	return ok
+}
+
+// sessionID is the record ID of the fixture's session.
+func (f *cacheFixture) sessionID(t *testing.T) string {
+	t.Helper()
+	sid, ok := f.g.lazy.sessions.RecordIDOf(f.cookie.Value)
+	if !ok {
+		t.Fatal("cookie does not unseal")
+	}
+	return sid
+}
+
+// A re-check is reused only while the store is unchanged: the first
+// request after any write is re-checked in full, so a deactivation ends
+// access on the very next request, as without the cache.
+func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		write func(f *cacheFixture) error
+	}{
+		{"user deactivated", func(f *cacheFixture) error {
+			_, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.Active = false; return nil })
+			return err
+		}},
+		{"org deactivated", func(f *cacheFixture) error {
+			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.State = store.OrgInactive; return nil })
+			return err
+		}},
+		{"admin group mapping changed", func(f *cacheFixture) error {
+			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.AdminGroup.Name = "owners"; return nil })
+			return err
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newCacheFixture(t)
+			for range 2 {
+				if ok, user := f.request(t); !ok || user != "ann@acme.test" {
+					t.Fatalf("signed-in request: reached %v as %q", ok, user)
+				}
+			}
+			if n := len(f.g.lazy.rechecked.entries); n != 1 {
+				t.Fatalf("%d cached re-checks, want 1", n)
+			}
+			if err := tc.write(f); err != nil {
+				t.Fatal(err)
+			}
+			if ok, _ := f.request(t); ok {
+				t.Fatal("request after the change reached the upstream")
+			}
+			if ok, _ := f.request(t); ok {
+				t.Fatal("second request after the change reached the upstream")
+			}
+		})
+	}
+}
+
+// An unrelated write costs a full re-check, which passes and is cached
+// again; a session that needs a touch or has gone idle is not served from
+// the cache either.
+func TestRecheckCacheLifetimes(t *testing.T) {
+	f := newCacheFixture(t)
+	if ok, _ := f.request(t); !ok {
+		t.Fatal("first request refused")
+	}
+	sid := f.sessionID(t)
+	if !f.cached() {
+		t.Fatal("re-check not cached")
+	}
+	if err := f.st.CreateOrg(&store.Org{ID: "other", Name: "Other"}); err != nil {
+		t.Fatal(err)
+	}
+	if f.cached() {
+		t.Fatal("cached re-check survived a write")
+	}
+	if ok, _ := f.request(t); !ok || !f.cached() {
+		t.Fatalf("after an unrelated write: reached %v, cached %v", ok, f.cached())
+	}
+
+	// Two minutes on, the session needs a touch: served through the store,
+	// which records it.
+	f.now = f.now.Add(2 * time.Minute)
+	if ok, _ := f.request(t); !ok {
+		t.Fatal("request after two minutes refused")
+	}
+	sess, err := f.st.GetSession(sid)
+	if err != nil || !sess.LastSeen.Equal(f.now) {
+		t.Fatalf("session not touched: %v, %v", sess, err)
+	}
+
+	// Past the idle timeout the cached re-check must not keep it alive.
+	f.now = f.now.Add(time.Hour)
+	if ok, _ := f.request(t); ok {
+		t.Fatal("idle session reached the upstream")
+	}
+	if _, err := f.st.GetSession(sid); err == nil {
+		t.Fatal("idle session not deleted")
+	}
+}

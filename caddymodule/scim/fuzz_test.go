@@ -1,0 +1,191 @@
+package scim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// fuzzEnv is a SCIM server over a real store for the fuzz targets, called
+// in process (no HTTP server, no test logger: a fuzz target may not log
+// through *testing.F, and Badger logs from its own goroutines).
+type fuzzEnv struct {
+	store *store.Store
+	srv   *Server
+	token string
+	user  string // id of a user of "acme" that bodies may change
+	group string // id of a group of "acme" with that user as member
+}
+
+func newFuzzEnv(f *testing.F) *fuzzEnv {
+	f.Helper()
+	st, err := store.Open(f.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = st.Close() })
+	e := &fuzzEnv{store: st, token: "token-of-acme-0123456789abcdef0123456789abcdef"}
+	for _, org := range []string{"acme", "globex"} {
+		sum := sha256.Sum256([]byte("token-of-" + org + "-0123456789abcdef0123456789abcdef"))
+		if err := st.CreateOrg(&store.Org{ID: org, Name: org, SCIMTokenHash: sum[:], SCIMTokenCreated: time.Now()}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	e.srv, err = New(Config{Store: st, BaseURL: testBase, Prefix: testPrefix, Logger: zap.NewNop()})
+	if err != nil {
+		f.Fatal(err)
+	}
+	status, body := e.do(http.MethodPost, "/Users", []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"fuzz.target@acme.test","externalId":"00u-target","active":true,"emails":[{"value":"fuzz.target@acme.test","primary":true}]}`))
+	e.user = idOf(f, status, body)
+	status, body = e.do(http.MethodPost, "/Groups", []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:Group"],"displayName":"Fuzz Admins","members":[{"value":"`+e.user+`"}]}`))
+	e.group = idOf(f, status, body)
+	return e
+}
+
+func idOf(f *testing.F, status int, body []byte) string {
+	var v struct{ ID string }
+	if status != http.StatusCreated || json.Unmarshal(body, &v) != nil || v.ID == "" {
+		f.Fatalf("creating a fixture: %d %s", status, body)
+	}
+	return v.ID
+}
+
+// do sends a request as acme, with its token.
+func (e *fuzzEnv) do(method, path string, body []byte) (int, []byte) {
+	var r *http.Request
+	if body != nil {
+		r = httptest.NewRequest(method, testPrefix+"/scim/acme/v2"+path, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/scim+json")
+	} else {
+		r = httptest.NewRequest(method, testPrefix+"/scim/acme/v2"+path, nil)
+	}
+	r.Header.Set("Authorization", "Bearer "+e.token)
+	w := httptest.NewRecorder()
+	e.srv.ServeHTTP(w, r)
+	return w.Code, w.Body.Bytes()
+}
+
+// snapshot is what a refused write must leave as it was.
+type snapshot struct {
+	users, groups, otherUsers, otherGroups int
+	user                                   *store.User
+	group                                  *store.Group
+}
+
+func (e *fuzzEnv) snapshot(t *testing.T) snapshot {
+	var s snapshot
+	var err error
+	if s.users, err = e.store.CountUsers("acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, s.groups, err = e.store.ListGroups("acme", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if s.otherUsers, err = e.store.CountUsers("globex"); err != nil {
+		t.Fatal(err)
+	}
+	if _, s.otherGroups, err = e.store.ListGroups("globex", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	if s.user, err = e.store.GetUser("acme", e.user); err != nil {
+		t.Fatal(err)
+	}
+	if s.group, err = e.store.GetGroup("acme", e.group); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// scimWrites are the writes FuzzSCIMWrite sends its body with.
+var scimWrites = []struct{ method, path string }{
+	{http.MethodPost, "/Users"},
+	{http.MethodPut, "/Users/{user}"},
+	{http.MethodPatch, "/Users/{user}"},
+	{http.MethodPost, "/Groups"},
+	{http.MethodPut, "/Groups/{group}"},
+	{http.MethodPatch, "/Groups/{group}"},
+}
+
+// FuzzSCIMWrite sends arbitrary bodies to the user and group writes
+// (create, replace, patch). Invariants: no panic; never a 5xx; a refused
+// write (4xx) changes nothing; the other organization is never touched.
+func FuzzSCIMWrite(f *testing.F) {
+	e := newFuzzEnv(f)
+	// Seeds: the Okta and Entra ID requests shipped with the SCIM library
+	// are in testdata/fuzz/FuzzSCIMWrite; a few of our own follow.
+	f.Add(uint8(2), []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`))
+	f.Add(uint8(2), []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"Replace","path":"emails[type eq \"work\"].value","value":"x@acme.test"}]}`))
+	f.Add(uint8(5), []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"remove","path":"members[value eq \"nobody\"]"}]}`))
+	f.Add(uint8(5), []byte(`{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"add","path":"members","value":[{"value":"nobody"}]}]}`))
+	f.Add(uint8(1), []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"fuzz.target@acme.test","name":{"givenName":"A"},"active":"yes"}`))
+	f.Add(uint8(0), []byte(`{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],"userName":"e@acme.test","urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"manager":{"value":"x"}}}`))
+	f.Add(uint8(3), []byte(`{"displayName":"","members":[null]}`))
+	f.Add(uint8(0), []byte(`[]`))
+	f.Add(uint8(0), []byte(`{"userName":"\u0000"}`))
+
+	f.Fuzz(func(t *testing.T, which uint8, body []byte) {
+		w := scimWrites[int(which)%len(scimWrites)]
+		path := strings.NewReplacer("{user}", e.user, "{group}", e.group).Replace(w.path)
+		before := e.snapshot(t)
+		status, out := e.do(w.method, path, body)
+		if status >= 500 {
+			t.Fatalf("%s %s: %d for a malformed body\n%s", w.method, path, status, out)
+		}
+		after := e.snapshot(t)
+		if after.otherUsers != before.otherUsers || after.otherGroups != before.otherGroups {
+			t.Fatalf("%s %s wrote into the other organization", w.method, path)
+		}
+		if status < 400 {
+			return
+		}
+		if !reflect.DeepEqual(before, after) {
+			t.Fatalf("%s %s: refused with %d but changed the store:\nbefore %+v\nafter  %+v\n%s", w.method, path, status, before, after, out)
+		}
+	})
+}
+
+// FuzzSCIMFilter sends arbitrary filters (with sort and paging) to the
+// user and group lists. Invariants: no panic; 200 or 400, never a 5xx.
+func FuzzSCIMFilter(f *testing.F) {
+	e := newFuzzEnv(f)
+	for _, s := range []string{
+		`userName eq "fuzz.target@acme.test"`,
+		`externalId eq "00u-target"`,
+		`displayName eq "Fuzz Admins"`,
+		`emails[type eq "work" and value co "@acme.test"]`,
+		`userName sw "fuzz" and not (active eq false)`,
+		`meta.lastModified gt "2011-05-13T04:42:34Z"`,
+		`members[value eq "x"] or id pr`,
+		`name.givenName ew "a" or title lt 3`,
+		`userName eq`,
+		`(((`,
+		`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a"`,
+	} {
+		f.Add(s, "1", "10")
+	}
+	f.Add("", "0", "-1")
+	f.Add("", "999999999999999999999", "1")
+	f.Fuzz(func(t *testing.T, filter, startIndex, count string) {
+		q := url.Values{"filter": {filter}, "startIndex": {startIndex}, "count": {count}}
+		for _, res := range []string{"/Users", "/Groups"} {
+			status, out := e.do(http.MethodGet, res+"?"+q.Encode(), nil)
+			if status != http.StatusOK && status != http.StatusBadRequest {
+				t.Fatalf("GET %s?%s: %d\n%s", res, q.Encode(), status, out)
+			}
+			if !json.Valid(out) {
+				t.Fatalf("GET %s?%s: body is not JSON: %q", res, q.Encode(), out)
+			}
+		}
+	})
+}

@@ -64,6 +64,12 @@ type App struct {
 	// system's.
 	DNSResolver string `json:"dns_resolver,omitempty"`
 
+	// Let IdP metadata URLs point at loopback, private and link-local
+	// addresses (an IdP that publishes its metadata only inside your
+	// network). Off by default, so that org admins cannot make the gateway
+	// fetch from its own network; on by itself for a loopback base_url.
+	AllowPrivateMetadataURLs bool `json:"allow_private_metadata_urls,omitempty"`
+
 	// How often each DNS-verified domain's TXT record is checked again. A
 	// domain whose record is gone becomes unverified and stops routing
 	// sign-ins (audited as domain.lost); DNS errors change nothing.
@@ -317,6 +323,7 @@ func (a *App) Orgs() (*orgs.Service, error) {
 	s.orgsOnce.Do(func() {
 		s.orgs = orgs.New(st, a.SPURLs, a.logger.Named("orgs"))
 		s.orgs.InviteTTL = time.Duration(a.InviteTTL)
+		s.orgs.AllowPrivateMetadataHosts = a.AllowPrivateMetadataURLs || isLoopbackHost(a.baseURL.Hostname())
 		if a.DNSResolver != "" {
 			s.orgs.Resolver = orgs.NewResolver(a.DNSResolver)
 		}

@@ -26,6 +26,7 @@ func init() {
 //	        storage_path         /var/lib/ssogate
 //	        session_key          <secret of 32+ characters>   # repeat to rotate; first seals
 //	        dns_resolver         127.0.0.1:53
+//	        allow_private_metadata_urls   # IdP metadata URLs may reach internal hosts
 //	        session_lifetime     8h
 //	        session_idle_timeout 1h
 //	        authn_request_ttl    10m
@@ -92,6 +93,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "domain_recheck_interval":
 				a.DomainRecheckInterval = caddy.Duration(dur)
 			}
+		case "allow_private_metadata_urls":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.AllowPrivateMetadataURLs = true
 		case "password_hashing":
 			if a.PasswordHashing == nil {
 				a.PasswordHashing = new(PasswordHashing)

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -26,6 +27,12 @@ import (
 var env *demo.Env
 
 func TestMain(m *testing.M) {
+	// A fuzzing run (go test -run='^$' -fuzz=FuzzCaddyfile) needs none of
+	// it, and every fuzz worker process would start it again.
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ssogate-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -408,4 +415,13 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+func TestLoginFormSizeIsCapped(t *testing.T) {
+	b := newBrowser(t)
+	p := b.post(env.GatewayURL+"/sso/login", url.Values{"email": {strings.Repeat("a", 20<<10) + "@example.com"}})
+	if p.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized login form: %d\n%s", p.status, p.body)
+	}
+	assertSignedOut(t, b)
 }

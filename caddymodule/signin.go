@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -20,6 +21,25 @@ import (
 
 // maxFormBody caps sign-in form posts; a SAMLResponse is the largest.
 const maxFormBody = samlsp.MaxResponseSize + 16<<10
+
+// maxDrainBody is how much of a refused, too large body is still read, so
+// that a browser that sent it gets the error page rather than a reset
+// connection; beyond it the connection is closed unread.
+const maxDrainBody = 1 << 20
+
+// refuseLargeBody prepares the answer to a body whose declared length is
+// over the cap: read and drop it if it is not absurdly large (the browser
+// then sees the page), else close the connection without reading it.
+func refuseLargeBody(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength <= maxDrainBody {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainBody))
+		return
+	}
+	w.Header().Set("Connection", "close")
+}
+
+// maxLoginBody caps the "Continue with SSO" form: an email and a return path.
+const maxLoginBody = 16 << 10
 
 // serveOwn routes the gateway's own endpoints under the prefix.
 func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
@@ -91,8 +111,18 @@ func (g *Gateway) message(w http.ResponseWriter, status int, title, text, hint s
 // among verified domains of active orgs, remember the AuthnRequest for
 // this browser, and send the browser to the IdP.
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
+	if r.ContentLength > maxLoginBody {
+		refuseLargeBody(w, r)
+		g.message(w, http.StatusRequestEntityTooLarge, "Bad request", "The sign-in form was too large.", "", true)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
 	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			g.message(w, http.StatusRequestEntityTooLarge, "Bad request", "The sign-in form was too large.", "", true)
+			return
+		}
 		g.message(w, http.StatusBadRequest, "Bad request", "The sign-in form could not be read.", "", true)
 		return
 	}
@@ -159,7 +189,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	// rather than after reading up to the cap (or waiting for a body that
 	// is never sent).
 	if r.ContentLength > maxFormBody {
-		w.Header().Set("Connection", "close")
+		refuseLargeBody(w, r)
 		g.message(w, http.StatusRequestEntityTooLarge, "Sign-in failed", "The response from your identity provider was too large.", "", true)
 		return
 	}

@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -81,6 +84,11 @@ func (s *Service) metadataClient() *http.Client {
 	var c http.Client
 	if s.HTTPClient != nil {
 		c = *s.HTTPClient
+	} else if !s.AllowPrivateMetadataHosts {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil // a proxy would dial on our behalf, unchecked
+		t.DialContext = (&net.Dialer{Timeout: metadataFetchTimeout, Control: refusePrivate}).DialContext
+		c.Transport = t
 	}
 	c.Timeout = metadataFetchTimeout
 	c.Jar = nil
@@ -94,6 +102,28 @@ func (s *Service) metadataClient() *http.Client {
 		return nil
 	}
 	return &c
+}
+
+// errPrivateAddress refuses a metadata fetch to a non-public address.
+var errPrivateAddress = errors.New("refusing to connect to a loopback, private or link-local address (the operator can allow it with allow_private_metadata_urls)")
+
+// refusePrivate is a net.Dialer Control function: it sees the address
+// about to be connected to, after name resolution and for every redirect.
+func refusePrivate(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return fmt.Errorf("unexpected dial address %q", address)
+	}
+	ip = ip.Unmap()
+	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLoopback() || ip.IsLinkLocalUnicast() ||
+		netip.MustParsePrefix("100.64.0.0/10").Contains(ip) { // carrier-grade NAT, often internal
+		return errPrivateAddress
+	}
+	return nil
 }
 
 // redirectRefused stops a redirect the fetch does not follow.

@@ -115,8 +115,10 @@ func TestMetadataURLRefusals(t *testing.T) {
 		})
 	}
 
-	// A certificate the client does not trust.
+	// A certificate the client does not trust (loopback allowed, as for a
+	// gateway whose base URL is on loopback).
 	e.svc.HTTPClient = nil
+	e.svc.AllowPrivateMetadataHosts = true
 	r := e.must(http.StatusBadRequest, "PUT", "/sso/orgs/acme/idp", map[string]any{"metadata_url": srv.URL + "/metadata"}).object(t)
 	if !strings.Contains(r["error"].(string), "certificate") {
 		t.Errorf("untrusted server: %v", r)
@@ -149,5 +151,31 @@ func TestMetadataURLTimeout(t *testing.T) {
 	}
 	if e.svc.metadataClient().Timeout != metadataFetchTimeout || e.svc.HTTPClient.Timeout != 0 {
 		t.Error("the fetch's own bound is not applied to a copy of the client")
+	}
+}
+
+// An org admin must not make the gateway fetch from its own network: the
+// default client refuses loopback (here: the plain http server on
+// 127.0.0.1, which the URL rules alone would allow) unless the operator
+// allows private hosts.
+func TestMetadataURLRefusesPrivateHosts(t *testing.T) {
+	e := newEnv(t)
+	e.readyOrg("acme", "acme.com")
+	doc, _ := idpMetadata(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte(doc))
+	}))
+	defer srv.Close()
+
+	e.svc.HTTPClient = nil
+	e.svc.AllowPrivateMetadataHosts = false
+	_, err := e.svc.FetchIdPMetadata(context.Background(), srv.URL+"/metadata")
+	if err == nil || !strings.Contains(err.Error(), "loopback, private or link-local") {
+		t.Fatalf("fetch from loopback: %v", err)
+	}
+	e.svc.AllowPrivateMetadataHosts = true
+	in, err := e.svc.FetchIdPMetadata(context.Background(), srv.URL+"/metadata")
+	if err != nil || in.EntityID == "" {
+		t.Fatalf("fetch with private hosts allowed: %+v, %v", in, err)
 	}
 }

@@ -84,6 +84,15 @@ type Service struct {
 	// test CA).
 	HTTPClient *http.Client
 
+	// AllowPrivateMetadataHosts lets metadata URLs reach loopback, private
+	// and link-local addresses. Off, the default client refuses to connect
+	// to them (checked on the address actually dialled, so DNS tricks do
+	// not get around it): an org admin must not be able to make the
+	// gateway probe its own network, Caddy's admin endpoint included.
+	// Operators whose IdP publishes metadata only inside their network
+	// turn it on. It applies only when HTTPClient is nil.
+	AllowPrivateMetadataHosts bool
+
 	// InviteTTL is how long a set-password link works; 0 means
 	// DefaultInviteTTL (72h). Set it right after New.
 	InviteTTL time.Duration

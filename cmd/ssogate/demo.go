@@ -73,9 +73,13 @@ ssogate demo is running.
              or   %s     (not in it: refused)
   Password        %s
 
+  IdP integration %s/sso/admin/   (the org admin's configurator)
+  Backup login    %s/sso/backup   (%s, same password; works without the IdP)
+
 Press Ctrl-C to stop.
 `, env.GatewayURL, env.IdPURL, env.UpstreamURL, env.AdminURL, data,
-		demo.AliceEmail, demo.BobEmail, fl.String("password"))
+		demo.AliceEmail, demo.BobEmail, fl.String("password"),
+		env.GatewayURL, env.GatewayURL, demo.AliceEmail)
 	<-ctx.Done()
 	fmt.Println("\nstopping")
 	return 0, nil

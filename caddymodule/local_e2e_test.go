@@ -64,6 +64,7 @@ func adminStatus(t *testing.T, method, path string, body any) int {
 		req, _ = http.NewRequest(method, env.AdminURL+"/sso"+path, rd)
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Close = true // a config load may have replaced the admin server
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -249,24 +250,36 @@ func (e *Env) setUpOrg(ctx context.Context) error {
 // Admin calls the operator admin API and returns the response body; a
 // non-2xx status is an error carrying the body.
 func (e *Env) Admin(ctx context.Context, method, url string, body any) ([]byte, error) {
-	var rd io.Reader
+	var raw []byte
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
 			return nil, err
 		}
-		rd = bytes.NewReader(b)
+		raw = b
 	}
-	req, err := http.NewRequestWithContext(ctx, method, url, rd)
-	if err != nil {
-		return nil, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("demo: admin API %s %s: %w", method, url, err)
+	// Caddy restarts its admin server on every config load, and the old
+	// one, shutting down, drops requests it reads without answering them.
+	// Such a request was never served, so sending it again on a fresh
+	// connection is safe, even for a POST.
+	var resp *http.Response
+	for attempt := 1; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(raw))
+		if err != nil {
+			return nil, err
+		}
+		req.Close = true
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err = http.DefaultClient.Do(req)
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+			return nil, fmt.Errorf("demo: admin API %s %s: %w", method, url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))

@@ -17,6 +17,7 @@ import (
 //	POST {prefix}/admin/{action}      its forms: start, domains, domains/verify, domains/remove,
 //	                                  group, saml, scim-token, steps/{step}, backup, activate, deactivate
 //	*    {prefix}/admin/api[/...]     the org admin's JSON API: orgs.OrgHandler for the session's org
+//	POST {prefix}/admin/api/start     "Start configuring" (JSON): the admin becomes the default backup login
 //
 // Both sit behind the same checks as the users page (adminusers.go): an
 // org admin's session, no ?org= naming another org, and for every
@@ -107,6 +108,24 @@ func (g *Gateway) serveOrgAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	org, actor := a.sess.OrgID, a.actor
+	// "Start configuring" needs the admin's user ID (they become the
+	// default backup login), which OrgHandler, shared with the operator
+	// API, does not know; so it is served here.
+	if r.URL.Path == g.Prefix+"/admin/api/start" {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here (allowed: POST)")
+			return
+		}
+		v, err := svc.StartConfiguring(actor, org, a.sess.UserID)
+		if err != nil {
+			g.serviceError(w, r, err, true)
+			return
+		}
+		w.Header().Set(csrfHeader, a.csrf)
+		writeJSONValue(w, http.StatusOK, v)
+		return
+	}
 	h := svc.OrgHandler(g.Prefix+"/admin/api",
 		func(*http.Request) string { return org },
 		func(*http.Request) string { return actor })

@@ -201,6 +201,20 @@ func TestOrgAdminAPIStepRules(t *testing.T) {
 		t.Fatalf("activate on a new org: %d %v", status, body)
 	}
 
+	// "Start configuring" through the API, as the page's button does.
+	if v["started"] == true {
+		t.Fatalf("started before anyone opened the configurator: %v", v)
+	}
+	if status, _, _ := b.api(http.MethodPost, "/sso/admin/api/start", nil, ""); status != http.StatusForbidden {
+		t.Errorf("start without CSRF token: %d", status)
+	}
+	if status, _, _ := b.api(http.MethodGet, "/sso/admin/api/start", nil, csrf); status != http.StatusMethodNotAllowed {
+		t.Errorf("GET start: %d", status)
+	}
+	if status, body, _ := b.api(http.MethodPost, "/sso/admin/api/start", nil, csrf); status != http.StatusOK || body["started"] != true {
+		t.Fatalf("start: %d %v", status, body)
+	}
+
 	// 1. Domains: green with ≥ 1 domain, all verified, through DNS.
 	if status, body, _ := b.api(http.MethodPost, "/sso/admin/api/domains", map[string]any{"name": "com"}, csrf); status != http.StatusBadRequest {
 		t.Errorf("public suffix: %d %v", status, body)

@@ -72,7 +72,7 @@ func (a *AdminAPI) orgsHandler() (http.Handler, error) {
 		if errors.Is(err, caddy.ErrNotConfigured) {
 			return nil, caddy.APIError{
 				HTTPStatus: http.StatusServiceUnavailable,
-				Err:        errors.New("the sso app is not configured in the running config"),
+				Err:        errors.New("the sso app is not in the running config (if Caddy is still loading its config, try again in a moment)"),
 			}
 		}
 		return nil, caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: fmt.Errorf("sso app: %w", err)}

@@ -196,6 +196,8 @@ func (a *adminAPI) writeError(w http.ResponseWriter, r *http.Request, err error)
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	// Answers carry tokens shown once and set-password links: never cached.
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

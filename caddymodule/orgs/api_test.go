@@ -535,3 +535,17 @@ func TestPrivateKeyNotEchoed(t *testing.T) {
 		t.Error("refused IdP settings changed the store")
 	}
 }
+
+// Answers that carry a secret shown once must not be kept by a cache.
+func TestAnswersAreNotCached(t *testing.T) {
+	e := newEnv(t)
+	e.readyOrg("acme", "acme.com")
+	resp, err := http.Post(e.srv.URL+"/sso/orgs/acme/scim-token", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("scim-token: %d, Cache-Control %q", resp.StatusCode, resp.Header.Get("Cache-Control"))
+	}
+}

@@ -358,6 +358,14 @@ func TestLogoutEndsAccess(t *testing.T) {
 	u, _ := url.Parse(env.GatewayURL)
 	saved := b.client.Jar.Cookies(u)
 
+	// A sign-out posted from another site is refused; the session stays.
+	req, _ := http.NewRequest(http.MethodPost, env.GatewayURL+"/sso/logout", nil)
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	if p := b.do(req); p.status != http.StatusForbidden {
+		t.Fatalf("cross-site logout: %d", p.status)
+	}
+	signedIn(t, b)
+
 	p := b.post(env.GatewayURL+"/sso/logout", nil)
 	if p.status != http.StatusOK || !strings.Contains(p.body, "signed out") {
 		t.Fatalf("logout: %d\n%s", p.status, p.body)

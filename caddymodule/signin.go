@@ -386,9 +386,17 @@ func (g *Gateway) metadata(w http.ResponseWriter, r *http.Request, orgID string)
 
 // logout ends the session and shows the sign-in page again.
 func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
-	st, err := g.state()
+	st, ls, err := g.localStates()
 	if err != nil {
 		g.internalError(w, r, "opening state", err)
+		return
+	}
+	// SameSite=Lax already keeps the session cookie off a cross-site
+	// POST; refusing what the browser marks cross-origin also covers
+	// sibling subdomains, which count as same-site. The application's
+	// own sign-out buttons post from its origin.
+	if err := ls.origin.Check(r); err != nil {
+		g.csrfRefused(w, "/")
 		return
 	}
 	if sess, err := st.sessions.Load(r); err == nil {

@@ -301,10 +301,11 @@ func (s *Store) ListGroups(orgID string, offset, limit int) ([]*Group, int, erro
 	var total int
 	err := s.view(func(txn *badger.Txn) error {
 		var err error
-		if total, err = counter(txn, key(pCount, "groups", orgID)); err != nil {
+		var version uint64
+		if total, version, err = counterVersion(txn, key(pCount, "groups", orgID)); err != nil {
 			return err
 		}
-		return listJSON(txn, scanPrefix(pGrp, orgID), max(offset, 0), limit, func(b []byte) error {
+		return s.listPage(txn, scanPrefix(pGrp, orgID), max(offset, 0), limit, version, func(b []byte) error {
 			g := new(Group)
 			if err := json.Unmarshal(b, g); err != nil {
 				return err

@@ -87,6 +87,10 @@ type Store struct {
 
 	// generation counts committed write transactions (see Generation).
 	generation atomic.Uint64
+
+	// hints lets paging through a large user or group list seek to where
+	// the previous page stopped (see pageHints).
+	hints pageHints
 }
 
 // Open opens the database in dir, creating it if needed. Writes are synced

@@ -375,10 +375,11 @@ func (s *Store) ListUsers(orgID string, offset, limit int) (users []*User, total
 	users = []*User{}
 	err = s.view(func(txn *badger.Txn) error {
 		var err error
-		if total, err = counter(txn, key(pCount, "users", orgID)); err != nil {
+		var version uint64
+		if total, version, err = counterVersion(txn, key(pCount, "users", orgID)); err != nil {
 			return err
 		}
-		return listJSON(txn, scanPrefix(pUser, orgID), max(offset, 0), limit, func(b []byte) error {
+		return s.listPage(txn, scanPrefix(pUser, orgID), max(offset, 0), limit, version, func(b []byte) error {
 			u := new(User)
 			if err := json.Unmarshal(b, u); err != nil {
 				return err

@@ -78,40 +78,18 @@ func counterVersion(txn *badger.Txn, k []byte) (int, uint64, error) {
 // from a hint when one holds for this offset and counter version, and
 // leaves one for the page after it.
 func (s *Store) listPage(txn *badger.Txn, p []byte, offset, limit int, version uint64, decode func([]byte) error) error {
-	if limit == 0 {
-		return nil
-	}
-	pageStart := offset
 	start, skip := p, offset
 	if version != 0 && offset > 0 {
 		if k := s.hints.get(p, offset, version); k != nil {
 			start, skip = k, 0
 		}
 	}
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false // skipped entries need no value
-	opts.Prefix = p
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	n := 0
-	for it.Seek(start); it.ValidForPrefix(p); it.Next() {
-		if skip > 0 {
-			skip--
-			continue
-		}
-		item := it.Item()
-		if err := item.Value(decode); err != nil {
-			return fmt.Errorf("store: decode %q: %w", item.Key(), err)
-		}
-		n++
-		if limit > 0 && n >= limit {
-			break
-		}
+	next, err := listFrom(txn, p, start, skip, limit, decode)
+	if err != nil {
+		return err
 	}
-	if version != 0 && limit > 0 && n == limit && it.ValidForPrefix(p) {
-		if it.Next(); it.ValidForPrefix(p) {
-			s.hints.put(p, pageStart+limit, version, it.Item().KeyCopy(nil))
-		}
+	if version != 0 && next != nil {
+		s.hints.put(p, offset+limit, version, next)
 	}
 	return nil
 }

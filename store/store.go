@@ -445,8 +445,16 @@ func keysWithPrefix(txn *badger.Txn, p, from []byte, limit int) [][]byte {
 // listJSON decodes the values under p in key order, skipping offset of them
 // and returning at most limit (< 0: all). decode is called per value.
 func listJSON(txn *badger.Txn, p []byte, offset, limit int, decode func([]byte) error) error {
+	_, err := listFrom(txn, p, p, offset, limit, decode)
+	return err
+}
+
+// listFrom is listJSON starting at key start (within prefix p) rather than
+// at p. A full page (limit > 0 entries decoded) returns the key of the
+// entry after it, if any, so that a caller can start the next page there.
+func listFrom(txn *badger.Txn, p, start []byte, skip, limit int, decode func([]byte) error) (next []byte, err error) {
 	if limit == 0 {
-		return nil
+		return nil, nil
 	}
 	opts := badger.DefaultIteratorOptions
 	opts.PrefetchValues = false // skipped entries need no value
@@ -454,21 +462,24 @@ func listJSON(txn *badger.Txn, p []byte, offset, limit int, decode func([]byte) 
 	it := txn.NewIterator(opts)
 	defer it.Close()
 	n := 0
-	for it.Seek(p); it.ValidForPrefix(p); it.Next() {
-		if offset > 0 {
-			offset--
+	for it.Seek(start); it.ValidForPrefix(p); it.Next() {
+		if skip > 0 {
+			skip--
 			continue
 		}
 		item := it.Item()
 		if err := item.Value(decode); err != nil {
-			return fmt.Errorf("store: decode %q: %w", item.Key(), err)
+			return nil, fmt.Errorf("store: decode %q: %w", item.Key(), err)
 		}
 		n++
 		if limit > 0 && n >= limit {
-			break
+			if it.Next(); it.ValidForPrefix(p) {
+				return it.Item().KeyCopy(nil), nil
+			}
+			return nil, nil
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 // counter reads the integer under k (0 if absent).

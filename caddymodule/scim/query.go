@@ -56,58 +56,92 @@ func filterView(a map[string]any, id, externalID string, created, updated time.T
 	return a
 }
 
-// page cuts the 1-based window [startIndex, startIndex+count) from n
+// window cuts the 1-based window [startIndex, startIndex+count) from n
 // sorted matches.
 func window(n, startIndex, count int) (int, int) {
 	from := min(max(startIndex-1, 0), n)
 	return from, min(from+max(count, 0), n)
 }
 
-// ---- users ---------------------------------------------------------------
+// listing is how users and groups are listed: without a filter, a page
+// straight from the store; with one, the candidates the indexes give,
+// checked against the whole filter, sorted by ID and cut to the page.
+type listing[T any] struct {
+	all         func(offset, count int) ([]T, int, error)
+	candidates  func(filter.Expression) (map[string]T, bool, error)
+	matches     func(T, filter.Expression) (bool, error)
+	id          func(T) string
+	resource    func(T) elimity.Resource
+	storeError  func(error) error
+	unsupported string // invalidFilter detail for filters the indexes cannot bound
+}
 
-func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
-	org := orgOf(r)
-	st := h.srv.cfg.Store
+func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error) {
 	page := elimity.Page{Resources: []elimity.Resource{}}
 	if params.FilterValidator == nil {
-		users, total, err := st.ListUsers(org, max(params.StartIndex-1, 0), params.Count)
+		items, total, err := l.all(max(params.StartIndex-1, 0), params.Count)
 		if err != nil {
-			return elimity.Page{}, h.srv.storeError(err, "", "")
+			return elimity.Page{}, l.storeError(err)
 		}
 		page.TotalResults = total
-		for _, u := range users {
-			page.Resources = append(page.Resources, h.resource(u, p))
+		for _, it := range items {
+			page.Resources = append(page.Resources, l.resource(it))
 		}
 		return page, nil
 	}
 
 	expr := params.FilterValidator.GetFilter()
-	cands, ok, err := h.candidates(org, expr)
+	cands, ok, err := l.candidates(expr)
 	if err != nil {
-		return elimity.Page{}, h.srv.storeError(err, "", "")
+		return elimity.Page{}, l.storeError(err)
 	}
 	if !ok {
 		e := scimerrors.ScimErrorInvalidFilter
-		e.Detail = unsupportedUserFilter
+		e.Detail = l.unsupported
 		return elimity.Page{}, e
 	}
-	var matched []*store.User
-	for _, u := range cands {
-		view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
-		if matches(expr, func(leaf filter.Expression) bool {
-			leaf = asValuePath(leaf, userFilterSchema)
-			return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
-		}) {
-			matched = append(matched, u)
+	var matched []T
+	for _, it := range cands {
+		ok, err := l.matches(it, expr)
+		if err != nil {
+			return elimity.Page{}, l.storeError(err)
+		}
+		if ok {
+			matched = append(matched, it)
 		}
 	}
-	slices.SortFunc(matched, func(a, b *store.User) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(matched, func(a, b T) int { return strings.Compare(l.id(a), l.id(b)) })
 	from, to := window(len(matched), params.StartIndex, params.Count)
 	page.TotalResults = len(matched)
-	for _, u := range matched[from:to] {
-		page.Resources = append(page.Resources, h.resource(u, p))
+	for _, it := range matched[from:to] {
+		page.Resources = append(page.Resources, l.resource(it))
 	}
 	return page, nil
+}
+
+// ---- users ---------------------------------------------------------------
+
+func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
+	org := orgOf(r)
+	return listing[*store.User]{
+		all: func(offset, count int) ([]*store.User, int, error) {
+			return h.srv.cfg.Store.ListUsers(org, offset, count)
+		},
+		candidates: func(expr filter.Expression) (map[string]*store.User, bool, error) {
+			return h.candidates(org, expr)
+		},
+		matches: func(u *store.User, expr filter.Expression) (bool, error) {
+			view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
+			return matches(expr, func(leaf filter.Expression) bool {
+				leaf = asValuePath(leaf, userFilterSchema)
+				return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
+			}), nil
+		},
+		id:          func(u *store.User) string { return u.ID },
+		resource:    func(u *store.User) elimity.Resource { return h.resource(u, p) },
+		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
+		unsupported: unsupportedUserFilter,
+	}.page(params)
 }
 
 // candidates returns, from the indexes, a superset of the users expr can
@@ -178,47 +212,21 @@ func (h *userHandler) byEmail(org, email string) (map[string]*store.User, bool, 
 
 func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
 	org := orgOf(r)
-	st := h.srv.cfg.Store
-	page := elimity.Page{Resources: []elimity.Resource{}}
-	if params.FilterValidator == nil {
-		groups, total, err := st.ListGroups(org, max(params.StartIndex-1, 0), params.Count)
-		if err != nil {
-			return elimity.Page{}, h.srv.storeError(err, "", "")
-		}
-		page.TotalResults = total
-		for _, g := range groups {
-			page.Resources = append(page.Resources, h.resource(g, p))
-		}
-		return page, nil
-	}
-
-	expr := params.FilterValidator.GetFilter()
-	cands, ok, err := h.candidates(org, expr)
-	if err != nil {
-		return elimity.Page{}, h.srv.storeError(err, "", "")
-	}
-	if !ok {
-		e := scimerrors.ScimErrorInvalidFilter
-		e.Detail = unsupportedGroupFilter
-		return elimity.Page{}, e
-	}
-	var matched []*store.Group
-	for _, g := range cands {
-		ok, err := h.matches(org, g, expr)
-		if err != nil {
-			return elimity.Page{}, h.srv.storeError(err, "", "")
-		}
-		if ok {
-			matched = append(matched, g)
-		}
-	}
-	slices.SortFunc(matched, func(a, b *store.Group) int { return strings.Compare(a.ID, b.ID) })
-	from, to := window(len(matched), params.StartIndex, params.Count)
-	page.TotalResults = len(matched)
-	for _, g := range matched[from:to] {
-		page.Resources = append(page.Resources, h.resource(g, p))
-	}
-	return page, nil
+	return listing[*store.Group]{
+		all: func(offset, count int) ([]*store.Group, int, error) {
+			return h.srv.cfg.Store.ListGroups(org, offset, count)
+		},
+		candidates: func(expr filter.Expression) (map[string]*store.Group, bool, error) {
+			return h.candidates(org, expr)
+		},
+		matches: func(g *store.Group, expr filter.Expression) (bool, error) {
+			return h.matches(org, g, expr)
+		},
+		id:          func(g *store.Group) string { return g.ID },
+		resource:    func(g *store.Group) elimity.Resource { return h.resource(g, p) },
+		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
+		unsupported: unsupportedGroupFilter,
+	}.page(params)
 }
 
 // matches checks the whole filter on g. Membership tests (Entra ID asks

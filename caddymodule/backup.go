@@ -126,19 +126,29 @@ func orgHint(s string) string {
 	return s
 }
 
-func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxLocalForm)
-	if err := r.ParseForm(); err != nil {
-		g.message(w, http.StatusBadRequest, "Bad request", "The sign-in form could not be read.", "", true)
-		return
+// preSessionForm reads a password form (sign-in, set password) and checks
+// its pre-session CSRF token; false means the answer is sent. Any form
+// that cannot be read gets the 400 page with text.
+func (g *Gateway) preSessionForm(w http.ResponseWriter, r *http.Request, text string, retry bool, retryURL string) (*gatewayState, *localState, bool) {
+	if _, ok := readForm(w, r, maxLocalForm); !ok {
+		g.message(w, http.StatusBadRequest, "Bad request", text, "", retry)
+		return nil, nil, false
 	}
 	st, ls, err := g.localStates()
 	if err != nil {
 		g.internalError(w, r, "opening state", err)
-		return
+		return nil, nil, false
 	}
 	if !g.checkPreSessionCSRF(r, ls) {
-		g.csrfRefused(w, g.Prefix+"/backup")
+		g.csrfRefused(w, retryURL)
+		return nil, nil, false
+	}
+	return st, ls, true
+}
+
+func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
+	st, ls, ok := g.preSessionForm(w, r, "The sign-in form could not be read.", true, g.Prefix+"/backup")
+	if !ok {
 		return
 	}
 	form := pages.Backup{
@@ -147,6 +157,7 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		Org:      orgHint(r.PostForm.Get("org")),
 		ReturnTo: safeReturn(r.PostForm.Get("return")),
 	}
+	var err error
 	if form.CSRF, err = g.preSessionCSRF(w, r, ls); err != nil {
 		g.internalError(w, r, "csrf token", err)
 		return
@@ -386,18 +397,8 @@ func (g *Gateway) setPasswordPage(lt *linkTarget, token, csrf string) pages.SetP
 }
 
 func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token string) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxLocalForm)
-	if err := r.ParseForm(); err != nil {
-		g.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "", false)
-		return
-	}
-	st, ls, err := g.localStates()
-	if err != nil {
-		g.internalError(w, r, "opening state", err)
-		return
-	}
-	if !g.checkPreSessionCSRF(r, ls) {
-		g.csrfRefused(w, g.Prefix+"/invite/"+token)
+	st, ls, ok := g.preSessionForm(w, r, "The form could not be read.", false, g.Prefix+"/invite/"+token)
+	if !ok {
 		return
 	}
 	lt, err := g.lookupLink(st, token)

@@ -22,20 +22,35 @@ import (
 // maxFormBody caps sign-in form posts; a SAMLResponse is the largest.
 const maxFormBody = samlsp.MaxResponseSize + 16<<10
 
-// maxDrainBody is how much of a refused, too large body is still read, so
-// that a browser that sent it gets the error page rather than a reset
-// connection; beyond it the connection is closed unread.
+// maxDrainBody is how much of a refused, too large body readForm still
+// reads (see there).
 const maxDrainBody = 1 << 20
 
-// refuseLargeBody prepares the answer to a body whose declared length is
-// over the cap: read and drop it if it is not absurdly large (the browser
-// then sees the page), else close the connection without reading it.
-func refuseLargeBody(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength <= maxDrainBody {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainBody))
-		return
+// readForm parses a form post of at most max bytes. When it cannot, it
+// returns the status to answer with: 413 for a body over the cap, 400 for
+// one that does not parse. A declared length over the cap is refused
+// without parsing anything; the body is still read and dropped unless it
+// is absurdly large, so that a browser that sent it sees the error page
+// rather than a reset connection; beyond maxDrainBody the connection is
+// closed unread.
+func readForm(w http.ResponseWriter, r *http.Request, max int64) (status int, ok bool) {
+	if r.ContentLength > max {
+		if r.ContentLength <= maxDrainBody {
+			_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxDrainBody))
+		} else {
+			w.Header().Set("Connection", "close")
+		}
+		return http.StatusRequestEntityTooLarge, false
 	}
-	w.Header().Set("Connection", "close")
+	r.Body = http.MaxBytesReader(w, r.Body, max)
+	if err := r.ParseForm(); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return http.StatusRequestEntityTooLarge, false
+		}
+		return http.StatusBadRequest, false
+	}
+	return 0, true
 }
 
 // maxLoginBody caps the "Continue with SSO" form: an email and a return path.
@@ -111,19 +126,12 @@ func (g *Gateway) message(w http.ResponseWriter, status int, title, text, hint s
 // among verified domains of active orgs, remember the AuthnRequest for
 // this browser, and send the browser to the IdP.
 func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
-	if r.ContentLength > maxLoginBody {
-		refuseLargeBody(w, r)
-		g.message(w, http.StatusRequestEntityTooLarge, "Bad request", "The sign-in form was too large.", "", true)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
-	if err := r.ParseForm(); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			g.message(w, http.StatusRequestEntityTooLarge, "Bad request", "The sign-in form was too large.", "", true)
-			return
+	if status, ok := readForm(w, r, maxLoginBody); !ok {
+		text := "The sign-in form could not be read."
+		if status == http.StatusRequestEntityTooLarge {
+			text = "The sign-in form was too large."
 		}
-		g.message(w, http.StatusBadRequest, "Bad request", "The sign-in form could not be read.", "", true)
+		g.message(w, status, "Bad request", text, "", true)
 		return
 	}
 	email := samlsp.NormalizeEmail(r.PostForm.Get("email"))
@@ -185,22 +193,12 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 // acs receives the IdP's response (HTTP-POST binding) for orgID, taken
 // from the path: the org's settings never come from the message.
 func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
-	// A declared length over the cap is refused before reading anything,
-	// rather than after reading up to the cap (or waiting for a body that
-	// is never sent).
-	if r.ContentLength > maxFormBody {
-		refuseLargeBody(w, r)
-		g.message(w, http.StatusRequestEntityTooLarge, "Sign-in failed", "The response from your identity provider was too large.", "", true)
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBody)
-	if err := r.ParseForm(); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			g.message(w, http.StatusRequestEntityTooLarge, "Sign-in failed", "The response from your identity provider was too large.", "", true)
-			return
+	if status, ok := readForm(w, r, maxFormBody); !ok {
+		text := "The response from your identity provider was malformed."
+		if status == http.StatusRequestEntityTooLarge {
+			text = "The response from your identity provider was too large."
 		}
-		g.message(w, http.StatusBadRequest, "Sign-in failed", "The response from your identity provider was malformed.", "", true)
+		g.message(w, status, "Sign-in failed", text, "", true)
 		return
 	}
 	if r.PostForm.Get("SAMLart") != "" || r.URL.Query().Get("SAMLart") != "" {

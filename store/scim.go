@@ -132,20 +132,8 @@ func (s *Store) TouchSCIMToken(orgID string, at time.Time) error {
 	if err := need("touch SCIM token", "org id", orgID); err != nil {
 		return err
 	}
-	if at.IsZero() {
-		at = now()
-	}
-	at = at.UTC().Round(0)
-	if err := s.enter(); err != nil {
-		return err
-	}
-	defer s.leave()
-	s.touchMu.Lock()
-	if prev, ok := s.scimTouches[orgID]; !ok || at.After(prev) {
-		s.scimTouches[orgID] = at
-	}
-	s.touchMu.Unlock()
-	return nil
+	_, err := s.bufferTouch(&s.scimTouches, orgID, at)
+	return err
 }
 
 // flushSCIMTouches writes the buffered token touches. It runs on the

@@ -127,27 +127,39 @@ func (s *Store) TouchSession(id string, at time.Time) error {
 	if err := need("touch session", "session id", id); err != nil {
 		return err
 	}
-	if at.IsZero() {
-		at = now()
-	}
-	at = at.UTC().Round(0)
-	if err := s.enter(); err != nil {
+	pending, err := s.bufferTouch(&s.touches, id, at)
+	if err != nil {
 		return err
 	}
-	defer s.leave()
-	s.touchMu.Lock()
-	if prev, ok := s.touches[id]; !ok || at.After(prev) {
-		s.touches[id] = at
-	}
-	full := len(s.touches) >= maxPendingTouches
-	s.touchMu.Unlock()
-	if full {
+	if pending >= maxPendingTouches {
 		select {
 		case s.flushNow <- struct{}{}:
 		default:
 		}
 	}
 	return nil
+}
+
+// bufferTouch records at (now if zero) for k in *buf, one of the touch
+// buffers guarded by touchMu, keeping the latest time; it returns how many
+// touches that buffer holds. buf points at the Store's field, read under
+// the lock, because the flusher swaps the buffers.
+func (s *Store) bufferTouch(buf *map[string]time.Time, k string, at time.Time) (int, error) {
+	if at.IsZero() {
+		at = now()
+	}
+	at = at.UTC().Round(0)
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	s.touchMu.Lock()
+	defer s.touchMu.Unlock()
+	m := *buf
+	if prev, ok := m[k]; !ok || at.After(prev) {
+		m[k] = at
+	}
+	return len(m), nil
 }
 
 func (s *Store) touchFlusher() {

@@ -334,13 +334,8 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 	firstGrey := ""
 	for i, s := range v.Steps {
 		title := heading(s.Name, s.Title)
-		todo := s.Todo
-		if s.Tickable && !s.Ticked && strings.HasPrefix(todo, "Tick ") {
-			// Name the box as the page labels it.
-			todo = "Tick “Configuration in the IdP Directory is done” once this is set up in your identity provider."
-		}
 		p.Steps = append(p.Steps, pages.ConfigStep{
-			Number: i + 1, Name: s.Name, Title: title, Done: s.Done, Ticked: s.Ticked, Tickable: s.Tickable, Todo: todo,
+			Number: i + 1, Name: s.Name, Title: title, Done: s.Done, Ticked: s.Ticked, Tickable: s.Tickable, Todo: s.Todo,
 		})
 		if s.Done {
 			p.Done++

@@ -116,7 +116,9 @@ func stepStatuses(o *store.Org, f stepFacts, now time.Time) []StepStatus {
 		ss.Ticked = ss.Tickable && o.Steps[st.name] // a stray flag on another step means nothing
 		ss.Todo = stepTodo(st.name, o, f, now)
 		if ss.Todo == "" && ss.Tickable && !ss.Ticked {
-			ss.Todo = `Tick "done in the IdP" once this is set up at your identity provider.`
+			// Names the box as the configurator labels it (the vendor
+			// guide's wording), so the page shows this text as it is.
+			ss.Todo = `Once this is done in the IdP, tick "Configuration in the IdP Directory is done".`
 		}
 		ss.Done = ss.Todo == ""
 		out = append(out, ss)

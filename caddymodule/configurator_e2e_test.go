@@ -58,7 +58,6 @@ func startDNS(t *testing.T, extraSSO map[string]any) *testDNS {
 	// test's first admin call then meets a settled admin server.
 	t.Cleanup(func() { waitAdmin(t) })
 	reloadWithSSO(t, sso)
-	waitAdmin(t)
 	return d
 }
 

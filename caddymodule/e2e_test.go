@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/net/html"
 
 	"github.com/ssogate/ssogate/examples/demo"
@@ -432,4 +433,29 @@ func TestLoginFormSizeIsCapped(t *testing.T) {
 		t.Fatalf("oversized login form: %d\n%s", p.status, p.body)
 	}
 	assertSignedOut(t, b)
+}
+
+// loadConfig runs a config in place of the current one, the way a
+// `caddy reload` does, and returns once the old config is out of the way.
+// Caddy returns from a load once the old server has begun to shut down,
+// and until it lets go of the shared listening socket it may still accept
+// a connection, read a request on it and drop it unanswered; so does it
+// with a request on one of its idle keep-alive connections (see
+// TestReloadUnderLoadFailsNoRequest). Wait for that, and make the tests'
+// shared transport forget connections to the old servers (the admin
+// endpoint is restarted by every load too).
+func loadConfig(t *testing.T, raw []byte) {
+	t.Helper()
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	gateway := strings.TrimPrefix(env.GatewayURL, "http://")
+	for deadline := time.Now().Add(5 * time.Second); caddy.ListenerUsage("tcp", gateway) > 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the old server still listens on %s", gateway)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	waitAdmin(t)
 }

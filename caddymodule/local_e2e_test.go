@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"golang.org/x/net/html"
 
 	"github.com/ssogate/ssogate/examples/demo"
@@ -437,18 +436,8 @@ func reloadWithSSO(t *testing.T, extra map[string]any) {
 		sso[k] = v
 	}
 	raw, _ := json.Marshal(cfg)
-	// A load restarts Caddy's admin server: kept-alive connections to the
-	// old one would fail the next (non-idempotent) admin call with EOF.
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatalf("reload: %v", err)
-	}
-	http.DefaultClient.CloseIdleConnections()
-	t.Cleanup(func() {
-		if err := caddy.Load(env.CaddyConfig(), true); err != nil {
-			t.Errorf("restoring config: %v", err)
-		}
-		http.DefaultClient.CloseIdleConnections()
-	})
+	loadConfig(t, raw)
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
 }
 
 func TestExpiredAndUsedLinksRefused(t *testing.T) {

@@ -3,11 +3,7 @@ package caddymodule_test
 import (
 	"encoding/json"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/caddyserver/caddy/v2"
 
 	"github.com/ssogate/ssogate/examples/demo"
 )
@@ -31,23 +27,7 @@ func loadGatewayConfig(t *testing.T, gw map[string]any, proxyHeaders map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatalf("reload: %v", err)
-	}
-	// Caddy returns once the old server has begun to shut down, and until
-	// it lets go of the shared listening socket it may still accept a
-	// connection, read a request on it and drop it unanswered; so does it
-	// with a request on one of its idle keep-alive connections (see
-	// TestReloadUnderLoadFailsNoRequest). Wait for that, and make the
-	// tests' shared transport forget those connections.
-	gateway := strings.TrimPrefix(env.GatewayURL, "http://")
-	for deadline := time.Now().Add(5 * time.Second); caddy.ListenerUsage("tcp", gateway) > 1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("the old server still listens on %s", gateway)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+	loadConfig(t, raw)
 }
 
 // TestReloadKeepsSessionsAndAppliesNewConfig reloads Caddy with another

@@ -45,7 +45,7 @@ type User struct {
 	DisplayName string // defaults to "GivenName FamilyName"
 	GivenName   string
 	FamilyName  string
-	ObjectID    string   // stable IdP user id; generated (uuid) if empty
+	ObjectID    string   // stable IdP user id; derived from Email if empty
 	Groups      []string // group names asserted in the groups attribute
 }
 
@@ -257,6 +257,17 @@ func normalizeEmail(email string) string {
 
 // normalizeUsers validates users and returns them by normalized email, with
 // defaults filled in.
+// objectIDSpace is the namespace of derived object IDs (a random UUID,
+// fixed for good: changing it would change every demo user's ID).
+const objectIDSpace = "6d1f3c2a-8b1e-4f0e-9d55-2f7c1b9a4e10"
+
+// derivedObjectID gives a user without a configured ObjectID the same ID
+// on every start, as a real IdP's directory does: a gateway that has seen
+// the user before links sign-ins by this ID and refuses one that changed.
+func derivedObjectID(email string) string {
+	return uuid.NewSHA1(uuid.MustParse(objectIDSpace), []byte(email)).String()
+}
+
 func normalizeUsers(users []User) (map[string]User, error) {
 	if len(users) == 0 {
 		return nil, errors.New("demoidp: no users configured")
@@ -281,7 +292,7 @@ func normalizeUsers(users []User) (map[string]User, error) {
 			u.DisplayName = strings.TrimSpace(u.GivenName + " " + u.FamilyName)
 		}
 		if u.ObjectID == "" {
-			u.ObjectID = uuid.NewString()
+			u.ObjectID = derivedObjectID(email)
 		}
 		if objectIDs[u.ObjectID] {
 			return nil, fmt.Errorf("demoidp: user %s: ObjectID %q is used twice", email, u.ObjectID)

@@ -207,7 +207,9 @@ func (l *FailureLimiter) fail(key string, now time.Time) (bool, time.Duration) {
 }
 
 // sweep forgets keys whose bucket has refilled (they are as good as new)
-// and, if that is not enough, arbitrary others.
+// and, if that is not enough, arbitrary others down to nine tenths of the
+// bound, so that a flood from ever new sources pays for a full scan only
+// once per tenth of the table, not on every request.
 func (l *FailureLimiter) sweep(now time.Time) {
 	for k, lim := range l.sources {
 		if lim.TokensAt(now) >= float64(l.burst) {
@@ -215,7 +217,7 @@ func (l *FailureLimiter) sweep(now time.Time) {
 		}
 	}
 	for k := range l.sources {
-		if len(l.sources) < maxTrackedSources {
+		if len(l.sources) <= maxTrackedSources*9/10 {
 			break
 		}
 		delete(l.sources, k)

@@ -188,6 +188,14 @@ func TestFailureLimiterStaysBounded(t *testing.T) {
 	if n := len(l.sources); n > maxTrackedSources {
 		t.Fatalf("%d sources tracked", n)
 	}
+	// At the bound, one sweep makes room for many new sources.
+	for i := 0; len(l.sources) < maxTrackedSources; i++ {
+		l.fail(fmt.Sprint("more-", i), now)
+	}
+	l.fail("fresh-1", now)
+	if n := len(l.sources); n > maxTrackedSources*9/10+1 {
+		t.Fatalf("%d sources tracked after a sweep", n)
+	}
 	l.fail("x", now)
 	l.fail("x", now)
 	if ok, _ := l.fail("x", now); ok {

@@ -43,8 +43,8 @@ const (
 	// auditTick is how often the aggregates whose window has ended are
 	// written and due prunes run.
 	auditTick = time.Second
-	// auditPruneEvery is how often every trail is pruned by age and
-	// count, on top of the prunes that appends trigger.
+	// auditPruneEvery is how often every trail is pruned by age, on top
+	// of the prunes by age and count that appends trigger.
 	auditPruneEvery = time.Hour
 )
 
@@ -87,8 +87,9 @@ type auditState struct {
 	open     map[aggKey]*AuditEvent
 	perOrg   map[string]int      // open aggregates per org
 	appends  map[string]int      // events written per org since its last prune
-	due      map[string]struct{} // orgs to prune
-	pruneAll bool
+	due      map[string]struct{} // orgs to prune by age and count
+	pruneAll bool                // every org by age and count (at start, on a new policy)
+	ageAll   bool                // every org by age only (hourly)
 	wake     chan struct{}
 }
 
@@ -127,14 +128,19 @@ func (s *Store) startAudit(p AuditPolicy) {
 }
 
 // SetAuditPolicy changes the audit trail's bounds (a config reload does)
-// and prunes every trail by the new ones in the background.
+// and, if they changed, prunes every trail by the new ones in the
+// background.
 func (s *Store) SetAuditPolicy(p AuditPolicy) {
 	a := &s.audit
 	a.mu.Lock()
-	a.policy = p.withDefaults()
-	a.pruneAll = true
+	p = p.withDefaults()
+	changed := p != a.policy
+	a.policy = p
+	a.pruneAll = a.pruneAll || changed
 	a.mu.Unlock()
-	s.wakeAudit()
+	if changed {
+		s.wakeAudit()
+	}
 }
 
 // AuditPolicy returns the bounds in force.
@@ -375,7 +381,7 @@ func (s *Store) auditLoop() {
 		if time.Since(lastFull) >= auditPruneEvery {
 			lastFull = time.Now()
 			s.audit.mu.Lock()
-			s.audit.pruneAll = true
+			s.audit.ageAll = true
 			s.audit.mu.Unlock()
 		}
 		s.runPrunes()
@@ -386,13 +392,18 @@ func (s *Store) auditLoop() {
 func (s *Store) runPrunes() {
 	a := &s.audit
 	a.mu.Lock()
-	orgs := slices.Collect(maps.Keys(a.due))
+	due := slices.Collect(maps.Keys(a.due))
 	clear(a.due)
-	all := a.pruneAll
-	a.pruneAll = false
+	all, ageAll := a.pruneAll, a.ageAll && !a.pruneAll
+	a.pruneAll, a.ageAll = false, false
 	p := a.policy
 	a.mu.Unlock()
-	if all {
+	byCount := map[string]bool{}
+	for _, org := range due {
+		byCount[org] = true
+	}
+	orgs := due
+	if all || ageAll {
 		var err error
 		if orgs, err = s.auditOrgs(); err != nil {
 			s.log.Error("listing audit trails to prune", zap.Error(err))
@@ -405,7 +416,7 @@ func (s *Store) runPrunes() {
 			return
 		default:
 		}
-		n, err := s.pruneAudit(org, p, now())
+		n, err := s.pruneAudit(org, p, now(), all || byCount[org])
 		if err != nil {
 			s.log.Error("pruning audit trail", zap.String("org", org), zap.Error(err))
 			continue
@@ -443,24 +454,37 @@ func (s *Store) auditOrgs() ([]string, error) {
 	return orgs, err
 }
 
-// pruneAudit deletes the org's events older than the policy's MaxAge and
-// those beyond its MaxEvents newest, and returns how many. Events are
-// stored newest first, so the doomed ones are a tail of the org's range:
-// a keys-only scan finds where it starts, then it is deleted in batches.
-func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time) (int, error) {
+// pruneAudit deletes the org's events older than the policy's MaxAge
+// and, with byCount, those beyond its MaxEvents newest; it returns how
+// many. Events are stored newest first, so the doomed ones are a tail of
+// the org's range: a keys-only scan finds where it starts (from the
+// newest when counting, in O(MaxEvents); from the oldest otherwise, in
+// O(doomed)), then it is deleted in batches.
+func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bool) (int, error) {
 	prefix := scanPrefix(pAudit, orgID)
 	cutoff := at.Add(-p.MaxAge)
+	old := func(k []byte) bool {
+		t, ok := auditKeyTime(prefix, k)
+		return ok && t.Before(cutoff)
+	}
 	var from []byte
 	err := s.view(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false
 		opts.Prefix = prefix
+		opts.Reverse = !byCount
 		it := txn.NewIterator(opts)
 		defer it.Close()
+		if !byCount {
+			// 0xff sorts after every key of the org: start at its oldest.
+			for it.Seek(append(slices.Clip(prefix), 0xff)); it.ValidForPrefix(prefix) && old(it.Item().Key()); it.Next() {
+				from = it.Item().KeyCopy(from[:0])
+			}
+			return nil
+		}
 		i := 0
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			k := it.Item().Key()
-			if t, ok := auditKeyTime(prefix, k); i >= p.MaxEvents || (ok && t.Before(cutoff)) {
+			if k := it.Item().Key(); i >= p.MaxEvents || old(k) {
 				from = it.Item().KeyCopy(nil)
 				return nil
 			}

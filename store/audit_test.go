@@ -129,6 +129,17 @@ func TestAuditIsPrunedByCountAndAge(t *testing.T) {
 		t.Errorf("gateway-wide = %+v", ev)
 	}
 
+	// The hourly pass prunes by age alone, from the oldest end.
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "globex", Action: "old again", Time: time.Now().Add(-31 * 24 * time.Hour)}))
+	s.audit.mu.Lock()
+	s.audit.ageAll = true
+	clear(s.audit.due)
+	s.audit.mu.Unlock()
+	s.runPrunes()
+	if ev, _ := s.ListAudit("globex", 10); len(ev) != 1 || ev[0].Action != "recent" {
+		t.Errorf("globex after the age pass = %+v", ev)
+	}
+
 	// Appends prune on their own, without a full pass: pruneEvery is 1
 	// here, so the trail never grows past its bound.
 	for i := range 20 {

@@ -437,7 +437,7 @@ func (a *adminAPI) audit(w http.ResponseWriter, r *http.Request) (int, any, erro
 	}
 	if next != "" {
 		q.Set("before", next) // the other parameters (limit, the configurator's org) carry over
-		w.Header().Set("Link", "<"+r.URL.Path+"?"+q.Encode()+`>; rel="next"`)
+		w.Header().Set("Link", "<"+r.URL.EscapedPath()+"?"+q.Encode()+`>; rel="next"`)
 	}
 	return http.StatusOK, events, nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
@@ -29,6 +30,11 @@ const (
 // MaxAuditSamples bounds the distinct actors and sources an aggregated
 // event lists.
 const MaxAuditSamples = 10
+
+// maxAggregatedText bounds each string of an aggregated event (actor,
+// source, detail values): strangers choose them (a typed address, an
+// error quoting their input), and aggregates are held in memory.
+const maxAggregatedText = 512
 
 const (
 	// maxOpenPerOrg bounds the kinds of aggregated event one organization
@@ -232,6 +238,10 @@ func (s *Store) AppendAuditAggregated(e *AuditEvent) error {
 	if err != nil {
 		return err
 	}
+	c.Actor, c.SourceIP = clipText(c.Actor), clipText(c.SourceIP)
+	for k, v := range c.Details {
+		c.Details[k] = clipText(v)
+	}
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -244,7 +254,7 @@ func (s *Store) AppendAuditAggregated(e *AuditEvent) error {
 	agg := a.open[k]
 	if agg == nil && a.perOrg[k.org] >= maxOpenPerOrg {
 		k = aggKey{org: c.OrgID, action: c.Action, outcome: c.Outcome, coarse: true}
-		c.Details = map[string]string{"aggregated": fmt.Sprintf("more than %d kinds of this event within %s; their details are not kept", maxOpenPerOrg, a.policy.Window)}
+		c.Details = map[string]string{"aggregated": fmt.Sprintf("more than %d kinds of repeated event for this organization within %s; the details of these are not kept", maxOpenPerOrg, a.policy.Window)}
 		agg = a.open[k]
 	}
 	if agg != nil && c.Time.Sub(agg.First) >= a.policy.Window {
@@ -289,6 +299,18 @@ func (a *AuditEvent) absorb(e *AuditEvent) {
 	}
 	a.Actors = addSample(a.Actors, e.Actor)
 	a.Sources = addSample(a.Sources, e.SourceIP)
+}
+
+// clipText cuts s to maxAggregatedText bytes, on a character boundary.
+func clipText(s string) string {
+	if len(s) <= maxAggregatedText {
+		return s
+	}
+	cut := maxAggregatedText
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 func addSample(list []string, v string) []string {

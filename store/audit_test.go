@@ -2,8 +2,10 @@ package store
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestAuditAggregatesRepeatedEvents(t *testing.T) {
@@ -42,6 +44,26 @@ func TestAuditAggregatesRepeatedEvents(t *testing.T) {
 	must(t, s.AppendAuditAggregated(denied("wrong token", "10.1.1.1", "scim")))
 	if ev, _ = s.ListAudit("acme", 100); len(ev) != 4 || ev[0].Count != 0 || ev[0].SourceIP != "10.1.1.1" {
 		t.Errorf("after reading: %+v", ev)
+	}
+}
+
+func TestAuditAggregatesKeepTextShort(t *testing.T) {
+	s := newTestStore(t)
+	long := strings.Repeat("é", 100_000)
+	for range 3 {
+		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Actor: long + "@x.test", Action: "login.password", Outcome: "failure",
+			SourceIP: long, Details: map[string]string{"reason": long}}))
+	}
+	ev, err := s.ListAudit("acme", 10)
+	must(t, err)
+	if len(ev) != 1 || ev[0].Count != 3 {
+		t.Fatalf("events = %d", len(ev))
+	}
+	e := ev[0]
+	for _, v := range append([]string{e.Actor, e.SourceIP, e.Details["reason"]}, append(e.Actors, e.Sources...)...) {
+		if len(v) > maxAggregatedText+len("…") || !utf8.ValidString(v) || !strings.HasSuffix(v, "…") {
+			t.Errorf("kept %d bytes: %.40q", len(v), v)
+		}
 	}
 }
 

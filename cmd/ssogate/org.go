@@ -222,6 +222,9 @@ func runAudit(c *cobra.Command, args []string) error {
 			}
 			break
 		}
+		if next == before {
+			return fmt.Errorf("the admin API returned the same page cursor twice (%s)", next)
+		}
 		before = next
 	}
 	if events == nil {

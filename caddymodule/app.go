@@ -96,6 +96,11 @@ type App struct {
 	// Default: 72h.
 	InviteTTL caddy.Duration `json:"invite_ttl,omitempty"`
 
+	// Bounds of the audit trail: how long and how many events are kept,
+	// and how repeated failures are aggregated. Default: 90 days, 100,000
+	// events per organization, one event per kind of failure and minute.
+	Audit *AuditConfig `json:"audit,omitempty"`
+
 	logger  *zap.Logger
 	baseURL *url.URL
 
@@ -109,6 +114,7 @@ type appState struct {
 	openOnce sync.Once
 	opened   bool
 	store    *store.Store
+	proc     *processState // shared with the store across reloads
 	openErr  error
 
 	orgsOnce sync.Once
@@ -187,6 +193,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if err := a.PasswordHashing.provision(); err != nil {
 		return fmt.Errorf("sso: password_hashing: %w", err)
 	}
+	if a.Audit != nil {
+		if err := a.Audit.provision(); err != nil {
+			return fmt.Errorf("sso: audit: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -215,6 +226,8 @@ func (a *App) Start() error {
 	if err != nil {
 		return err
 	}
+	// The store outlives configs: a reload applies its audit bounds here.
+	a.shared.store.SetAuditPolicy(a.Audit.policy())
 	ctx, cancel := context.WithCancel(context.Background())
 	a.shared.stopRecheck = cancel
 	a.shared.recheckDone = make(chan struct{})
@@ -280,21 +293,21 @@ func (a *App) Store() (*store.Store, error) {
 	s.openOnce.Do(func() {
 		val, _, err := stores.LoadOrNew(a.StoragePath, func() (caddy.Destructor, error) {
 			log := a.logger.Named("store")
-			st, err := store.Open(a.StoragePath, store.Options{Logger: log})
+			st, err := store.Open(a.StoragePath, store.Options{Logger: log, Audit: a.Audit.policy()})
 			if err != nil {
 				return nil, err
 			}
 			// Once per process unless every config using the path is gone:
 			// a second line during a reload means the handle was not shared.
 			log.Info("opened store", zap.String("path", a.StoragePath))
-			return pooledStore{st, log, a.StoragePath}, nil
+			return pooledStore{st, newProcessState(), log, a.StoragePath}, nil
 		})
 		if err != nil {
 			s.openErr = fmt.Errorf("sso: opening store at %s: %w", a.StoragePath, err)
 			return
 		}
 		s.opened = true
-		s.store = val.(pooledStore).Store
+		s.store, s.proc = val.(pooledStore).Store, val.(pooledStore).proc
 	})
 	return s.store, s.openErr
 }
@@ -302,6 +315,7 @@ func (a *App) Store() (*store.Store, error) {
 // pooledStore lets the usage pool close the store with its last reference.
 type pooledStore struct {
 	*store.Store
+	proc *processState
 	log  *zap.Logger
 	path string
 }

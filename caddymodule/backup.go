@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -166,7 +165,7 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		form.Email = ""
 	}
 	attempt := local.Attempt{
-		Email: form.Email, Password: r.PostForm.Get("password"), OrgHint: form.Org, SourceIP: throttleSource(clientIP(r)),
+		Email: form.Email, Password: r.PostForm.Get("password"), OrgHint: form.Org, SourceIP: local.SourceKey(clientIP(r)),
 	}
 	if tok := g.cookie(r, deviceCookie); tok != "" {
 		attempt.DeviceID, _ = ls.devices.Verify(tok, local.NormalizeEmail(form.Email))
@@ -229,21 +228,6 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, ret, http.StatusSeeOther)
-}
-
-// throttleSource is the per-source throttle's key for a client address:
-// an IPv6 client is counted by its /64, since one host usually has a
-// whole /64 to pick addresses from.
-func throttleSource(ip string) string {
-	a, err := netip.ParseAddr(ip)
-	if err != nil || a.Is4() || a.Is4In6() {
-		return ip
-	}
-	p, err := a.Prefix(64)
-	if err != nil {
-		return ip
-	}
-	return p.String()
 }
 
 // trustDevice gives the browser a trusted-device cookie for the address

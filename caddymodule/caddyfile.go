@@ -38,6 +38,11 @@ func init() {
 //	            threads        4
 //	            max_concurrent 2     # hashes at once; default: one per CPU
 //	        }
+//	        audit {
+//	            max_age          90d     # older events are deleted
+//	            max_events       100000  # per organization, newest kept
+//	            aggregate_window 1m      # repeated failures: one event with a count
+//	        }
 //	    }
 //	}
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
@@ -103,6 +108,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.PasswordHashing = new(PasswordHashing)
 			}
 			if err := a.PasswordHashing.unmarshalCaddyfile(d); err != nil {
+				return err
+			}
+		case "audit":
+			if a.Audit == nil {
+				a.Audit = new(AuditConfig)
+			}
+			if err := a.Audit.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
 		default:

@@ -161,8 +161,14 @@ func (g *Gateway) state() (*gatewayState, error) {
 			s.err = err
 			return
 		}
+		ps, err := g.app.processState()
+		if err != nil {
+			s.err = err
+			return
+		}
 		sc, err := scim.New(scim.Config{
 			Store:    st,
+			Limiter:  ps.scimFailures,
 			BaseURL:  g.app.baseURL.String(),
 			Prefix:   g.Prefix,
 			ClientIP: clientIP,

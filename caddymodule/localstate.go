@@ -85,18 +85,15 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// newAuthenticator sets up password sign-in with its throttles. The
-// README explains the balance: the per-account lock is short and capped,
-// and browsers that signed in to the account before (trusted devices) are
-// throttled on their own, so an attacker cannot lock the backup login's
-// owner out.
-func newAuthenticator(st *store.Store, h local.Hasher) *local.Authenticator {
+// newAuthenticator sets up password sign-in with the process-wide
+// throttles (see processState).
+func newAuthenticator(st *store.Store, h local.Hasher, ps *processState) *local.Authenticator {
 	return &local.Authenticator{
 		Store:    st,
 		Hasher:   h,
-		Accounts: local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
-		Devices:  local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
-		Sources:  local.NewThrottle(local.ThrottleConfig{Free: 20, Base: time.Second, Max: time.Hour, Forget: time.Hour}),
+		Accounts: ps.accounts,
+		Devices:  ps.devices,
+		Sources:  ps.sources,
 	}
 }
 
@@ -104,8 +101,9 @@ func newAuthenticator(st *store.Store, h local.Hasher) *local.Authenticator {
 const deviceCookieAge = 90 * 24 * time.Hour
 
 // localState is what local accounts need at request time. It belongs to
-// the app, so every sso_gateway handler of a config shares one set of
-// throttles; a config reload starts with fresh ones.
+// the app, so every sso_gateway handler of a config shares it; its
+// throttles are the process's (see processState), so a config reload
+// keeps them.
 type localState struct {
 	auth    *local.Authenticator
 	hasher  local.Hasher
@@ -124,6 +122,11 @@ func (a *App) localState() (*localState, error) {
 			return
 		}
 		keys, err := a.sessionKeys()
+		if err != nil {
+			s.localErr = err
+			return
+		}
+		ps, err := a.processState()
 		if err != nil {
 			s.localErr = err
 			return
@@ -148,7 +151,7 @@ func (a *App) localState() (*localState, error) {
 			return
 		}
 		s.local = &localState{
-			auth:    newAuthenticator(st, hasher),
+			auth:    newAuthenticator(st, hasher, ps),
 			hasher:  hasher,
 			devices: devices,
 			csrf:    csrf,

@@ -62,18 +62,3 @@ func TestPasswordHashingProvision(t *testing.T) {
 		}
 	}
 }
-
-func TestThrottleSource(t *testing.T) {
-	for in, want := range map[string]string{
-		"192.0.2.7":            "192.0.2.7",
-		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
-		"2001:db8:1:2:ffff::1": "2001:db8:1:2::/64",
-		"::ffff:192.0.2.7":     "::ffff:192.0.2.7",
-		"not an address":       "not an address",
-		"fe80::1%eth0":         "fe80::/64",
-	} {
-		if got := throttleSource(in); got != want {
-			t.Errorf("throttleSource(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

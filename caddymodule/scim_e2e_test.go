@@ -16,9 +16,10 @@ import (
 
 // scimClient talks to one organization's SCIM endpoint as its IdP would.
 type scimClient struct {
-	t     *testing.T
-	base  string
-	token string
+	t      *testing.T
+	base   string
+	token  string
+	client *http.Client // nil: a default one
 }
 
 // newSCIMClient generates (rotating) the organization's token through
@@ -58,7 +59,11 @@ func (c scimClient) do(method, path string, body any) (int, map[string]any) {
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/scim+json")
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	client := c.client
+	if client == nil {
+		client = &http.Client{Timeout: 10 * time.Second}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}

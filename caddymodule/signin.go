@@ -346,10 +346,19 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayStat
 	g.message(w, status, title, text, hint, true)
 }
 
+// audit records a gateway event. Anyone can cause failures (a refused
+// SAML response, a wrong password, a dead link) as often as they like, so
+// those are aggregated: one event per kind and window, with a count.
 func (g *Gateway) audit(st *gatewayState, r *http.Request, orgID, actor, action, outcome string, details map[string]string) {
-	err := st.store.AppendAudit(&store.AuditEvent{
+	e := &store.AuditEvent{
 		OrgID: orgID, Actor: actor, Action: action, Outcome: outcome, SourceIP: clientIP(r), Details: details,
-	})
+	}
+	var err error
+	if outcome == "success" {
+		err = st.store.AppendAudit(e)
+	} else {
+		err = st.store.AppendAuditAggregated(e)
+	}
 	if err != nil {
 		g.logger.Error("writing audit event", zap.String("action", action), zap.Error(err))
 	}

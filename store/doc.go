@@ -54,7 +54,8 @@
 //	authnorg/<org>/<request>         marker, same TTL
 //	replay/<key>                     expiry time, Badger TTL = expiry
 //	audit/<org>/<time>/<event>       AuditEvent; <org> is empty for gateway-wide events,
-//	                                 <time> is ^UnixNano in hex so that scans run newest first
+//	                                 <time> is ^UnixNano in hex so that scans run newest first;
+//	                                 pruned by age and count per org (AuditPolicy)
 //	secret/<name>                    secret bytes
 //
 // Badger's TTL has one-second granularity, so records with an expiry are also

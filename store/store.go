@@ -25,6 +25,10 @@ type Options struct {
 	// GCInterval is how often the value log is garbage-collected.
 	// 0 means 10 minutes; a negative value disables value-log GC.
 	GCInterval time.Duration
+
+	// Audit bounds the audit trail from the start (SetAuditPolicy changes
+	// it later).
+	Audit AuditPolicy
 }
 
 const (
@@ -91,6 +95,10 @@ type Store struct {
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
 	hints pageHints
+
+	// audit holds aggregated audit events until they are written, and
+	// schedules the trail's pruning (see audit.go).
+	audit auditState
 }
 
 // Open opens the database in dir, creating it if needed. Writes are synced
@@ -134,6 +142,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	s.wg.Add(1)
 	go s.touchFlusher()
+	s.startAudit(opts.Audit)
 	gcEvery := opts.GCInterval
 	if gcEvery == 0 {
 		gcEvery = defaultGCInterval

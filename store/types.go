@@ -192,4 +192,13 @@ type AuditEvent struct {
 	Outcome  string            `json:"outcome"` // "success" | "failure" | "denied"
 	SourceIP string            `json:"source_ip,omitempty"`
 	Details  map[string]string `json:"details,omitempty"`
+
+	// An aggregated event (AppendAuditAggregated) stands for Count
+	// identical occurrences (0 means 1) from First to Time. Actor and
+	// SourceIP are the first occurrence's; Actors and Sources sample the
+	// distinct ones, at most MaxAuditSamples each.
+	Count   int       `json:"count,omitempty"`
+	First   time.Time `json:"first,omitzero"`
+	Actors  []string  `json:"actors,omitempty"`
+	Sources []string  `json:"sources,omitempty"`
 }

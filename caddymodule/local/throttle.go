@@ -1,6 +1,7 @@
 package local
 
 import (
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -57,8 +58,9 @@ func (c ThrottleConfig) withDefaults() ThrottleConfig {
 // checked; a success resets the key.
 //
 // A Throttle lives in memory, in one process: several gateway processes
-// behind a load balancer each count on their own, and a restart or config
-// reload forgets everything. It is safe for concurrent use.
+// behind a load balancer each count on their own, and a restart forgets
+// everything (the gateway keeps its throttles across config reloads). It
+// is safe for concurrent use.
 type Throttle struct {
 	cfg     ThrottleConfig
 	mu      sync.Mutex
@@ -179,4 +181,20 @@ func (t *Throttle) evict(now time.Time) {
 	for _, a := range all[:max(1, len(all)/10)] {
 		delete(t.entries, a.key)
 	}
+}
+
+// SourceKey is the key under which a client address is throttled: an IPv6
+// client counts by its /64, since one host usually has a whole /64 to pick
+// addresses from; anything else counts as itself. Every throttle keyed by
+// source (password sign-in, SCIM authentication) uses it.
+func SourceKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Is4() || a.Is4In6() {
+		return ip
+	}
+	p, err := a.Prefix(64)
+	if err != nil {
+		return ip
+	}
+	return p.String()
 }

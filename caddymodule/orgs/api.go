@@ -41,7 +41,7 @@ const maxRequestBody = 1 << 20
 //	PUT    {prefix}/orgs/{org}/steps/{step}             {"done": true|false} (register, saml, scim, users)
 //	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing" (titles of the grey steps)
 //	POST   {prefix}/orgs/{org}/deactivate
-//	GET    {prefix}/orgs/{org}/audit?limit=N
+//	GET    {prefix}/orgs/{org}/audit?limit=N&before=CURSOR  newest first; Link: <…>; rel="next" when more
 //	POST   {prefix}/orgs/{org}/scim-token               → 201 {"token","scim_base_url"} (new token, shown once)
 //	GET    {prefix}/orgs/{org}/users?role=&status=       every user with role, status and source
 //	POST   {prefix}/orgs/{org}/local-users              {"email","role"?,"display_name"?} → 201 set-password link (shown once)
@@ -417,17 +417,29 @@ func (a *adminAPI) deactivate(w http.ResponseWriter, r *http.Request) (int, any,
 	return http.StatusOK, v, err
 }
 
+// audit serves a page of the audit trail. The body stays a plain array
+// (what clients of the unpaged API read); the next page, if any, is in a
+// Link header (RFC 8288, as GitHub's API pages):
+// `Link: <…/audit?before=CURSOR&limit=N>; rel="next"`.
 func (a *adminAPI) audit(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	q := r.URL.Query()
 	limit := 0
-	if q := r.URL.Query().Get("limit"); q != "" {
-		n, err := strconv.Atoi(q)
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 {
 			return 0, nil, invalid("limit", "must be a positive number")
 		}
 		limit = n
 	}
-	events, err := a.s.Audit(a.org(r), limit)
-	return http.StatusOK, events, err
+	events, next, err := a.s.Audit(a.org(r), q.Get("before"), limit)
+	if err != nil {
+		return 0, nil, err
+	}
+	if next != "" {
+		q.Set("before", next) // the other parameters (limit, the configurator's org) carry over
+		w.Header().Set("Link", "<"+r.URL.EscapedPath()+"?"+q.Encode()+`>; rel="next"`)
+	}
+	return http.StatusOK, events, nil
 }
 
 func (a *adminAPI) rotateSCIMToken(w http.ResponseWriter, r *http.Request) (int, any, error) {

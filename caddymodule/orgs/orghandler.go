@@ -27,7 +27,7 @@ import (
 //	POST   {prefix}/scim-token                 → 201 {"token","scim_base_url"} (shown once)
 //	POST   {prefix}/activate                   → 200, or 409 with "missing"
 //	POST   {prefix}/deactivate
-//	GET    {prefix}/audit?limit=N
+//	GET    {prefix}/audit?limit=N&before=CURSOR  (paged as the operator's)
 //	GET    {prefix}/users?role=&status=
 //	POST   {prefix}/local-users                {"email","role"?,"display_name"?} → 201 set-password link
 //	DELETE {prefix}/local-users/{user}         → 204

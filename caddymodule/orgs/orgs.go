@@ -21,6 +21,7 @@ package orgs
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -370,26 +371,28 @@ func (s *Service) Deactivate(actor, id string) (*OrgView, error) {
 	return s.view(o)
 }
 
-// Audit returns the latest audit events of an organization, newest first,
-// at most limit (0 means a default of 50; at most 1000).
-func (s *Service) Audit(id string, limit int) ([]*store.AuditEvent, error) {
+// Audit returns a page of an organization's audit events, newest first:
+// at most limit (0 means a default of 50; at most 1000) of those older
+// than the event the cursor before names ("" starts at the newest), and
+// the cursor of the next page ("" at the end).
+func (s *Service) Audit(id, before string, limit int) ([]*store.AuditEvent, string, error) {
 	if limit < 0 || limit > maxAuditList {
-		return nil, invalid("limit", "must be between 1 and %d", maxAuditList)
+		return nil, "", invalid("limit", "must be between 1 and %d", maxAuditList)
 	}
 	if limit == 0 {
 		limit = defaultAuditList
 	}
 	if _, err := s.getOrg(id); err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	events, err := s.store.ListAudit(id, limit)
+	events, next, err := s.store.ListAuditPage(id, before, limit)
+	if errors.Is(err, store.ErrInvalid) {
+		return nil, "", invalid("before", "is not a cursor from a previous page")
+	}
 	if err != nil {
-		return nil, orgErr(id, err, "reading audit trail of")
+		return nil, "", orgErr(id, err, "reading audit trail of")
 	}
-	if events == nil {
-		events = []*store.AuditEvent{}
-	}
-	return events, nil
+	return events, next, nil
 }
 
 // getOrg loads an organization; an ID that cannot exist is simply not

@@ -4,13 +4,17 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	scimerrors "github.com/elimity-com/scim/errors"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
+	"github.com/ssogate/ssogate/caddymodule/local"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -27,10 +31,63 @@ const (
 // maxTokenLen bounds what is hashed; real tokens are 43 characters.
 const maxTokenLen = 512
 
-// authenticate returns the organization whose SCIM token the Authorization
-// header carries, or nil and why not. The token is compared by its SHA-256
-// (the only form stored) in constant time, and a hash is compared even
-// when there is no organization or token to compare with.
+// admit authenticates a request for orgID and returns its organization,
+// or writes the refusal and returns nil.
+//
+// The token is checked first, and only failures are throttled: a request
+// that carries the organization's token always passes, whatever others
+// did from its address (an IdP's egress addresses are shared by all its
+// customers, so keying the throttle by address would let one tenant, or
+// anyone on that cloud, stall another's provisioning). A source whose
+// failures exceeded the limit gets 429 instead of 401 for further
+// failures. That 429 is no oracle worth having: a token is 256 random
+// bits, so the throttle is not what stops guessing; it bounds what a
+// flood of failures costs, and each costs the same either way: one store
+// read of the organization, one SHA-256 of at most maxTokenLen bytes, a
+// limiter update and an aggregated audit count (no write per request).
+// Nothing about the path or the body is looked at before the token is
+// accepted.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *store.Org {
+	org, why := s.authenticate(orgID, r.Header.Get("Authorization"))
+	switch why {
+	case "":
+		return org
+	case reasonInternal:
+		writeError(w, scimerrors.ScimErrorInternal)
+		return nil
+	}
+	source := s.cfg.ClientIP(r)
+	// Failures against an organization that does not exist share one key
+	// per source, so made-up organization names cannot multiply keys.
+	key := local.SourceKey(source) + "\x00"
+	if org != nil {
+		key += org.ID
+	}
+	allowed, retry := s.limiter.fail(key, s.cfg.Now())
+	if org != nil {
+		details := map[string]string{"reason": why}
+		if !allowed {
+			details["throttled"] = "yes"
+		}
+		s.auditFailure(org.ID, source, details)
+	}
+	if !allowed {
+		s.log.Debug("SCIM authentication failed while throttled", zap.String("org", orgID), zap.String("reason", why), zap.String("remote_ip", source))
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds()+0.999)))
+		writeError(w, scimerrors.ScimError{Status: http.StatusTooManyRequests, Detail: "Too many failed authentications from this address; try again later."})
+		return nil
+	}
+	s.log.Warn("SCIM authentication failed", zap.String("org", orgID), zap.String("reason", why), zap.String("remote_ip", source))
+	w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM", error="invalid_token"`)
+	writeError(w, scimerrors.ScimError{Status: http.StatusUnauthorized, Detail: "A valid bearer token for this organization is required."})
+	return nil
+}
+
+// authenticate returns the organization orgID names, if it exists, and
+// why the Authorization header does not authenticate for it ("" when it
+// does). The token is compared by its SHA-256 (the only form stored) in
+// constant time, and a hash is compared even when there is no
+// organization or token to compare with.
 func (s *Server) authenticate(orgID, header string) (*store.Org, string) {
 	token, hasToken := bearerToken(header)
 	var org *store.Org
@@ -54,13 +111,30 @@ func (s *Server) authenticate(orgID, header string) (*store.Org, string) {
 	case org == nil:
 		return nil, reasonNoOrg
 	case !hasToken:
-		return nil, reasonNoToken
+		return org, reasonNoToken
 	case len(org.SCIMTokenHash) != sha256.Size:
-		return nil, reasonNoSCIM
+		return org, reasonNoSCIM
 	case !match:
-		return nil, reasonBadToken
+		return org, reasonBadToken
 	}
 	return org, ""
+}
+
+// auditFailure records a failed authentication, aggregated: a flood of
+// them becomes one event per kind and minute with a count.
+func (s *Server) auditFailure(orgID, source string, details map[string]string) {
+	err := s.cfg.Store.AppendAuditAggregated(&store.AuditEvent{
+		Time:     s.cfg.Now().UTC(),
+		OrgID:    orgID,
+		Actor:    "scim",
+		Action:   "scim.auth",
+		Outcome:  "denied",
+		SourceIP: source,
+		Details:  details,
+	})
+	if err != nil {
+		s.log.Error("recording audit event", zap.String("org", orgID), zap.String("action", "scim.auth"), zap.Error(err))
+	}
 }
 
 // bearerToken extracts the token of an "Authorization: Bearer <token>"
@@ -80,13 +154,18 @@ func bearerToken(header string) (string, bool) {
 // maxTrackedSources bounds the limiter's memory.
 const maxTrackedSources = 10_000
 
-// failureLimiter slows down repeated authentication failures of one
-// source: each key (source address and organization) has a token bucket
-// that failures drain; while it is empty the key is refused before its
-// token is even checked. Keying by organization too means that a
-// misconfigured or hostile tenant behind an IdP's shared egress addresses
-// cannot lock another organization's provisioning out.
-type failureLimiter struct {
+// FailureLimiter slows down repeated authentication failures: each key
+// (source address and organization) has a token bucket that failures
+// drain; once it is empty, further failures are answered 429 until it
+// refills. Successes neither need nor take a token. Keying by
+// organization too means that a misconfigured or hostile tenant behind an
+// IdP's shared egress addresses cannot make another organization's
+// failures throttled sooner.
+//
+// The gateway keeps one per store for the life of the process, so that a
+// config reload does not forget who was throttled. It is safe for
+// concurrent use.
+type FailureLimiter struct {
 	burst int
 	every time.Duration
 
@@ -94,28 +173,23 @@ type failureLimiter struct {
 	sources map[string]*rate.Limiter
 }
 
-func newFailureLimiter(burst int, every time.Duration) *failureLimiter {
-	return &failureLimiter{burst: burst, every: every, sources: make(map[string]*rate.Limiter)}
+// NewFailureLimiter returns a limiter that allows burst failures per key,
+// then one per every. Non-positive values mean 10 and 6 seconds.
+func NewFailureLimiter(burst int, every time.Duration) *FailureLimiter {
+	if burst <= 0 {
+		burst = 10
+	}
+	if every <= 0 {
+		every = 6 * time.Second
+	}
+	return &FailureLimiter{burst: burst, every: every, sources: make(map[string]*rate.Limiter)}
 }
 
-// allowed reports whether key may try to authenticate now, and if not,
-// when it may.
-func (l *failureLimiter) allowed(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim := l.sources[key]
-	if lim == nil {
-		return true, 0
-	}
-	tokens := lim.TokensAt(now)
-	if tokens >= 1 {
-		return true, 0
-	}
-	return false, time.Duration((1 - tokens) * float64(l.every))
-}
-
-// failed records a failed authentication of key.
-func (l *failureLimiter) failed(key string, now time.Time) {
+// fail records a failure of key at now. It reports whether the failure
+// was within the limit (answer 401) or not (answer 429, and retry after
+// the duration returned); a failure over the limit takes no token, so a
+// flood does not extend the wait.
+func (l *FailureLimiter) fail(key string, now time.Time) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	lim := l.sources[key]
@@ -126,19 +200,24 @@ func (l *failureLimiter) failed(key string, now time.Time) {
 		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
 		l.sources[key] = lim
 	}
-	lim.AllowN(now, 1)
+	if lim.AllowN(now, 1) {
+		return true, 0
+	}
+	return false, time.Duration((1 - lim.TokensAt(now)) * float64(l.every))
 }
 
 // sweep forgets keys whose bucket has refilled (they are as good as new)
-// and, if that is not enough, arbitrary others.
-func (l *failureLimiter) sweep(now time.Time) {
+// and, if that is not enough, arbitrary others down to nine tenths of the
+// bound, so that a flood from ever new sources pays for a full scan only
+// once per tenth of the table, not on every request.
+func (l *FailureLimiter) sweep(now time.Time) {
 	for k, lim := range l.sources {
 		if lim.TokensAt(now) >= float64(l.burst) {
 			delete(l.sources, k)
 		}
 	}
 	for k := range l.sources {
-		if len(l.sources) < maxTrackedSources {
+		if len(l.sources) <= maxTrackedSources*9/10 {
 			break
 		}
 		delete(l.sources, k)

@@ -2,8 +2,10 @@ package scim
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,40 +99,121 @@ func TestRepeatedFailuresAreSlowedDown(t *testing.T) {
 	for range 3 {
 		e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
 	}
-	// Out of attempts: refused before the token is looked at, even a good one.
-	r := e.callWith("guess", http.MethodGet, users, nil)
-	e.scimError(r, http.StatusTooManyRequests, "")
-	if r.header.Get("Retry-After") != "60" {
-		t.Errorf("Retry-After = %q", r.header.Get("Retry-After"))
+	// Out of attempts: further failures get 429, whatever they get wrong.
+	for _, tok := range []string{"guess", "", e.tokens["globex"]} {
+		r := e.callWith(tok, http.MethodGet, users, nil)
+		e.scimError(r, http.StatusTooManyRequests, "")
+		if r.header.Get("Retry-After") != "60" {
+			t.Errorf("Retry-After = %q", r.header.Get("Retry-After"))
+		}
 	}
-	e.scimError(e.callWith(e.tokens["acme"], http.MethodGet, users, nil), http.StatusTooManyRequests, "")
+	// The organization's own token still works from the same address:
+	// the IdP shares it with whoever failed.
+	for range 5 {
+		if r := e.call("acme", http.MethodGet, "/Users", nil); r.status != http.StatusOK {
+			t.Fatalf("valid token from a throttled address: %d %s", r.status, r.raw)
+		}
+	}
+	// And the successes did not lift the throttle.
+	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusTooManyRequests, "")
 	// Another organization from the same address is not affected.
-	if r := e.call("globex", http.MethodGet, "/Users", nil); r.status != http.StatusOK {
-		t.Fatalf("other org: %d", r.status)
-	}
-	// One more attempt per FailureEvery.
+	e.scimError(e.callWith("guess", http.MethodGet, testPrefix+"/scim/globex/v2/Users", nil), http.StatusUnauthorized, "")
+	// One more failure per FailureEvery.
 	e.clock.Advance(time.Minute)
-	if r := e.call("acme", http.MethodGet, "/Users", nil); r.status != http.StatusOK {
-		t.Fatalf("after waiting: %d %s", r.status, r.raw)
-	}
 	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
 	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusTooManyRequests, "")
 }
 
+// TestSharedEgressDoesNotStarveValidRequests replays the report: while
+// someone on the IdP's egress address floods org B's path with bad
+// tokens, B's IdP keeps provisioning without a single 429, and the flood
+// leaves a handful of audit events rather than one per request.
+func TestSharedEgressDoesNotStarveValidRequests(t *testing.T) {
+	e := newEnv(t)
+	users := testPrefix + "/scim/globex/v2/Users"
+	valid, refused := 0, 0
+	for i := range 120 {
+		e.clock.Advance(250 * time.Millisecond) // 30 s in all
+		if r := e.callWith(fmt.Sprint("bad-token-", i), http.MethodGet, users, nil); r.status == http.StatusTooManyRequests {
+			refused++
+		}
+		if r := e.call("globex", http.MethodGet, "/Users", nil); r.status == http.StatusOK {
+			valid++
+		} else {
+			t.Errorf("valid request %d: %d %s", i, r.status, r.raw)
+		}
+	}
+	if valid != 120 || refused == 0 {
+		t.Errorf("%d of 120 valid requests passed; %d bad ones throttled", valid, refused)
+	}
+	events, err := e.store.ListAudit("globex", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := 0
+	for _, ev := range events {
+		if ev.Action == "scim.auth" {
+			total += max(ev.Count, 1)
+		}
+	}
+	if len(events) > 4 || total != 120 {
+		t.Errorf("%d audit events counting %d failures; want a few counting 120", len(events), total)
+	}
+}
+
+func TestSCIMThrottleGroupsIPv6By64(t *testing.T) {
+	var addr atomic.Value
+	addr.Store("2001:db8:1:2::1")
+	e := newEnv(t, func(c *Config) {
+		c.FailureBurst, c.FailureEvery = 2, time.Minute
+		c.ClientIP = func(*http.Request) string { return addr.Load().(string) }
+	})
+	users := testPrefix + "/scim/acme/v2/Users"
+	for i := range 2 {
+		addr.Store(fmt.Sprintf("2001:db8:1:2::%x", i+1))
+		e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
+	}
+	addr.Store("2001:db8:1:2:ffff:ffff:ffff:ffff")
+	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusTooManyRequests, "")
+	addr.Store("2001:db8:1:3::1")
+	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
+}
+
 func TestFailureLimiterStaysBounded(t *testing.T) {
-	l := newFailureLimiter(2, time.Second)
+	l := NewFailureLimiter(2, time.Second)
 	now := time.Now()
 	for i := range maxTrackedSources + 50 {
-		l.failed(strings.Repeat("k", i%7)+string(rune('a'+i%26))+time.Duration(i).String(), now)
+		l.fail(strings.Repeat("k", i%7)+string(rune('a'+i%26))+time.Duration(i).String(), now)
 	}
 	if n := len(l.sources); n > maxTrackedSources {
 		t.Fatalf("%d sources tracked", n)
 	}
-	l.failed("x", now)
-	l.failed("x", now)
-	if ok, _ := l.allowed("x", now); ok {
-		t.Fatal("x allowed after its burst")
+	// At the bound, one sweep makes room for many new sources.
+	for i := 0; len(l.sources) < maxTrackedSources; i++ {
+		l.fail(fmt.Sprint("more-", i), now)
 	}
+	l.fail("fresh-1", now)
+	if n := len(l.sources); n > maxTrackedSources*9/10+1 {
+		t.Fatalf("%d sources tracked after a sweep", n)
+	}
+	l.fail("x", now)
+	l.fail("x", now)
+	if ok, _ := l.fail("x", now); ok {
+		t.Fatal("x allowed a failure past its burst")
+	}
+}
+
+// TestLimiterIsShared: servers built with the same Limiter (the old and
+// the new config of a reload) share what it counted.
+func TestLimiterIsShared(t *testing.T) {
+	lim := NewFailureLimiter(2, time.Minute)
+	users := testPrefix + "/scim/acme/v2/Users"
+	e := newEnv(t, func(c *Config) { c.Limiter = lim })
+	for range 2 {
+		e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
+	}
+	e2 := newEnv(t, func(c *Config) { c.Limiter = lim })
+	e2.scimError(e2.callWith("guess", http.MethodGet, users, nil), http.StatusTooManyRequests, "")
 }
 
 func TestTokenLastUsedIsRecorded(t *testing.T) {

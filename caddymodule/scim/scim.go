@@ -69,10 +69,13 @@ type Config struct {
 	ClientIP func(*http.Request) string
 	Logger   *zap.Logger
 
-	// FailureBurst and FailureEvery throttle failed authentications per
-	// source address and organization: after FailureBurst failures, a
-	// source gets one more attempt per FailureEvery and 429 meanwhile.
-	// Zero values mean 10 and 6 seconds.
+	// Limiter throttles failed authentications per source address and
+	// organization. Share one across config reloads, so that a reload
+	// does not forget them. Nil means a new one with FailureBurst and
+	// FailureEvery: after FailureBurst failures, a source gets one more
+	// failure per FailureEvery and 429 for the others (zero values mean
+	// 10 and 6 seconds).
+	Limiter      *FailureLimiter
 	FailureBurst int
 	FailureEvery time.Duration
 	// Now is the clock (time.Now when nil); tests move it.
@@ -86,7 +89,7 @@ type Server struct {
 	args    elimity.ServerArgs
 	users   *userHandler
 	groups  *groupHandler
-	limiter *failureLimiter
+	limiter *FailureLimiter
 	locks   writeLocks
 	// dummyHash is compared against when the organization does not exist
 	// or has no token, so that the answer takes as long as a real miss.
@@ -110,16 +113,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	if cfg.FailureBurst <= 0 {
-		cfg.FailureBurst = 10
-	}
-	if cfg.FailureEvery <= 0 {
-		cfg.FailureEvery = 6 * time.Second
+	if cfg.Limiter == nil {
+		cfg.Limiter = NewFailureLimiter(cfg.FailureBurst, cfg.FailureEvery)
 	}
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		limiter: newFailureLimiter(cfg.FailureBurst, cfg.FailureEvery),
+		limiter: cfg.Limiter,
 	}
 	s.users = &userHandler{srv: s}
 	s.groups = &groupHandler{srv: s}
@@ -186,30 +186,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sub = "/" + sub
 
 	// Authentication comes first: nothing about the path, the body or the
-	// organization is looked at before the token is accepted.
-	source := s.cfg.ClientIP(r)
-	limitKey := source + "\x00" + orgID
-	now := s.cfg.Now()
-	if ok, retry := s.limiter.allowed(limitKey, now); !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds()+0.999)))
-		writeError(w, scimerrors.ScimError{Status: http.StatusTooManyRequests, Detail: "Too many failed authentications from this address; try again later."})
-		return
-	}
-	org, why := s.authenticate(orgID, r.Header.Get("Authorization"))
-	if why == reasonInternal {
-		writeError(w, scimerrors.ScimErrorInternal)
-		return
-	}
+	// organization is looked at before the token is accepted (see admit).
+	org := s.admit(w, r, orgID)
 	if org == nil {
-		s.limiter.failed(limitKey, now)
-		s.log.Warn("SCIM authentication failed", zap.String("org", orgID), zap.String("reason", why), zap.String("remote_ip", source))
-		if why != reasonNoOrg {
-			s.audit(orgID, source, "scim.auth", "denied", map[string]string{"reason": why})
-		}
-		w.Header().Set("WWW-Authenticate", `Bearer realm="SCIM", error="invalid_token"`)
-		writeError(w, scimerrors.ScimError{Status: http.StatusUnauthorized, Detail: "A valid bearer token for this organization is required."})
 		return
 	}
+	now := s.cfg.Now()
 	if now.Sub(org.SCIMTokenLastUsed) >= touchEvery {
 		if err := s.cfg.Store.TouchSCIMToken(org.ID, now); err != nil {
 			s.log.Warn("recording SCIM token use", zap.String("org", org.ID), zap.Error(err))

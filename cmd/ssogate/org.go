@@ -179,17 +179,93 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/scim-token", nil)
 		})
 
-	audit := sub("audit <id> [--limit <n>]", "Shows an organization's latest audit events", 1,
-		func(c *cobra.Command, args []string) error {
-			p := orgPath(args[0]) + "/audit"
-			if limit, _ := c.Flags().GetInt("limit"); limit > 0 {
-				p += "?limit=" + strconv.Itoa(limit)
-			}
-			return orgRequest(c, http.MethodGet, p, nil)
-		})
-	audit.Flags().Int("limit", 0, "number of events (default 50)")
+	audit := sub("audit <id> [--limit <n>] [--before <cursor> | --all]", "Shows an organization's audit events, newest first, a page at a time", 1, runAudit)
+	audit.Flags().Int("limit", 0, "events per page (default 50, at most 1000)")
+	audit.Flags().String("before", "", "cursor of the page to show, as printed after the previous page")
+	audit.Flags().Bool("all", false, "page through the whole trail and print it as one array")
+	audit.MarkFlagsMutuallyExclusive("before", "all")
 
 	localAccountCommands(cmd) // orglocal.go
+}
+
+// runAudit prints a page of the audit trail, and on standard error how to
+// get the next one; with --all it follows the pages to the end.
+func runAudit(c *cobra.Command, args []string) error {
+	limit, _ := c.Flags().GetInt("limit")
+	all, _ := c.Flags().GetBool("all")
+	before := mustFlag(c, "before")
+	if all && limit == 0 {
+		limit = 1000
+	}
+	var events []json.RawMessage
+	for {
+		q := url.Values{}
+		if limit > 0 {
+			q.Set("limit", strconv.Itoa(limit))
+		}
+		if before != "" {
+			q.Set("before", before)
+		}
+		p := orgPath(args[0]) + "/audit"
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		var page []json.RawMessage
+		next, err := orgGet(c, p, &page)
+		if err != nil {
+			return err
+		}
+		events = append(events, page...)
+		if !all || next == "" {
+			if next != "" {
+				fmt.Fprintf(c.ErrOrStderr(), "More events: ssogate org audit %s --before %s\n", args[0], next)
+			}
+			break
+		}
+		if next == before {
+			return fmt.Errorf("the admin API returned the same page cursor twice (%s)", next)
+		}
+		before = next
+	}
+	if events == nil {
+		events = []json.RawMessage{}
+	}
+	out, err := json.MarshalIndent(events, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = c.OutOrStdout().Write(append(out, '\n'))
+	return err
+}
+
+// nextCursor is the `before` cursor of a Link: <…>; rel="next" header.
+var nextCursor = regexp.MustCompile(`<[^>]*[?&]before=([^&>]+)[^>]*>;\s*rel="next"`)
+
+// orgGet sends a GET to the organization API, decodes the JSON response
+// into v and returns the cursor of the next page, if any.
+func orgGet(c *cobra.Command, path string, v any) (string, error) {
+	address, _ := c.Flags().GetString("address")
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	if err != nil {
+		return "", fmt.Errorf("couldn't determine admin API address: %w", err)
+	}
+	resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodGet, "/sso"+path, nil, nil)
+	if err != nil {
+		return "", apiError(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(v); err != nil {
+		return "", fmt.Errorf("reading response: %w", err)
+	}
+	next := ""
+	if m := nextCursor.FindStringSubmatch(resp.Header.Get("Link")); m != nil {
+		if next, err = url.QueryUnescape(m[1]); err != nil {
+			return "", fmt.Errorf("reading the next page's link: %w", err)
+		}
+	}
+	return next, nil
 }
 
 func runSetIdP(c *cobra.Command, args []string) error {

@@ -1,0 +1,232 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestAuditAggregatesRepeatedEvents(t *testing.T) {
+	s := newTestStore(t)
+	denied := func(reason, src, actor string) *AuditEvent {
+		return &AuditEvent{OrgID: "acme", Actor: actor, Action: "scim.auth", Outcome: "denied", SourceIP: src,
+			Details: map[string]string{"reason": reason}}
+	}
+	for i := range 1000 {
+		must(t, s.AppendAuditAggregated(denied("wrong token", fmt.Sprintf("10.0.%d.%d", i/256, i%256), "scim")))
+	}
+	must(t, s.AppendAuditAggregated(denied("no bearer token", "10.9.9.9", "scim")))
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Actor: "op", Action: "org.update", Outcome: "success"}))
+
+	ev, err := s.ListAudit("acme", 100)
+	must(t, err)
+	if len(ev) != 3 {
+		t.Fatalf("%d events, want 3: %+v", len(ev), ev)
+	}
+	byReason := map[string]*AuditEvent{}
+	for _, e := range ev {
+		byReason[e.Details["reason"]] = e
+	}
+	w := byReason["wrong token"]
+	if w == nil || w.Count != 1000 || len(w.Sources) != MaxAuditSamples || w.SourceIP != "10.0.0.0" ||
+		w.First.IsZero() || w.Time.Before(w.First) || len(w.Actors) != 1 {
+		t.Errorf("aggregate = %+v", w)
+	}
+	// A single occurrence reads like a plain event.
+	if n := byReason["no bearer token"]; n == nil || n.Count != 0 || !n.First.IsZero() || n.Sources != nil || n.SourceIP != "10.9.9.9" {
+		t.Errorf("single occurrence = %+v", n)
+	}
+
+	// Reading the trail wrote the aggregates: the next occurrences start
+	// new ones rather than changing what was shown.
+	must(t, s.AppendAuditAggregated(denied("wrong token", "10.1.1.1", "scim")))
+	if ev, _ = s.ListAudit("acme", 100); len(ev) != 4 || ev[0].Count != 0 || ev[0].SourceIP != "10.1.1.1" {
+		t.Errorf("after reading: %+v", ev)
+	}
+}
+
+func TestAuditAggregatesKeepTextShort(t *testing.T) {
+	s := newTestStore(t)
+	long := strings.Repeat("é", 100_000)
+	for range 3 {
+		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Actor: long + "@x.test", Action: "login.password", Outcome: "failure",
+			SourceIP: long, Details: map[string]string{"reason": long}}))
+	}
+	ev, err := s.ListAudit("acme", 10)
+	must(t, err)
+	if len(ev) != 1 || ev[0].Count != 3 {
+		t.Fatalf("events = %d", len(ev))
+	}
+	e := ev[0]
+	for _, v := range append([]string{e.Actor, e.SourceIP, e.Details["reason"]}, append(e.Actors, e.Sources...)...) {
+		if len(v) > maxAggregatedText+len("…") || !utf8.ValidString(v) || !strings.HasSuffix(v, "…") {
+			t.Errorf("kept %d bytes: %.40q", len(v), v)
+		}
+	}
+}
+
+func TestAuditAggregationIsBoundedPerOrg(t *testing.T) {
+	s := newTestStore(t)
+	// A stranger who controls part of the details (say, an error message)
+	// gets no more than maxOpenPerOrg events per window, plus one.
+	for i := range 500 {
+		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Actor: "anonymous", Action: "login.saml", Outcome: "denied",
+			Details: map[string]string{"reason": fmt.Sprint("bad assertion #", i)}}))
+	}
+	ev, err := s.ListAudit("acme", 1000)
+	must(t, err)
+	total := 0
+	for _, e := range ev {
+		total += max(e.Count, 1)
+	}
+	if len(ev) != maxOpenPerOrg+1 || total != 500 {
+		t.Errorf("%d events counting %d occurrences; want %d counting 500", len(ev), total, maxOpenPerOrg+1)
+	}
+	if s.audit.open == nil || len(s.audit.open) != 0 || len(s.audit.perOrg) != 0 {
+		t.Errorf("open aggregates left after reading: %d, %v", len(s.audit.open), s.audit.perOrg)
+	}
+}
+
+func TestAuditAggregationWindow(t *testing.T) {
+	s := newTestStore(t)
+	// Times to come, so that the background flush (by the wall clock)
+	// leaves the windows alone.
+	s.SetAuditPolicy(AuditPolicy{Window: time.Minute})
+	t0 := time.Now().UTC().Add(time.Hour).Round(0)
+	for _, d := range []time.Duration{0, 30 * time.Second, 59 * time.Second, 60 * time.Second, 61 * time.Second} {
+		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Action: "login.password", Outcome: "failure", Time: t0.Add(d)}))
+	}
+	ev, err := s.ListAudit("acme", 10)
+	must(t, err)
+	if len(ev) != 2 || ev[0].Count != 2 || !ev[0].First.Equal(t0.Add(time.Minute)) || !ev[0].Time.Equal(t0.Add(61*time.Second)) ||
+		ev[1].Count != 3 || !ev[1].First.Equal(t0) || !ev[1].Time.Equal(t0.Add(59*time.Second)) {
+		t.Errorf("events = %+v", ev)
+	}
+}
+
+func TestAuditAggregatesAreWrittenAtClose(t *testing.T) {
+	s, dir := openTestStore(t)
+	for range 5 {
+		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Action: "login.password", Outcome: "failure"}))
+	}
+	must(t, s.Close())
+	s2, err := Open(dir, Options{GCInterval: -1})
+	must(t, err)
+	defer s2.Close()
+	ev, err := s2.ListAudit("acme", 10)
+	must(t, err)
+	if len(ev) != 1 || ev[0].Count != 5 {
+		t.Fatalf("after reopening: %+v", ev)
+	}
+}
+
+func TestAuditIsPrunedByCountAndAge(t *testing.T) {
+	s := newTestStore(t)
+	s.SetAuditPolicy(AuditPolicy{MaxEvents: 50, MaxAge: 30 * 24 * time.Hour})
+	base := time.Now().Add(-time.Hour)
+	for i := range 200 {
+		must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: fmt.Sprint("a", i), Time: base.Add(time.Duration(i) * time.Second)}))
+	}
+	// Events written before this version (no count) and old ones.
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "globex", Action: "recent", Time: time.Now().Add(-29 * 24 * time.Hour)}))
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "globex", Action: "old", Time: time.Now().Add(-31 * 24 * time.Hour)}))
+	must(t, s.AppendAudit(&AuditEvent{Action: "ancient", Time: time.Now().Add(-400 * 24 * time.Hour)}))
+
+	s.audit.mu.Lock()
+	s.audit.pruneAll = true
+	s.audit.mu.Unlock()
+	s.runPrunes()
+
+	ev, err := s.ListAudit("acme", 1000)
+	must(t, err)
+	if len(ev) != 50 || ev[0].Action != "a199" || ev[49].Action != "a150" {
+		t.Errorf("acme kept %d events, %v … %v", len(ev), ev[0].Action, ev[len(ev)-1].Action)
+	}
+	if ev, _ := s.ListAudit("globex", 10); len(ev) != 1 || ev[0].Action != "recent" {
+		t.Errorf("globex = %+v", ev)
+	}
+	if ev, _ := s.ListAudit("", 10); len(ev) != 0 {
+		t.Errorf("gateway-wide = %+v", ev)
+	}
+
+	// The hourly pass prunes by age alone, from the oldest end.
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "globex", Action: "old again", Time: time.Now().Add(-31 * 24 * time.Hour)}))
+	s.audit.mu.Lock()
+	s.audit.ageAll = true
+	clear(s.audit.due)
+	s.audit.mu.Unlock()
+	s.runPrunes()
+	if ev, _ := s.ListAudit("globex", 10); len(ev) != 1 || ev[0].Action != "recent" {
+		t.Errorf("globex after the age pass = %+v", ev)
+	}
+
+	// Appends prune on their own, without a full pass: pruneEvery is 1
+	// here, so the trail never grows past its bound.
+	for i := range 20 {
+		must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: fmt.Sprint("b", i)}))
+	}
+	s.runPrunes()
+	if ev, _ := s.ListAudit("acme", 1000); len(ev) != 50 || ev[0].Action != "b19" {
+		t.Errorf("after more appends: %d events, newest %v", len(ev), ev[0].Action)
+	}
+}
+
+func TestAuditPaging(t *testing.T) {
+	s := newTestStore(t)
+	base := time.Now().Add(-time.Hour)
+	for i := range 250 {
+		must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: fmt.Sprint(i), Time: base.Add(time.Duration(i) * time.Second)}))
+	}
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "acme-2", Action: "other org"}))
+	var seen []string
+	cursor, pages := "", 0
+	for {
+		ev, next, err := s.ListAuditPage("acme", cursor, 100)
+		must(t, err)
+		pages++
+		for _, e := range ev {
+			seen = append(seen, e.Action)
+		}
+		if next == "" {
+			break
+		}
+		if len(ev) != 100 {
+			t.Fatalf("page %d has %d events and a next cursor", pages, len(ev))
+		}
+		cursor = next
+	}
+	if pages != 3 || len(seen) != 250 || seen[0] != "249" || seen[249] != "0" {
+		t.Fatalf("%d pages, %d events (%v … %v)", pages, len(seen), seen[0], seen[len(seen)-1])
+	}
+	for i, a := range seen {
+		if a != fmt.Sprint(249-i) {
+			t.Fatalf("event %d is %s", i, a)
+		}
+	}
+
+	// A page that ends exactly at the last event has no next cursor.
+	_, next, err := s.ListAuditPage("acme", "", 250)
+	must(t, err)
+	if next != "" {
+		t.Errorf("next = %q after the last event", next)
+	}
+
+	// A cursor survives the deletion of its event.
+	ev, next, err := s.ListAuditPage("acme", "", 10)
+	must(t, err)
+	must(t, s.deletePrefix(auditKey(ev[9])))
+	ev, _, err = s.ListAuditPage("acme", next, 1)
+	must(t, err)
+	if len(ev) != 1 || ev[0].Action != "239" {
+		t.Errorf("after the cursor's event went: %+v", ev)
+	}
+
+	for _, bad := range []string{"x", "%%%", encodeAuditCursor([]byte("nothex0000000000/id")), encodeAuditCursor([]byte("0000000000000000")),
+		encodeAuditCursor([]byte("0000000000000000/a/b")), string(make([]byte, maxCursorLen+1))} {
+		if _, _, err := s.ListAuditPage("acme", bad, 10); err == nil {
+			t.Errorf("cursor %q accepted", bad)
+		}
+	}
+}

@@ -175,10 +175,9 @@ func TestDocConfigsFailClosed(t *testing.T) {
 	t.Logf("README.md: %d config blocks to run, %d marked as not whole configs", len(snippets), marked)
 	snippets = append(snippets, exampleConfigs(t)...)
 
-	upstream := newRecordingUpstream(t)
 	for _, s := range snippets {
 		t.Run(s.name, func(t *testing.T) {
-			for _, p := range runDocSnippet(t, s, upstream) {
+			for _, p := range runDocSnippet(t, s, newRecordingUpstream(t)) {
 				t.Error(p)
 			}
 		})
@@ -188,7 +187,6 @@ func TestDocConfigsFailClosed(t *testing.T) {
 // TestDocConfigCheckCatchesOpenConfigs proves the check above can fail: it
 // is given configs that leave the application open and must say so.
 func TestDocConfigCheckCatchesOpenConfigs(t *testing.T) {
-	upstream := newRecordingUpstream(t)
 	for _, tc := range []struct{ name, caddyfile string }{
 		{"no gateway", `app.example.com {
 	reverse_proxy localhost:3000
@@ -230,7 +228,7 @@ app.example.com {
 `},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			problems := runDocSnippet(t, docSnippet{name: tc.name, kind: "caddyfile", body: []byte(tc.caddyfile)}, upstream)
+			problems := runDocSnippet(t, docSnippet{name: tc.name, kind: "caddyfile", body: []byte(tc.caddyfile)}, newRecordingUpstream(t))
 			if len(problems) == 0 {
 				t.Fatal("an open config passed the documentation check")
 			}
@@ -295,7 +293,25 @@ func TestCaddyfileExampleRunsAsShipped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	target := gateTarget{url: base, host: "127.0.0.1:" + port, prefix: "/sso", publicPaths: []string{"/healthz", "/static/*"}, proxied: true}
+
+	// What to probe: the example's own prefix and public paths, as the
+	// process sees them.
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt(src, map[string]any{"filename": path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg map[string]any
+	if err := json.Unmarshal(adapted, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	target := gateTarget{url: base, host: "127.0.0.1:" + port, prefix: "/sso"}
+	target.readHandlers(cfg["apps"])
+	if !target.proxied || !slices.Contains(target.publicPaths, "/healthz") {
+		t.Errorf("Caddyfile.example no longer proxies with a public /healthz: %+v", target)
+	}
 	for _, p := range probeGate(target, upstream) {
 		t.Error(p)
 	}
@@ -385,6 +401,28 @@ type gateTarget struct {
 	proxied     bool     // reverse_proxy serves the site
 }
 
+// readHandlers fills in what the probe needs to know of the handlers in v.
+func (tg *gateTarget) readHandlers(v any) {
+	walkJSON(v, func(m map[string]any) {
+		switch m["handler"] {
+		case "sso_gateway":
+			if p, _ := m["prefix"].(string); p != "" {
+				tg.prefix = p
+			}
+			tg.publicPaths = append(tg.publicPaths, asStrings(m["public_paths"])...)
+			if h, ok := m["headers"].(map[string]any); ok {
+				for _, v := range h {
+					if s, _ := v.(string); s != "" && s != "-" {
+						tg.extra = append(tg.extra, s)
+					}
+				}
+			}
+		case "reverse_proxy":
+			tg.proxied = true
+		}
+	})
+}
+
 // rewriteForTest makes a config runnable on the test machine without
 // changing what guards what: listeners move to free loopback ports,
 // base_url follows them, storage and upstreams go to the test's, and
@@ -457,24 +495,7 @@ func rewriteForTest(t *testing.T, cfg map[string]any, dir, upstream string) []ga
 				continue
 			}
 			seen[tg.host] = true
-			walkJSON(route, func(m map[string]any) {
-				switch m["handler"] {
-				case "sso_gateway":
-					if p, _ := m["prefix"].(string); p != "" {
-						tg.prefix = p
-					}
-					tg.publicPaths = append(tg.publicPaths, asStrings(m["public_paths"])...)
-					if h, ok := m["headers"].(map[string]any); ok {
-						for _, v := range h {
-							if s, _ := v.(string); s != "" && s != "-" {
-								tg.extra = append(tg.extra, s)
-							}
-						}
-					}
-				case "reverse_proxy":
-					tg.proxied = true
-				}
-			})
+			tg.readHandlers(route)
 			targets = append(targets, tg)
 		}
 		if len(routes) == 0 {
@@ -822,4 +843,42 @@ func (g *docGateway) stop() []string {
 		}
 	}
 	return problems
+}
+
+// TestMarkdownConfigs pins what counts as a config block to run, so a
+// README block cannot slip past TestDocConfigsFailClosed unmarked.
+func TestMarkdownConfigs(t *testing.T) {
+	const fence = "```"
+	md := "# Title\n\n" +
+		fence + "caddyfile\nrun me\n" + fence + "\n\n" +
+		"<!-- snippet: fragment -->\n" + fence + "caddyfile\nnot me\n" + fence + "\n" +
+		"<!-- snippet: request -->\n\n" + fence + "json\n{\"a\": 1}\n" + fence + "\n" +
+		fence + "sh\necho not a config\n" + fence + "\n" +
+		"  " + fence + "JSON\n{}\n  " + fence + "\n" +
+		fence + "Caddy {\n\tdirective\n}\n" + fence + "\n" +
+		"`<!-- snippet: fragment -->` in running text is no marker\n\n" +
+		fence + "json\n[]\n" + fence + "\n"
+	run, marked, err := markdownConfigs("x.md", []byte(md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range run {
+		got = append(got, s.name+" "+s.kind+" "+strings.TrimSpace(string(s.body)))
+	}
+	want := []string{"x.md:3 caddyfile run me", "x.md:19 json {}", "x.md:22 caddyfile directive\n}", "x.md:28 json []"}
+	if !slices.Equal(got, want) || marked != 2 {
+		t.Errorf("got %q and %d marked, want %q and 2 marked", got, marked, want)
+	}
+
+	for name, bad := range map[string]string{
+		"unknown marker":     "<!-- snippet: fragmnet -->\n" + fence + "caddyfile\nx\n" + fence + "\n",
+		"marker before text": "<!-- snippet: fragment -->\nSome text.\n" + fence + "caddyfile\nx\n" + fence + "\n",
+		"marker at the end":  "text\n<!-- snippet: fragment -->\n",
+		"unclosed fence":     fence + "caddyfile\nx\n",
+	} {
+		if _, _, err := markdownConfigs("x.md", []byte(bad)); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
 }

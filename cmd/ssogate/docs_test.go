@@ -157,7 +157,7 @@ func exampleConfigs(t *testing.T) []docSnippet {
 }
 
 // TestDocConfigsFailClosed runs every config block of README.md and every
-// config file under examples/ (see the package comment above).
+// config file under examples/ (see the comment at the top of this file).
 func TestDocConfigsFailClosed(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
 	if err != nil {
@@ -317,6 +317,24 @@ func TestCaddyfileExampleRunsAsShipped(t *testing.T) {
 	}
 	for _, p := range probeSlowRequests(gateway) {
 		t.Error(p)
+	}
+
+	// The key is read from the environment at load, so the config the
+	// admin API serves and Caddy's autosave hold only the placeholder.
+	resp, err := http.Get("http://" + admin + "/config/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	saved, err := os.ReadFile(filepath.Join(dir, "home", "caddy", "autosave.json"))
+	if err != nil {
+		t.Fatalf("Caddy's autosave: %v", err)
+	}
+	for what, cfg := range map[string][]byte{"GET /config/": served, "autosave.json": saved} {
+		if !bytes.Contains(cfg, []byte("{env.SSOGATE_SESSION_KEY}")) || bytes.Contains(cfg, []byte(env["SSOGATE_SESSION_KEY"])) {
+			t.Errorf("%s holds the session key itself, not the placeholder:\n%s", what, cfg)
+		}
 	}
 	for _, p := range proc.stop() {
 		t.Error(p)

@@ -375,8 +375,12 @@ func runDocSnippet(t *testing.T, s docSnippet, upstream *recordingUpstream) []st
 	var cfg map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
-	if err := dec.Decode(&cfg); err != nil {
-		return []string{fmt.Sprintf("not a JSON config: %v (mark a block that is not a whole config with <!-- snippet: fragment --> or <!-- snippet: request -->)", err)}
+	err := dec.Decode(&cfg)
+	if err == nil && dec.More() {
+		err = fmt.Errorf("more than one JSON value")
+	}
+	if err != nil {
+		return []string{fmt.Sprintf("not one JSON config (%v): mark a block that is not a whole config with <!-- snippet: fragment --> or <!-- snippet: request -->", err)}
 	}
 
 	dir := t.TempDir()
@@ -384,12 +388,12 @@ func runDocSnippet(t *testing.T, s docSnippet, upstream *recordingUpstream) []st
 	if len(targets) == 0 {
 		return []string{"serves no HTTP site (mark a block that is not a whole config with <!-- snippet: fragment -->)"}
 	}
-	adapted, err := json.MarshalIndent(cfg, "", "  ")
+	asRun, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "config.json")
-	if err := os.WriteFile(cfgPath, adapted, 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, asRun, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	proc, err := startDocGateway(t, dir, map[string]string{docSessionKeyVar: key}, "run", "--config", cfgPath)
@@ -404,7 +408,7 @@ func runDocSnippet(t *testing.T, s docSnippet, upstream *recordingUpstream) []st
 	}
 	problems = append(problems, proc.stop()...)
 	if len(problems) > 0 {
-		problems = append(problems, "config as run:\n"+string(adapted))
+		problems = append(problems, "config as run:\n"+string(asRun))
 	}
 	return problems
 }

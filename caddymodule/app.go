@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
 	"strings"
@@ -96,6 +95,7 @@ type App struct {
 	// Default: 72h.
 	InviteTTL caddy.Duration `json:"invite_ttl,omitempty"`
 
+	ctx     caddy.Context // kept for Start's look at the http app
 	logger  *zap.Logger
 	baseURL *url.URL
 
@@ -134,61 +134,129 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision checks the configuration and resolves defaults. It does not
-// open the store: `caddy validate` provisions modules in a second process
-// while the server runs, and must not fight it for the database lock.
+// Provision expands placeholders and resolves defaults; Validate checks
+// the result. It does not open the store: `caddy validate` provisions
+// modules in a second process while the server runs, and must not fight
+// it for the database lock.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.shared = &appState{}
+
+	x := newExpander()
+	x.expand("storage_path", &a.StoragePath, false)
+	x.expand("base_url", &a.BaseURL, false)
+	x.expand("dns_resolver", &a.DNSResolver, false)
+	for i := range a.SessionKeys {
+		x.expand(fmt.Sprintf("session_keys[%d]", i), &a.SessionKeys[i], true)
+	}
+	if x.err != nil {
+		return fmt.Errorf("sso: %w", x.err)
+	}
+
 	if a.StoragePath == "" {
 		a.StoragePath = filepath.Join(caddy.AppDataDir(), "ssogate")
 	}
+	if err := noPlaceholder("storage_path", a.StoragePath); err != nil {
+		return fmt.Errorf("sso: %w", err)
+	}
 	abs, err := filepath.Abs(a.StoragePath)
 	if err != nil {
-		return fmt.Errorf("sso: storage_path: %w", err)
+		return fmt.Errorf("sso: storage_path %q: %w", a.StoragePath, err)
 	}
 	a.StoragePath = abs
-	if a.BaseURL == "" {
-		return fmt.Errorf("sso: base_url is required (the URL browsers and IdPs use to reach the gateway)")
-	}
-	u, err := parseBaseURL(a.BaseURL)
-	if err != nil {
-		return fmt.Errorf("sso: base_url: %w", err)
-	}
-	a.baseURL = u
-	for i, k := range a.SessionKeys {
-		if len(k) < 32 {
-			return fmt.Errorf("sso: session_keys[%d]: must be at least 32 characters", i)
+	// Validate reports a bad base_url; handlers provisioned later need it
+	// parsed.
+	a.baseURL, _ = parseBaseURL(a.BaseURL)
+
+	// Zero means the default. A negative value is left for Validate to
+	// refuse: it is a slip, not a wish for the default.
+	for _, d := range []struct {
+		v   *caddy.Duration
+		def time.Duration
+	}{
+		{&a.SessionLifetime, DefaultSessionLifetime},
+		{&a.SessionIdleTimeout, DefaultSessionIdle},
+		{&a.AuthnRequestTTL, DefaultAuthnRequestTTL},
+		{&a.DomainRecheckInterval, DefaultDomainRecheck},
+		{&a.InviteTTL, orgs.DefaultInviteTTL},
+	} {
+		if *d.v == 0 {
+			*d.v = caddy.Duration(d.def)
 		}
-	}
-	if a.DNSResolver != "" {
-		if _, _, err := net.SplitHostPort(a.DNSResolver); err != nil {
-			return fmt.Errorf("sso: dns_resolver %q: want host:port: %w", a.DNSResolver, err)
-		}
-	}
-	if a.SessionLifetime <= 0 {
-		a.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
-	}
-	if a.SessionIdleTimeout <= 0 {
-		a.SessionIdleTimeout = caddy.Duration(DefaultSessionIdle)
-	}
-	if a.AuthnRequestTTL <= 0 {
-		a.AuthnRequestTTL = caddy.Duration(DefaultAuthnRequestTTL)
-	}
-	if a.DomainRecheckInterval <= 0 {
-		a.DomainRecheckInterval = caddy.Duration(DefaultDomainRecheck)
-	}
-	if a.InviteTTL <= 0 {
-		a.InviteTTL = caddy.Duration(orgs.DefaultInviteTTL)
 	}
 	if a.PasswordHashing == nil {
 		a.PasswordHashing = new(PasswordHashing)
 	}
-	if err := a.PasswordHashing.provision(); err != nil {
-		return fmt.Errorf("sso: password_hashing: %w", err)
+	return nil
+}
+
+// Validate checks every option, naming it and its value in the error
+// (never a session key).
+func (a *App) Validate() error {
+	if err := a.validate(); err != nil {
+		return fmt.Errorf("sso: %w", err)
 	}
 	return nil
 }
+
+func (a *App) validate() error {
+	if a.BaseURL == "" {
+		return errNoBaseURL
+	}
+	if err := noPlaceholder("base_url", a.BaseURL); err != nil {
+		return err
+	}
+	if _, err := parseBaseURL(a.BaseURL); err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	for i, k := range a.SessionKeys {
+		if err := checkSessionKey(fmt.Sprintf("session_keys[%d]", i), k); err != nil {
+			return err
+		}
+	}
+	if a.DNSResolver != "" {
+		if err := noPlaceholder("dns_resolver", a.DNSResolver); err != nil {
+			return err
+		}
+		if err := checkHostPort("dns_resolver", a.DNSResolver); err != nil {
+			return err
+		}
+	}
+	for _, d := range []struct {
+		opt string
+		v   caddy.Duration
+		min time.Duration
+	}{
+		{"session_lifetime", a.SessionLifetime, 0},
+		{"session_idle_timeout", a.SessionIdleTimeout, 0},
+		{"authn_request_ttl", a.AuthnRequestTTL, 0},
+		{"invite_ttl", a.InviteTTL, 0},
+		{"domain_recheck_interval", a.DomainRecheckInterval, MinDomainRecheckInterval},
+	} {
+		if err := checkDuration(d.opt, d.v, d.min); err != nil {
+			return err
+		}
+	}
+	if a.SessionIdleTimeout > a.SessionLifetime {
+		return fmt.Errorf("session_idle_timeout %s: must not be longer than session_lifetime %s",
+			time.Duration(a.SessionIdleTimeout), time.Duration(a.SessionLifetime))
+	}
+	if ph := a.PasswordHashing; ph.MaxConcurrent > maxHashConcurrency {
+		return fmt.Errorf("password_hashing max_concurrent %d: at most %d", ph.MaxConcurrent, maxHashConcurrency)
+	}
+	if err := a.PasswordHashing.provision(); err != nil {
+		p := a.PasswordHashing.params()
+		return fmt.Errorf("password_hashing (time %d, memory_kib %d, threads %d, max_concurrent %d): %w",
+			p.Time, p.MemoryKiB, p.Threads, a.PasswordHashing.MaxConcurrent, err)
+	}
+	return nil
+}
+
+// maxHashConcurrency bounds password_hashing max_concurrent: each hash
+// holds its memory cost, so a large value lets a sign-in flood take the
+// process's memory.
+const maxHashConcurrency = 256
 
 // parseBaseURL accepts an absolute http(s) URL without path, query or
 // fragment; a trailing slash is tolerated.
@@ -207,10 +275,14 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	return u, nil
 }
 
-// Start opens the store, so that a broken storage path shows up when the
-// config loads rather than on the first request, and starts the periodic
-// domain re-check.
+// Start checks that no route matcher lets requests around a gateway (see
+// checkGatewayRoutes; every app is provisioned by now), opens the store,
+// so that a broken storage path shows up when the config loads rather
+// than on the first request, and starts the periodic domain re-check.
 func (a *App) Start() error {
+	if err := a.checkGatewayRoutes(); err != nil {
+		return err
+	}
 	svc, err := a.Orgs()
 	if err != nil {
 		return err
@@ -390,5 +462,6 @@ func (a *App) sessionKeys() ([][]byte, error) {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

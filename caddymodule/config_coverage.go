@@ -1,0 +1,334 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// The gateway protects only the requests that reach it. A route matcher on
+// it, or on a route that encloses it (`handle /app/* { sso_gateway … }`),
+// sends every request it does not match on to the next handlers, usually
+// reverse_proxy, without sign-in and without the removal of client-sent
+// identity headers. The checks here make that impossible to do by
+// accident: a matcher that does not even let the gateway's own endpoints
+// through (`sso_gateway /sso`, the old README syntax) is refused, because
+// sign-in cannot work and everything else is open; any other matcher
+// other than a host (a site address) loads with a warning unless the
+// gateway says allow_bypass.
+
+// probeOrg stands for any organization ID in the probes' paths.
+const probeOrg = "probe-org"
+
+// probeClient is the address the probes come from: any client on the
+// internet (TEST-NET-1), since any client could skip a gateway that runs
+// only for some addresses.
+const probeClient = "192.0.2.1:40000"
+
+// gatewayEndpoints are requests the gateway itself must see: sign-in,
+// SAML, SCIM, the backup login and the org admin pages. Sign-in first, so
+// that the typical error names it.
+func gatewayEndpoints(prefix string) [][2]string {
+	return [][2]string{
+		{http.MethodGet, prefix + "/login"},
+		{http.MethodPost, prefix + "/login"},
+		{http.MethodPost, prefix + "/saml/" + probeOrg + "/acs"},
+		{http.MethodGet, prefix + "/saml/" + probeOrg + "/metadata"},
+		{http.MethodPost, prefix + "/logout"},
+		{http.MethodGet, prefix + "/scim/" + probeOrg + "/v2/Users"},
+		{http.MethodPost, prefix + "/scim/" + probeOrg + "/v2/Users"},
+		{http.MethodPatch, prefix + "/scim/" + probeOrg + "/v2/Groups/g1"},
+		{http.MethodDelete, prefix + "/scim/" + probeOrg + "/v2/Users/u1"},
+		{http.MethodGet, prefix + "/backup"},
+		{http.MethodPost, prefix + "/invite/t1"},
+		{http.MethodGet, prefix + "/admin/users"},
+		{http.MethodGet, prefix + "/admin/api/session"},
+	}
+}
+
+// probe builds a request to the gateway's endpoint as Caddy's server
+// would hand it to the route's matchers.
+func probe(method, path string, base *url.URL, srv *caddyhttp.Server) *http.Request {
+	u := &url.URL{Scheme: base.Scheme, Host: base.Host, Path: path}
+	r := newProbeRequest(method, u)
+	r.RemoteAddr = probeClient
+	if base.Scheme == "https" {
+		r.TLS = &tls.ConnectionState{HandshakeComplete: true, ServerName: base.Hostname()}
+	}
+	r.Header.Set("Accept", "text/html")
+	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, srv)
+}
+
+func newProbeRequest(method string, u *url.URL) *http.Request {
+	r := &http.Request{
+		Method:     method,
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     http.Header{},
+		Host:       u.Host,
+		RequestURI: u.RequestURI(),
+	}
+	return r.WithContext(context.Background())
+}
+
+// coverage is what one route's matcher sets mean for a gateway inside it.
+type coverage struct {
+	hostOnly bool      // no matcher but host matchers: a site address
+	missed   [2]string // a gateway endpoint the matchers do not let through
+	err      error     // a matcher failed on a probe
+}
+
+// coverageOf evaluates the matcher sets of a route that runs (or
+// encloses) a gateway with the given prefix. Host matchers are taken as
+// matching: they are how sites are told apart, and the site is the
+// operator's choice.
+func coverageOf(sets caddyhttp.MatcherSets, prefix string, base *url.URL, srv *caddyhttp.Server) (c coverage) {
+	var rest caddyhttp.MatcherSets
+	for _, set := range sets {
+		var kept caddyhttp.MatcherSet
+		for _, m := range set {
+			if _, ok := m.(*caddyhttp.MatchHost); !ok {
+				kept = append(kept, m)
+			}
+		}
+		if len(kept) == 0 {
+			return coverage{hostOnly: true}
+		}
+		rest = append(rest, kept)
+	}
+	if len(rest) == 0 {
+		return coverage{hostOnly: true}
+	}
+	defer func() {
+		// Third-party matchers were not written for requests that did not
+		// come off the wire; a panic here must refuse the config, not
+		// take the process down.
+		if p := recover(); p != nil {
+			c = coverage{err: fmt.Errorf("a matcher panicked on a probe request: %v", p)}
+		}
+	}()
+	for _, ep := range gatewayEndpoints(prefix) {
+		ok, err := rest.AnyMatchWithError(probe(ep[0], ep[1], base, srv))
+		if err != nil {
+			return coverage{err: fmt.Errorf("matching %s %s: %w", ep[0], ep[1], err)}
+		}
+		if !ok {
+			return coverage{missed: ep}
+		}
+	}
+	return coverage{}
+}
+
+// describeMatchers renders matcher sets for an operator: `path ["/sso"]`,
+// `not (path ["/public/*"])`, sets joined by "or".
+func describeMatchers(sets caddyhttp.MatcherSets) string {
+	var out []string
+	for _, set := range sets {
+		var ms []string
+		for _, m := range set {
+			ms = append(ms, describeMatcher(m))
+		}
+		out = append(out, strings.Join(ms, " and "))
+	}
+	return strings.Join(out, " or ")
+}
+
+func describeMatcher(m any) string {
+	if n, ok := m.(*caddyhttp.MatchNot); ok {
+		return "not (" + describeMatchers(n.MatcherSets) + ")"
+	}
+	name := fmt.Sprintf("%T", m)
+	if mod, ok := m.(caddy.Module); ok {
+		name = caddy.GetModuleName(mod)
+	}
+	raw, err := json.Marshal(m)
+	if err != nil || string(raw) == "null" || string(raw) == "{}" {
+		return name
+	}
+	if len(raw) > 200 {
+		raw = append(raw[:200:200], "…"...)
+	}
+	return name + " " + string(raw)
+}
+
+// coverageError explains a matcher that keeps the gateway from its own
+// endpoints.
+func coverageError(gatewayAt, routeAt, matchers string, c coverage, prefix string) error {
+	if c.err != nil {
+		return fmt.Errorf("sso_gateway at %s: the matcher %s of %s cannot be checked: %w; "+
+			"remove the matcher and choose what needs a session with public_paths/protected_paths",
+			gatewayAt, matchers, routeAt, c.err)
+	}
+	return fmt.Errorf("sso_gateway at %s: the matcher %s of %s does not cover %s %s, one of the gateway's own endpoints "+
+		"(under its prefix %s): sign-in cannot work, and every request the matcher does not match goes on without the gateway "+
+		"(no sign-in, client-sent identity headers kept); remove the matcher and choose what needs a session with "+
+		"public_paths/protected_paths", gatewayAt, matchers, routeAt, c.missed[0], c.missed[1], prefix)
+}
+
+// enclosing is a route on the way from a server to a gateway.
+type enclosing struct {
+	at   string
+	sets caddyhttp.MatcherSets
+}
+
+// checkGatewayRoutes walks the provisioned http app down to every
+// sso_gateway and checks the matchers of every route on the way (see the
+// top of this file). It runs in Start, when every app of the config is
+// provisioned, so a JSON config, which never meets the Caddyfile adapter,
+// is checked the same way; an error stops the config from starting and
+// the running one stays.
+func (a *App) checkGatewayRoutes() error {
+	appIface, err := a.ctx.AppIfConfigured("http")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("sso: checking the routes to sso_gateway: %w", err)
+	}
+	httpApp, ok := appIface.(*caddyhttp.App)
+	if !ok {
+		return nil
+	}
+	names := make([]string, 0, len(httpApp.Servers))
+	for name := range httpApp.Servers {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		srv := httpApp.Servers[name]
+		w := routeWalker{app: a, srv: srv}
+		at := fmt.Sprintf("servers.%s", name)
+		w.routes(at+".routes", srv.Routes, nil)
+		if srv.Errors != nil {
+			w.routes(at+".errors.routes", srv.Errors.Routes, nil)
+		}
+		named := make([]string, 0, len(srv.NamedRoutes))
+		for n := range srv.NamedRoutes {
+			named = append(named, n)
+		}
+		slices.Sort(named)
+		for _, n := range named {
+			w.route(fmt.Sprintf("%s.named_routes.%s", at, n), srv.NamedRoutes[n], nil)
+		}
+		if w.err != nil {
+			return w.err
+		}
+	}
+	return nil
+}
+
+type routeWalker struct {
+	app *App
+	srv *caddyhttp.Server
+	err error
+}
+
+func (w *routeWalker) routes(at string, rl caddyhttp.RouteList, outer []enclosing) {
+	for i := range rl {
+		w.route(fmt.Sprintf("%s[%d]", at, i), &rl[i], outer)
+	}
+}
+
+func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing) {
+	if r == nil || w.err != nil {
+		return
+	}
+	if len(r.MatcherSets) > 0 {
+		outer = append(slices.Clip(outer), enclosing{at: at, sets: r.MatcherSets})
+	}
+	for i, h := range r.Handlers {
+		hat := fmt.Sprintf("%s.handle[%d]", at, i)
+		switch h := h.(type) {
+		case *Gateway:
+			w.gateway(hat, h, outer)
+		case *caddyhttp.Subroute:
+			w.routes(hat+".routes", h.Routes, outer)
+			if h.Errors != nil {
+				w.routes(hat+".errors.routes", h.Errors.Routes, outer)
+			}
+		}
+	}
+}
+
+func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
+	base := w.app.baseURL
+	for _, e := range outer {
+		c := coverageOf(e.sets, g.Prefix, base, w.srv)
+		desc := describeMatchers(e.sets)
+		switch {
+		case c.hostOnly:
+		case c.err != nil || c.missed[0] != "":
+			w.err = coverageError(at, e.at, desc, c, g.Prefix)
+			return
+		case !g.AllowBypass:
+			w.app.logger.Warn("sso_gateway runs only for the requests a route matcher matches: "+
+				"every other request reaches the next handlers without sign-in and with client-sent identity headers; "+
+				"remove the matcher and choose what needs a session with public_paths/protected_paths, "+
+				"or set allow_bypass on the sso_gateway if this is intended",
+				zap.String("gateway", at), zap.String("route", e.at), zap.String("matcher", desc))
+		}
+	}
+}
+
+// adaptTimeCoverage runs the coverage check on the matcher token of an
+// sso_gateway directive while the Caddyfile is adapted, so that `caddy
+// adapt` and `caddy validate` already refuse `sso_gateway /sso`. Only the
+// directive's own matcher is known here; the check at start sees the
+// enclosing routes too. When something needed for the check is not known
+// yet (a prefix in placeholders the adapting process cannot expand, a
+// matcher that only provisions in a running server), it is left to the
+// check at start.
+func adaptTimeCoverage(h httpcaddyfile.Helper, g *Gateway, matcherSet caddy.ModuleMap) error {
+	base := adaptBaseURL(h)
+	prefix := caddy.NewReplacer().ReplaceKnown(g.Prefix, "")
+	if prefix == "" {
+		prefix = DefaultPrefix
+	}
+	if checkPrefix(prefix) != nil {
+		return nil // Validate will say what is wrong with it
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	route := caddyhttp.Route{MatcherSetsRaw: caddyhttp.RawMatcherSets{matcherSet}}
+	if err := route.ProvisionMatchers(ctx); err != nil {
+		return nil
+	}
+	c := coverageOf(route.MatcherSets, prefix, base, nil)
+	if c.hostOnly || (c.err == nil && c.missed[0] == "") {
+		return nil
+	}
+	return coverageError("this directive", "the directive", describeMatchers(route.MatcherSets), c, prefix)
+}
+
+// adaptBaseURL finds the base_url of the global `sso` option. Without one
+// (it may come from the environment of the server, not of `caddy adapt`),
+// the probes go to localhost: host matchers count as matching anyway.
+func adaptBaseURL(h httpcaddyfile.Helper) *url.URL {
+	fallback := &url.URL{Scheme: "https", Host: "localhost"}
+	opt, ok := h.Option("sso").(httpcaddyfile.App)
+	if !ok {
+		return fallback
+	}
+	var app App
+	if err := json.Unmarshal(opt.Value, &app); err != nil {
+		return fallback
+	}
+	u, err := parseBaseURL(caddy.NewReplacer().ReplaceKnown(app.BaseURL, ""))
+	if err != nil {
+		return fallback
+	}
+	return u
+}

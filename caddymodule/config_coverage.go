@@ -165,17 +165,16 @@ func describeMatcher(m any) string {
 }
 
 // coverageError explains a matcher that keeps the gateway from its own
-// endpoints.
-func coverageError(gatewayAt, routeAt, matchers string, c coverage, prefix string) error {
+// endpoints; subject names the matcher and where it is.
+func coverageError(subject string, c coverage, prefix string) error {
 	if c.err != nil {
-		return fmt.Errorf("sso_gateway at %s: the matcher %s of %s cannot be checked: %w; "+
-			"remove the matcher and choose what needs a session with public_paths/protected_paths",
-			gatewayAt, matchers, routeAt, c.err)
+		return fmt.Errorf("%s cannot be checked: %w; remove the matcher and choose what needs a session with "+
+			"public_paths/protected_paths", subject, c.err)
 	}
-	return fmt.Errorf("sso_gateway at %s: the matcher %s of %s does not cover %s %s, one of the gateway's own endpoints "+
-		"(under its prefix %s): sign-in cannot work, and every request the matcher does not match goes on without the gateway "+
+	return fmt.Errorf("%s does not cover %s %s, one of the gateway's own endpoints (under its prefix %s): "+
+		"sign-in cannot work, and every request the matcher does not match goes on without the gateway "+
 		"(no sign-in, client-sent identity headers kept); remove the matcher and choose what needs a session with "+
-		"public_paths/protected_paths", gatewayAt, matchers, routeAt, c.missed[0], c.missed[1], prefix)
+		"public_paths/protected_paths", subject, c.missed[0], c.missed[1], prefix)
 }
 
 // enclosing is a route on the way from a server to a gateway.
@@ -271,7 +270,7 @@ func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
 		switch {
 		case c.hostOnly:
 		case c.err != nil || c.missed[0] != "":
-			w.err = coverageError(at, e.at, desc, c, g.Prefix)
+			w.err = coverageError(fmt.Sprintf("sso_gateway at %s: the matcher %s of route %s", at, desc, e.at), c, g.Prefix)
 			return
 		case !g.AllowBypass:
 			w.app.logger.Warn("sso_gateway runs only for the requests a route matcher matches: "+
@@ -310,7 +309,7 @@ func adaptTimeCoverage(h httpcaddyfile.Helper, g *Gateway, matcherSet caddy.Modu
 	if c.hostOnly || (c.err == nil && c.missed[0] == "") {
 		return nil
 	}
-	return coverageError("this directive", "the directive", describeMatchers(route.MatcherSets), c, prefix)
+	return coverageError("sso_gateway: its matcher "+describeMatchers(route.MatcherSets), c, prefix)
 }
 
 // adaptBaseURL finds the base_url of the global `sso` option. Without one

@@ -206,10 +206,10 @@ func checkPathPatterns(opt string, patterns []string) error {
 		switch {
 		case p == "":
 			return fmt.Errorf("%s: empty pattern", name)
-		case p[0] != '/' && p[0] != '*':
-			return fmt.Errorf("%s %q: a pattern starts with / or *", name, p)
 		case strings.ContainsAny(p, "{}"):
 			return fmt.Errorf("%s %q: placeholders are not allowed (they would be filled from the request)", name, p)
+		case p[0] != '/' && p[0] != '*':
+			return fmt.Errorf("%s %q: a pattern starts with / or *", name, p)
 		case strings.ContainsAny(p, "?#"):
 			return fmt.Errorf("%s %q: a path pattern has no query or fragment", name, p)
 		}

@@ -21,12 +21,18 @@ import (
 // it, or on a route that encloses it (`handle /app/* { sso_gateway … }`),
 // sends every request it does not match on to the next handlers, usually
 // reverse_proxy, without sign-in and without the removal of client-sent
-// identity headers. The checks here make that impossible to do by
-// accident: a matcher that does not even let the gateway's own endpoints
-// through (`sso_gateway /sso`, the old README syntax) is refused, because
-// sign-in cannot work and everything else is open; any other matcher
-// other than a host (a site address) loads with a warning unless the
-// gateway says allow_bypass.
+// identity headers; so does a route before it that answers with the app
+// (`handle /public/* { reverse_proxy … }` ahead of the gateway's
+// `handle`). The checks here make that impossible to do by accident: a
+// matcher that keeps the gateway from its own endpoints (`sso_gateway
+// /sso`, the old README syntax) is refused, because sign-in cannot work
+// and everything else is open; any other matcher but a host (a site
+// address) loads with a warning unless the gateway says allow_bypass.
+//
+// The check probes the provisioned matchers with requests for the
+// gateway's endpoints rather than reading the matchers' config, so that
+// every matcher module, `not` and `expression` included, is judged by
+// what it does.
 
 // probeOrg stands for any organization ID in the probes' paths.
 const probeOrg = "probe-org"
@@ -132,6 +138,79 @@ func coverageOf(sets caddyhttp.MatcherSets, prefix string, base *url.URL, srv *c
 	return coverage{}
 }
 
+// appHandlers are handlers that answer with the app itself: a route
+// holding one that runs before the gateway answers without it.
+var appHandlers = map[string]bool{"reverse_proxy": true, "file_server": true}
+
+// answersWithApp reports whether r, or a subroute in it, holds one of
+// appHandlers.
+func answersWithApp(r *caddyhttp.Route) bool {
+	for _, h := range r.Handlers {
+		if mod, ok := h.(caddy.Module); ok && appHandlers[caddy.GetModuleName(mod)] {
+			return true
+		}
+		if sr, ok := h.(*caddyhttp.Subroute); ok {
+			for i := range sr.Routes {
+				if answersWithApp(&sr.Routes[i]) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// shadowOf evaluates the matcher sets of a route that comes before the
+// way to a gateway and answers with the app. Unlike an enclosing route's,
+// its host matchers count: a set for another host is another site. It
+// reports the first gateway endpoint the route takes (c.missed, read as
+// "taken") and whether any set is for the gateway's own site at all.
+func shadowOf(sets caddyhttp.MatcherSets, prefix string, base *url.URL, srv *caddyhttp.Server) (c coverage, sameSite bool) {
+	if len(sets) == 0 {
+		ep := gatewayEndpoints(prefix)[0]
+		return coverage{missed: ep}, true
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			c, sameSite = coverage{err: fmt.Errorf("a matcher panicked on a probe request: %v", p)}, true
+		}
+	}()
+	var rest caddyhttp.MatcherSets
+	for _, set := range sets {
+		var hosts, kept caddyhttp.MatcherSet
+		for _, m := range set {
+			if _, ok := m.(*caddyhttp.MatchHost); ok {
+				hosts = append(hosts, m)
+			} else {
+				kept = append(kept, m)
+			}
+		}
+		if len(hosts) > 0 {
+			ok, err := hosts.MatchWithError(probe(http.MethodGet, prefix+"/login", base, srv))
+			if err != nil {
+				return coverage{err: err}, true
+			}
+			if !ok {
+				continue // another site
+			}
+		}
+		rest = append(rest, kept)
+	}
+	if len(rest) == 0 {
+		return coverage{}, false
+	}
+	for _, ep := range gatewayEndpoints(prefix) {
+		ok, err := rest.AnyMatchWithError(probe(ep[0], ep[1], base, srv))
+		if err != nil {
+			return coverage{err: fmt.Errorf("matching %s %s: %w", ep[0], ep[1], err)}, true
+		}
+		if ok {
+			return coverage{missed: ep}, true
+		}
+	}
+	return coverage{}, true
+}
+
 // describeMatchers renders matcher sets for an operator: `path ["/sso"]`,
 // `not (path ["/public/*"])`, sets joined by "or".
 func describeMatchers(sets caddyhttp.MatcherSets) string {
@@ -177,10 +256,17 @@ func coverageError(subject string, c coverage, prefix string) error {
 		"public_paths/protected_paths", subject, c.missed[0], c.missed[1], prefix)
 }
 
-// enclosing is a route on the way from a server to a gateway.
+// enclosing is a route on the way from a server to a gateway, with the
+// routes before it in its list that answer with the app.
 type enclosing struct {
-	at   string
-	sets caddyhttp.MatcherSets
+	at      string
+	sets    caddyhttp.MatcherSets
+	earlier []sibling
+}
+
+type sibling struct {
+	at    string
+	route *caddyhttp.Route
 }
 
 // checkGatewayRoutes walks the provisioned http app down to every
@@ -220,7 +306,7 @@ func (a *App) checkGatewayRoutes() error {
 		}
 		slices.Sort(named)
 		for _, n := range named {
-			w.route(fmt.Sprintf("%s.named_routes.%s", at, n), srv.NamedRoutes[n], nil)
+			w.route(fmt.Sprintf("%s.named_routes.%s", at, n), srv.NamedRoutes[n], nil, nil)
 		}
 		if w.err != nil {
 			return w.err
@@ -236,27 +322,51 @@ type routeWalker struct {
 }
 
 func (w *routeWalker) routes(at string, rl caddyhttp.RouteList, outer []enclosing) {
+	var earlier []sibling
 	for i := range rl {
-		w.route(fmt.Sprintf("%s[%d]", at, i), &rl[i], outer)
+		rat := fmt.Sprintf("%s[%d]", at, i)
+		w.route(rat, &rl[i], outer, earlier)
+		if answersWithApp(&rl[i]) {
+			earlier = append(earlier, sibling{rat, &rl[i]})
+		}
 	}
 }
 
-func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing) {
+func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing, earlier []sibling) {
 	if r == nil || w.err != nil {
 		return
 	}
-	if len(r.MatcherSets) > 0 {
-		outer = append(slices.Clip(outer), enclosing{at: at, sets: r.MatcherSets})
+	if len(r.MatcherSets) > 0 || len(earlier) > 0 {
+		outer = append(slices.Clip(outer), enclosing{at: at, sets: r.MatcherSets, earlier: slices.Clip(earlier)})
 	}
+	// Handlers earlier in this route that answer with the app come before
+	// a gateway later in it as earlier routes do: a handler itself
+	// answers every request that reaches it (the Caddyfile puts
+	// `route { reverse_proxy …; sso_gateway }` in one route), a subroute
+	// the requests its routes match.
+	var before []sibling
 	for i, h := range r.Handlers {
 		hat := fmt.Sprintf("%s.handle[%d]", at, i)
+		inner := outer
+		if len(before) > 0 {
+			inner = append(slices.Clip(outer), enclosing{at: at, earlier: slices.Clip(before)})
+		}
 		switch h := h.(type) {
 		case *Gateway:
-			w.gateway(hat, h, outer)
+			w.gateway(hat, h, inner)
 		case *caddyhttp.Subroute:
-			w.routes(hat+".routes", h.Routes, outer)
+			w.routes(hat+".routes", h.Routes, inner)
 			if h.Errors != nil {
-				w.routes(hat+".errors.routes", h.Errors.Routes, outer)
+				w.routes(hat+".errors.routes", h.Errors.Routes, inner)
+			}
+			for j := range h.Routes {
+				if answersWithApp(&h.Routes[j]) {
+					before = append(before, sibling{fmt.Sprintf("%s.routes[%d]", hat, j), &h.Routes[j]})
+				}
+			}
+		default:
+			if answersWithApp(&caddyhttp.Route{Handlers: []caddyhttp.MiddlewareHandler{h}}) {
+				before = append(before, sibling{hat, &caddyhttp.Route{}})
 			}
 		}
 	}
@@ -264,7 +374,39 @@ func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing) {
 
 func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
 	base := w.app.baseURL
+	bypass := func(route, desc, what string) {
+		if g.AllowBypass {
+			return
+		}
+		w.app.logger.Warn("sso_gateway does not run for every request: "+what+
+			"; remove the matcher and choose what needs a session with public_paths/protected_paths, "+
+			"or set allow_bypass on the sso_gateway if this is intended",
+			zap.String("gateway", at), zap.String("route", route), zap.String("matcher", desc))
+	}
 	for _, e := range outer {
+		for _, s := range e.earlier {
+			c, sameSite := shadowOf(s.route.MatcherSets, g.Prefix, base, w.srv)
+			desc := describeMatchers(s.route.MatcherSets)
+			switch {
+			case !sameSite:
+			case c.err != nil:
+				w.err = coverageError(fmt.Sprintf("sso_gateway at %s: the matcher %s of route %s, which comes first and answers with the app,",
+					at, desc, s.at), c, g.Prefix)
+				return
+			case c.missed[0] != "":
+				w.err = fmt.Errorf("sso_gateway at %s: route %s comes first and answers with the app (reverse_proxy or file_server) "+
+					"for %s %s, one of the gateway's own endpoints: sign-in cannot work, and the requests that route matches "+
+					"never meet the gateway; put sso_gateway before it (in the same route, without a matcher) and choose what "+
+					"needs a session with public_paths/protected_paths", at, s.at, c.missed[0], c.missed[1])
+				return
+			default:
+				bypass(s.at, desc, "requests the matcher of an earlier route matches reach the app there, without sign-in "+
+					"and with client-sent identity headers")
+			}
+		}
+		if len(e.sets) == 0 {
+			continue
+		}
 		c := coverageOf(e.sets, g.Prefix, base, w.srv)
 		desc := describeMatchers(e.sets)
 		switch {
@@ -272,12 +414,9 @@ func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
 		case c.err != nil || c.missed[0] != "":
 			w.err = coverageError(fmt.Sprintf("sso_gateway at %s: the matcher %s of route %s", at, desc, e.at), c, g.Prefix)
 			return
-		case !g.AllowBypass:
-			w.app.logger.Warn("sso_gateway runs only for the requests a route matcher matches: "+
-				"every other request reaches the next handlers without sign-in and with client-sent identity headers; "+
-				"remove the matcher and choose what needs a session with public_paths/protected_paths, "+
-				"or set allow_bypass on the sso_gateway if this is intended",
-				zap.String("gateway", at), zap.String("route", e.at), zap.String("matcher", desc))
+		default:
+			bypass(e.at, desc, "requests a route matcher does not match reach the next handlers without sign-in "+
+				"and with client-sent identity headers")
 		}
 	}
 }

@@ -202,50 +202,106 @@ func TestEnclosingHandleRefused(t *testing.T) {
 }
 
 // TestBypassMatcherWarnsUnlessAllowed: a matcher that lets the gateway's
-// endpoints through but not every request (here everything but
-// /public/*) loads, with a warning naming it, unless allow_bypass says
-// it is intended.
+// endpoints through but not every request loads, with a warning naming
+// it, unless allow_bypass says it is intended: an enclosing matcher (here
+// everything but /public/*), or an earlier route that answers with the
+// app (`handle /public/* { reverse_proxy … }` before the gateway's
+// `handle`). Another site's route before the gateway's is not a bypass.
 func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
 	dir := t.TempDir()
-	for i, allow := range []bool{false, true} {
-		logFile := filepath.Join(dir, fmt.Sprintf("caddy-%d.log", i))
-		cfg := demoConfig(t)
-		cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
-			"level": "WARN", "writer": map[string]any{"output": "file", "filename": logFile},
-		}}}
-		gw, proxy := demoHandlers(cfg)
-		if allow {
-			gw["allow_bypass"] = true
-		}
-		demoServer(cfg)["routes"] = []any{
-			map[string]any{"match": []any{map[string]any{"not": []any{map[string]any{"path": []string{"/public/*"}}}}}, "handle": []any{gw, proxy}, "terminal": true},
-			map[string]any{"handle": []any{proxy}},
-		}
-		loadConfig(t, marshal(t, cfg))
-		logged, err := os.ReadFile(logFile)
-		if err != nil {
-			t.Fatal(err)
-		}
-		warned := strings.Contains(string(logged), "allow_bypass")
-		switch {
-		case !allow && !warned:
-			t.Errorf("no warning about the matcher:\n%s", logged)
-		case !allow:
-			for _, want := range []string{`"route":"servers.gateway.routes[0]"`, `not (path [\"/public/*\"])`, "without sign-in"} {
-				if !strings.Contains(string(logged), want) {
-					t.Errorf("warning lacks %s:\n%s", want, logged)
+	publicPath := []any{map[string]any{"path": []string{"/public/*"}}}
+	for _, tc := range []struct {
+		name   string
+		routes func(gw, proxy map[string]any) []any
+		want   []string // in the warning; none: no warning
+	}{
+		{"enclosing not path", func(gw, proxy map[string]any) []any {
+			return []any{
+				map[string]any{"match": []any{map[string]any{"not": publicPath}}, "handle": []any{gw, proxy}, "terminal": true},
+				map[string]any{"handle": []any{proxy}},
+			}
+		}, []string{`"route":"servers.gateway.routes[0]"`, `not (path [\"/public/*\"])`, "without sign-in"}},
+		{"earlier route to the app", func(gw, proxy map[string]any) []any {
+			return []any{
+				map[string]any{"match": publicPath, "handle": []any{proxy}, "terminal": true},
+				map[string]any{"handle": []any{gw, proxy}},
+			}
+		}, []string{`"route":"servers.gateway.routes[0]"`, `"gateway":"servers.gateway.routes[1].handle[0]"`, "earlier route"}},
+		{"another site first", func(gw, proxy map[string]any) []any {
+			return []any{
+				map[string]any{"match": []any{map[string]any{"host": []string{"other.example"}}}, "handle": []any{proxy}, "terminal": true},
+				map[string]any{"handle": []any{map[string]any{"handler": "subroute", "routes": []any{map[string]any{"handle": []any{gw, proxy}}}}}},
+			}
+		}, nil},
+	} {
+		for _, allow := range []bool{false, true} {
+			logFile := filepath.Join(dir, fmt.Sprintf("%s-%v.log", strings.ReplaceAll(tc.name, " ", "-"), allow))
+			cfg := demoConfig(t)
+			cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
+				"level": "WARN", "writer": map[string]any{"output": "file", "filename": logFile},
+			}}}
+			gw, proxy := demoHandlers(cfg)
+			if allow {
+				gw["allow_bypass"] = true
+			}
+			demoServer(cfg)["routes"] = tc.routes(gw, proxy)
+			loadConfig(t, marshal(t, cfg))
+			raw, err := os.ReadFile(logFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			logged := string(raw)
+			warned := strings.Contains(logged, "allow_bypass")
+			switch {
+			case allow || tc.want == nil:
+				if warned {
+					t.Errorf("%s, allow_bypass=%v: unwanted warning:\n%s", tc.name, allow, logged)
+				}
+			case !warned:
+				t.Errorf("%s: no warning about the bypass:\n%s", tc.name, logged)
+			default:
+				for _, want := range tc.want {
+					if !strings.Contains(logged, want) {
+						t.Errorf("%s: warning lacks %s:\n%s", tc.name, want, logged)
+					}
 				}
 			}
-		case warned:
-			t.Errorf("warned despite allow_bypass:\n%s", logged)
-		}
-		// The gateway still guards what the matcher sends to it.
-		b := newBrowser(t)
-		if p := b.get(env.GatewayURL + "/app/page"); p.status != http.StatusFound {
-			t.Errorf("allow_bypass=%v: /app/page without a session: %d", allow, p.status)
+			// The gateway still guards what reaches it.
+			b := newBrowser(t)
+			if p := b.get(env.GatewayURL + "/app/page"); p.status != http.StatusFound {
+				t.Errorf("%s, allow_bypass=%v: /app/page without a session: %d", tc.name, allow, p.status)
+			}
 		}
 	}
+}
+
+// TestEarlierRouteToTheAppRefused: a route before the gateway's that
+// answers with the app for the gateway's own endpoints (here: for every
+// request) means the gateway never runs.
+func TestEarlierRouteToTheAppRefused(t *testing.T) {
+	cfg := demoConfig(t)
+	gw, proxy := demoHandlers(cfg)
+	demoServer(cfg)["routes"] = []any{
+		map[string]any{"handle": []any{proxy}},
+		map[string]any{"handle": []any{gw, proxy}},
+	}
+	wantRefused(t, cfg, "servers.gateway.routes[0] comes first and answers with the app", "GET /sso/login")
+
+	cfg = demoConfig(t)
+	gw, proxy = demoHandlers(cfg)
+	demoServer(cfg)["routes"] = []any{
+		map[string]any{"match": []any{map[string]any{"path": []string{"/sso/*"}}}, "handle": []any{map[string]any{"handler": "file_server"}}},
+		map[string]any{"handle": []any{gw, proxy}},
+	}
+	wantRefused(t, cfg, "servers.gateway.routes[0] comes first", "GET /sso/login")
+
+	upstream := strings.TrimPrefix(env.UpstreamURL, "http://")
+	status, body := loadCaddyfile(t, fmt.Sprintf("\troute {\n\t\treverse_proxy %s\n\t\tsso_gateway\n\t}", upstream))
+	if status == http.StatusOK || !strings.Contains(body, "comes first and answers with the app") {
+		t.Errorf("Caddyfile with reverse_proxy before sso_gateway: %d %s", status, body)
+	}
+	assertStillGuarded(t)
 }
 
 func randomKey(t *testing.T) string {

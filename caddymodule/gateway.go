@@ -51,11 +51,13 @@ type Gateway struct {
 
 	// The gateway protects only the requests that reach it. When a route
 	// matcher (the directive's own, or an enclosing `handle`/`route`
-	// block's) lets only some requests reach it, the rest go on to the next
-	// handlers without sign-in; the config then loads with a warning, and
-	// this option says that is intended and silences it. A matcher that
-	// does not cover the gateway's own endpoints is refused either way.
-	// Host matchers (site addresses) need no opt-in. Default: false.
+	// block's) lets only some requests reach it, or an earlier route
+	// answers some with the app (reverse_proxy, file_server), those go on
+	// without sign-in; the config then loads with a warning, and this
+	// option says that is intended and silences it. A matcher or earlier
+	// route that keeps the gateway from its own endpoints is refused
+	// either way. Host matchers (site addresses) need no opt-in.
+	// Default: false.
 	AllowBypass bool `json:"allow_bypass,omitempty"`
 
 	app      *App

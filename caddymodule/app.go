@@ -171,6 +171,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	// Zero means the default. A negative value is left for Validate to
 	// refuse: it is a slip, not a wish for the default.
+	idleUnset := a.SessionIdleTimeout == 0
 	for _, d := range []struct {
 		v   *caddy.Duration
 		def time.Duration
@@ -184,6 +185,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if *d.v == 0 {
 			*d.v = caddy.Duration(d.def)
 		}
+	}
+	// A short session_lifetime alone must not meet the longer default
+	// idle timeout as an error.
+	if idleUnset && a.SessionLifetime > 0 {
+		a.SessionIdleTimeout = min(a.SessionIdleTimeout, a.SessionLifetime)
 	}
 	if a.PasswordHashing == nil {
 		a.PasswordHashing = new(PasswordHashing)

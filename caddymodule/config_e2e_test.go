@@ -430,3 +430,31 @@ func TestBadOptionsRefused(t *testing.T) {
 	}
 	assertStillGuarded(t)
 }
+
+// TestGoodOptionsLoad: the checks refuse slips, not reasonable configs.
+func TestGoodOptionsLoad(t *testing.T) {
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+	for _, change := range []func(sso, gw map[string]any){
+		// The default idle timeout (1h) follows a shorter lifetime.
+		func(sso, _ map[string]any) { sso["session_lifetime"] = "30m" },
+		func(sso, _ map[string]any) {
+			sso["session_lifetime"] = "12h"
+			sso["session_idle_timeout"] = "12h"
+			sso["domain_recheck_interval"] = "1m"
+			sso["dns_resolver"] = "[::1]:53"
+			sso["session_keys"] = []string{randomKey(t), randomKey(t)}
+		},
+		func(_, gw map[string]any) {
+			gw["prefix"] = "/sso"
+			gw["public_paths"] = []string{"*.css", "/static/*", "/healthz"}
+			gw["header_preset"] = "oauth2-proxy"
+			gw["headers"] = map[string]any{"org": "-", "email": "X-Auth-Request-Email"}
+		},
+		func(_, gw map[string]any) { gw["protected_paths"] = []string{"/app/*", "/admin"} },
+	} {
+		cfg := demoConfig(t)
+		gw, _ := demoHandlers(cfg)
+		change(ssoApp(cfg), gw)
+		loadConfig(t, marshal(t, cfg))
+	}
+}

@@ -209,7 +209,6 @@ func TestEnclosingHandleRefused(t *testing.T) {
 // `handle`). Another site's route before the gateway's is not a bypass.
 func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
-	dir := t.TempDir()
 	publicPath := []any{map[string]any{"path": []string{"/public/*"}}}
 	for _, tc := range []struct {
 		name   string
@@ -236,22 +235,13 @@ func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 		}, nil},
 	} {
 		for _, allow := range []bool{false, true} {
-			logFile := filepath.Join(dir, fmt.Sprintf("%s-%v.log", strings.ReplaceAll(tc.name, " ", "-"), allow))
 			cfg := demoConfig(t)
-			cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
-				"level": "WARN", "writer": map[string]any{"output": "file", "filename": logFile},
-			}}}
 			gw, proxy := demoHandlers(cfg)
 			if allow {
 				gw["allow_bypass"] = true
 			}
 			demoServer(cfg)["routes"] = tc.routes(gw, proxy)
-			loadConfig(t, marshal(t, cfg))
-			raw, err := os.ReadFile(logFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			logged := string(raw)
+			logged := loadLogging(t, cfg)
 			warned := strings.Contains(logged, "allow_bypass")
 			switch {
 			case allow || tc.want == nil:
@@ -273,6 +263,42 @@ func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 				t.Errorf("%s, allow_bypass=%v: /app/page without a session: %d", tc.name, allow, p.status)
 			}
 		}
+	}
+}
+
+// loadLogging loads cfg with the log (WARN and up) going to a file, and
+// returns what loading it logged.
+func loadLogging(t *testing.T, cfg map[string]any) string {
+	t.Helper()
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	cfg["logging"] = map[string]any{"logs": map[string]any{"default": map[string]any{
+		"level": "WARN", "writer": map[string]any{"output": "file", "filename": logFile},
+	}}}
+	loadConfig(t, marshal(t, cfg))
+	raw, err := os.ReadFile(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
+
+// TestPublicEverythingWarns: `public_paths /*` (meant: /static/*) makes
+// the whole app public; it loads, but not silently.
+func TestPublicEverythingWarns(t *testing.T) {
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+	for _, paths := range [][]string{{"/healthz", "/*"}, {"*"}} {
+		cfg := demoConfig(t)
+		gw, _ := demoHandlers(cfg)
+		gw["public_paths"] = paths
+		if logged := loadLogging(t, cfg); !strings.Contains(logged, "public_paths make every path public") {
+			t.Errorf("%q: no warning:\n%s", paths, logged)
+		}
+	}
+	cfg := demoConfig(t)
+	gw, _ := demoHandlers(cfg)
+	gw["public_paths"] = []string{"/", "/static/*"}
+	if logged := loadLogging(t, cfg); strings.Contains(logged, "every path public") {
+		t.Errorf("warned about / and /static/*:\n%s", logged)
 	}
 }
 

@@ -140,6 +140,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 
 	g.secure = g.app.baseURL.Scheme == "https"
+	if len(g.PublicPaths) > 0 && g.public.Match(probe(http.MethodGet, "/", g.app.baseURL, nil)) &&
+		g.public.Match(probe(http.MethodGet, "/any/page/of/the/app", g.app.baseURL, nil)) {
+		g.logger.Warn("public_paths make every path public: no request to the app needs a session",
+			zap.Strings("public_paths", g.PublicPaths))
+	}
 	g.pages, err = pages.New()
 	if err != nil {
 		return err

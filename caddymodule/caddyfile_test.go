@@ -130,7 +130,7 @@ func TestParseBaseURL(t *testing.T) {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"a.example", "ftp://a.example", "https://a.example/path", "https://a.example/?q", "https://u@a.example"} {
+	for _, bad := range []string{"a.example", "ftp://a.example", "https://a.example/path", "https://a.example/?q", "https://u@a.example", "https://:443", "https://a.example:99999", "https://a.example:0"} {
 		if _, err := parseBaseURL(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}

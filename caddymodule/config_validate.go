@@ -79,6 +79,9 @@ func noPlaceholder(opt, v string) error {
 // people type when they mean "fill in later". The key never appears in
 // the error.
 func checkSessionKey(opt, k string) error {
+	if k == "" {
+		return fmt.Errorf("%s is empty; if it comes from {$VAR} or {env.VAR}, is the variable set?", opt)
+	}
 	if placeholderRE.MatchString(k) {
 		return fmt.Errorf("%s holds a placeholder that was not expanded ({env.NAME} and {file.PATH} are); "+
 			"its text would be the key, and it is public", opt)

@@ -142,19 +142,53 @@ func coverageOf(sets caddyhttp.MatcherSets, prefix string, base *url.URL, srv *c
 // holding one that runs before the gateway answers without it.
 var appHandlers = map[string]bool{"reverse_proxy": true, "file_server": true}
 
-// answersWithApp reports whether r, or a subroute in it, holds one of
-// appHandlers.
+// answersWithApp reports whether a request that r matches can reach one
+// of appHandlers in it without passing a gateway first.
 func answersWithApp(r *caddyhttp.Route) bool {
 	for _, h := range r.Handlers {
-		if mod, ok := h.(caddy.Module); ok && appHandlers[caddy.GetModuleName(mod)] {
-			return true
-		}
-		if sr, ok := h.(*caddyhttp.Subroute); ok {
-			for i := range sr.Routes {
-				if answersWithApp(&sr.Routes[i]) {
-					return true
-				}
+		switch h := h.(type) {
+		case *Gateway:
+			return false
+		case *caddyhttp.Subroute:
+			gated, app := listAnswersWithApp(h.Routes)
+			if app {
+				return true
 			}
+			if gated {
+				return false
+			}
+		default:
+			if mod, ok := h.(caddy.Module); ok && appHandlers[caddy.GetModuleName(mod)] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// listAnswersWithApp is answersWithApp for a route list: app when one of
+// its routes answers with the app, gated when a route for every request
+// runs a gateway first, which every later route is then behind.
+func listAnswersWithApp(rl caddyhttp.RouteList) (gated, app bool) {
+	for i := range rl {
+		if answersWithApp(&rl[i]) {
+			return false, true
+		}
+		if gatesAll(&rl[i]) {
+			return true, false
+		}
+	}
+	return false, false
+}
+
+// gatesAll reports whether r runs a gateway for every request.
+func gatesAll(r *caddyhttp.Route) bool {
+	if len(r.MatcherSets) > 0 {
+		return false
+	}
+	for _, h := range r.Handlers {
+		if _, ok := h.(*Gateway); ok {
+			return true
 		}
 	}
 	return false
@@ -323,10 +357,14 @@ type routeWalker struct {
 
 func (w *routeWalker) routes(at string, rl caddyhttp.RouteList, outer []enclosing) {
 	var earlier []sibling
+	gated := false
 	for i := range rl {
 		rat := fmt.Sprintf("%s[%d]", at, i)
 		w.route(rat, &rl[i], outer, earlier)
-		if answersWithApp(&rl[i]) {
+		// Routes behind a gateway that runs for every request bypass no
+		// gateway after them.
+		gated = gated || gatesAll(&rl[i])
+		if !gated && answersWithApp(&rl[i]) {
 			earlier = append(earlier, sibling{rat, &rl[i]})
 		}
 	}
@@ -360,6 +398,9 @@ func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing, ea
 				w.routes(hat+".errors.routes", h.Errors.Routes, inner)
 			}
 			for j := range h.Routes {
+				if gatesAll(&h.Routes[j]) {
+					break
+				}
 				if answersWithApp(&h.Routes[j]) {
 					before = append(before, sibling{fmt.Sprintf("%s.routes[%d]", hat, j), &h.Routes[j]})
 				}

@@ -120,16 +120,15 @@ http://%s {
 // the upstream, which would answer 200 with the headers it saw.
 func assertStillGuarded(t *testing.T) {
 	t.Helper()
+	spoof := []string{"X-SSO-Email", "ceo@victim.test", "X-SSO-Org", demo.OrgID}
 	for _, path := range []string{"/", "/deep/path/page?x=1", "/ssox", "/healthz"} {
-		b := newBrowser(t)
-		p := b.get(env.GatewayURL+path, "X-SSO-Email", "ceo@victim.test", "X-SSO-Org", demo.OrgID)
-		if p.status != http.StatusFound || !strings.HasPrefix(p.location, "/sso/login") {
-			t.Errorf("GET %s without a session: %d %q\n%.300s", path, p.status, p.location, p.body)
+		status, loc, body := getAfterLoad(t, env.GatewayURL+path, "text/html", spoof...)
+		if status != http.StatusFound || !strings.HasPrefix(loc, "/sso/login") {
+			t.Errorf("GET %s without a session: %d %q\n%.300s", path, status, loc, body)
 		}
 	}
-	b := newBrowser(t)
-	if status, h := b.whoami("X-SSO-Email", "ceo@victim.test"); status != http.StatusUnauthorized {
-		t.Errorf("API request without a session: %d %v", status, h)
+	if status, _, body := getAfterLoad(t, env.GatewayURL+"/whoami", "application/json", spoof...); status != http.StatusUnauthorized {
+		t.Errorf("API request without a session: %d %s", status, body)
 	}
 }
 
@@ -233,6 +232,16 @@ func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 				map[string]any{"handle": []any{map[string]any{"handler": "subroute", "routes": []any{map[string]any{"handle": []any{gw, proxy}}}}}},
 			}
 		}, nil},
+		{"this site first, behind its gateway", func(gw, proxy map[string]any) []any {
+			host := []any{map[string]any{"host": []string{"127.0.0.1"}}}
+			return []any{
+				map[string]any{"match": host, "handle": []any{map[string]any{"handler": "subroute", "routes": []any{
+					map[string]any{"handle": []any{gw}},
+					map[string]any{"match": publicPath, "handle": []any{proxy}},
+				}}}},
+				map[string]any{"handle": []any{gw, proxy}},
+			}
+		}, nil},
 	} {
 		for _, allow := range []bool{false, true} {
 			cfg := demoConfig(t)
@@ -258,10 +267,36 @@ func TestBypassMatcherWarnsUnlessAllowed(t *testing.T) {
 				}
 			}
 			// The gateway still guards what reaches it.
-			b := newBrowser(t)
-			if p := b.get(env.GatewayURL + "/app/page"); p.status != http.StatusFound {
-				t.Errorf("%s, allow_bypass=%v: /app/page without a session: %d", tc.name, allow, p.status)
+			if status, _, _ := getAfterLoad(t, env.GatewayURL+"/app/page", "text/html"); status != http.StatusFound {
+				t.Errorf("%s, allow_bypass=%v: /app/page without a session: %d", tc.name, allow, status)
 			}
+		}
+	}
+}
+
+// getAfterLoad GETs u without cookies or redirects, right after a config
+// load. Now and then the first connection after a load is closed
+// unanswered while the old server lets go of the shared listener (see
+// loadConfig); that is retried, as a browser would, and is not what is
+// tested here.
+func getAfterLoad(t *testing.T, u, accept string, hdr ...string) (status int, location, body string) {
+	t.Helper()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{DisableKeepAlives: true}}
+	for i := 0; ; i++ {
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Accept", accept)
+		for j := 0; j+1 < len(hdr); j += 2 {
+			req.Header.Set(hdr[j], hdr[j+1])
+		}
+		resp, err := c.Do(req)
+		if err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, resp.Header.Get("Location"), string(raw)
+		}
+		if i == 3 {
+			t.Fatalf("GET %s: %v", u, err)
 		}
 	}
 }
@@ -361,6 +396,7 @@ func TestEnvPlaceholdersExpanded(t *testing.T) {
 	gw["prefix"] = "{env.SSOGATE_E2E_PREFIX}"
 	gw["public_paths"] = []string{"{env.SSOGATE_E2E_PUBLIC}"}
 	loadConfig(t, marshal(t, cfg))
+	getAfterLoad(t, env.GatewayURL+"/sso/login", "text/html") // past the listener hand-over
 
 	b := newBrowser(t)
 	if p := b.signIn(demo.AliceEmail, demo.DefaultPassword, ""); p.status != http.StatusSeeOther {
@@ -375,6 +411,7 @@ func TestEnvPlaceholdersExpanded(t *testing.T) {
 	cfg = demoConfig(t)
 	ssoApp(cfg)["session_keys"] = []string{key}
 	loadConfig(t, marshal(t, cfg))
+	getAfterLoad(t, env.GatewayURL+"/sso/login", "text/html")
 	signedIn(t, b)
 }
 

@@ -54,10 +54,17 @@ type App struct {
 	BaseURL string `json:"base_url,omitempty"`
 
 	// Keys that protect session cookies. Each is a secret of at least 32
-	// bytes (any string; a random base64 string is a good choice). The first
-	// key seals new cookies; the others are still accepted, so keys can be
-	// rotated without signing everyone out. When empty, a random key is
-	// generated once and kept in the store.
+	// bytes (any string; a random base64 string is a good choice), usually
+	// given as `{env.NAME}` or `{file./path}`. The first key seals new
+	// cookies; the others are still accepted, so keys can be rotated
+	// without signing everyone out. A key that is empty or still a
+	// placeholder once expanded, or obviously weak (short, few distinct
+	// characters, a repeat or run, a sample value from the docs), stops
+	// the config from loading. When empty, a random key is generated once
+	// and kept in the store.
+	//
+	// Every string option of the app and of sso_gateway may hold {env.*}
+	// and {file.*} placeholders; they are expanded when the config loads.
 	SessionKeys []string `json:"session_keys,omitempty"`
 
 	// DNS resolver (host:port) for domain verification. Default: the
@@ -73,13 +80,14 @@ type App struct {
 	// How often each DNS-verified domain's TXT record is checked again. A
 	// domain whose record is gone becomes unverified and stops routing
 	// sign-ins (audited as domain.lost); DNS errors change nothing.
-	// Default: 24h.
+	// At least 1m. Default: 24h.
 	DomainRecheckInterval caddy.Duration `json:"domain_recheck_interval,omitempty"`
 
 	// Absolute lifetime of a session. Default: 8h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
-	// A session unused for this long ends. Default: 1h.
+	// A session unused for this long ends; at most session_lifetime.
+	// Default: 1h, or session_lifetime if that is shorter.
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
 
 	// How long a sign-in may take at the IdP before the AuthnRequest it

@@ -431,11 +431,11 @@ func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
 			switch {
 			case !sameSite:
 			case c.err != nil:
-				w.err = coverageError(fmt.Sprintf("sso_gateway at %s: the matcher %s of route %s, which comes first and answers with the app,",
+				w.err = coverageError(fmt.Sprintf("sso_gateway at %s: the matcher %s of %s, which comes before the gateway and answers with the app,",
 					at, desc, s.at), c, g.Prefix)
 				return
 			case c.missed[0] != "":
-				w.err = fmt.Errorf("sso_gateway at %s: route %s comes first and answers with the app (reverse_proxy or file_server) "+
+				w.err = fmt.Errorf("sso_gateway at %s: %s comes before the gateway and answers with the app (reverse_proxy or file_server) "+
 					"for %s %s, one of the gateway's own endpoints: sign-in cannot work, and the requests that route matches "+
 					"never meet the gateway; put sso_gateway before it (in the same route, without a matcher) and choose what "+
 					"needs a session with public_paths/protected_paths", at, s.at, c.missed[0], c.missed[1])

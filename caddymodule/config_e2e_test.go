@@ -347,7 +347,7 @@ func TestEarlierRouteToTheAppRefused(t *testing.T) {
 		map[string]any{"handle": []any{proxy}},
 		map[string]any{"handle": []any{gw, proxy}},
 	}
-	wantRefused(t, cfg, "servers.gateway.routes[0] comes first and answers with the app", "GET /sso/login")
+	wantRefused(t, cfg, "servers.gateway.routes[0] comes before the gateway and answers with the app", "GET /sso/login")
 
 	cfg = demoConfig(t)
 	gw, proxy = demoHandlers(cfg)
@@ -355,11 +355,11 @@ func TestEarlierRouteToTheAppRefused(t *testing.T) {
 		map[string]any{"match": []any{map[string]any{"path": []string{"/sso/*"}}}, "handle": []any{map[string]any{"handler": "file_server"}}},
 		map[string]any{"handle": []any{gw, proxy}},
 	}
-	wantRefused(t, cfg, "servers.gateway.routes[0] comes first", "GET /sso/login")
+	wantRefused(t, cfg, "servers.gateway.routes[0] comes before the gateway", "GET /sso/login")
 
 	upstream := strings.TrimPrefix(env.UpstreamURL, "http://")
 	status, body := loadCaddyfile(t, fmt.Sprintf("\troute {\n\t\treverse_proxy %s\n\t\tsso_gateway\n\t}", upstream))
-	if status == http.StatusOK || !strings.Contains(body, "comes first and answers with the app") {
+	if status == http.StatusOK || !strings.Contains(body, "comes before the gateway and answers with the app") {
 		t.Errorf("Caddyfile with reverse_proxy before sso_gateway: %d %s", status, body)
 	}
 	assertStillGuarded(t)

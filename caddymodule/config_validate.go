@@ -231,13 +231,8 @@ func checkPathPatterns(opt string, patterns []string) error {
 // reservedHeaders are request headers that carry something other than our
 // identity, which proxies, servers or the app's own security rely on; an
 // identity header by one of these names would break or subvert them.
-var reservedHeaders = map[string]bool{}
-
-// reservedHeaderPrefixes are reserved families (Sec-Fetch-*, Content-*,
-// Proxy-*, If-*, Accept-*, Access-Control-*).
-var reservedHeaderPrefixes = []string{"Sec-", "Proxy-", "Content-", "If-", "Accept", "Access-Control-"}
-
-func init() {
+var reservedHeaders = func() map[string]bool {
+	m := map[string]bool{}
 	for _, h := range []string{
 		// Hop-by-hop (RFC 9110 7.6.1) and framing.
 		"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
@@ -249,9 +244,14 @@ func init() {
 		"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Uri", "X-Forwarded-Method", "X-Forwarded-Ssl",
 		"X-Forwarded-Server", "X-Http-Method-Override", "X-Requested-With",
 	} {
-		reservedHeaders[h] = true
+		m[h] = true
 	}
-}
+	return m
+}()
+
+// reservedHeaderPrefixes are reserved families (Sec-Fetch-*, Content-*,
+// Proxy-*, If-*, Accept-*, Access-Control-*).
+var reservedHeaderPrefixes = []string{"Sec-", "Proxy-", "Content-", "If-", "Accept", "Access-Control-"}
 
 // checkHeaderName checks an identity header name.
 func checkHeaderName(opt, name string) error {

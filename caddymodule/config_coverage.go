@@ -334,14 +334,8 @@ func (a *App) checkGatewayRoutes() error {
 		if srv.Errors != nil {
 			w.routes(at+".errors.routes", srv.Errors.Routes, nil)
 		}
-		named := make([]string, 0, len(srv.NamedRoutes))
-		for n := range srv.NamedRoutes {
-			named = append(named, n)
-		}
-		slices.Sort(named)
-		for _, n := range named {
-			w.route(fmt.Sprintf("%s.named_routes.%s", at, n), srv.NamedRoutes[n], nil, nil)
-		}
+		// Named routes run where they are invoked, under the matchers
+		// there (see route); one that is never invoked never runs.
 		if w.err != nil {
 			return w.err
 		}
@@ -350,9 +344,10 @@ func (a *App) checkGatewayRoutes() error {
 }
 
 type routeWalker struct {
-	app *App
-	srv *caddyhttp.Server
-	err error
+	app      *App
+	srv      *caddyhttp.Server
+	err      error
+	invoking []string // named routes being walked, against invoke loops
 }
 
 func (w *routeWalker) routes(at string, rl caddyhttp.RouteList, outer []enclosing) {
@@ -392,6 +387,12 @@ func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing, ea
 		switch h := h.(type) {
 		case *Gateway:
 			w.gateway(hat, h, inner)
+		case *caddyhttp.Invoke:
+			if nr := w.srv.NamedRoutes[h.Name]; nr != nil && !slices.Contains(w.invoking, h.Name) {
+				w.invoking = append(w.invoking, h.Name)
+				w.route(fmt.Sprintf("%s(named_routes.%s)", hat, h.Name), nr, inner, nil)
+				w.invoking = w.invoking[:len(w.invoking)-1]
+			}
 		case *caddyhttp.Subroute:
 			w.routes(hat+".routes", h.Routes, inner)
 			if h.Errors != nil {

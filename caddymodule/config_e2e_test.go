@@ -197,6 +197,16 @@ func TestEnclosingHandleRefused(t *testing.T) {
 		map[string]any{"handle": []any{proxy}},
 	}
 	wantRefused(t, cfg, "servers.gateway.routes[0].handle[0].routes[0]", "does not cover GET /sso/login")
+
+	// And in a named route, invoked under a matcher.
+	cfg = demoConfig(t)
+	gw, proxy = demoHandlers(cfg)
+	demoServer(cfg)["named_routes"] = map[string]any{"guarded": map[string]any{"handle": []any{gw, proxy}}}
+	demoServer(cfg)["routes"] = []any{
+		map[string]any{"match": []any{map[string]any{"path": []string{"/app/*"}}}, "handle": []any{map[string]any{"handler": "invoke", "name": "guarded"}}, "terminal": true},
+		map[string]any{"handle": []any{proxy}},
+	}
+	wantRefused(t, cfg, "servers.gateway.routes[0].handle[0](named_routes.guarded).handle[0]", `path ["/app/*"]`, "does not cover GET /sso/login")
 	assertStillGuarded(t)
 }
 

@@ -7,9 +7,9 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,10 +54,17 @@ type App struct {
 	BaseURL string `json:"base_url,omitempty"`
 
 	// Keys that protect session cookies. Each is a secret of at least 32
-	// bytes (any string; a random base64 string is a good choice). The first
-	// key seals new cookies; the others are still accepted, so keys can be
-	// rotated without signing everyone out. When empty, a random key is
-	// generated once and kept in the store.
+	// bytes (any string; a random base64 string is a good choice), usually
+	// given as `{env.NAME}` or `{file./path}`. The first key seals new
+	// cookies; the others are still accepted, so keys can be rotated
+	// without signing everyone out. A key that is empty or still a
+	// placeholder once expanded, or obviously weak (short, few distinct
+	// characters, a repeat or run, a sample value from the docs), stops
+	// the config from loading. When empty, a random key is generated once
+	// and kept in the store.
+	//
+	// Every string option of the app and of sso_gateway may hold {env.*}
+	// and {file.*} placeholders; they are expanded when the config loads.
 	SessionKeys []string `json:"session_keys,omitempty"`
 
 	// DNS resolver (host:port) for domain verification. Default: the
@@ -73,13 +80,14 @@ type App struct {
 	// How often each DNS-verified domain's TXT record is checked again. A
 	// domain whose record is gone becomes unverified and stops routing
 	// sign-ins (audited as domain.lost); DNS errors change nothing.
-	// Default: 24h.
+	// At least 1m. Default: 24h.
 	DomainRecheckInterval caddy.Duration `json:"domain_recheck_interval,omitempty"`
 
 	// Absolute lifetime of a session. Default: 8h.
 	SessionLifetime caddy.Duration `json:"session_lifetime,omitempty"`
 
-	// A session unused for this long ends. Default: 1h.
+	// A session unused for this long ends; at most session_lifetime.
+	// Default: 1h, or session_lifetime if that is shorter.
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
 
 	// How long a sign-in may take at the IdP before the AuthnRequest it
@@ -101,6 +109,7 @@ type App struct {
 	// events per organization, one event per kind of failure and minute.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
+	ctx     caddy.Context // kept for Start's look at the http app
 	logger  *zap.Logger
 	baseURL *url.URL
 
@@ -140,58 +149,74 @@ func (App) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision checks the configuration and resolves defaults. It does not
-// open the store: `caddy validate` provisions modules in a second process
-// while the server runs, and must not fight it for the database lock.
+// Provision expands placeholders and resolves defaults; Validate checks
+// the result. It does not open the store: `caddy validate` provisions
+// modules in a second process while the server runs, and must not fight
+// it for the database lock.
 func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.shared = &appState{}
+
+	x := newExpander()
+	x.expand("storage_path", &a.StoragePath, false)
+	x.expand("base_url", &a.BaseURL, false)
+	x.expand("dns_resolver", &a.DNSResolver, false)
+	for i := range a.SessionKeys {
+		x.expand(fmt.Sprintf("session_keys[%d]", i), &a.SessionKeys[i], true)
+	}
+	if x.err != nil {
+		return fmt.Errorf("sso: %w", x.err)
+	}
+
 	if a.StoragePath == "" {
 		a.StoragePath = filepath.Join(caddy.AppDataDir(), "ssogate")
 	}
+	if err := noPlaceholder("storage_path", a.StoragePath); err != nil {
+		return fmt.Errorf("sso: %w", err)
+	}
 	abs, err := filepath.Abs(a.StoragePath)
 	if err != nil {
-		return fmt.Errorf("sso: storage_path: %w", err)
+		return fmt.Errorf("sso: storage_path %q: %w", a.StoragePath, err)
 	}
 	a.StoragePath = abs
-	if a.BaseURL == "" {
-		return fmt.Errorf("sso: base_url is required (the URL browsers and IdPs use to reach the gateway)")
-	}
-	u, err := parseBaseURL(a.BaseURL)
-	if err != nil {
-		return fmt.Errorf("sso: base_url: %w", err)
-	}
-	a.baseURL = u
-	for i, k := range a.SessionKeys {
-		if len(k) < 32 {
-			return fmt.Errorf("sso: session_keys[%d]: must be at least 32 characters", i)
+	// Validate reports a bad base_url; handlers provisioned later need it
+	// parsed.
+	a.baseURL, _ = parseBaseURL(a.BaseURL)
+
+	// Zero means the default. A negative value is left for Validate to
+	// refuse: it is a slip, not a wish for the default.
+	idleUnset := a.SessionIdleTimeout == 0
+	for _, d := range []struct {
+		v   *caddy.Duration
+		def time.Duration
+	}{
+		{&a.SessionLifetime, DefaultSessionLifetime},
+		{&a.SessionIdleTimeout, DefaultSessionIdle},
+		{&a.AuthnRequestTTL, DefaultAuthnRequestTTL},
+		{&a.DomainRecheckInterval, DefaultDomainRecheck},
+		{&a.InviteTTL, orgs.DefaultInviteTTL},
+	} {
+		if *d.v == 0 {
+			*d.v = caddy.Duration(d.def)
 		}
 	}
-	if a.DNSResolver != "" {
-		if _, _, err := net.SplitHostPort(a.DNSResolver); err != nil {
-			return fmt.Errorf("sso: dns_resolver %q: want host:port: %w", a.DNSResolver, err)
-		}
-	}
-	if a.SessionLifetime <= 0 {
-		a.SessionLifetime = caddy.Duration(DefaultSessionLifetime)
-	}
-	if a.SessionIdleTimeout <= 0 {
-		a.SessionIdleTimeout = caddy.Duration(DefaultSessionIdle)
-	}
-	if a.AuthnRequestTTL <= 0 {
-		a.AuthnRequestTTL = caddy.Duration(DefaultAuthnRequestTTL)
-	}
-	if a.DomainRecheckInterval <= 0 {
-		a.DomainRecheckInterval = caddy.Duration(DefaultDomainRecheck)
-	}
-	if a.InviteTTL <= 0 {
-		a.InviteTTL = caddy.Duration(orgs.DefaultInviteTTL)
+	// A short session_lifetime alone must not meet the longer default
+	// idle timeout as an error.
+	if idleUnset && a.SessionLifetime > 0 {
+		a.SessionIdleTimeout = min(a.SessionIdleTimeout, a.SessionLifetime)
 	}
 	if a.PasswordHashing == nil {
 		a.PasswordHashing = new(PasswordHashing)
 	}
-	if err := a.PasswordHashing.provision(); err != nil {
-		return fmt.Errorf("sso: password_hashing: %w", err)
+	return nil
+}
+
+// Validate checks every option, naming it and its value in the error
+// (never a session key).
+func (a *App) Validate() error {
+	if err := a.validate(); err != nil {
+		return fmt.Errorf("sso: %w", err)
 	}
 	if a.Audit != nil {
 		if err := a.Audit.provision(); err != nil {
@@ -200,6 +225,64 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	return nil
 }
+
+func (a *App) validate() error {
+	if a.BaseURL == "" {
+		return errNoBaseURL
+	}
+	if err := noPlaceholder("base_url", a.BaseURL); err != nil {
+		return err
+	}
+	if _, err := parseBaseURL(a.BaseURL); err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	for i, k := range a.SessionKeys {
+		if err := checkSessionKey(fmt.Sprintf("session_keys[%d]", i), k); err != nil {
+			return err
+		}
+	}
+	if a.DNSResolver != "" {
+		if err := noPlaceholder("dns_resolver", a.DNSResolver); err != nil {
+			return err
+		}
+		if err := checkHostPort("dns_resolver", a.DNSResolver); err != nil {
+			return err
+		}
+	}
+	for _, d := range []struct {
+		opt string
+		v   caddy.Duration
+		min time.Duration
+	}{
+		{"session_lifetime", a.SessionLifetime, 0},
+		{"session_idle_timeout", a.SessionIdleTimeout, 0},
+		{"authn_request_ttl", a.AuthnRequestTTL, 0},
+		{"invite_ttl", a.InviteTTL, 0},
+		{"domain_recheck_interval", a.DomainRecheckInterval, MinDomainRecheckInterval},
+	} {
+		if err := checkDuration(d.opt, d.v, d.min); err != nil {
+			return err
+		}
+	}
+	if a.SessionIdleTimeout > a.SessionLifetime {
+		return fmt.Errorf("session_idle_timeout %s: must not be longer than session_lifetime %s",
+			time.Duration(a.SessionIdleTimeout), time.Duration(a.SessionLifetime))
+	}
+	if ph := a.PasswordHashing; ph.MaxConcurrent > maxHashConcurrency {
+		return fmt.Errorf("password_hashing max_concurrent %d: at most %d", ph.MaxConcurrent, maxHashConcurrency)
+	}
+	if err := a.PasswordHashing.provision(); err != nil {
+		p := a.PasswordHashing.params()
+		return fmt.Errorf("password_hashing (time %d, memory_kib %d, threads %d, max_concurrent %d): %w",
+			p.Time, p.MemoryKiB, p.Threads, a.PasswordHashing.MaxConcurrent, err)
+	}
+	return nil
+}
+
+// maxHashConcurrency bounds password_hashing max_concurrent: each hash
+// holds its memory cost, so a large value lets a sign-in flood take the
+// process's memory.
+const maxHashConcurrency = 256
 
 // parseBaseURL accepts an absolute http(s) URL without path, query or
 // fragment; a trailing slash is tolerated.
@@ -211,17 +294,26 @@ func parseBaseURL(raw string) (*url.URL, error) {
 	if u.Scheme != "https" && u.Scheme != "http" {
 		return nil, fmt.Errorf("%q: scheme must be https (or http for local testing)", raw)
 	}
-	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+	if u.Hostname() == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
 		return nil, fmt.Errorf("%q: want scheme://host[:port] only", raw)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%q: port must be a number from 1 to 65535", raw)
+		}
 	}
 	u.Path = ""
 	return u, nil
 }
 
-// Start opens the store, so that a broken storage path shows up when the
-// config loads rather than on the first request, and starts the periodic
-// domain re-check.
+// Start checks that no route matcher lets requests around a gateway (see
+// checkGatewayRoutes; every app is provisioned by now), opens the store,
+// so that a broken storage path shows up when the config loads rather
+// than on the first request, and starts the periodic domain re-check.
 func (a *App) Start() error {
+	if err := a.checkGatewayRoutes(); err != nil {
+		return err
+	}
 	svc, err := a.Orgs()
 	if err != nil {
 		return err
@@ -404,5 +496,6 @@ func (a *App) sessionKeys() ([][]byte, error) {
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
 )

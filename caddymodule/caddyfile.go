@@ -7,12 +7,14 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 func init() {
 	httpcaddyfile.RegisterGlobalOption("sso", parseGlobalOption)
-	httpcaddyfile.RegisterHandlerDirective("sso_gateway", parseGatewayDirective)
+	// Not RegisterHandlerDirective: that hides the matcher token from the
+	// parser, and a matcher on the gateway decides which requests skip
+	// sign-in (see parseGatewayDirective).
+	httpcaddyfile.RegisterDirective("sso_gateway", parseGatewayDirective)
 	// Before basic_auth, like other authentication handlers, so it runs
 	// ahead of reverse_proxy and friends.
 	httpcaddyfile.RegisterDirectiveOrder("sso_gateway", httpcaddyfile.Before, "basic_auth")
@@ -24,14 +26,14 @@ func init() {
 //	    sso {
 //	        base_url             https://app.example.com
 //	        storage_path         /var/lib/ssogate
-//	        session_key          <secret of 32+ characters>   # repeat to rotate; first seals
+//	        session_key          {env.SSOGATE_SESSION_KEY}   # 32+ random bytes; repeat to rotate, first seals
 //	        dns_resolver         127.0.0.1:53
 //	        allow_private_metadata_urls   # IdP metadata URLs may reach internal hosts
-//	        session_lifetime     8h
-//	        session_idle_timeout 1h
+//	        session_lifetime     8h    # durations: positive; zero or unset means the default
+//	        session_idle_timeout 1h    # at most session_lifetime
 //	        authn_request_ttl    10m
 //	        invite_ttl           72h
-//	        domain_recheck_interval 24h
+//	        domain_recheck_interval 24h   # at least 1m
 //	        password_hashing {
 //	            time           3
 //	            memory         64MiB
@@ -45,6 +47,9 @@ func init() {
 //	        }
 //	    }
 //	}
+//
+// String values may hold {env.*} and {file.*} placeholders, expanded when
+// the app is provisioned.
 func parseGlobalOption(d *caddyfile.Dispenser, _ any) (any, error) {
 	app := new(App)
 	if err := app.UnmarshalCaddyfile(d); err != nil {
@@ -86,6 +91,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("%s: %v", opt, err)
 			}
+			// Zero means the default; a negative value is a typo, never
+			// a wish for the default.
+			if dur < 0 {
+				return d.Errf("%s %s: must not be negative", opt, v)
+			}
 			switch opt {
 			case "session_lifetime":
 				a.SessionLifetime = caddy.Duration(dur)
@@ -124,28 +134,52 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-func parseGatewayDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+// parseGatewayDirective reads the sso_gateway directive. The gateway takes
+// no arguments: a leading path is a matcher everywhere in Caddy, and a
+// matcher on the gateway lets every request it does not match through
+// without sign-in. A matcher that does not even cover the gateway's own
+// endpoints is refused here already; the same check runs again, with the
+// whole route tree, when the config starts (see checkGatewayRoutes).
+func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
+	if !h.Next() {
+		return nil, h.ArgErr()
+	}
+	matcherSet, err := h.ExtractMatcherSet()
+	if err != nil {
+		return nil, err
+	}
 	g := new(Gateway)
-	err := g.UnmarshalCaddyfile(h.Dispenser)
-	return g, err
+	if err := g.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	if matcherSet != nil {
+		if err := adaptTimeCoverage(h, g, matcherSet); err != nil {
+			return nil, h.Errf("%v", err)
+		}
+	}
+	return h.NewRoute(matcherSet, g), nil
 }
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens:
 //
-//	sso_gateway [<prefix>] {
+//	sso_gateway {
 //	    prefix          /sso
 //	    public_paths    /health /static/*
 //	    protected_paths /app/*
 //	    header_preset   default|oauth2-proxy
 //	    header          <user_id|user|email|name|groups|org|auth_method> <Header-Name|->
+//	    allow_bypass    # only with a matcher: requests it does not match skip sign-in
 //	}
+//
+// The directive takes no arguments; `sso_gateway /x` is a path matcher,
+// not a prefix. Put it in the site block without a matcher and choose
+// what needs a session with public_paths and protected_paths. Values may
+// hold {env.*} placeholders, expanded when the handler is provisioned.
 func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
-		g.Prefix = d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+		return d.Errf("sso_gateway takes no arguments, got %q: set the route prefix with the prefix subdirective, "+
+			"and choose what needs a session with public_paths/protected_paths", d.Val())
 	}
 	for d.NextBlock(0) {
 		switch d.Val() {
@@ -177,15 +211,16 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if g.Headers == nil {
 				g.Headers = new(HeaderNames)
 			}
-			dst := map[string]*string{
-				"user_id": &g.Headers.UserID, "user": &g.Headers.User, "email": &g.Headers.Email,
-				"name": &g.Headers.Name, "groups": &g.Headers.Groups, "org": &g.Headers.Org,
-				"auth_method": &g.Headers.AuthMethod,
-			}[strings.ToLower(field)]
+			dst := g.Headers.field(field)
 			if dst == nil {
-				return d.Errf("unknown identity header field %q", field)
+				return d.Errf("unknown identity header field %q (want one of %s)", field, strings.Join(identityFieldNames[:], ", "))
 			}
 			*dst = name
+		case "allow_bypass":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AllowBypass = true
 		default:
 			return d.Errf("unrecognized sso_gateway option %q", d.Val())
 		}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"net/url"
 	"reflect"
 	"testing"
 
@@ -12,7 +13,8 @@ import (
 // `sso` global option and of the `sso_gateway` directive. Invariants: no
 // panic; what parses survives the JSON round trip Caddy puts it through
 // (caddyconfig.JSON, then json.Unmarshal into a fresh value) unchanged;
-// a gateway that parses has a header preset that resolves or is refused.
+// a gateway that parses has a header preset that resolves or is refused;
+// Validate (what Caddy calls after Provision) answers without panicking.
 func FuzzCaddyfile(f *testing.F) {
 	for _, s := range []struct{ global, directive string }{
 		{"sso {\n base_url https://app.example.com\n storage_path /var/lib/ssogate\n session_key {$SSOGATE_SESSION_KEY}\n}",
@@ -27,6 +29,9 @@ func FuzzCaddyfile(f *testing.F) {
 		{"sso {\n password_hashing {\n memory -1\n }\n}", "sso_gateway {\n header nope X-A\n}"},
 		{"sso {\n password_hashing\n}", "sso_gateway {\n public_paths\n}"},
 		{"sso {\n password_hashing {\n time 99999999999999999999\n}\n}", "sso_gateway `a` {\n prefix \"\"\n}"},
+		{"sso {\n session_lifetime -5m\n session_key {env.SSOGATE_SESSION_KEY}\n}", "sso_gateway {\n allow_bypass\n header email \"X Bad\"\n}"},
+		{"sso {\n base_url http://127.0.0.1:8080\n session_key 3q2+7wXYd0Kk1m9VbN4pZr8sTu6Hj5Ga\n session_idle_timeout 9h\n}",
+			"sso_gateway {\n prefix /a/../b\n public_paths {http.request.uri} /x[\n header user Cookie\n}"},
 	} {
 		f.Add(s.global, s.directive)
 	}
@@ -36,6 +41,10 @@ func FuzzCaddyfile(f *testing.F) {
 			if err := a.UnmarshalCaddyfile(d); err == nil {
 				var back App
 				roundTrip(t, &a, &back)
+				if back.PasswordHashing == nil {
+					back.PasswordHashing = new(PasswordHashing) // as Provision does
+				}
+				_ = back.validate()
 			}
 		}
 		if d, ok := dispenser(directive); ok {
@@ -44,6 +53,9 @@ func FuzzCaddyfile(f *testing.F) {
 				var back Gateway
 				roundTrip(t, &g, &back)
 				_, _ = resolveHeaders(g.HeaderPreset, g.Headers)
+				back.app = &App{baseURL: &url.URL{Scheme: "https", Host: "app.example.com"}}
+				back.secure = true
+				_ = back.validate()
 			}
 		}
 	})

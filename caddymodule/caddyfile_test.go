@@ -56,18 +56,20 @@ func TestCaddyfileExampleAdapts(t *testing.T) {
 }
 
 func TestGatewayCaddyfile(t *testing.T) {
-	d := caddyfile.NewTestDispenser(`sso_gateway /auth {
+	d := caddyfile.NewTestDispenser(`sso_gateway {
+		prefix /auth
 		public_paths /a /b/*
 		protected_paths /app/*
 		header_preset oauth2-proxy
 		header email X-Mail
 		header org -
+		allow_bypass
 	}`)
 	var g Gateway
 	if err := g.UnmarshalCaddyfile(d); err != nil {
 		t.Fatal(err)
 	}
-	if g.Prefix != "/auth" || len(g.PublicPaths) != 2 || g.ProtectedPaths[0] != "/app/*" || g.HeaderPreset != "oauth2-proxy" {
+	if g.Prefix != "/auth" || len(g.PublicPaths) != 2 || g.ProtectedPaths[0] != "/app/*" || g.HeaderPreset != "oauth2-proxy" || !g.AllowBypass {
 		t.Errorf("parsed %+v", g)
 	}
 	h, ok := resolveHeaders(g.HeaderPreset, g.Headers)
@@ -80,6 +82,8 @@ func TestGatewayCaddyfile(t *testing.T) {
 		"sso_gateway {\n header_preset\n}",
 		"sso_gateway {\n public_paths\n}",
 		"sso_gateway /a /b",
+		"sso_gateway /sso",
+		"sso_gateway {\n allow_bypass yes\n}",
 	} {
 		var g Gateway
 		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
@@ -126,7 +130,7 @@ func TestParseBaseURL(t *testing.T) {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	for _, bad := range []string{"a.example", "ftp://a.example", "https://a.example/path", "https://a.example/?q", "https://u@a.example"} {
+	for _, bad := range []string{"a.example", "ftp://a.example", "https://a.example/path", "https://a.example/?q", "https://u@a.example", "https://:443", "https://a.example:99999", "https://a.example:0"} {
 		if _, err := parseBaseURL(bad); err == nil {
 			t.Errorf("%q: want an error", bad)
 		}

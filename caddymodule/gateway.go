@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,17 @@ type Gateway struct {
 	// Per-header overrides of the preset; `-` leaves a header out.
 	Headers *HeaderNames `json:"headers,omitempty"`
 
+	// The gateway protects only the requests that reach it. When a route
+	// matcher (the directive's own, or an enclosing `handle`/`route`
+	// block's) lets only some requests reach it, or an earlier route
+	// answers some with the app (reverse_proxy, file_server), those go on
+	// without sign-in; the config then loads with a warning, and this
+	// option says that is intended and silences it. A matcher or earlier
+	// route that keeps the gateway from its own endpoints is refused
+	// either way. Host matchers (site addresses) need no opt-in.
+	// Default: false.
+	AllowBypass bool `json:"allow_bypass,omitempty"`
+
 	app      *App
 	logger   *zap.Logger
 	headers  HeaderNames
@@ -82,7 +94,8 @@ func (Gateway) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets the handler up.
+// Provision expands placeholders and sets the handler up; Validate checks
+// the options.
 func (g *Gateway) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	appIface, err := ctx.App("sso")
@@ -93,41 +106,81 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	if g.app.baseURL == nil {
 		return errors.New("sso_gateway: the sso app has no base_url; set it in the global `sso` options block")
 	}
+
+	x := newExpander()
+	x.expand("prefix", &g.Prefix, false)
+	x.expandAll("public_paths", g.PublicPaths)
+	x.expandAll("protected_paths", g.ProtectedPaths)
+	x.expand("header_preset", &g.HeaderPreset, false)
+	if g.Headers != nil {
+		for i, p := range g.Headers.pointers() {
+			x.expand("header "+identityFieldNames[i], p, false)
+		}
+	}
+	if x.err != nil {
+		return fmt.Errorf("sso_gateway: %w", x.err)
+	}
 	if g.Prefix == "" {
 		g.Prefix = DefaultPrefix
 	}
-	g.Prefix = "/" + strings.Trim(g.Prefix, "/")
-	if g.Prefix == "/" {
-		return errors.New("sso_gateway: prefix must not be /")
-	}
 	g.app.registerPrefix(g.Prefix)
 
-	h, ok := resolveHeaders(g.HeaderPreset, g.Headers)
-	if !ok {
-		return fmt.Errorf("sso_gateway: unknown header_preset %q (want %q or %q)", g.HeaderPreset, PresetDefault, PresetOAuth2Proxy)
-	}
-	g.headers = h
-	g.stripped = strippedHeaders(h)
+	// An unknown preset is reported by Validate.
+	g.headers, _ = resolveHeaders(g.HeaderPreset, g.Headers)
+	g.stripped = strippedHeaders(g.headers)
 
-	g.public = caddyhttp.MatchPath(g.PublicPaths)
+	// Copies: the matchers lowercase their patterns in place.
+	g.public = slices.Clone(caddyhttp.MatchPath(g.PublicPaths))
 	if err := g.public.Provision(ctx); err != nil {
 		return fmt.Errorf("sso_gateway: public_paths: %w", err)
 	}
-	g.guarded = caddyhttp.MatchPath(g.ProtectedPaths)
+	g.guarded = slices.Clone(caddyhttp.MatchPath(g.ProtectedPaths))
 	if err := g.guarded.Provision(ctx); err != nil {
 		return fmt.Errorf("sso_gateway: protected_paths: %w", err)
 	}
 
 	g.secure = g.app.baseURL.Scheme == "https"
-	if !g.secure && !isLoopbackHost(g.app.baseURL.Hostname()) {
-		return fmt.Errorf("sso_gateway: base_url %s must be https (plain http is allowed only on loopback hosts, for local testing)", g.app.baseURL)
+	if len(g.PublicPaths) > 0 && g.public.Match(probe(http.MethodGet, "/", g.app.baseURL, nil)) &&
+		g.public.Match(probe(http.MethodGet, "/any/page/of/the/app", g.app.baseURL, nil)) {
+		g.logger.Warn("public_paths make every path public: no request to the app needs a session",
+			zap.Strings("public_paths", g.PublicPaths))
 	}
-
 	g.pages, err = pages.New()
 	if err != nil {
 		return err
 	}
 	g.lazy = &gatewayState{}
+	return nil
+}
+
+// Validate checks every option, naming it and its value in the error.
+func (g *Gateway) Validate() error {
+	if err := g.validate(); err != nil {
+		return fmt.Errorf("sso_gateway: %w", err)
+	}
+	return nil
+}
+
+func (g *Gateway) validate() error {
+	if err := checkPrefix(g.Prefix); err != nil {
+		return err
+	}
+	if err := checkPathPatterns("public_paths", g.PublicPaths); err != nil {
+		return err
+	}
+	if err := checkPathPatterns("protected_paths", g.ProtectedPaths); err != nil {
+		return err
+	}
+	h, ok := resolveHeaders(g.HeaderPreset, g.Headers)
+	if !ok {
+		return fmt.Errorf("header_preset %q: unknown (want %q or %q)", g.HeaderPreset, PresetDefault, PresetOAuth2Proxy)
+	}
+	if err := checkHeaders(g.Headers, h); err != nil {
+		return err
+	}
+	if !g.secure && !isLoopbackHost(g.app.baseURL.Hostname()) {
+		return fmt.Errorf("base_url %s must be https (plain http is allowed only on loopback hosts, for local testing)", g.app.baseURL)
+	}
 	return nil
 }
 
@@ -262,5 +315,6 @@ func isLoopbackHost(host string) bool {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Gateway)(nil)
+	_ caddy.Validator             = (*Gateway)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
 )

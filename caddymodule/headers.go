@@ -19,6 +19,26 @@ type HeaderNames struct {
 	AuthMethod string `json:"auth_method,omitempty"`
 }
 
+// identityFieldNames are the JSON and Caddyfile names of the HeaderNames
+// fields, in identityFields order.
+var identityFieldNames = [identityFields]string{"user_id", "user", "email", "name", "groups", "org", "auth_method"}
+
+// field returns the HeaderNames field called name (see
+// identityFieldNames), or nil.
+func (h *HeaderNames) field(name string) *string {
+	fields := h.pointers()
+	for i, n := range identityFieldNames {
+		if strings.ToLower(name) == n {
+			return fields[i]
+		}
+	}
+	return nil
+}
+
+func (h *HeaderNames) pointers() [identityFields]*string {
+	return [...]*string{&h.UserID, &h.User, &h.Email, &h.Name, &h.Groups, &h.Org, &h.AuthMethod}
+}
+
 // Header presets.
 const (
 	PresetDefault     = "default"

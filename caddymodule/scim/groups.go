@@ -95,8 +95,20 @@ func (h *groupHandler) Create(r *http.Request, attrs elimity.ResourceAttributes)
 	if err := setGroupAttributes(g, attrs); err != nil {
 		return elimity.Resource{}, err
 	}
+	if err := h.srv.limits.checkGroup(g); err != nil {
+		return elimity.Resource{}, err
+	}
 	unlock := h.srv.locks.lock(orgKey(org))
-	err := h.srv.cfg.Store.CreateGroup(g)
+	// Creations take turns (the lock), so the count holds until the write.
+	_, n, err := h.srv.cfg.Store.ListGroups(org, 0, 0)
+	switch {
+	case err != nil:
+	case n >= h.srv.limits.MaxGroups:
+		unlock()
+		return elimity.Resource{}, quotaError("groups", h.srv.limits.MaxGroups)
+	default:
+		err = h.srv.cfg.Store.CreateGroup(g)
+	}
 	unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -167,6 +179,9 @@ func (h *groupHandler) update(r *http.Request, id string, change func(*store.Gro
 			before[m] = true
 		}
 		if err := change(g); err != nil {
+			return err
+		}
+		if err := h.srv.limits.checkGroup(g); err != nil {
 			return err
 		}
 		after = g.Members

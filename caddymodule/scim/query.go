@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -66,6 +67,7 @@ func window(n, startIndex, count int) (int, int) {
 // listing is how users and groups are listed: without a filter, a page
 // straight from the store; with one, the candidates the indexes give,
 // checked against the whole filter, sorted by ID and cut to the page.
+// Either way the page ends early once it holds pageBytes of resources.
 type listing[T any] struct {
 	all         func(offset, count int) ([]T, int, error)
 	candidates  func(filter.Expression) (map[string]T, bool, error)
@@ -74,20 +76,48 @@ type listing[T any] struct {
 	resource    func(T) elimity.Resource
 	storeError  func(error) error
 	unsupported string // invalidFilter detail for filters the indexes cannot bound
+	pageBytes   int
 }
+
+// listBatch is how many records an unfiltered listing reads at a time,
+// so that what it holds beyond the page is a few records, however large
+// records written before the size limits are.
+const listBatch = 10
 
 func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error) {
 	page := elimity.Page{Resources: []elimity.Resource{}}
+	budget := l.pageBytes
+	// add adds a resource to the page unless the page is full; the first
+	// one always goes in, or a client could never get past it.
+	add := func(it T) bool {
+		res := l.resource(it)
+		n := resourceSize(res)
+		if len(page.Resources) > 0 && n > budget {
+			return false
+		}
+		budget -= n
+		page.Resources = append(page.Resources, res)
+		return true
+	}
 	if params.FilterValidator == nil {
-		items, total, err := l.all(max(params.StartIndex-1, 0), params.Count)
-		if err != nil {
-			return elimity.Page{}, l.storeError(err)
+		offset := max(params.StartIndex-1, 0)
+		for {
+			want := min(params.Count-len(page.Resources), listBatch)
+			items, total, err := l.all(offset, max(want, 0))
+			if err != nil {
+				return elimity.Page{}, l.storeError(err)
+			}
+			page.TotalResults = total
+			for _, it := range items {
+				if !add(it) {
+					return page, nil
+				}
+			}
+			if len(items) < want || want <= 0 {
+				return page, nil
+			}
+			offset += len(items)
 		}
-		page.TotalResults = total
-		for _, it := range items {
-			page.Resources = append(page.Resources, l.resource(it))
-		}
-		return page, nil
 	}
 
 	expr := params.FilterValidator.GetFilter()
@@ -114,9 +144,21 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 	from, to := window(len(matched), params.StartIndex, params.Count)
 	page.TotalResults = len(matched)
 	for _, it := range matched[from:to] {
-		page.Resources = append(page.Resources, l.resource(it))
+		if !add(it) {
+			break
+		}
 	}
 	return page, nil
+}
+
+// resourceSize is about how many bytes a resource takes in a response:
+// its attributes as JSON, and a margin for id, meta and schemas.
+func resourceSize(res elimity.Resource) int {
+	raw, err := json.Marshal(res.Attributes)
+	if err != nil {
+		return 0
+	}
+	return len(raw) + len(res.ID) + 300
 }
 
 // ---- users ---------------------------------------------------------------
@@ -141,6 +183,7 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 		resource:    func(u *store.User) elimity.Resource { return h.resource(u, p) },
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedUserFilter,
+		pageBytes:   h.srv.limits.MaxPageBytes,
 	}.page(params)
 }
 
@@ -226,6 +269,7 @@ func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p
 		resource:    func(g *store.Group) elimity.Resource { return h.resource(g, p) },
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedGroupFilter,
+		pageBytes:   h.srv.limits.MaxPageBytes,
 	}.page(params)
 }
 

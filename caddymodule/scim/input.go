@@ -224,7 +224,7 @@ func (l Limits) checkJSON(body []byte) error {
 		case '"':
 			s := tok.String()
 			if len(s) > maxString {
-				return badValue(fmt.Sprintf("A string in the request body is %d bytes long; at most %d are accepted.", len(s), maxString))
+				return stringTooLong{badValue(fmt.Sprintf("A string in the request body is %d bytes long; at most %d are accepted.", len(s), maxString))}
 			}
 			// A string read where a name is due is a name: jsontext
 			// knows (it is at an odd position of its object).
@@ -345,6 +345,12 @@ func (l Limits) checkBody(w http.ResponseWriter, r *http.Request, sub string) ([
 		return nil, err
 	}
 	if err := l.checkJSON(body); err != nil {
+		// A filter or path too long is better reported as such.
+		if errors.As(err, new(stringTooLong)) {
+			if perr := l.checkBodyExpressions(r.Method, sub, body); perr != nil {
+				return nil, perr
+			}
+		}
 		return nil, err
 	}
 	if err := l.checkBodyExpressions(r.Method, sub, body); err != nil {
@@ -352,6 +358,12 @@ func (l Limits) checkBody(w http.ResponseWriter, r *http.Request, sub string) ([
 	}
 	return body, nil
 }
+
+// stringTooLong is checkJSON's refusal of a long string, which is well-formed
+// JSON (so the expressions in the body can still be looked at).
+type stringTooLong struct{ scimerrors.ScimError }
+
+func (e stringTooLong) Unwrap() error { return e.ScimError }
 
 // asScimError returns the SCIM error err is (every error of this file is
 // one), or a 500.

@@ -96,6 +96,11 @@ type App struct {
 	// Default: 72h.
 	InviteTTL caddy.Duration `json:"invite_ttl,omitempty"`
 
+	// Caps on what each organization's SCIM client can make the gateway
+	// parse, store and send (sizes, depths, counts, concurrency); see
+	// scim.Limits for each field and its default.
+	SCIMLimits *SCIMLimits `json:"scim_limits,omitempty"`
+
 	logger  *zap.Logger
 	baseURL *url.URL
 
@@ -186,6 +191,11 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	if err := a.PasswordHashing.provision(); err != nil {
 		return fmt.Errorf("sso: password_hashing: %w", err)
+	}
+	if a.SCIMLimits != nil {
+		if err := a.SCIMLimits.Validate(); err != nil {
+			return fmt.Errorf("sso: scim_limits: %w", err)
+		}
 	}
 	return nil
 }

@@ -105,6 +105,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.PasswordHashing.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
+		case "scim_limits":
+			if err := a.unmarshalSCIMLimits(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized sso option %q", opt)
 		}

@@ -161,12 +161,17 @@ func (g *Gateway) state() (*gatewayState, error) {
 			s.err = err
 			return
 		}
+		var limits scim.Limits
+		if g.app.SCIMLimits != nil {
+			limits = *g.app.SCIMLimits
+		}
 		sc, err := scim.New(scim.Config{
 			Store:    st,
 			BaseURL:  g.app.baseURL.String(),
 			Prefix:   g.Prefix,
 			ClientIP: clientIP,
 			Logger:   g.logger.Named("scim"),
+			Limits:   limits,
 		})
 		if err != nil {
 			s.err = err

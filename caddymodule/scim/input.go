@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -180,6 +181,11 @@ func (l Limits) tooLarge() error {
 		Detail: "Request body too large (at most " + strconv.FormatInt(l.MaxRequestBytes, 10) + " bytes)."}
 }
 
+// maxObjectNames bounds the members of one JSON object: SCIM objects
+// have a few dozen at most (the User schema has 21 attributes), and a
+// path-less PATCH value as many as it changes.
+const maxObjectNames = 256
+
 // checkJSON requires body to be exactly one JSON value in valid UTF-8 (no
 // lone surrogate escapes either), without duplicate object keys, nested
 // at most l.MaxJSONDepth deep, and with no string longer than a filter
@@ -197,8 +203,10 @@ func (l Limits) checkJSON(body []byte) error {
 	}
 	maxString := max(l.MaxStringLength, l.MaxFilterLength)
 	dec := jsontext.NewDecoder(bytes.NewReader(body))
-	// One set of seen keys per open object, nil for arrays.
-	var seen []map[string]bool
+	// The names seen so far in each open object (nil for arrays). Most
+	// objects have a few names, so a slice searched linearly is cheaper
+	// than a map.
+	var seen [][]string
 	for {
 		tok, err := dec.ReadToken()
 		if err == io.EOF {
@@ -216,7 +224,7 @@ func (l Limits) checkJSON(body []byte) error {
 		}
 		switch tok.Kind() {
 		case '{':
-			seen = append(seen, map[string]bool{})
+			seen = append(seen, []string{})
 		case '[':
 			seen = append(seen, nil)
 		case '}', ']':
@@ -230,10 +238,14 @@ func (l Limits) checkJSON(body []byte) error {
 			// knows (it is at an odd position of its object).
 			if kind, n := dec.StackIndex(depth); kind == '{' && n%2 == 1 {
 				k := asciiLower(s)
-				if seen[len(seen)-1][k] {
+				names := seen[len(seen)-1]
+				if slices.Contains(names, k) {
 					return bad("The request body has the member " + strconv.Quote(s) + " twice in one object (names are case-insensitive).")
 				}
-				seen[len(seen)-1][k] = true
+				if len(names) >= maxObjectNames {
+					return bad(fmt.Sprintf("An object in the request body has more than %d members.", maxObjectNames))
+				}
+				seen[len(seen)-1] = append(names, k)
 			}
 		}
 		if depth == 0 {
@@ -310,19 +322,24 @@ func (l Limits) checkBodyExpressions(method, sub string, body []byte) error {
 			}
 		}
 	case method == http.MethodPatch:
-		var m map[string]any
+		// Values stay raw: a membership update holds thousands of them.
+		var m map[string]json.RawMessage
 		if json.Unmarshal(body, &m) != nil {
 			return nil
 		}
-		ops, _ := m[findKey(m, "Operations")].([]any)
-		for _, o := range ops {
-			op, _ := o.(map[string]any)
-			if p, ok := op[findKey(op, "path")].(string); ok {
+		var ops []map[string]json.RawMessage
+		if json.Unmarshal(m[findRawKey(m, "Operations")], &ops) != nil {
+			return nil
+		}
+		for _, op := range ops {
+			var p string
+			if json.Unmarshal(op[findRawKey(op, "path")], &p) == nil {
 				if err := l.checkPath(p); err != nil {
 					return err
 				}
 			}
-			if values, ok := op[findKey(op, "value")].(map[string]any); ok {
+			var values map[string]json.RawMessage
+			if json.Unmarshal(op[findRawKey(op, "value")], &values) == nil {
 				for k := range values {
 					if err := l.checkPath(k); err != nil {
 						return err
@@ -332,6 +349,19 @@ func (l Limits) checkBodyExpressions(method, sub string, body []byte) error {
 		}
 	}
 	return nil
+}
+
+// findRawKey is findKey for undecoded members.
+func findRawKey(m map[string]json.RawMessage, name string) string {
+	if _, ok := m[name]; ok {
+		return name
+	}
+	for k := range m {
+		if strings.EqualFold(k, name) {
+			return k
+		}
+	}
+	return ""
 }
 
 // checkBody reads and checks a POST, PUT or PATCH body: its media type,

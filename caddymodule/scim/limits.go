@@ -17,8 +17,10 @@ import (
 // tenant can have in flight at once to tens of MiB.
 type Limits struct {
 	// Largest request body, in bytes. The largest legitimate one is a
-	// group membership update listing many members (about 70 bytes each
-	// as the IdPs send them). Default: 2 MiB.
+	// group membership update listing many members (about 40 to 70 bytes
+	// each as the IdPs send them): 1 MiB holds 15,000 to 25,000, and the
+	// IdPs send membership changes in batches well below that. Decoding
+	// and validating a body costs some 30 times its size. Default: 1 MiB.
 	MaxRequestBytes int64 `json:"max_request_size,omitempty"`
 
 	// Longest request path plus query, in bytes. Default: 8192 (the
@@ -74,16 +76,21 @@ type Limits struct {
 	MaxUsers  int `json:"max_users,omitempty"`
 	MaxGroups int `json:"max_groups,omitempty"`
 
-	// Most requests of one organization processed at once; more wait
+	// Most requests of one organization processed at once, of which one
+	// heavy one (anything on /Groups, or a body over 64 KiB); more wait
 	// their turn (up to 30 s, at most 8 × this many waiting; beyond that
 	// they get 429 with Retry-After). Bounds the memory one tenant's
-	// parallel requests can hold. Default: 4.
+	// parallel requests hold: a heavy request (a PATCH of the largest
+	// body, a read of the largest group) holds some 50 MiB while it runs,
+	// a light one a few. The IdPs' provisioning sends a few requests at a
+	// time and waits for each; queued requests only wait a little longer.
+	// Default: 4.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
 }
 
 // Defaults of Limits.
 const (
-	DefaultMaxRequestBytes  = 2 << 20
+	DefaultMaxRequestBytes  = 1 << 20
 	DefaultMaxURLLength     = 8192
 	DefaultMaxFilterLength  = 4096
 	DefaultMaxFilterDepth   = 16
@@ -91,7 +98,7 @@ const (
 	DefaultMaxStringLength  = 1024
 	DefaultMaxMultiValued   = 100
 	DefaultMaxResourceBytes = 64 << 10
-	DefaultMaxPageBytes     = 2 << 20
+	DefaultMaxPageBytes     = 1 << 20
 	DefaultMaxGroupMembers  = 50_000
 	DefaultMaxUsers         = 100_000
 	DefaultMaxGroups        = 20_000

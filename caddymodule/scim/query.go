@@ -77,12 +77,17 @@ type listing[T any] struct {
 	storeError  func(error) error
 	unsupported string // invalidFilter detail for filters the indexes cannot bound
 	pageBytes   int
+	batch       int // records read at a time without a filter
 }
 
-// listBatch is how many records an unfiltered listing reads at a time,
-// so that what it holds beyond the page is a few records, however large
-// records written before the size limits are.
-const listBatch = 10
+// Unfiltered listings read this many records at a time, so that what
+// they hold beyond the page is a few records, however large records
+// written before the size limits are. A group of the maximum size is
+// 2 MiB stored, so groups come one at a time.
+const (
+	userBatch  = 10
+	groupBatch = 1
+)
 
 func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error) {
 	page := elimity.Page{Resources: []elimity.Resource{}}
@@ -102,7 +107,7 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 	if params.FilterValidator == nil {
 		offset := max(params.StartIndex-1, 0)
 		for {
-			want := min(params.Count-len(page.Resources), listBatch)
+			want := min(params.Count-len(page.Resources), l.batch)
 			items, total, err := l.all(offset, max(want, 0))
 			if err != nil {
 				return elimity.Page{}, l.storeError(err)
@@ -154,11 +159,19 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 // resourceSize is about how many bytes a resource takes in a response:
 // its attributes as JSON, and a margin for id, meta and schemas.
 func resourceSize(res elimity.Resource) int {
-	raw, err := json.Marshal(res.Attributes)
-	if err != nil {
-		return 0
+	n := len(res.ID) + 300
+	for k, v := range res.Attributes {
+		if raw, ok := v.(json.RawMessage); ok {
+			n += len(k) + len(raw) + 4
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			continue
+		}
+		n += len(k) + len(raw) + 4
 	}
-	return len(raw) + len(res.ID) + 300
+	return n
 }
 
 // ---- users ---------------------------------------------------------------
@@ -184,6 +197,7 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedUserFilter,
 		pageBytes:   h.srv.limits.MaxPageBytes,
+		batch:       userBatch,
 	}.page(params)
 }
 
@@ -270,6 +284,7 @@ func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedGroupFilter,
 		pageBytes:   h.srv.limits.MaxPageBytes,
+		batch:       groupBatch,
 	}.page(params)
 }
 
@@ -292,7 +307,7 @@ func (h *groupHandler) matches(org string, g *store.Group, expr filter.Expressio
 			i, p = 1, projection{}
 		}
 		if views[i] == nil {
-			views[i] = filterView(h.resource(g, p).Attributes, g.ID, g.ExternalID, g.Created, g.Updated, "Group")
+			views[i] = filterView(h.build(g, p, false).Attributes, g.ID, g.ExternalID, g.Created, g.Updated, "Group")
 		}
 		return passes(scimfilter.NewFilterValidator(asValuePath(leaf, groupFilterSchema), groupFilterSchema), views[i])
 	})

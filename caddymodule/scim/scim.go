@@ -231,7 +231,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, asScimError(err))
 		return
 	}
-	release, ok := s.slots.acquire(r.Context(), org.ID)
+	release, ok := s.slots.acquire(r.Context(), org.ID, isHeavy(r.Method, sub, r.ContentLength))
 	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(slotRetryAfterSec))
 		writeError(w, scimerrors.ScimError{Status: http.StatusTooManyRequests, Detail: "Too many requests of this organization in progress; try again shortly."})

@@ -98,11 +98,28 @@ func (l Limits) checkAttributeList(name string, list []string) error {
 	return nil
 }
 
-// checkQuery bounds the URL and the query parameters that reach a parser.
+// maxHeaderBytes bounds a SCIM request's header fields, which hold a
+// bearer token and a few standard fields. Larger ones than the HTTP
+// server's own limit (Caddy's max_header_size, 1 MiB by default) never
+// get here: the server answers them itself, in plain text.
+const maxHeaderBytes = 16 << 10
+
+// checkQuery bounds the URL, the header fields and the query parameters
+// that reach a parser.
 func (l Limits) checkQuery(r *http.Request) error {
 	if n := len(r.URL.EscapedPath()) + len(r.URL.RawQuery); n > l.MaxURLLength {
 		return scimerrors.ScimError{Status: http.StatusRequestURITooLong,
 			Detail: fmt.Sprintf("The request URL is %d bytes long; at most %d are accepted.", n, l.MaxURLLength)}
+	}
+	n := 0
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	if n > maxHeaderBytes {
+		return scimerrors.ScimError{Status: http.StatusRequestHeaderFieldsTooLarge,
+			Detail: fmt.Sprintf("The request's header fields are %d bytes long; at most %d are accepted.", n, maxHeaderBytes)}
 	}
 	q, err := urlQuery(r)
 	if err != nil {

@@ -156,15 +156,23 @@ func (e *env) send(org, method, path, contentType, body string) resp {
 	return e.do(req)
 }
 
-// TestOverLongURLGetsSCIMError: what reaches the handler is answered
-// with SCIM error JSON (Go's server answers 431 itself only past its
-// header limit, 1 MiB by default, before any handler runs).
+// TestOverLongURLGetsSCIMError: an over-long URL or header fields that
+// reach the handler are answered with SCIM error JSON (Go's server
+// answers 431 itself only past its header limit, 1 MiB by default,
+// before any handler runs).
 func TestOverLongURLGetsSCIMError(t *testing.T) {
 	e := newEnv(t)
 	r := e.call("acme", http.MethodGet, "/Users?startIndex=1&x="+strings.Repeat("a", 9000), nil)
 	e.scimError(r, http.StatusRequestURITooLong, "")
 	r = e.call("acme", http.MethodGet, "/Users/"+strings.Repeat("a", 9000), nil)
 	e.scimError(r, http.StatusRequestURITooLong, "")
+	req, err := http.NewRequest(http.MethodGet, e.http.URL+testPrefix+"/scim/acme/v2/Users", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+e.tokens["acme"])
+	req.Header.Set("X-Padding", strings.Repeat("p", 20<<10))
+	e.scimError(e.do(req), http.StatusRequestHeaderFieldsTooLarge, "")
 }
 
 // TestAttributeLimits: each cap refuses the write that would exceed it,

@@ -109,6 +109,11 @@ type App struct {
 	// events per organization, one event per kind of failure and minute.
 	Audit *AuditConfig `json:"audit,omitempty"`
 
+	// Caps on what each organization's SCIM client can make the gateway
+	// parse, store and send (sizes, depths, counts, concurrency); see
+	// scim.Limits for each field and its default.
+	SCIMLimits *SCIMLimits `json:"scim_limits,omitempty"`
+
 	ctx     caddy.Context // kept for Start's look at the http app
 	logger  *zap.Logger
 	baseURL *url.URL
@@ -221,6 +226,11 @@ func (a *App) Validate() error {
 	if a.Audit != nil {
 		if err := a.Audit.provision(); err != nil {
 			return fmt.Errorf("sso: audit: %w", err)
+		}
+	}
+	if a.SCIMLimits != nil {
+		if err := a.SCIMLimits.Validate(); err != nil {
+			return fmt.Errorf("sso: scim_limits: %w", err)
 		}
 	}
 	return nil

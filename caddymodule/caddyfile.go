@@ -127,6 +127,10 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := a.Audit.unmarshalCaddyfile(d); err != nil {
 				return err
 			}
+		case "scim_limits":
+			if err := a.unmarshalSCIMLimits(d); err != nil {
+				return err
+			}
 		default:
 			return d.Errf("unrecognized sso option %q", opt)
 		}

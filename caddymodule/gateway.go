@@ -219,6 +219,10 @@ func (g *Gateway) state() (*gatewayState, error) {
 			s.err = err
 			return
 		}
+		var limits scim.Limits
+		if g.app.SCIMLimits != nil {
+			limits = *g.app.SCIMLimits
+		}
 		sc, err := scim.New(scim.Config{
 			Store:    st,
 			Limiter:  ps.scimFailures,
@@ -226,6 +230,7 @@ func (g *Gateway) state() (*gatewayState, error) {
 			Prefix:   g.Prefix,
 			ClientIP: clientIP,
 			Logger:   g.logger.Named("scim"),
+			Limits:   limits,
 		})
 		if err != nil {
 			s.err = err

@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/crewjam/saml"
+
+	"github.com/ssogate/ssogate/caddymodule/samlsp"
 )
 
 // parseIdPMetadata reads the IdP's entity out of a metadata document: an
@@ -22,6 +24,11 @@ func parseIdPMetadata(data []byte) (*saml.EntityDescriptor, error) {
 	root, err := rootElement(data)
 	if err != nil {
 		return nil, err
+	}
+	// xml.Unmarshal recurses per nested element, and so does idpEntities
+	// over nested aggregates: bound the nesting first.
+	if err := samlsp.CheckXMLDepth(data, samlsp.MaxXMLDepth); err != nil {
+		return nil, fmt.Errorf("the metadata is not usable: %v", err)
 	}
 	switch root {
 	case xml.Name{Space: "urn:oasis:names:tc:SAML:2.0:metadata", Local: "EntityDescriptor"}:

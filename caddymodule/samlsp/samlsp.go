@@ -268,6 +268,9 @@ func precheck(raw []byte) error {
 	if bytes.Contains(bytes.ToLower(raw), []byte("<!doctype")) {
 		return errors.New("document has a DOCTYPE")
 	}
+	if err := CheckXMLDepth(raw, MaxXMLDepth); err != nil {
+		return err
+	}
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(raw); err != nil {
 		return fmt.Errorf("malformed XML: %v", err)

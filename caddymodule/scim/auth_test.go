@@ -32,7 +32,7 @@ func TestAuthenticationIsRequiredBeforeAnythingElse(t *testing.T) {
 		// Not a 404, 405 or 413: nothing is looked at before the token.
 		{"unknown endpoint", "nope", testPrefix + "/scim/acme/v2/Nothing", http.MethodGet, nil},
 		{"wrong method", "nope", testPrefix + "/scim/acme/v2/ServiceProviderConfig", http.MethodDelete, nil},
-		{"huge body", "nope", users, http.MethodPost, strings.Repeat("x", maxBody+10)},
+		{"huge body", "nope", users, http.MethodPost, strings.Repeat("x", DefaultMaxRequestBytes+10)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := e.callWith(c.token, c.method, c.path, c.body)
@@ -70,7 +70,7 @@ func TestAuthenticationIsRequiredBeforeAnythingElse(t *testing.T) {
 	// Past authentication, the path must be below /v2.
 	e.scimError(e.callWith(e.tokens["acme"], http.MethodGet, testPrefix+"/scim/acme/Users", nil), http.StatusNotFound, "")
 	e.scimError(e.callWith(e.tokens["acme"], http.MethodGet, testPrefix+"/scim/acme/v2/Nothing", nil), http.StatusNotFound, "")
-	e.scimError(e.callWith(e.tokens["acme"], http.MethodPost, users, strings.Repeat(" ", maxBody+10)), http.StatusRequestEntityTooLarge, "")
+	e.scimError(e.callWith(e.tokens["acme"], http.MethodPost, users, strings.Repeat(" ", DefaultMaxRequestBytes+10)), http.StatusRequestEntityTooLarge, "")
 
 	// Failures of known organizations are audited, without the token.
 	events, err := e.store.ListAudit("acme", 100)

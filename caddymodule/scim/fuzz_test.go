@@ -11,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/scim2/filter-parser/v2"
 
 	"go.uber.org/zap"
 
@@ -171,6 +174,9 @@ func FuzzSCIMFilter(f *testing.F) {
 		`userName eq`,
 		`(((`,
 		`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a"`,
+		strings.Repeat("(", 17) + `userName eq "a"` + strings.Repeat(")", 17),
+		strings.Repeat("not(", 16) + `userName eq "a"` + strings.Repeat(")", 16),
+		`emails[value eq "(((((((((((((((((((("]`,
 	} {
 		f.Add(s, "1", "10")
 	}
@@ -187,5 +193,103 @@ func FuzzSCIMFilter(f *testing.F) {
 				t.Fatalf("GET %s?%s: body is not JSON: %q", res, q.Encode(), out)
 			}
 		}
+	})
+}
+
+// FuzzSCIMSearch sends arbitrary filters, attribute lists and sortBy in
+// POST .search bodies. Invariants: no panic (a stack overflow would end
+// the fuzzer's process); 200 or a 4xx, never a 5xx; always JSON.
+func FuzzSCIMSearch(f *testing.F) {
+	e := newFuzzEnv(f)
+	f.Add(`userName eq "fuzz.target@acme.test"`, "userName,emails.value", "")
+	f.Add(`displayName eq "Fuzz Admins"`, "", "displayName")
+	f.Add(strings.Repeat("(", 16)+`id pr`+strings.Repeat(")", 16), "members", "meta.created")
+	f.Add(strings.Repeat("not(", 5000), "", "")
+	f.Add(`emails[type eq "work"] and (name.givenName sw "a" or not(active eq true))`, "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "")
+	f.Fuzz(func(t *testing.T, filter, attributes, sortBy string) {
+		body, err := json.Marshal(map[string]any{
+			"schemas":    []string{"urn:ietf:params:scim:api:messages:2.0:SearchRequest"},
+			"filter":     filter,
+			"attributes": strings.Split(attributes, ","),
+			"sortBy":     sortBy,
+		})
+		if err != nil {
+			t.Skip()
+		}
+		for _, res := range []string{"/Users/.search", "/Groups/.search"} {
+			status, out := e.do(http.MethodPost, res, body)
+			if status >= 500 || (status != http.StatusOK && status < 400) {
+				t.Fatalf("POST %s %s: %d\n%s", res, body, status, out)
+			}
+			if !json.Valid(out) {
+				t.Fatalf("POST %s: body is not JSON: %q", res, out)
+			}
+		}
+	})
+}
+
+// FuzzCheckJSON holds the body check to encoding/json, which the library
+// decodes with afterwards: what the check accepts is one valid JSON value
+// in valid UTF-8 that encoding/json decodes without error, nested no
+// deeper than the cap; nothing encoding/json refuses is accepted.
+func FuzzCheckJSON(f *testing.F) {
+	l := Limits{}.WithDefaults()
+	for _, s := range []string{
+		`{"userName":"a@b.c"}`, `{"a":1,"A":2}`, `{"a":1} x`, `[]`, `"\ud800"`, "\xff", `{"a":[[[[{}]]]]}`,
+		`{"a":"\u00e9","b":{"c":null,"d":[true,false,1e5]}}`, ` {} `, ``, `{"a":1}{"b":2}`, `{"a`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		err := l.checkJSON(body)
+		var v any
+		stdErr := json.Unmarshal(body, &v)
+		if err == nil {
+			if stdErr != nil {
+				t.Fatalf("accepted %q, which encoding/json refuses: %v", body, stdErr)
+			}
+			if !utf8.Valid(body) {
+				t.Fatalf("accepted invalid UTF-8 %q", body)
+			}
+			if d := jsonDepth(v); d > l.MaxJSONDepth {
+				t.Fatalf("accepted depth %d", d)
+			}
+		}
+	})
+}
+
+func jsonDepth(v any) int {
+	d := 0
+	switch v := v.(type) {
+	case map[string]any:
+		for _, el := range v {
+			d = max(d, jsonDepth(el))
+		}
+		return d + 1
+	case []any:
+		for _, el := range v {
+			d = max(d, jsonDepth(el))
+		}
+		return d + 1
+	}
+	return 0
+}
+
+// FuzzFilterDepth: filterDepth bounds the parser's nesting, so any
+// filter of at most MaxFilterDepth that the parser accepts parses
+// without trouble, and the check never lets a deeper one through.
+func FuzzFilterDepth(f *testing.F) {
+	l := Limits{}.WithDefaults()
+	for _, s := range []string{`a eq "("`, `(a eq "\"(")`, `a[b eq 1]`, `not(not(a pr))`, strings.Repeat("(", 20)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if l.checkFilter(s) != nil {
+			return
+		}
+		// Within the caps: the parser must come back (it recurses once
+		// per level, so it cannot run away).
+		_, _ = filter.ParseFilter([]byte(s))
+		_, _ = filter.ParsePath([]byte(s))
 	})
 }

@@ -1,6 +1,7 @@
 package scim
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	scimfilter "github.com/elimity-com/scim/filter"
 	"github.com/elimity-com/scim/optional"
 	"github.com/elimity-com/scim/schema"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/scim2/filter-parser/v2"
 
 	"github.com/ssogate/ssogate/store"
@@ -28,14 +30,27 @@ type groupHandler struct{ srv *Server }
 // resource is the group as the library returns it. Members carry their
 // value and $ref; their display names would cost a read per member.
 func (h *groupHandler) resource(g *store.Group, p projection) elimity.Resource {
+	return h.build(g, p, !p.subAttributes(attrMembers))
+}
+
+// build makes the group's resource. With raw, members are one
+// pre-encoded JSON array rather than a map per member: a group of 50,000
+// members is 7 MiB of JSON, and as maps it cost ten times that in
+// allocations per request. Filters and projections that look into the
+// members need the maps.
+func (h *groupHandler) build(g *store.Group, p projection, raw bool) elimity.Resource {
 	a := map[string]any{attrDisplayName: g.DisplayName}
 	if len(g.Members) > 0 && p.wants(attrMembers) {
 		base := h.srv.BaseURL(g.OrgID) + "/Users/"
-		members := make([]any, len(g.Members))
-		for i, id := range g.Members {
-			members[i] = map[string]any{"value": id, "$ref": base + url.PathEscape(id), "type": "User"}
+		if raw {
+			a[attrMembers] = membersJSON(base, g.Members)
+		} else {
+			members := make([]any, len(g.Members))
+			for i, id := range g.Members {
+				members[i] = map[string]any{"value": id, "$ref": base + url.PathEscape(id), "type": "User"}
+			}
+			a[attrMembers] = members
 		}
-		a[attrMembers] = members
 	}
 	res := elimity.Resource{
 		ID:         g.ID,
@@ -46,6 +61,31 @@ func (h *groupHandler) resource(g *store.Group, p projection) elimity.Resource {
 		res.ExternalID = optional.NewString(g.ExternalID)
 	}
 	return res
+}
+
+// membersJSON encodes members as the maps of build would be (keys in
+// encoding/json's order), into a buffer of the exact size.
+func membersJSON(base string, ids []string) json.RawMessage {
+	const per = len(`{"$ref":"","type":"User","value":""},`) + 4 // 4 quotes
+	size := 2
+	refs := make([]string, len(ids))
+	for i, id := range ids {
+		refs[i] = base + url.PathEscape(id)
+		size += per + len(refs[i]) + len(id)
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, '[')
+	for i, id := range ids {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"$ref":`...)
+		buf, _ = jsontext.AppendQuote(buf, refs[i])
+		buf = append(buf, `,"type":"User","value":`...)
+		buf, _ = jsontext.AppendQuote(buf, id)
+		buf = append(buf, '}')
+	}
+	return append(buf, ']')
 }
 
 // membersFrom reads member IDs from a members value: a list of objects
@@ -95,8 +135,20 @@ func (h *groupHandler) Create(r *http.Request, attrs elimity.ResourceAttributes)
 	if err := setGroupAttributes(g, attrs); err != nil {
 		return elimity.Resource{}, err
 	}
+	if err := h.srv.limits.checkGroup(g); err != nil {
+		return elimity.Resource{}, err
+	}
 	unlock := h.srv.locks.lock(orgKey(org))
-	err := h.srv.cfg.Store.CreateGroup(g)
+	// Creations take turns (the lock), so the count holds until the write.
+	_, n, err := h.srv.cfg.Store.ListGroups(org, 0, 0)
+	switch {
+	case err != nil:
+	case n >= h.srv.limits.MaxGroups:
+		unlock()
+		return elimity.Resource{}, quotaError("groups", h.srv.limits.MaxGroups)
+	default:
+		err = h.srv.cfg.Store.CreateGroup(g)
+	}
 	unlock()
 	if err != nil {
 		if errors.Is(err, store.ErrNotFound) {
@@ -144,18 +196,32 @@ func (h *groupHandler) Search(r *http.Request, params elimity.SearchParams) (eli
 func (h *groupHandler) Replace(r *http.Request, id string, attrs elimity.ResourceAttributes) (elimity.Resource, error) {
 	return h.update(r, id, func(g *store.Group) error {
 		return setGroupAttributes(g, attrs)
-	})
+	}, nil)
 }
 
 // Patch applies PATCH operations: renames, externalId changes, and member
 // additions and removals in every shape Okta and Entra ID send.
+//
+// The answer is the group, or 204 No Content (RFC 7644 §3.5.2 allows
+// either) once it has more than patchEchoMembers members: Okta and Entra
+// ID send membership changes in many small PATCHes and read nothing from
+// the answer, and echoing a large group (7 MiB at 50,000 members) for
+// each of them is the largest response a tenant could make the gateway
+// build.
 func (h *groupHandler) Patch(r *http.Request, id string, ops []elimity.PatchOperation) (elimity.Resource, error) {
-	return h.update(r, id, func(g *store.Group) error {
+	res, err := h.update(r, id, func(g *store.Group) error {
 		return applyGroupPatch(g, ops)
-	})
+	}, func(g *store.Group) bool { return len(g.Members) <= patchEchoMembers })
+	return res, err
 }
 
-func (h *groupHandler) update(r *http.Request, id string, change func(*store.Group) error) (elimity.Resource, error) {
+// patchEchoMembers is the largest group a PATCH answers with.
+const patchEchoMembers = 1000
+
+// update changes a group through change, in one store transaction, and
+// returns it unless echo says not to (the empty resource is the
+// library's 204).
+func (h *groupHandler) update(r *http.Request, id string, change func(*store.Group) error, echo func(*store.Group) bool) (elimity.Resource, error) {
 	org := orgOf(r)
 	st := h.srv.cfg.Store
 	unlock := h.srv.locks.lock(resourceKey(org, id))
@@ -167,6 +233,9 @@ func (h *groupHandler) update(r *http.Request, id string, change func(*store.Gro
 			before[m] = true
 		}
 		if err := change(g); err != nil {
+			return err
+		}
+		if err := h.srv.limits.checkGroup(g); err != nil {
 			return err
 		}
 		after = g.Members
@@ -193,6 +262,9 @@ func (h *groupHandler) update(r *http.Request, id string, change func(*store.Gro
 		delete(before, m)
 	}
 	h.audit(r, "scim.group.update", g, added, len(before))
+	if echo != nil && !echo(g) {
+		return elimity.Resource{}, nil
+	}
 	return h.resource(g, projectionOf(r)), nil
 }
 

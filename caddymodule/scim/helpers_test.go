@@ -129,9 +129,15 @@ func (e *env) callWith(token, method, fullPath string, body any) resp {
 	if rdr != nil {
 		req.Header.Set("Content-Type", "application/scim+json")
 	}
+	return e.do(req)
+}
+
+// do sends req and reads the response.
+func (e *env) do(req *http.Request) resp {
+	e.t.Helper()
 	res, err := e.http.Client().Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, fullPath, err)
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer res.Body.Close()
 	raw, err := io.ReadAll(res.Body)

@@ -79,6 +79,20 @@ func (p projection) wants(name string) bool {
 	return true
 }
 
+// subAttributes tells whether the parameters name sub-attributes of the
+// top-level attribute name (members.value), which then must be built as
+// values the projection can look into.
+func (p projection) subAttributes(name string) bool {
+	for _, refs := range [][]attrRef{p.only, p.exclude} {
+		for _, ref := range refs {
+			if topLevel(ref) && ref.path.SubAttribute != nil && strings.EqualFold(ref.path.AttributeName, name) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // topLevel tells a reference to a core attribute (no URN or the core
 // schema's).
 func topLevel(ref attrRef) bool {

@@ -1,7 +1,9 @@
 package scim
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -64,34 +66,93 @@ func window(n, startIndex, count int) (int, int) {
 }
 
 // listing is how users and groups are listed: without a filter, a page
-// straight from the store; with one, the candidates the indexes give,
-// checked against the whole filter, sorted by ID and cut to the page.
+// straight from the store; with one, the IDs of the candidates the
+// indexes give, each read and checked against the whole filter (one
+// record held at a time), sorted and cut to the page, whose records are
+// read again. Either way the page ends early once it holds pageBytes of
+// resources.
 type listing[T any] struct {
 	all         func(offset, count int) ([]T, int, error)
-	candidates  func(filter.Expression) (map[string]T, bool, error)
+	candidates  func(filter.Expression) (idSet, bool, error)
+	load        func(id string) (T, error)
 	matches     func(T, filter.Expression) (bool, error)
-	id          func(T) string
 	resource    func(T) elimity.Resource
 	storeError  func(error) error
 	unsupported string // invalidFilter detail for filters the indexes cannot bound
+	pageBytes   int
+	batch       int // records read at a time without a filter
+	most        int // candidates a filter may have (tooMany beyond)
 }
+
+// idSet is a set of resource IDs.
+type idSet = map[string]struct{}
+
+// Most candidates a filter may select. Every candidate is read and
+// checked, so these bound a filter's work: users are a few KiB each,
+// groups up to 2 MiB. Real filters select one (userName, externalId,
+// displayName, id) or the groups of one user.
+const (
+	mostUserCandidates  = 10_000
+	mostGroupCandidates = 500
+)
+
+func tooMany(most int) error {
+	e := scimerrors.ScimErrorTooMany
+	e.Detail = fmt.Sprintf("The filter selects more than %d resources; narrow it down.", most)
+	return e
+}
+
+// Unfiltered listings read this many records at a time, so that what
+// they hold beyond the page is a few records, however large records
+// written before the size limits are. A group of the maximum size is
+// 2 MiB stored, so groups come one at a time.
+const (
+	userBatch  = 10
+	groupBatch = 1
+)
 
 func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error) {
 	page := elimity.Page{Resources: []elimity.Resource{}}
+	budget := l.pageBytes
+	// add adds a resource to the page unless the page is full; the first
+	// one always goes in, or a client could never get past it.
+	add := func(it T) bool {
+		res := l.resource(it)
+		n := resourceSize(res)
+		if len(page.Resources) > 0 && n > budget {
+			return false
+		}
+		budget -= n
+		page.Resources = append(page.Resources, res)
+		return true
+	}
 	if params.FilterValidator == nil {
-		items, total, err := l.all(max(params.StartIndex-1, 0), params.Count)
-		if err != nil {
-			return elimity.Page{}, l.storeError(err)
+		offset := max(params.StartIndex-1, 0)
+		for {
+			want := min(params.Count-len(page.Resources), l.batch)
+			items, total, err := l.all(offset, max(want, 0))
+			if err != nil {
+				return elimity.Page{}, l.storeError(err)
+			}
+			page.TotalResults = total
+			for _, it := range items {
+				if !add(it) {
+					return page, nil
+				}
+			}
+			if len(items) < want || want <= 0 {
+				return page, nil
+			}
+			offset += len(items)
 		}
-		page.TotalResults = total
-		for _, it := range items {
-			page.Resources = append(page.Resources, l.resource(it))
-		}
-		return page, nil
 	}
 
 	expr := params.FilterValidator.GetFilter()
 	cands, ok, err := l.candidates(expr)
+	var se scimerrors.ScimError
+	if errors.As(err, &se) {
+		return elimity.Page{}, se
+	}
 	if err != nil {
 		return elimity.Page{}, l.storeError(err)
 	}
@@ -100,36 +161,79 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 		e.Detail = l.unsupported
 		return elimity.Page{}, e
 	}
-	var matched []T
-	for _, it := range cands {
+	if len(cands) > l.most {
+		return elimity.Page{}, tooMany(l.most)
+	}
+	ids := make([]string, 0, len(cands))
+	for id := range cands {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var matched []string
+	for _, id := range ids {
+		it, err := l.load(id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			continue
+		}
+		if err != nil {
+			return elimity.Page{}, l.storeError(err)
+		}
 		ok, err := l.matches(it, expr)
 		if err != nil {
 			return elimity.Page{}, l.storeError(err)
 		}
 		if ok {
-			matched = append(matched, it)
+			matched = append(matched, id)
 		}
 	}
-	slices.SortFunc(matched, func(a, b T) int { return strings.Compare(l.id(a), l.id(b)) })
 	from, to := window(len(matched), params.StartIndex, params.Count)
 	page.TotalResults = len(matched)
-	for _, it := range matched[from:to] {
-		page.Resources = append(page.Resources, l.resource(it))
+	for _, id := range matched[from:to] {
+		it, err := l.load(id)
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return elimity.Page{}, l.storeError(err)
+		}
+		if !add(it) {
+			break
+		}
 	}
 	return page, nil
+}
+
+// resourceSize is about how many bytes a resource takes in a response:
+// its attributes as JSON, and a margin for id, meta and schemas.
+func resourceSize(res elimity.Resource) int {
+	n := len(res.ID) + 300
+	for k, v := range res.Attributes {
+		if raw, ok := v.(json.RawMessage); ok {
+			n += len(k) + len(raw) + 4
+			continue
+		}
+		raw, err := json.Marshal(v)
+		if err != nil {
+			continue
+		}
+		n += len(k) + len(raw) + 4
+	}
+	return n
 }
 
 // ---- users ---------------------------------------------------------------
 
 func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
 	org := orgOf(r)
+	st := h.srv.cfg.Store
 	return listing[*store.User]{
 		all: func(offset, count int) ([]*store.User, int, error) {
-			return h.srv.cfg.Store.ListUsers(org, offset, count)
+			return st.ListUsers(org, offset, count)
 		},
-		candidates: func(expr filter.Expression) (map[string]*store.User, bool, error) {
+		candidates: func(expr filter.Expression) (idSet, bool, error) {
 			return h.candidates(org, expr)
 		},
+		load: func(id string) (*store.User, error) { return st.GetUser(org, id) },
 		matches: func(u *store.User, expr filter.Expression) (bool, error) {
 			view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
 			return matches(expr, func(leaf filter.Expression) bool {
@@ -137,20 +241,22 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 				return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
 			}), nil
 		},
-		id:          func(u *store.User) string { return u.ID },
 		resource:    func(u *store.User) elimity.Resource { return h.resource(u, p) },
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedUserFilter,
+		pageBytes:   h.srv.limits.MaxPageBytes,
+		batch:       userBatch,
+		most:        mostUserCandidates,
 	}.page(params)
 }
 
-// candidates returns, from the indexes, a superset of the users expr can
-// match, keyed by ID; ok is false when the indexes cannot bound it.
-func (h *userHandler) candidates(org string, expr filter.Expression) (map[string]*store.User, bool, error) {
+// candidates returns, from the indexes, the IDs of a superset of the
+// users expr can match; ok is false when the indexes cannot bound it.
+func (h *userHandler) candidates(org string, expr filter.Expression) (idSet, bool, error) {
 	st := h.srv.cfg.Store
 	switch e := expr.(type) {
 	case *filter.LogicalExpression:
-		return combine(e, func(x filter.Expression) (map[string]*store.User, bool, error) { return h.candidates(org, x) })
+		return combine(e, mostUserCandidates, func(x filter.Expression) (idSet, bool, error) { return h.candidates(org, x) })
 	case *filter.ValuePath:
 		// emails[value eq "…"] (with anything and-ed inside the brackets).
 		if !strings.EqualFold(e.AttributePath.AttributeName, attrEmails) || !coreURI(e.AttributePath, userSchema.ID) {
@@ -174,7 +280,7 @@ func (h *userHandler) candidates(org string, expr filter.Expression) (map[string
 		case name == "externalid" && sub == "":
 			u, err = st.UserByExternalID(org, v)
 		case name == "id" && sub == "":
-			u, err = st.GetUser(org, v)
+			return idSet{v: {}}, true, nil // read (or not found) later
 		case name == "emails" && (sub == "value" || sub == ""):
 			return h.byEmail(org, v)
 		default:
@@ -185,25 +291,17 @@ func (h *userHandler) candidates(org string, expr filter.Expression) (map[string
 	return nil, false, nil
 }
 
-func (h *userHandler) byEmail(org, email string) (map[string]*store.User, bool, error) {
-	st := h.srv.cfg.Store
-	out := map[string]*store.User{}
+func (h *userHandler) byEmail(org, email string) (idSet, bool, error) {
+	out := idSet{}
 	if email == "" {
 		return out, true, nil
 	}
-	ids, err := st.UserIDsByEmail(org, email)
+	ids, err := h.srv.cfg.Store.UserIDsByEmail(org, email)
 	if err != nil {
 		return nil, false, err
 	}
 	for _, id := range ids {
-		u, err := st.GetUser(org, id)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, false, err
-		}
-		out[id] = u
+		out[id] = struct{}{}
 	}
 	return out, true, nil
 }
@@ -212,20 +310,24 @@ func (h *userHandler) byEmail(org, email string) (map[string]*store.User, bool, 
 
 func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p projection) (elimity.Page, error) {
 	org := orgOf(r)
+	st := h.srv.cfg.Store
 	return listing[*store.Group]{
 		all: func(offset, count int) ([]*store.Group, int, error) {
-			return h.srv.cfg.Store.ListGroups(org, offset, count)
+			return st.ListGroups(org, offset, count)
 		},
-		candidates: func(expr filter.Expression) (map[string]*store.Group, bool, error) {
+		candidates: func(expr filter.Expression) (idSet, bool, error) {
 			return h.candidates(org, expr)
 		},
+		load: func(id string) (*store.Group, error) { return st.GetGroup(org, id) },
 		matches: func(g *store.Group, expr filter.Expression) (bool, error) {
 			return h.matches(org, g, expr)
 		},
-		id:          func(g *store.Group) string { return g.ID },
 		resource:    func(g *store.Group) elimity.Resource { return h.resource(g, p) },
 		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
 		unsupported: unsupportedGroupFilter,
+		pageBytes:   h.srv.limits.MaxPageBytes,
+		batch:       groupBatch,
+		most:        mostGroupCandidates,
 	}.page(params)
 }
 
@@ -248,7 +350,7 @@ func (h *groupHandler) matches(org string, g *store.Group, expr filter.Expressio
 			i, p = 1, projection{}
 		}
 		if views[i] == nil {
-			views[i] = filterView(h.resource(g, p).Attributes, g.ID, g.ExternalID, g.Created, g.Updated, "Group")
+			views[i] = filterView(h.build(g, p, false).Attributes, g.ID, g.ExternalID, g.Created, g.Updated, "Group")
 		}
 		return passes(scimfilter.NewFilterValidator(asValuePath(leaf, groupFilterSchema), groupFilterSchema), views[i])
 	})
@@ -283,29 +385,22 @@ func memberTest(leaf filter.Expression) (string, bool) {
 	return "", false
 }
 
-func (h *groupHandler) candidates(org string, expr filter.Expression) (map[string]*store.Group, bool, error) {
+func (h *groupHandler) candidates(org string, expr filter.Expression) (idSet, bool, error) {
 	st := h.srv.cfg.Store
 	if e, ok := expr.(*filter.LogicalExpression); ok {
-		return combine(e, func(x filter.Expression) (map[string]*store.Group, bool, error) { return h.candidates(org, x) })
+		return combine(e, mostGroupCandidates, func(x filter.Expression) (idSet, bool, error) { return h.candidates(org, x) })
 	}
 	if uid, ok := memberTest(expr); ok {
-		out := map[string]*store.Group{}
+		out := idSet{}
 		if uid == "" {
 			return out, true, nil
 		}
 		ids, err := st.GroupsOfUser(org, uid)
-		if err != nil {
+		if err != nil && !errors.Is(err, store.ErrInvalid) {
 			return nil, false, err
 		}
 		for _, id := range ids {
-			g, err := st.GetGroup(org, id)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, false, err
-			}
-			out[id] = g
+			out[id] = struct{}{}
 		}
 		return out, true, nil
 	}
@@ -329,11 +424,7 @@ func (h *groupHandler) candidates(org string, expr filter.Expression) (map[strin
 	default:
 		return nil, false, nil
 	}
-	var g *store.Group
-	if err == nil {
-		g, err = st.GetGroup(org, id)
-	}
-	return single(g, err, func(g *store.Group) string { return g.ID })
+	return single(id, err, func(id string) string { return id })
 }
 
 // ---- shared --------------------------------------------------------------
@@ -354,8 +445,10 @@ func matches(expr filter.Expression, leaf func(filter.Expression) bool) bool {
 }
 
 // combine bounds an and/or from its sides: an "and" by either side the
-// indexes can bound, an "or" by the union of both, if both can be.
-func combine[T any](e *filter.LogicalExpression, side func(filter.Expression) (map[string]T, bool, error)) (map[string]T, bool, error) {
+// indexes can bound, an "or" by the union of both, if both can be. A
+// union past most is refused as it grows (an or-chain of a filter's
+// length could otherwise gather far more).
+func combine(e *filter.LogicalExpression, most int, side func(filter.Expression) (idSet, bool, error)) (idSet, bool, error) {
 	l, lok, err := side(e.Left)
 	if err != nil {
 		return nil, false, err
@@ -373,19 +466,22 @@ func combine[T any](e *filter.LogicalExpression, side func(filter.Expression) (m
 	if !lok || !rok {
 		return nil, false, nil
 	}
-	for k, v := range r {
-		l[k] = v
+	for k := range r {
+		l[k] = struct{}{}
+	}
+	if len(l) > most {
+		return nil, false, tooMany(most)
 	}
 	return l, true, nil
 }
 
 // single turns a look-up by one index into a candidate set: not found
 // (or not a possible key) is an empty set.
-func single[T any](v T, err error, id func(T) string) (map[string]T, bool, error) {
-	out := map[string]T{}
+func single[T any](v T, err error, id func(T) string) (idSet, bool, error) {
+	out := idSet{}
 	switch {
 	case err == nil:
-		out[id(v)] = v
+		out[id(v)] = struct{}{}
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid):
 	default:
 		return nil, false, err

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	scimerrors "github.com/elimity-com/scim/errors"
+	"github.com/go-json-experiment/json/jsontext"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/store"
@@ -93,33 +96,75 @@ func (w *listWriter) finish() {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	body := w.buf.Bytes()
+	head, n, tail := w.buf.Bytes(), "", []byte(nil)
 	if w.status == http.StatusOK {
-		body = fixItemsPerPage(body)
+		head, n, tail = fixItemsPerPage(head)
 	}
+	w.ResponseWriter.Header().Set("Content-Length", strconv.Itoa(len(head)+len(n)+len(tail)))
 	w.ResponseWriter.WriteHeader(w.status)
-	_, _ = w.ResponseWriter.Write(body)
+	// Written in pieces, not joined: a page can be MiBs.
+	_, _ = w.ResponseWriter.Write(head)
+	_, _ = io.WriteString(w.ResponseWriter, n)
+	_, _ = w.ResponseWriter.Write(tail)
 }
 
 // fixItemsPerPage sets a ListResponse's itemsPerPage to its number of
-// Resources. Only the top level is decoded; the resources pass through as
-// raw JSON.
-func fixItemsPerPage(body []byte) []byte {
-	var top map[string]json.RawMessage
-	if json.Unmarshal(body, &top) != nil {
-		return body
+// Resources: it returns the body as the part before the number, the
+// number, and the part after. The library marshals the response from a
+// map, so its keys are sorted: Resources comes first and the top-level
+// itemsPerPage is the last member named so (a quote inside a string value
+// is escaped, so the name can only be a key). Anything unexpected leaves
+// the body as it is.
+func fixItemsPerPage(body []byte) (head []byte, n string, tail []byte) {
+	count, ok := countResources(body)
+	if !ok {
+		return body, "", nil
 	}
-	var resources []json.RawMessage
-	if raw, ok := top["Resources"]; ok && string(raw) != "null" {
-		if json.Unmarshal(raw, &resources) != nil {
-			return body
+	const key = `"itemsPerPage":`
+	i := bytes.LastIndex(body, []byte(key))
+	if i < 0 {
+		return body, "", nil
+	}
+	start := i + len(key)
+	end := start
+	for end < len(body) && body[end] >= '0' && body[end] <= '9' {
+		end++
+	}
+	if end == start {
+		return body, "", nil
+	}
+	return body[:start], strconv.Itoa(count), body[end:]
+}
+
+// countResources counts the elements of a ListResponse's Resources,
+// skipping over them without decoding.
+func countResources(body []byte) (int, bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return 0, false
+	}
+	for dec.PeekKind() == '"' {
+		name, err := dec.ReadToken()
+		if err != nil {
+			return 0, false
 		}
+		if name.String() != "Resources" || dec.PeekKind() != '[' {
+			if dec.SkipValue() != nil {
+				return 0, false
+			}
+			continue
+		}
+		if _, err := dec.ReadToken(); err != nil {
+			return 0, false
+		}
+		n := 0
+		for dec.PeekKind() != ']' {
+			if dec.SkipValue() != nil {
+				return 0, false
+			}
+			n++
+		}
+		return n, true
 	}
-	n, _ := json.Marshal(len(resources))
-	top["itemsPerPage"] = n
-	out, err := json.Marshal(top)
-	if err != nil {
-		return body
-	}
-	return out
+	return 0, true
 }

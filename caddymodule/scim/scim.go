@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -40,11 +41,7 @@ import (
 	"github.com/ssogate/ssogate/store"
 )
 
-// Limits.
 const (
-	// maxBody caps request bodies, read only once the token is accepted.
-	// A full-membership PUT of a large group is the largest legitimate one.
-	maxBody = 4 << 20
 	// maxResults is the largest page a list request gets (and the page
 	// size when it asks for none).
 	maxResults = 100
@@ -78,6 +75,8 @@ type Config struct {
 	Limiter      *FailureLimiter
 	FailureBurst int
 	FailureEvery time.Duration
+	// Limits caps each organization's requests (zero values: defaults).
+	Limits Limits
 	// Now is the clock (time.Now when nil); tests move it.
 	Now func() time.Time
 }
@@ -90,6 +89,8 @@ type Server struct {
 	users   *userHandler
 	groups  *groupHandler
 	limiter *FailureLimiter
+	limits  Limits
+	slots   *orgSlots
 	locks   writeLocks
 	// dummyHash is compared against when the organization does not exist
 	// or has no token, so that the answer takes as long as a real miss.
@@ -116,10 +117,16 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Limiter == nil {
 		cfg.Limiter = NewFailureLimiter(cfg.FailureBurst, cfg.FailureEvery)
 	}
+	if err := cfg.Limits.Validate(); err != nil {
+		return nil, fmt.Errorf("scim: limits: %w", err)
+	}
+	limits := cfg.Limits.WithDefaults()
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
 		limiter: cfg.Limiter,
+		limits:  limits,
+		slots:   newOrgSlots(limits.MaxConcurrent),
 	}
 	s.users = &userHandler{srv: s}
 	s.groups = &groupHandler{srv: s}
@@ -202,20 +209,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Specified endpoint does not exist; the SCIM base URL ends in /v2."})
 		return
 	}
-	if r.Body != nil && r.Method != http.MethodGet && r.Method != http.MethodHead && r.Method != http.MethodDelete {
-		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err := s.limits.checkQuery(r); err != nil {
+		writeError(w, asScimError(err))
+		return
+	}
+	release, ok := s.slots.acquire(r.Context(), org.ID, isHeavy(r.Method, sub, r.ContentLength))
+	if !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(slotRetryAfterSec))
+		writeError(w, scimerrors.ScimError{Status: http.StatusTooManyRequests, Detail: "Too many requests of this organization in progress; try again shortly."})
+		return
+	}
+	defer release()
+	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+		body, err := s.limits.checkBody(w, r, sub)
 		if err != nil {
-			var tooBig *http.MaxBytesError
-			if errors.As(err, &tooBig) {
-				writeError(w, scimerrors.ScimError{Status: http.StatusRequestEntityTooLarge, Detail: "Request body too large (at most " + strconv.Itoa(maxBody) + " bytes)."})
-				return
-			}
-			writeError(w, scimerrors.ScimErrorInvalidSyntax)
+			writeError(w, asScimError(err))
 			return
 		}
 		body = normalizeRequest(r.Method, sub, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
+	} else if r.ContentLength > 0 {
+		// GET and DELETE take no body; one is not read, and not taken.
+		writeError(w, badSyntax("This request takes no body."))
+		return
 	}
 
 	// Hand the request to the library with the path it expects and the

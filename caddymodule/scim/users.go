@@ -3,6 +3,7 @@ package scim
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 
 	elimity "github.com/elimity-com/scim"
@@ -264,6 +265,12 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := setUserAttributes(u, attrs, true); err != nil {
 		return elimity.Resource{}, err
 	}
+	if err := h.srv.limits.checkUser(u); err != nil {
+		return elimity.Resource{}, err
+	}
+	if err := h.srv.checkDomains(org, userDomains(u)); err != nil {
+		return elimity.Resource{}, err
+	}
 	defer h.srv.locks.lock(orgKey(org))()
 	adopted, err := h.adopt(org, u)
 	if err != nil {
@@ -273,12 +280,27 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if adopted != nil {
 		u = adopted
 		details["adopted"] = "signed-in user"
-	} else if err := h.srv.cfg.Store.ProvisionUser(u); err != nil {
-		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+	} else {
+		// Every creation takes the organization's lock, so the count
+		// cannot move between this check and the write.
+		n, err := h.srv.cfg.Store.CountUsers(org)
+		if err != nil {
+			return elimity.Resource{}, h.srv.storeError(err, "", "")
+		}
+		if n >= h.srv.limits.MaxUsers {
+			return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
+		}
+		if err := h.srv.cfg.Store.ProvisionUser(u); err != nil {
+			return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+		}
 	}
 	h.audit(r, "scim.user.create", u, details)
 	return h.resource(u, projectionOf(r)), nil
 }
+
+// errChangedMeanwhile aborts an update whose user changed between its
+// draft and its write.
+var errChangedMeanwhile = scimerrors.ScimError{Status: http.StatusConflict, Detail: "The user changed while the request was processed; send it again."}
 
 // errNotAdoptable aborts an adoption whose candidate changed meanwhile.
 var errNotAdoptable = errors.New("user is no longer one created by sign-in")
@@ -398,11 +420,38 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 	org := orgOf(r)
 	st := h.srv.cfg.Store
 	defer h.srv.locks.lock(resourceKey(org, id))()
+	// The change is first worked out on a copy, to learn the addresses'
+	// domains: they are looked up outside the write transaction (the
+	// store takes no nested calls). The lock above keeps other SCIM
+	// writes of this user out meanwhile; anything else that changes its
+	// addresses in between makes the write below refuse.
+	draft, err := st.GetUser(org, id)
+	if err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, id, conflictUser)
+	}
+	if err := change(draft); err != nil {
+		return elimity.Resource{}, asScimError(err)
+	}
+	if err := h.srv.limits.checkUser(draft); err != nil {
+		return elimity.Resource{}, err
+	}
+	checked := userDomains(draft)
+	if err := h.srv.checkDomains(org, checked); err != nil {
+		return elimity.Resource{}, err
+	}
 	var wasActive bool
 	u, err := st.UpdateUser(org, id, func(u *store.User) error {
 		wasActive = u.Active
 		if err := change(u); err != nil {
 			return err
+		}
+		if err := h.srv.limits.checkUser(u); err != nil {
+			return err
+		}
+		for _, d := range userDomains(u) {
+			if !slices.Contains(checked, d) {
+				return errChangedMeanwhile
+			}
 		}
 		// From now on the IdP manages this user; a local account stays
 		// one, so that its password keeps working as the backup login.

@@ -345,7 +345,7 @@ func TestUserPatchShapes(t *testing.T) {
 		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			userName := strings.ReplaceAll(c.name, " ", "-") + "@acme.com"
+			userName := strings.NewReplacer(" ", "-", "(", "", ")", "", ",", "").Replace(c.name) + "@acme.com"
 			id := e.createUser("acme", "x"+fmt.Sprint(len(userName))+userName, map[string]any{
 				"externalId":  "ext-" + userName,
 				"name":        map[string]any{"givenName": "Pat", "familyName": "Doe"},

@@ -333,6 +333,7 @@ func (a *App) checkGatewayRoutes() error {
 		w.routes(at+".routes", srv.Routes, nil)
 		if srv.Errors != nil {
 			w.routes(at+".errors.routes", srv.Errors.Routes, nil)
+			w.warnAppInErrorRoutes(at+".errors.routes", srv.Errors.Routes)
 		}
 		// Named routes run where they are invoked, under the matchers
 		// there (see route); one that is never invoked never runs.
@@ -348,6 +349,27 @@ type routeWalker struct {
 	srv      *caddyhttp.Server
 	err      error
 	invoking []string // named routes being walked, against invoke loops
+	gateways int      // sso_gateway handlers met on this server
+}
+
+// warnAppInErrorRoutes warns about error routes of a server with a
+// gateway that answer with the app: when the gateway fails a request with
+// an error (503 while the store is unavailable), Caddy hands that request
+// to the error routes, which would serve the app without a session. Not
+// refused: `handle_errors { rewrite * /{err.status_code}.html; file_server }`
+// is the usual way to serve error pages.
+func (w *routeWalker) warnAppInErrorRoutes(at string, rl caddyhttp.RouteList) {
+	if w.gateways == 0 {
+		return
+	}
+	for i := range rl {
+		if answersWithApp(&rl[i]) {
+			w.app.logger.Warn("an error route answers with reverse_proxy or file_server: a request sso_gateway fails "+
+				"with an error (for example while the store is unavailable) reaches it without sign-in; make sure it "+
+				"serves only error pages, never the application",
+				zap.String("route", fmt.Sprintf("%s[%d]", at, i)))
+		}
+	}
 }
 
 func (w *routeWalker) routes(at string, rl caddyhttp.RouteList, outer []enclosing) {
@@ -415,6 +437,7 @@ func (w *routeWalker) route(at string, r *caddyhttp.Route, outer []enclosing, ea
 }
 
 func (w *routeWalker) gateway(at string, g *Gateway, outer []enclosing) {
+	w.gateways++
 	base := w.app.baseURL
 	bypass := func(route, desc, what string) {
 		if g.AllowBypass {

@@ -531,3 +531,26 @@ func TestGoodOptionsLoad(t *testing.T) {
 		loadConfig(t, marshal(t, cfg))
 	}
 }
+
+// TestErrorRouteToTheAppWarns: a request the gateway fails with an error
+// goes to the server's error routes, so one that proxies to the app would
+// serve it without a session. Error pages from files are the usual use of
+// error routes, so this warns rather than refuses.
+func TestErrorRouteToTheAppWarns(t *testing.T) {
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+	for _, withErrorRoute := range []bool{false, true} {
+		cfg := demoConfig(t)
+		_, proxy := demoHandlers(cfg)
+		if withErrorRoute {
+			demoServer(cfg)["errors"] = map[string]any{"routes": []any{map[string]any{"handle": []any{proxy}}}}
+		}
+		logged := loadLogging(t, cfg)
+		warned := strings.Contains(logged, "an error route answers with reverse_proxy")
+		if warned != withErrorRoute {
+			t.Errorf("error route to the app: %v, warned: %v\n%s", withErrorRoute, warned, logged)
+		}
+		if withErrorRoute && !strings.Contains(logged, `"route":"servers.gateway.errors.routes[0]"`) {
+			t.Errorf("the warning does not name the route:\n%s", logged)
+		}
+	}
+}

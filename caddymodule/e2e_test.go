@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,8 +85,36 @@ func newBrowser(t *testing.T) *browser {
 	return &browser{t: t, client: &http.Client{
 		Jar:           jar,
 		Timeout:       10 * time.Second,
+		Transport:     resendOnDrop{http.DefaultTransport},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
+}
+
+// resendOnDrop re-sends a request once when its connection ended before
+// any response byte, as browsers do. The tests load configs all the time,
+// and a server that Caddy is swapping out closes connections it has
+// accepted but not yet answered (see loadConfig); such a request never
+// reached the gateway's code, so sending it again changes nothing a test
+// checks. Any answer, and any other error, is returned as it is.
+type resendOnDrop struct{ base http.RoundTripper }
+
+func (t resendOnDrop) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if err == nil || !(errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return resp, err
+	}
+	again := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		if req.GetBody == nil {
+			return resp, err
+		}
+		body, gerr := req.GetBody()
+		if gerr != nil {
+			return resp, err
+		}
+		again.Body = body
+	}
+	return t.base.RoundTrip(again)
 }
 
 type page struct {

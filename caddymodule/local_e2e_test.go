@@ -30,7 +30,7 @@ func newBrowserFrom(t *testing.T, ip string) *browser {
 	t.Helper()
 	b := newBrowser(t)
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
-	b.client.Transport = &http.Transport{DialContext: d.DialContext}
+	b.client.Transport = resendOnDrop{&http.Transport{DialContext: d.DialContext}}
 	return b
 }
 

@@ -185,6 +185,11 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		form.Error = "Too many failed sign-in attempts. Wait " + readableWait(res.RetryAfter) + " and try again."
 		g.pages.Render(w, http.StatusTooManyRequests, "backup", form)
 		return
+	case local.OutcomeBusy, local.OutcomeOverloaded:
+		g.passwordBusy(w, res.Outcome == local.OutcomeOverloaded)
+		form.Error = "Too many sign-in attempts are being checked right now. Wait a few seconds and try again."
+		g.pages.Render(w, busyStatus(res.Outcome == local.OutcomeOverloaded), "backup", form)
+		return
 	case local.OutcomeBadCredentials:
 		form.Error = "The email address or password is not correct."
 		g.pages.Render(w, http.StatusUnauthorized, "backup", form)
@@ -228,6 +233,25 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, ret, http.StatusSeeOther)
+}
+
+// passwordBusy sets Retry-After on the answer to a password attempt that
+// was refused unchecked: its source had too many in flight (429), or the
+// hasher's queue was full (503, a longer wait).
+func (g *Gateway) passwordBusy(w http.ResponseWriter, overloaded bool) {
+	retry := "1"
+	if overloaded {
+		retry = "5"
+	}
+	w.Header().Set("Retry-After", retry)
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+func busyStatus(overloaded bool) int {
+	if overloaded {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusTooManyRequests
 }
 
 // trustDevice gives the browser a trusted-device cookie for the address
@@ -412,7 +436,24 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 		g.pages.Render(w, http.StatusBadRequest, "setpassword", page)
 		return
 	}
+	// The link is unguessable, so there is nothing to throttle, but each
+	// post costs a hash: the same bounds as sign-in keep one client from
+	// queueing them without end.
+	release, ok := ls.inFlight.Acquire(local.SourceKey(clientIP(r)))
+	if !ok {
+		g.passwordBusy(w, false)
+		page.Error = "Too many requests are being handled right now. Wait a few seconds and try again."
+		g.pages.Render(w, http.StatusTooManyRequests, "setpassword", page)
+		return
+	}
 	hash, err := ls.hasher.Hash(r.Context(), pw)
+	release()
+	if errors.Is(err, local.ErrBusy) {
+		g.passwordBusy(w, true)
+		page.Error = "Too many requests are being handled right now. Wait a few seconds and try again."
+		g.pages.Render(w, http.StatusServiceUnavailable, "setpassword", page)
+		return
+	}
 	if err != nil {
 		g.internalError(w, r, "hashing password", err)
 		return

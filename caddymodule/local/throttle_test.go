@@ -30,7 +30,8 @@ func (c *clock) advance(d time.Duration) {
 func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 	c := newClock()
 	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour, Now: c.now})
-	for i := range 3 {
+	// Free failures pass; the Free-th starts the first lock.
+	for i := range 2 {
 		if v := th.Check("k"); v.Locked {
 			t.Fatalf("locked after %d failures", i)
 		}
@@ -41,11 +42,11 @@ func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
 	for i, w := range want {
 		if d := th.Fail("k"); d != w {
-			t.Fatalf("failure %d: lock %v, want %v", i+4, d, w)
+			t.Fatalf("failure %d: lock %v, want %v", i+3, d, w)
 		}
 		v := th.Check("k")
 		if !v.Locked || v.RetryAfter != w || !v.FirstRefusal {
-			t.Fatalf("after failure %d: %+v", i+4, v)
+			t.Fatalf("after failure %d: %+v", i+3, v)
 		}
 		if v := th.Check("k"); !v.Locked || v.FirstRefusal {
 			t.Fatalf("second refusal reported as first: %+v", v)
@@ -71,7 +72,7 @@ func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 
 func TestThrottleForgetsOldFailures(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 2, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
+	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
 	th.Fail("k")
 	th.Fail("k")
 	c.advance(29 * time.Minute)

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -155,5 +156,31 @@ func BenchmarkArgon2idDefault(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		_, _ = h.Verify(context.Background(), enc, "benchmark password")
+	}
+}
+
+// TestArgon2idQueueBound: with every slot and queue place taken, Hash and
+// Verify fail at once with ErrBusy instead of waiting.
+func TestArgon2idQueueBound(t *testing.T) {
+	h, err := NewArgon2id(testParams, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := h.Hash(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.admit <- struct{}{}
+	}
+	if _, err := h.Hash(context.Background(), "x"); !errors.Is(err, ErrBusy) {
+		t.Errorf("hash with a full queue: %v", err)
+	}
+	if _, err := h.Verify(context.Background(), enc, "x"); !errors.Is(err, ErrBusy) {
+		t.Errorf("verify with a full queue: %v", err)
+	}
+	<-h.admit
+	if ok, err := h.Verify(context.Background(), enc, "x"); err != nil || !ok {
+		t.Errorf("after a place freed: %v %v", ok, err)
 	}
 }

@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -115,8 +117,9 @@ func (e *signinEnv) try(at Attempt) Result {
 		e.t.Fatalf("Authenticate(%s): %v", at.Email, err)
 	}
 	n := e.hasher.verifies.Load() - before
-	want := int32(1)
-	if res.Outcome == OutcomeLocked {
+	want := int32(1) // OutcomeOverloaded: the call that the hasher refused
+	switch res.Outcome {
+	case OutcomeLocked, OutcomeBusy:
 		want = 0
 	}
 	if n != want {
@@ -333,5 +336,149 @@ func TestRehashOnSignIn(t *testing.T) {
 	}
 	if ok, _ := stronger.Verify(context.Background(), got.PasswordHash, goodPassword); !ok {
 		t.Error("upgraded hash does not verify")
+	}
+}
+
+// gatedHasher is the real hasher whose verifications wait, once they have
+// been let in and counted, until the test opens the gate: so a test can
+// hold attempts in flight and see what is admitted meanwhile.
+type gatedHasher struct {
+	*countingHasher
+	gate chan struct{}
+}
+
+func (g *gatedHasher) Verify(ctx context.Context, enc, pw string) (bool, error) {
+	g.verifies.Add(1)
+	<-g.gate
+	return g.Argon2id.Verify(ctx, enc, pw)
+}
+
+// TestConcurrentGuessesGetOnlyFreeChecks: attempts sent at the same
+// moment are counted when admitted, before their hash, so while the
+// first Free are in flight every other attempt is refused unchecked, the
+// right password too; the right password still gets in once the lock
+// lifts.
+func TestConcurrentGuessesGetOnlyFreeChecks(t *testing.T) {
+	e := newSigninEnv(t) // Free: 3 per account, 20 per source
+	e.org("acme", "it@acme.com")
+	gated := &gatedHasher{countingHasher: e.hasher, gate: make(chan struct{})}
+	e.auth.Hasher = gated
+	// The dummy hash is made on first use; make it now, outside the gate.
+	if _, err := e.auth.dummy.get(context.Background(), e.hasher.Argon2id); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 30
+	results := make(chan Result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := e.auth.Authenticate(context.Background(), Attempt{
+				Email: "it@acme.com", Password: fmt.Sprint("guess number ", i), SourceIP: "198.51.100.7",
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			results <- res
+		})
+	}
+	// Every attempt either waits in the hash or has been refused.
+	refused := 0
+	for refused+int(gated.verifies.Load()) < n {
+		select {
+		case res := <-results:
+			if res.Outcome != OutcomeLocked || res.LockScope != ScopeAccount {
+				t.Errorf("attempt answered while others are in flight: %+v", res)
+			}
+			refused++
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if got := gated.verifies.Load(); got != 3 {
+		t.Fatalf("%d of %d concurrent attempts were let in to be checked, want the 3 free ones", got, n)
+	}
+	// The right password, while the three are still in flight.
+	right := Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "198.51.100.8"}
+	if res := e.try(right); res.Outcome != OutcomeLocked {
+		t.Fatalf("right password during the burst: %+v", res)
+	}
+	close(gated.gate)
+	wg.Wait()
+	close(results)
+	failed := 0
+	for res := range results {
+		if res.Outcome == OutcomeBadCredentials {
+			failed++
+		}
+	}
+	if failed != 3 || refused != n-3 {
+		t.Errorf("%d failed, %d refused; want 3 and %d", failed, refused, n-3)
+	}
+	if res := e.try(right); res.Outcome != OutcomeLocked {
+		t.Fatalf("right password after the burst: %+v", res)
+	}
+	e.clock.advance(time.Minute)
+	if res := e.try(right); res.Outcome != OutcomeSuccess {
+		t.Fatalf("right password after the lock: %+v", res)
+	}
+}
+
+// TestAttemptsInFlightPerSourceAreBounded: a source with the maximum of
+// attempts in flight gets the next refused unchecked and uncounted, even
+// for another account; other sources are unaffected.
+func TestAttemptsInFlightPerSourceAreBounded(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	gated := &gatedHasher{countingHasher: e.hasher, gate: make(chan struct{})}
+	e.auth.Hasher = gated
+	e.auth.InFlight = NewInFlight(2)
+	if _, err := e.auth.dummy.get(context.Background(), e.hasher.Argon2id); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			_, _ = e.auth.Authenticate(context.Background(), Attempt{Email: fmt.Sprintf("u%d@acme.com", i), Password: "guess guess guess", SourceIP: "203.0.113.5"})
+		})
+	}
+	for gated.verifies.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"})
+	if res.Outcome != OutcomeBusy {
+		t.Fatalf("third attempt in flight from one source: %+v", res)
+	}
+	close(gated.gate)
+	wg.Wait()
+	// Refused unchecked means not counted: the account has no failure.
+	if v := e.auth.Accounts.Check("it@acme.com"); v.Locked {
+		t.Error("busy refusal locked the account")
+	}
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"}); res.Outcome != OutcomeSuccess {
+		t.Errorf("after the others ended: %+v", res)
+	}
+}
+
+// TestHasherQueueFullIsOverloaded: when the hasher's queue is full an
+// attempt is answered at once, unchecked and uncounted.
+func TestHasherQueueFullIsOverloaded(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	h, err := NewArgon2id(testParams, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hasher.Argon2id = h
+	h.admit <- struct{}{} // a hash running
+	h.admit <- struct{}{} // and one waiting: the queue is full
+	for range 5 {
+		if res := e.try(Attempt{Email: "it@acme.com", Password: "guess guess guess", SourceIP: "203.0.113.6"}); res.Outcome != OutcomeOverloaded {
+			t.Fatalf("full queue: %+v", res)
+		}
+	}
+	<-h.admit
+	<-h.admit
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.6"}); res.Outcome != OutcomeSuccess {
+		t.Errorf("overloaded attempts were counted: %+v", res)
 	}
 }

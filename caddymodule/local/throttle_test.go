@@ -142,3 +142,65 @@ func TestSourceKey(t *testing.T) {
 		}
 	}
 }
+
+// TestThrottleReserveCountsAttemptsInFlight: a reservation counts as a
+// failure at once, with its lock; a refund takes it back, lifting the
+// lock it started unless a later one replaced it.
+func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
+	c := newClock()
+	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: time.Hour, Now: c.now})
+	var rs []*Reservation
+	for i := range 3 {
+		r, v := th.Reserve("k")
+		if v.Locked {
+			t.Fatalf("reservation %d refused", i+1)
+		}
+		rs = append(rs, r)
+	}
+	if rs[0].Lock() != 0 || rs[1].Lock() != 0 || rs[2].Lock() != time.Second {
+		t.Fatalf("locks %v %v %v", rs[0].Lock(), rs[1].Lock(), rs[2].Lock())
+	}
+	if _, v := th.Reserve("k"); !v.Locked || !v.FirstRefusal {
+		t.Fatalf("fourth attempt while three are in flight: %+v", v)
+	}
+	// The third succeeded on a key a success does not reset: its lock goes.
+	rs[2].Refund()
+	if v := th.Check("k"); v.Locked {
+		t.Fatalf("refund kept its own lock: %+v", v)
+	}
+	r, v := th.Reserve("k")
+	if v.Locked || r.Lock() != time.Second {
+		t.Fatalf("after the refund: %+v, lock %v", v, r.Lock())
+	}
+	// A refund of an earlier reservation leaves a later lock alone.
+	rs[0].Refund()
+	if v := th.Check("k"); !v.Locked {
+		t.Fatal("an earlier refund lifted a later lock")
+	}
+	// A refund after a reset changes nothing.
+	th.Reset("k")
+	r.Refund()
+	if th.Len() != 0 {
+		t.Error("refund after reset created an entry")
+	}
+}
+
+func TestInFlightBound(t *testing.T) {
+	f := NewInFlight(2)
+	r1, ok1 := f.Acquire("a")
+	_, ok2 := f.Acquire("a")
+	if _, ok := f.Acquire("a"); !ok1 || !ok2 || ok {
+		t.Fatalf("third acquire of a admitted, or first two refused: %v %v %v", ok1, ok2, ok)
+	}
+	if _, ok := f.Acquire("b"); !ok {
+		t.Fatal("another key refused")
+	}
+	r1()
+	r1() // a second release is harmless
+	if _, ok := f.Acquire("a"); !ok {
+		t.Fatal("released slot not reusable")
+	}
+	if _, ok := f.Acquire("a"); ok {
+		t.Fatal("double release freed two slots")
+	}
+}

@@ -1,0 +1,125 @@
+package caddymodule_test
+
+import (
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// End-to-end tests of the password paths against attackers who send many
+// attempts at once (issue 15): each attempt is counted before its hash,
+// so a burst gets no more checks than a sequence.
+
+// rawPost sends a form from a goroutine other than the test's, so it
+// reports failures instead of stopping the test.
+func (b *browser) rawPost(u string, form url.Values) (int, string, error) {
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+// checksAllowedWithin is how many attempts on one account the throttle
+// may let be checked within d of the first: the 5 free ones, and one more
+// each time a lock lapsed (1 s, then 2 s, 4 s, ...). A bound that holds
+// however slow the machine is, not a timing assertion.
+func checksAllowedWithin(d time.Duration) int {
+	n, lapsed := 5, time.Duration(0)
+	for lock := time.Second; lapsed+lock <= d; lock *= 2 {
+		lapsed += lock
+		n++
+	}
+	return n
+}
+
+// TestConcurrentGuessesAreThrottled: 40 wrong passwords posted at the same
+// moment to /sso/backup, each from its own browser (own CSRF cookie),
+// get only the free checks; the rest are refused unchecked with 429, and
+// so is the right password while the account is locked.
+func TestConcurrentGuessesAreThrottled(t *testing.T) {
+	// Cheap hashes, one at a time (so attempts queue and overlap), and no
+	// per-source bound in the way: this is about the account's throttle.
+	reloadWithSSO(t, map[string]any{"password_hashing": map[string]any{
+		"time": 1, "memory_kib": 8192, "threads": 1, "max_concurrent": 1, "max_per_source": 100,
+	}})
+	const owner = "owner@lcl-burst.test"
+	org := uniqueOrg("lcl-burst")
+	link := newLocalOrg(t, org, owner, "")
+	if p := newBrowserFrom(t, "127.0.0.23").setPassword(link, strongPassword); p.status != http.StatusOK {
+		t.Fatalf("set password: %d", p.status)
+	}
+
+	const n = 40
+	type shot struct {
+		b    *browser
+		form url.Values
+	}
+	shots := make([]shot, n+1)
+	for i := range shots {
+		b := newBrowserFrom(t, "127.0.0.24")
+		f := formByAction(t, b.get(env.GatewayURL+"/sso/backup").body, "/sso/backup")
+		f.Set("email", owner)
+		f.Set("password", "wrong guess "+strings.Repeat("x", i))
+		shots[i] = shot{b, f}
+	}
+	right := shots[n]
+	right.form.Set("password", strongPassword)
+
+	statuses := make([]int, n)
+	errs := make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			statuses[i], _, errs[i] = shots[i].b.rawPost(env.GatewayURL+"/sso/backup", shots[i].form)
+		})
+	}
+	began := time.Now()
+	close(start)
+	wg.Wait()
+	status, body, err := right.b.rawPost(env.GatewayURL+"/sso/backup", right.form)
+	elapsed := time.Since(began)
+
+	checked, refused := 0, 0
+	for i, s := range statuses {
+		switch {
+		case errs[i] != nil:
+			t.Errorf("attempt %d: %v", i, errs[i])
+		case s == http.StatusUnauthorized:
+			checked++
+		case s == http.StatusTooManyRequests:
+			refused++
+		default:
+			t.Errorf("attempt %d: status %d", i, s)
+		}
+	}
+	if allowed := checksAllowedWithin(elapsed); checked > allowed || checked < 5 {
+		t.Errorf("%d of %d concurrent wrong passwords were checked (%d refused) in %v; the throttle allows %d",
+			checked, n, refused, elapsed, allowed)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first lock (1 s) started within the burst; while it cannot have
+	// lapsed, the right password must be refused too.
+	if elapsed < time.Second && (status != http.StatusTooManyRequests || !strings.Contains(body, "Too many")) {
+		t.Errorf("right password during the lock: %d", status)
+	}
+	if elapsed >= time.Second {
+		t.Logf("the burst took %v: the lock may have lapsed, so the right password's answer (%d) is not checked", elapsed, status)
+	}
+}

@@ -166,16 +166,14 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	attempt := local.Attempt{
 		Email: form.Email, Password: r.PostForm.Get("password"), OrgHint: form.Org, SourceIP: local.SourceKey(clientIP(r)),
-	}
-	if tok := g.cookie(r, deviceCookie); tok != "" {
-		attempt.DeviceID, _ = ls.devices.Verify(tok, local.NormalizeEmail(form.Email))
+		DeviceToken: g.cookie(r, deviceCookie),
 	}
 	res, err := ls.auth.Authenticate(r.Context(), attempt)
 	if err != nil {
 		g.internalError(w, r, "password sign-in", err)
 		return
 	}
-	g.auditSignIn(st, r, res, attempt.DeviceID != "")
+	g.auditSignIn(st, r, res, res.TrustedDevice)
 
 	switch res.Outcome {
 	case local.OutcomeSuccess:
@@ -225,7 +223,7 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "starting session", err)
 		return
 	}
-	g.trustDevice(w, r, ls, res.Email)
+	g.trustDevice(w, r, ls, res.User)
 	g.logger.Info("signed in", zap.String("org", res.Org.ID), zap.String("user_id", res.User.ID), zap.String("method", res.Method))
 	ret := form.ReturnTo
 	if ret == "" {
@@ -254,11 +252,11 @@ func busyStatus(overloaded bool) int {
 	return http.StatusTooManyRequests
 }
 
-// trustDevice gives the browser a trusted-device cookie for the address
+// trustDevice gives the browser a trusted-device cookie for the account
 // (see local.Devices): it just proved it knows the account's password or
-// holds its set-password link.
-func (g *Gateway) trustDevice(w http.ResponseWriter, r *http.Request, ls *localState, email string) {
-	tok, err := ls.devices.Issue(email)
+// holds its set-password link. u is the account as stored after that.
+func (g *Gateway) trustDevice(w http.ResponseWriter, r *http.Request, ls *localState, u *store.User) {
+	tok, err := ls.devices.Issue(u)
 	if err != nil {
 		g.logger.Warn("issuing device cookie", zap.Error(err))
 		return
@@ -476,7 +474,7 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 	g.audit(st, r, u.OrgID, u.UserName, "local.password.set", "success", map[string]string{
 		"purpose": inv.Purpose, "sessions_ended": strconv.Itoa(n),
 	})
-	g.trustDevice(w, r, ls, u.UserName)
+	g.trustDevice(w, r, ls, u)
 	g.pages.Render(w, http.StatusOK, "backup", pages.Backup{
 		Prefix: g.Prefix, CSRF: csrf, Org: u.OrgID, Email: u.UserName,
 		Notice: "Your password is set. Sign in with it now.",

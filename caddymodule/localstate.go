@@ -108,19 +108,21 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // newAuthenticator sets up password sign-in with the process-wide
 // throttles (see processState).
-func newAuthenticator(st *store.Store, h local.Hasher, ps *processState, inFlight *local.InFlight) *local.Authenticator {
+func newAuthenticator(st *store.Store, h local.Hasher, ps *processState, inFlight *local.InFlight, devices *local.Devices) *local.Authenticator {
 	return &local.Authenticator{
-		Store:    st,
-		Hasher:   h,
-		Accounts: ps.accounts,
-		Devices:  ps.devices,
-		Sources:  ps.sources,
-		InFlight: inFlight,
+		Store:        st,
+		Hasher:       h,
+		Accounts:     ps.accounts,
+		Devices:      ps.devices,
+		Sources:      ps.sources,
+		InFlight:     inFlight,
+		DeviceTokens: devices,
 	}
 }
 
-// deviceCookieAge is how long a browser stays trusted for an account.
-const deviceCookieAge = 90 * 24 * time.Hour
+// deviceCookieAge is how long a browser keeps its trusted-device cookie:
+// as long as the server honours the token in it.
+const deviceCookieAge = local.DeviceTokenLifetime
 
 // localState is what local accounts need at request time. It belongs to
 // the app, so every sso_gateway handler of a config shares it; its
@@ -177,7 +179,7 @@ func (a *App) localState() (*localState, error) {
 		}
 		inFlight := local.NewInFlight(ph.MaxPerSource)
 		s.local = &localState{
-			auth:     newAuthenticator(st, hasher, ps, inFlight),
+			auth:     newAuthenticator(st, hasher, ps, inFlight, devices),
 			hasher:   hasher,
 			inFlight: inFlight,
 			devices:  devices,

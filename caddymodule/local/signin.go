@@ -64,9 +64,9 @@ type Attempt struct {
 	OrgHint string
 	// SourceIP is the client's address, for the per-source throttle.
 	SourceIP string
-	// DeviceID comes from a trusted-device token that Devices.Verify
-	// accepted for Email; "" if the browser presented none.
-	DeviceID string
+	// DeviceToken is the browser's trusted-device token, if it sent one;
+	// Authenticate checks it against the account tried.
+	DeviceToken string
 }
 
 // Result is what Authenticate decided.
@@ -88,6 +88,9 @@ type Result struct {
 	FirstRefusal bool
 	// NewLocks are the locks this failed attempt started.
 	NewLocks []Lock
+	// TrustedDevice: the attempt came with a valid trusted-device token
+	// for the account, so it was throttled per device.
+	TrustedDevice bool
 }
 
 // Authenticator decides password sign-ins for local accounts.
@@ -120,6 +123,8 @@ type Authenticator struct {
 	Devices  *Throttle
 	// InFlight bounds the attempts in flight per source (nil: no bound).
 	InFlight *InFlight
+	// DeviceTokens checks Attempt.DeviceToken (nil: no device is trusted).
+	DeviceTokens *Devices
 	// Now is the clock for LastLogin (default time.Now).
 	Now func() time.Time
 
@@ -178,9 +183,15 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 		defer release()
 	}
 
+	// A device token counts only for the account it was issued to, at its
+	// current credentials; an unknown address has no trusted devices.
+	deviceID := ""
+	if at.DeviceToken != "" && user != nil && a.DeviceTokens != nil {
+		deviceID, res.TrustedDevice = a.DeviceTokens.Verify(at.DeviceToken, user)
+	}
 	var keys []throttleKey
-	if at.DeviceID != "" {
-		keys = []throttleKey{{a.Devices, ScopeDevice, at.DeviceID}}
+	if res.TrustedDevice {
+		keys = []throttleKey{{a.Devices, ScopeDevice, deviceID}}
 	} else {
 		keys = []throttleKey{{a.Sources, ScopeSource, at.SourceIP}, {a.Accounts, ScopeAccount, email}}
 	}

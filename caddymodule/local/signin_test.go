@@ -48,12 +48,32 @@ func newSigninEnv(t *testing.T) *signinEnv {
 	c := newClock()
 	h := &countingHasher{Argon2id: newTestHasher(t)}
 	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
+	devices, err := NewDevices([][]byte{[]byte("device key of at least thirty-two bytes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices.Now = c.now
 	e := &signinEnv{t: t, st: st, hasher: h, clock: c, auth: &Authenticator{
 		Store: st, Hasher: h,
 		Accounts: NewThrottle(cfg), Devices: NewThrottle(cfg),
-		Sources: NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		Sources:      NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		DeviceTokens: devices,
 	}}
 	return e
+}
+
+// deviceToken issues a trusted-device token for the account as stored now.
+func (e *signinEnv) deviceToken(org, email string) string {
+	e.t.Helper()
+	u, err := e.st.UserByUserName(org, email)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok, err := e.auth.DeviceTokens.Issue(u)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
 }
 
 // org creates an org whose owner (the backup login) has a password, and
@@ -280,12 +300,9 @@ func TestThrottlingLocksAndLifts(t *testing.T) {
 	}
 
 	// A browser the owner used before is not locked out by the attack.
-	d, _ := NewDevices([][]byte{[]byte("device key of at least thirty-two bytes")})
-	tok, _ := d.Issue("it@acme.com")
-	id, _ := d.Verify(tok, "it@acme.com")
 	trusted := right
-	trusted.DeviceID = id
-	if res := e.try(trusted); res.Outcome != OutcomeSuccess {
+	trusted.DeviceToken = e.deviceToken("acme", "it@acme.com")
+	if res := e.try(trusted); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
 		t.Errorf("trusted device during the lock: %+v", res)
 	}
 
@@ -480,5 +497,65 @@ func TestHasherQueueFullIsOverloaded(t *testing.T) {
 	<-h.admit
 	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.6"}); res.Outcome != OutcomeSuccess {
 		t.Errorf("overloaded attempts were counted: %+v", res)
+	}
+}
+
+// TestDeviceTrustEndsWithTheCredentials: a trusted-device token exempts
+// its browser from the account lock until the account's password is reset
+// (a link issued) or set again, or the token's lifetime ends; a token for
+// one account lends nothing to another.
+func TestDeviceTrustEndsWithTheCredentials(t *testing.T) {
+	e := newSigninEnv(t)
+	owner := e.org("acme", "it@acme.com")
+	e.user("acme", "other@acme.com", true)
+	lock := func(email string) {
+		for range 3 {
+			e.try(Attempt{Email: email, Password: "wrong wrong wrong", SourceIP: "198.51.100.20"})
+		}
+	}
+	right := Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "198.51.100.21"}
+
+	tok := e.deviceToken("acme", "it@acme.com")
+	lock("it@acme.com")
+	at := right
+	at.DeviceToken = tok
+	if res := e.try(at); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
+		t.Fatalf("trusted device during the lock: %+v", res)
+	}
+	// Another account's lock is not lifted by this account's token.
+	lock("other@acme.com")
+	if res := e.try(Attempt{Email: "other@acme.com", Password: goodPassword, SourceIP: "198.51.100.21", DeviceToken: tok}); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Errorf("token of another account: %+v", res)
+	}
+
+	// The operator resets the backup login: a new link changes the
+	// account's credential version, and the old token stops counting.
+	_, hash, _ := NewLinkToken()
+	if err := e.st.IssueInvitation(&store.Invitation{TokenHash: hash, OrgID: "acme", UserID: owner.ID, Purpose: store.InviteReset, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	lock("it@acme.com")
+	if res := e.try(at); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Fatalf("old device token after a reset: %+v", res)
+	}
+	// Using the link changes it again; a token issued after that works.
+	pwHash, err := e.hasher.Argon2id.Hash(context.Background(), goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.RedeemInvitation(hash, pwHash); err != nil {
+		t.Fatal(err)
+	}
+	fresh := e.deviceToken("acme", "it@acme.com")
+	at.DeviceToken = fresh
+	if res := e.try(at); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
+		t.Fatalf("fresh token: %+v", res)
+	}
+	// The server ends the token's trust after its lifetime.
+	lock("it@acme.com")
+	e.clock.advance(DeviceTokenLifetime)
+	lock("it@acme.com") // the clock moved: the earlier lock lapsed, lock again
+	if res := e.try(at); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Errorf("token after its lifetime: %+v", res)
 	}
 }

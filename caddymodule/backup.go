@@ -429,7 +429,7 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 		g.pages.Render(w, http.StatusBadRequest, "setpassword", page)
 		return
 	}
-	if err := local.CheckPassword(pw, lt.user.UserName); err != nil {
+	if err := local.CheckPassword(pw, local.PasswordContext{Email: lt.user.UserName, OrgID: lt.org.ID, OrgName: lt.org.Name}); err != nil {
 		page.Error = err.Error()
 		g.pages.Render(w, http.StatusBadRequest, "setpassword", page)
 		return

@@ -184,3 +184,21 @@ func TestDeviceCookieLosesTrustOnReset(t *testing.T) {
 		t.Errorf("after the new link: %d", p.status)
 	}
 }
+
+// TestSetPasswordRefusesTheOrgsName: the set-password form refuses a
+// password made from the organization's ID or name, in any ASCII case,
+// and keeps the link usable.
+func TestSetPasswordRefusesTheOrgsName(t *testing.T) {
+	reloadWithSSO(t, map[string]any{"password_hashing": map[string]any{"time": 1, "memory_kib": 8192, "threads": 1}})
+	org := uniqueOrg("lcl-pwname")
+	link := newLocalOrg(t, org, "owner@pw-e2e.test", "") // named "Org <id>"
+	b := newBrowserFrom(t, "127.0.0.28")
+	for _, pw := range []string{strings.ToUpper(org) + "!", "org " + org + " 2026", "Lcl-PwName-Lcl-PwName"} {
+		if p := b.setPassword(link, pw); p.status != http.StatusBadRequest || !strings.Contains(p.body, "organization") {
+			t.Errorf("%q: %d", pw, p.status)
+		}
+	}
+	if p := b.setPassword(link, strongPassword); p.status != http.StatusOK {
+		t.Errorf("a good password after the refusals: %d", p.status)
+	}
+}

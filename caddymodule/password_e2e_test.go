@@ -202,3 +202,64 @@ func TestSetPasswordRefusesTheOrgsName(t *testing.T) {
 		t.Errorf("a good password after the refusals: %d", p.status)
 	}
 }
+
+// TestPasswordHashingBounds: beyond the queue (max_queued) a sign-in is
+// answered 503 at once, beyond max_per_source attempts in flight from one
+// address 429 at once, both with Retry-After and without a hash. The
+// attempts are released together and each hash takes a 64 MiB argon2id
+// pass, so they overlap.
+func TestPasswordHashingBounds(t *testing.T) {
+	burst := func(ip string, n int) map[int]int {
+		t.Helper()
+		forms := make([]url.Values, n)
+		browsers := make([]*browser, n)
+		for i := range n {
+			browsers[i] = newBrowserFrom(t, ip)
+			forms[i] = formByAction(t, browsers[i].get(env.GatewayURL+"/sso/backup").body, "/sso/backup")
+			forms[i].Set("email", strings.Repeat("x", i+1)+"@lcl-bounds.test") // one account each
+			forms[i].Set("password", "guess guess guess")
+		}
+		count := map[int]int{}
+		var mu sync.Mutex
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				req, _ := http.NewRequest(http.MethodPost, env.GatewayURL+"/sso/backup", strings.NewReader(forms[i].Encode()))
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				resp, err := browsers[i].client.Do(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusUnauthorized && resp.Header.Get("Retry-After") == "" {
+					t.Errorf("%d without Retry-After", resp.StatusCode)
+				}
+				mu.Lock()
+				count[resp.StatusCode]++
+				mu.Unlock()
+			})
+		}
+		close(start)
+		wg.Wait()
+		return count
+	}
+
+	reloadWithSSO(t, map[string]any{"password_hashing": map[string]any{
+		"time": 3, "memory_kib": 65536, "threads": 1, "max_concurrent": 1, "max_queued": 1, "max_per_source": 100,
+	}})
+	got := burst("127.0.0.29", 10)
+	if got[http.StatusServiceUnavailable] == 0 || got[http.StatusUnauthorized]+got[http.StatusServiceUnavailable] != 10 {
+		t.Errorf("queue bound 1+1, 10 at once: %v", got)
+	}
+
+	reloadWithSSO(t, map[string]any{"password_hashing": map[string]any{
+		"time": 3, "memory_kib": 65536, "threads": 1, "max_concurrent": 1, "max_per_source": 1,
+	}})
+	got = burst("127.0.0.30", 6)
+	if got[http.StatusTooManyRequests] == 0 || got[http.StatusUnauthorized]+got[http.StatusTooManyRequests] != 6 {
+		t.Errorf("one in flight per source, 6 at once: %v", got)
+	}
+}

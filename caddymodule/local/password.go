@@ -260,23 +260,28 @@ type dummyHash struct {
 
 // get makes the hash on first use. A failure is not kept: a first attempt
 // that found the hasher busy must not break the dummy for every attempt
-// after it.
+// after it. The lock is not held while hashing, so that attempts arriving
+// meanwhile wait in the hasher's bounded queue (each making a hash of its
+// own, the one its attempt costs anyway), not on the lock.
 func (d *dummyHash) get(ctx context.Context, h Hasher) (string, error) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.hash != "" {
-		return d.hash, nil
+	hash := d.hash
+	d.mu.Unlock()
+	if hash != "" {
+		return hash, nil
 	}
 	pw := make([]byte, 24)
 	if _, err := rand.Read(pw); err != nil {
 		return "", fmt.Errorf("dummy password: %w", err)
 	}
-	// Not tied to the request's context: a cancelled first request
-	// must not leave its waiters without a dummy.
-	hash, err := h.Hash(context.WithoutCancel(ctx), b64.EncodeToString(pw))
+	hash, err := h.Hash(ctx, b64.EncodeToString(pw))
 	if err != nil {
 		return "", err
 	}
-	d.hash = hash
-	return hash, nil
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hash == "" {
+		d.hash = hash
+	}
+	return d.hash, nil
 }

@@ -161,6 +161,7 @@ type Reservation struct {
 	// until is the lock's end this reservation set, prev the one before
 	// it, so that a refund can undo the lock if nothing changed it since.
 	until, prev time.Time
+	refunded    bool // under t.mu
 }
 
 // Reserve admits an attempt on key unless the key is locked, and counts
@@ -192,11 +193,16 @@ func (r *Reservation) Lock() time.Duration { return r.lock }
 // Refund takes the reserved failure back: the attempt was not checked
 // (the hasher was busy, the request ended), or it succeeded on a key
 // that a success does not reset. The lock it started is lifted unless a
-// later attempt has changed it since; a later lock stays.
+// later attempt has changed it since; a later lock stays. A second
+// refund does nothing.
 func (r *Reservation) Refund() {
 	t := r.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r.refunded {
+		return
+	}
+	r.refunded = true
 	e := t.entries[r.key]
 	if e == nil {
 		return // reset or evicted since: nothing left to take back

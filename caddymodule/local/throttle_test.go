@@ -165,10 +165,11 @@ func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
 	}
 	// The third succeeded on a key a success does not reset: its lock goes.
 	rs[2].Refund()
+	rs[2].Refund() // twice counts once
 	if v := th.Check("k"); v.Locked {
 		t.Fatalf("refund kept its own lock: %+v", v)
 	}
-	r, v := th.Reserve("k")
+	r, v := th.Reserve("k") // the third failure again, not the second
 	if v.Locked || r.Lock() != time.Second {
 		t.Fatalf("after the refund: %+v, lock %v", v, r.Lock())
 	}

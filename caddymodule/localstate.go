@@ -48,14 +48,18 @@ func (p *PasswordHashing) params() local.Params {
 	return local.Params{Time: p.Time, MemoryKiB: p.MemoryKiB, Threads: p.Threads}.WithDefaults()
 }
 
+// maxHashQueue bounds max_queued and max_per_source: far more than any
+// gateway can hash within a request's time, and no overflow when added.
+const maxHashQueue = 1 << 16
+
 func (p *PasswordHashing) provision() error {
 	switch {
 	case p.MaxConcurrent < 0:
 		return fmt.Errorf("max_concurrent must not be negative")
-	case p.MaxQueued < 0:
-		return fmt.Errorf("max_queued must not be negative")
-	case p.MaxPerSource < 0:
-		return fmt.Errorf("max_per_source must not be negative")
+	case p.MaxQueued < 0 || p.MaxQueued > maxHashQueue:
+		return fmt.Errorf("max_queued %d: must be between 0 (default) and %d", p.MaxQueued, maxHashQueue)
+	case p.MaxPerSource < 0 || p.MaxPerSource > maxHashQueue:
+		return fmt.Errorf("max_per_source %d: must be between 0 (default) and %d", p.MaxPerSource, maxHashQueue)
 	}
 	return p.params().Validate()
 }

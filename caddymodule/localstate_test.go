@@ -59,7 +59,7 @@ func TestPasswordHashingProvision(t *testing.T) {
 	if err := p.provision(); err != nil || p.params() != local.DefaultParams {
 		t.Errorf("defaults: %+v, %v", p.params(), err)
 	}
-	for _, bad := range []PasswordHashing{{MemoryKiB: 1024}, {Time: 1000}, {MaxConcurrent: -1}, {MaxQueued: -1}, {MaxPerSource: -1}, {MemoryKiB: 4 << 20}} {
+	for _, bad := range []PasswordHashing{{MemoryKiB: 1024}, {Time: 1000}, {MaxConcurrent: -1}, {MaxQueued: -1}, {MaxPerSource: -1}, {MaxQueued: 1 << 40}, {MaxPerSource: 1 << 17}, {MemoryKiB: 4 << 20}} {
 		if err := bad.provision(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}

@@ -1,6 +1,7 @@
 package caddymodule_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -216,7 +217,7 @@ func TestPasswordHashingBounds(t *testing.T) {
 		for i := range n {
 			browsers[i] = newBrowserFrom(t, ip)
 			forms[i] = formByAction(t, browsers[i].get(env.GatewayURL+"/sso/backup").body, "/sso/backup")
-			forms[i].Set("email", strings.Repeat("x", i+1)+"@lcl-bounds.test") // one account each
+			forms[i].Set("email", fmt.Sprintf("%s-%d@lcl-bounds.test", uniqueOrg("u"), i)) // one account each
 			forms[i].Set("password", "guess guess guess")
 		}
 		count := map[int]int{}

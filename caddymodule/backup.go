@@ -166,16 +166,14 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 	}
 	attempt := local.Attempt{
 		Email: form.Email, Password: r.PostForm.Get("password"), OrgHint: form.Org, SourceIP: local.SourceKey(clientIP(r)),
-	}
-	if tok := g.cookie(r, deviceCookie); tok != "" {
-		attempt.DeviceID, _ = ls.devices.Verify(tok, local.NormalizeEmail(form.Email))
+		DeviceToken: g.cookie(r, deviceCookie),
 	}
 	res, err := ls.auth.Authenticate(r.Context(), attempt)
 	if err != nil {
 		g.internalError(w, r, "password sign-in", err)
 		return
 	}
-	g.auditSignIn(st, r, res, attempt.DeviceID != "")
+	g.auditSignIn(st, r, res, res.TrustedDevice)
 
 	switch res.Outcome {
 	case local.OutcomeSuccess:
@@ -184,6 +182,11 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", strconv.Itoa(wait))
 		form.Error = "Too many failed sign-in attempts. Wait " + readableWait(res.RetryAfter) + " and try again."
 		g.pages.Render(w, http.StatusTooManyRequests, "backup", form)
+		return
+	case local.OutcomeBusy, local.OutcomeOverloaded:
+		g.passwordBusy(w, res.Outcome == local.OutcomeOverloaded)
+		form.Error = "Too many sign-in attempts are being checked right now. Wait a few seconds and try again."
+		g.pages.Render(w, busyStatus(res.Outcome == local.OutcomeOverloaded), "backup", form)
 		return
 	case local.OutcomeBadCredentials:
 		form.Error = "The email address or password is not correct."
@@ -220,7 +223,7 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "starting session", err)
 		return
 	}
-	g.trustDevice(w, r, ls, res.Email)
+	g.trustDevice(w, r, ls, res.User)
 	g.logger.Info("signed in", zap.String("org", res.Org.ID), zap.String("user_id", res.User.ID), zap.String("method", res.Method))
 	ret := form.ReturnTo
 	if ret == "" {
@@ -230,11 +233,30 @@ func (g *Gateway) backupSignIn(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 }
 
-// trustDevice gives the browser a trusted-device cookie for the address
+// passwordBusy sets Retry-After on the answer to a password attempt that
+// was refused unchecked: its source had too many in flight (429), or the
+// hasher's queue was full (503, a longer wait).
+func (g *Gateway) passwordBusy(w http.ResponseWriter, overloaded bool) {
+	retry := "1"
+	if overloaded {
+		retry = "5"
+	}
+	w.Header().Set("Retry-After", retry)
+	w.Header().Set("Cache-Control", "no-store")
+}
+
+func busyStatus(overloaded bool) int {
+	if overloaded {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusTooManyRequests
+}
+
+// trustDevice gives the browser a trusted-device cookie for the account
 // (see local.Devices): it just proved it knows the account's password or
-// holds its set-password link.
-func (g *Gateway) trustDevice(w http.ResponseWriter, r *http.Request, ls *localState, email string) {
-	tok, err := ls.devices.Issue(email)
+// holds its set-password link. u is the account as stored after that.
+func (g *Gateway) trustDevice(w http.ResponseWriter, r *http.Request, ls *localState, u *store.User) {
+	tok, err := ls.devices.Issue(u)
 	if err != nil {
 		g.logger.Warn("issuing device cookie", zap.Error(err))
 		return
@@ -407,12 +429,29 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 		g.pages.Render(w, http.StatusBadRequest, "setpassword", page)
 		return
 	}
-	if err := local.CheckPassword(pw, lt.user.UserName); err != nil {
+	if err := local.CheckPassword(pw, local.PasswordContext{Email: lt.user.UserName, OrgID: lt.org.ID, OrgName: lt.org.Name}); err != nil {
 		page.Error = err.Error()
 		g.pages.Render(w, http.StatusBadRequest, "setpassword", page)
 		return
 	}
+	// The link is unguessable, so there is nothing to throttle, but each
+	// post costs a hash: the same bounds as sign-in keep one client from
+	// queueing them without end.
+	release, ok := ls.inFlight.Acquire(local.SourceKey(clientIP(r)))
+	if !ok {
+		g.passwordBusy(w, false)
+		page.Error = "Too many requests are being handled right now. Wait a few seconds and try again."
+		g.pages.Render(w, http.StatusTooManyRequests, "setpassword", page)
+		return
+	}
 	hash, err := ls.hasher.Hash(r.Context(), pw)
+	release()
+	if errors.Is(err, local.ErrBusy) {
+		g.passwordBusy(w, true)
+		page.Error = "Too many requests are being handled right now. Wait a few seconds and try again."
+		g.pages.Render(w, http.StatusServiceUnavailable, "setpassword", page)
+		return
+	}
 	if err != nil {
 		g.internalError(w, r, "hashing password", err)
 		return
@@ -435,7 +474,7 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 	g.audit(st, r, u.OrgID, u.UserName, "local.password.set", "success", map[string]string{
 		"purpose": inv.Purpose, "sessions_ended": strconv.Itoa(n),
 	})
-	g.trustDevice(w, r, ls, u.UserName)
+	g.trustDevice(w, r, ls, u)
 	g.pages.Render(w, http.StatusOK, "backup", pages.Backup{
 		Prefix: g.Prefix, CSRF: csrf, Org: u.OrgID, Email: u.UserName,
 		Notice: "Your password is set. Sign in with it now.",

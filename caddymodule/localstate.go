@@ -30,15 +30,36 @@ type PasswordHashing struct {
 	// so a flood of them costs at most max_concurrent × memory. Default:
 	// one per CPU.
 	MaxConcurrent int `json:"max_concurrent,omitempty"`
+
+	// How many more hashes may wait for their turn. Beyond that a sign-in
+	// or set-password attempt is answered 503 at once, unchecked and not
+	// counted as a failure, instead of queueing without end. Default: 16
+	// per concurrent hash.
+	MaxQueued int `json:"max_queued,omitempty"`
+
+	// How many password attempts (sign-in or set-password) one client
+	// address (an IPv6 client by its /64) may have in flight at once.
+	// More are answered 429 at once, unchecked and not counted as
+	// failures, so that one client cannot fill the queue. Default: 2.
+	MaxPerSource int `json:"max_per_source,omitempty"`
 }
 
 func (p *PasswordHashing) params() local.Params {
 	return local.Params{Time: p.Time, MemoryKiB: p.MemoryKiB, Threads: p.Threads}.WithDefaults()
 }
 
+// maxHashQueue bounds max_queued and max_per_source: far more than any
+// gateway can hash within a request's time, and no overflow when added.
+const maxHashQueue = 1 << 16
+
 func (p *PasswordHashing) provision() error {
-	if p.MaxConcurrent < 0 {
+	switch {
+	case p.MaxConcurrent < 0:
 		return fmt.Errorf("max_concurrent must not be negative")
+	case p.MaxQueued < 0 || p.MaxQueued > maxHashQueue:
+		return fmt.Errorf("max_queued %d: must be between 0 (default) and %d", p.MaxQueued, maxHashQueue)
+	case p.MaxPerSource < 0 || p.MaxPerSource > maxHashQueue:
+		return fmt.Errorf("max_per_source %d: must be between 0 (default) and %d", p.MaxPerSource, maxHashQueue)
 	}
 	return p.params().Validate()
 }
@@ -62,7 +83,7 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("password_hashing memory %q: want a size such as 64MiB", v)
 			}
 			p.MemoryKiB = uint32(b / 1024)
-		case "time", "threads", "max_concurrent":
+		case "time", "threads", "max_concurrent", "max_queued", "max_per_source":
 			n, err := strconv.ParseUint(v, 10, 32)
 			if err != nil {
 				return d.Errf("password_hashing %s %q: want a positive number", opt, v)
@@ -77,6 +98,10 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				p.Threads = uint8(n)
 			case "max_concurrent":
 				p.MaxConcurrent = int(n)
+			case "max_queued":
+				p.MaxQueued = int(n)
+			case "max_per_source":
+				p.MaxPerSource = int(n)
 			}
 		default:
 			return d.Errf("unrecognized password_hashing option %q", opt)
@@ -87,29 +112,35 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // newAuthenticator sets up password sign-in with the process-wide
 // throttles (see processState).
-func newAuthenticator(st *store.Store, h local.Hasher, ps *processState) *local.Authenticator {
+func newAuthenticator(st *store.Store, h local.Hasher, ps *processState, inFlight *local.InFlight, devices *local.Devices) *local.Authenticator {
 	return &local.Authenticator{
-		Store:    st,
-		Hasher:   h,
-		Accounts: ps.accounts,
-		Devices:  ps.devices,
-		Sources:  ps.sources,
+		Store:        st,
+		Hasher:       h,
+		Accounts:     ps.accounts,
+		Devices:      ps.devices,
+		Sources:      ps.sources,
+		InFlight:     inFlight,
+		DeviceTokens: devices,
 	}
 }
 
-// deviceCookieAge is how long a browser stays trusted for an account.
-const deviceCookieAge = 90 * 24 * time.Hour
+// deviceCookieAge is how long a browser keeps its trusted-device cookie:
+// as long as the server honours the token in it.
+const deviceCookieAge = local.DeviceTokenLifetime
 
 // localState is what local accounts need at request time. It belongs to
 // the app, so every sso_gateway handler of a config shares it; its
 // throttles are the process's (see processState), so a config reload
 // keeps them.
 type localState struct {
-	auth    *local.Authenticator
-	hasher  local.Hasher
-	devices *local.Devices
-	csrf    *local.CSRF
-	origin  *http.CrossOriginProtection
+	auth   *local.Authenticator
+	hasher local.Hasher
+	// inFlight bounds the password attempts in flight per source, for
+	// sign-in (through auth) and set-password alike.
+	inFlight *local.InFlight
+	devices  *local.Devices
+	csrf     *local.CSRF
+	origin   *http.CrossOriginProtection
 }
 
 // localState builds the app's local-account state, once.
@@ -135,7 +166,7 @@ func (a *App) localState() (*localState, error) {
 		if ph == nil {
 			ph = new(PasswordHashing)
 		}
-		hasher, err := local.NewArgon2id(ph.params(), ph.MaxConcurrent)
+		hasher, err := local.NewArgon2id(ph.params(), ph.MaxConcurrent, ph.MaxQueued)
 		if err != nil {
 			s.localErr = fmt.Errorf("sso: %w", err)
 			return
@@ -150,12 +181,14 @@ func (a *App) localState() (*localState, error) {
 			s.localErr = fmt.Errorf("sso: %w", err)
 			return
 		}
+		inFlight := local.NewInFlight(ph.MaxPerSource)
 		s.local = &localState{
-			auth:    newAuthenticator(st, hasher, ps),
-			hasher:  hasher,
-			devices: devices,
-			csrf:    csrf,
-			origin:  http.NewCrossOriginProtection(),
+			auth:     newAuthenticator(st, hasher, ps, inFlight, devices),
+			hasher:   hasher,
+			inFlight: inFlight,
+			devices:  devices,
+			csrf:     csrf,
+			origin:   http.NewCrossOriginProtection(),
 		}
 	})
 	return s.local, s.localErr

@@ -19,6 +19,8 @@ func TestPasswordHashingCaddyfile(t *testing.T) {
 			memory 128MiB
 			threads 2
 			max_concurrent 3
+			max_queued 40
+			max_per_source 4
 		}
 	}`)
 	var a App
@@ -28,7 +30,7 @@ func TestPasswordHashingCaddyfile(t *testing.T) {
 	if a.InviteTTL != caddy.Duration(24*time.Hour) {
 		t.Errorf("invite_ttl = %v", a.InviteTTL)
 	}
-	want := PasswordHashing{Time: 4, MemoryKiB: 128 * 1024, Threads: 2, MaxConcurrent: 3}
+	want := PasswordHashing{Time: 4, MemoryKiB: 128 * 1024, Threads: 2, MaxConcurrent: 3, MaxQueued: 40, MaxPerSource: 4}
 	if a.PasswordHashing == nil || *a.PasswordHashing != want {
 		t.Errorf("password_hashing = %+v", a.PasswordHashing)
 	}
@@ -41,6 +43,7 @@ func TestPasswordHashingCaddyfile(t *testing.T) {
 		"sso {\n password_hashing {\n memory lots\n }\n}",
 		"sso {\n password_hashing {\n threads 300\n }\n}",
 		"sso {\n password_hashing {\n time\n }\n}",
+		"sso {\n password_hashing {\n max_per_source -1\n }\n}",
 		"sso {\n password_hashing extra {\n }\n}",
 		"sso {\n invite_ttl soon\n}",
 	} {
@@ -56,7 +59,7 @@ func TestPasswordHashingProvision(t *testing.T) {
 	if err := p.provision(); err != nil || p.params() != local.DefaultParams {
 		t.Errorf("defaults: %+v, %v", p.params(), err)
 	}
-	for _, bad := range []PasswordHashing{{MemoryKiB: 1024}, {Time: 1000}, {MaxConcurrent: -1}, {MemoryKiB: 4 << 20}} {
+	for _, bad := range []PasswordHashing{{MemoryKiB: 1024}, {Time: 1000}, {MaxConcurrent: -1}, {MaxQueued: -1}, {MaxPerSource: -1}, {MaxQueued: 1 << 40}, {MaxPerSource: 1 << 17}, {MemoryKiB: 4 << 20}} {
 		if err := bad.provision(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}

@@ -274,9 +274,13 @@ func (s *Store) CreateLocalUser(u *User, inv *Invitation) error {
 }
 
 // IssueInvitation stores a new set-password link for an existing local
-// account (inv.OrgID, inv.UserID), revoking the account's earlier links.
-// ErrNotFound if the org or user does not exist; ErrInvalid if the user is
-// not a local account.
+// account (inv.OrgID, inv.UserID), revoking the account's earlier links,
+// and changes the account's CredVersion: a reset revokes what was bound
+// to the old credentials, and writing the account makes two links issued
+// at the same moment conflict, so that the one committed second sees and
+// revokes the first (scanning the links alone would not: neither
+// transaction would read a key the other writes). ErrNotFound if the org
+// or user does not exist; ErrInvalid if the user is not a local account.
 func (s *Store) IssueInvitation(inv *Invitation) error {
 	const op = "issue invitation"
 	t := now()
@@ -304,6 +308,12 @@ func (s *Store) IssueInvitation(inv *Invitation) error {
 		}
 		if u.Source != SourceLocal {
 			return invalid(op, "user %q is not a local account", c.UserID)
+		}
+		u.CredVersion++
+		u.Updated = t
+		// Only the version changes, so the user's indexes stay as they are.
+		if _, err := setJSON(txn, key(pUser, c.OrgID, c.UserID), u, 0); err != nil {
+			return err
 		}
 		return putInvitation(txn, &c)
 	})
@@ -351,9 +361,9 @@ func liveInvitation(txn *badger.Txn, op, tokenHash string, inv *Invitation) erro
 
 // RedeemInvitation uses the link with this token hash: in one transaction
 // it checks that the link is pending and its user still a local account of
-// its org, stores passwordHash as the user's password, and deletes every
-// pending link of the user, so a link works exactly once even when two
-// requests race. ErrNotFound if the link is unknown, expired or used, or
+// its org, stores passwordHash as the user's password, changes its
+// CredVersion, and deletes every pending link of the user, so a link works
+// exactly once even when two requests race. ErrNotFound if the link is unknown, expired or used, or
 // its user is gone.
 func (s *Store) RedeemInvitation(tokenHash, passwordHash string) (*Invitation, *User, error) {
 	const op = "redeem invitation"
@@ -382,6 +392,7 @@ func (s *Store) RedeemInvitation(tokenHash, passwordHash string) (*Invitation, *
 			return notFound(op, "local account", inv.UserID)
 		}
 		u.PasswordHash = passwordHash
+		u.CredVersion++
 		u.Updated = now()
 		// Only the password changes, so the user's indexes stay as they are.
 		if _, err := setJSON(txn, k, u, 0); err != nil {

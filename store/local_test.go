@@ -3,7 +3,9 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -281,4 +283,77 @@ func TestSetBackupLogin(t *testing.T) {
 	}
 	_, err = s.DeleteLocalUser("acme", bob.ID)
 	wantErr(t, err, ErrConflict)
+}
+
+// TestConcurrentInvitationsLeaveOneLink: set-password links issued for one
+// account at the same moment cannot all stay valid; exactly the one
+// committed last works. Each issuance also changes the account's
+// credential version.
+func TestConcurrentInvitationsLeaveOneLink(t *testing.T) {
+	s := newTestStore(t)
+	u := localUser("", "it@acme.com", RoleAdmin)
+	must(t, s.CreateOrgWithOwner(&Org{ID: "acme", Name: "Acme"}, u, invitation("first", InviteOwner, time.Hour)))
+	// Each round starts without a pending link (the last one is used), so
+	// the racing transactions find no earlier link in common to revoke.
+	_, _, err := s.RedeemInvitation(tokenHash("first"), "$argon2id$hash")
+	must(t, err)
+	const rounds, n = 150, 8
+	for round := range rounds {
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				inv := &Invitation{TokenHash: tokenHash(fmt.Sprint(round, "-", i)), OrgID: "acme", UserID: u.ID, Purpose: InviteReset, ExpiresAt: time.Now().Add(time.Hour)}
+				if err := s.IssueInvitation(inv); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		live := 0
+		for i := range n {
+			if _, err := s.GetInvitation(tokenHash(fmt.Sprint(round, "-", i))); err == nil {
+				live++
+			}
+		}
+		if live != 1 {
+			t.Fatalf("round %d: %d of %d concurrently issued links are valid, want 1", round, live, n)
+		}
+		if p, err := s.PendingInvitations("acme"); err != nil || len(p) != 1 {
+			t.Fatalf("round %d: pending %v, %v", round, p, err)
+		}
+		for i := range n {
+			if _, _, err := s.RedeemInvitation(tokenHash(fmt.Sprint(round, "-", i)), "$argon2id$hash"); err == nil {
+				break
+			}
+		}
+	}
+	got, err := s.GetUser("acme", u.ID)
+	must(t, err)
+	if want := uint64(1 + rounds*(n+1)); got.CredVersion != want {
+		t.Errorf("credential version %d after %d issued and %d used links, want %d", got.CredVersion, rounds*n, rounds+1, want)
+	}
+}
+
+// TestRedeemChangesCredentialVersion: setting the password through a link
+// changes the version, as issuing the link did; a record written before
+// the field existed reads as version 0.
+func TestRedeemChangesCredentialVersion(t *testing.T) {
+	s := newTestStore(t)
+	u := localUser("", "it@acme.com", RoleAdmin)
+	must(t, s.CreateOrgWithOwner(&Org{ID: "acme", Name: "Acme"}, u, invitation("first", InviteOwner, time.Hour)))
+	if got, _ := s.GetUser("acme", u.ID); got.CredVersion != 0 {
+		t.Fatalf("new account at version %d", got.CredVersion)
+	}
+	_, redeemed, err := s.RedeemInvitation(tokenHash("first"), "$argon2id$hash")
+	must(t, err)
+	if redeemed.CredVersion != 1 {
+		t.Errorf("after redeeming: version %d", redeemed.CredVersion)
+	}
+	var old User
+	if err := json.Unmarshal([]byte(`{"id":"x","org_id":"acme","user_name":"a@acme.com","active":true,"source":"local","password_hash":"h"}`), &old); err != nil || old.CredVersion != 0 {
+		t.Errorf("old record: version %d, %v", old.CredVersion, err)
+	}
 }

@@ -139,6 +139,11 @@ type User struct {
 	// Local account fields.
 	PasswordHash string `json:"password_hash,omitempty"`
 	Role         string `json:"role,omitempty"` // "admin" | "user" for local accounts
+	// CredVersion changes whenever the account's password is reset or
+	// replaced (a set-password link issued or used), so that what was
+	// bound to the old credentials (trusted-device cookies) stops
+	// working. Records from before it read as 0.
+	CredVersion uint64 `json:"cred_version,omitempty"`
 
 	Created   time.Time `json:"created"`
 	Updated   time.Time `json:"updated"`

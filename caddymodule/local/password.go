@@ -109,15 +109,25 @@ type Hasher interface {
 // Each hash takes Params.MemoryKiB of memory for its duration. A
 // semaphore bounds how many run at once, so a flood of sign-in attempts
 // queues instead of exhausting memory; waiting ends with the request's
-// context.
+// context. The queue is bounded too: when it is full, Hash and Verify
+// fail at once with ErrBusy instead of queueing without end (each waiter
+// holds a request and its connection, and waits behind every hash
+// queued before it).
 type Argon2id struct {
 	params Params
-	slots  chan struct{}
+	slots  chan struct{} // hashes running
+	admit  chan struct{} // hashes running or waiting for a slot
 }
 
+// ErrBusy: too many hashes are queued already; the attempt was not
+// checked. Tell the client to retry later (503).
+var ErrBusy = errors.New("argon2id: too many password hashes queued")
+
 // NewArgon2id returns a hasher with params (zero fields take defaults)
-// that runs at most maxConcurrent hashes at a time (<= 0: one per CPU).
-func NewArgon2id(params Params, maxConcurrent int) (*Argon2id, error) {
+// that runs at most maxConcurrent hashes at a time (<= 0: one per CPU)
+// and lets at most maxQueued more wait for their turn (<= 0: 16 per
+// concurrent hash).
+func NewArgon2id(params Params, maxConcurrent, maxQueued int) (*Argon2id, error) {
 	params = params.WithDefaults()
 	if err := params.Validate(); err != nil {
 		return nil, fmt.Errorf("argon2id: %w", err)
@@ -125,7 +135,14 @@ func NewArgon2id(params Params, maxConcurrent int) (*Argon2id, error) {
 	if maxConcurrent <= 0 {
 		maxConcurrent = runtime.GOMAXPROCS(0)
 	}
-	return &Argon2id{params: params, slots: make(chan struct{}, maxConcurrent)}, nil
+	if maxQueued <= 0 {
+		maxQueued = 16 * maxConcurrent
+	}
+	return &Argon2id{
+		params: params,
+		slots:  make(chan struct{}, maxConcurrent),
+		admit:  make(chan struct{}, maxConcurrent+maxQueued),
+	}, nil
 }
 
 // Params returns the hasher's parameters.
@@ -133,14 +150,23 @@ func (h *Argon2id) Params() Params { return h.params }
 
 func (h *Argon2id) acquire(ctx context.Context) error {
 	select {
+	case h.admit <- struct{}{}:
+	default:
+		return ErrBusy
+	}
+	select {
 	case h.slots <- struct{}{}:
 		return nil
 	case <-ctx.Done():
+		<-h.admit
 		return fmt.Errorf("argon2id: waiting for a hashing slot: %w", ctx.Err())
 	}
 }
 
-func (h *Argon2id) release() { <-h.slots }
+func (h *Argon2id) release() {
+	<-h.slots
+	<-h.admit
+}
 
 // Hash implements Hasher.
 func (h *Argon2id) Hash(ctx context.Context, password string) (string, error) {
@@ -228,21 +254,34 @@ func decode(encoded string) (Params, []byte, []byte, error) {
 // against when the account does not exist or has no password yet, so that
 // every sign-in attempt costs one hash with the current parameters.
 type dummyHash struct {
-	once sync.Once
+	mu   sync.Mutex
 	hash string
-	err  error
 }
 
+// get makes the hash on first use. A failure is not kept: a first attempt
+// that found the hasher busy must not break the dummy for every attempt
+// after it. The lock is not held while hashing, so that attempts arriving
+// meanwhile wait in the hasher's bounded queue (each making a hash of its
+// own, the one its attempt costs anyway), not on the lock.
 func (d *dummyHash) get(ctx context.Context, h Hasher) (string, error) {
-	d.once.Do(func() {
-		pw := make([]byte, 24)
-		if _, err := rand.Read(pw); err != nil {
-			d.err = fmt.Errorf("dummy password: %w", err)
-			return
-		}
-		// Not tied to the request's context: a cancelled first request
-		// must not leave the dummy broken for everyone after it.
-		d.hash, d.err = h.Hash(context.WithoutCancel(ctx), b64.EncodeToString(pw))
-	})
-	return d.hash, d.err
+	d.mu.Lock()
+	hash := d.hash
+	d.mu.Unlock()
+	if hash != "" {
+		return hash, nil
+	}
+	pw := make([]byte, 24)
+	if _, err := rand.Read(pw); err != nil {
+		return "", fmt.Errorf("dummy password: %w", err)
+	}
+	hash, err := h.Hash(ctx, b64.EncodeToString(pw))
+	if err != nil {
+		return "", err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hash == "" {
+		d.hash = hash
+	}
+	return d.hash, nil
 }

@@ -2,6 +2,7 @@ package local
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ var testParams = Params{Time: 1, MemoryKiB: 8 * 1024, Threads: 1}
 
 func newTestHasher(t testing.TB) *Argon2id {
 	t.Helper()
-	h, err := NewArgon2id(testParams, 2)
+	h, err := NewArgon2id(testParams, 2, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestArgon2idRoundTrip(t *testing.T) {
 
 	// A hash made with other parameters still verifies, and is flagged for
 	// an upgrade.
-	stronger, err := NewArgon2id(Params{Time: 2, MemoryKiB: 16 * 1024, Threads: 2}, 1)
+	stronger, err := NewArgon2id(Params{Time: 2, MemoryKiB: 16 * 1024, Threads: 2}, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestArgon2idLongPasswordsNeverMatch(t *testing.T) {
 }
 
 func TestArgon2idParams(t *testing.T) {
-	h, err := NewArgon2id(Params{}, 0)
+	h, err := NewArgon2id(Params{}, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +119,7 @@ func TestArgon2idParams(t *testing.T) {
 		{Time: 1, MemoryKiB: 4 << 20, Threads: 1},     // too much
 		{Time: 1000, MemoryKiB: 8 * 1024, Threads: 1}, // too slow
 	} {
-		if _, err := NewArgon2id(p, 1); err == nil {
+		if _, err := NewArgon2id(p, 1, 0); err == nil {
 			t.Errorf("%+v accepted", p)
 		}
 	}
@@ -127,7 +128,7 @@ func TestArgon2idParams(t *testing.T) {
 // TestArgon2idConcurrencyBound: when every slot is busy, a hash waits,
 // and gives up with its context.
 func TestArgon2idConcurrencyBound(t *testing.T) {
-	h, err := NewArgon2id(testParams, 1)
+	h, err := NewArgon2id(testParams, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +148,7 @@ func TestArgon2idConcurrencyBound(t *testing.T) {
 }
 
 func BenchmarkArgon2idDefault(b *testing.B) {
-	h, err := NewArgon2id(DefaultParams, 0)
+	h, err := NewArgon2id(DefaultParams, 0, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -155,5 +156,31 @@ func BenchmarkArgon2idDefault(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		_, _ = h.Verify(context.Background(), enc, "benchmark password")
+	}
+}
+
+// TestArgon2idQueueBound: with every slot and queue place taken, Hash and
+// Verify fail at once with ErrBusy instead of waiting.
+func TestArgon2idQueueBound(t *testing.T) {
+	h, err := NewArgon2id(testParams, 1, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := h.Hash(context.Background(), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		h.admit <- struct{}{}
+	}
+	if _, err := h.Hash(context.Background(), "x"); !errors.Is(err, ErrBusy) {
+		t.Errorf("hash with a full queue: %v", err)
+	}
+	if _, err := h.Verify(context.Background(), enc, "x"); !errors.Is(err, ErrBusy) {
+		t.Errorf("verify with a full queue: %v", err)
+	}
+	<-h.admit
+	if ok, err := h.Verify(context.Background(), enc, "x"); err != nil || !ok {
+		t.Errorf("after a place freed: %v %v", ok, err)
 	}
 }

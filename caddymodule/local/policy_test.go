@@ -8,6 +8,7 @@ import (
 
 func TestCheckPassword(t *testing.T) {
 	const email = "Alice.Admin@Example.com"
+	pc := PasswordContext{Email: email, OrgID: "acme-corp", OrgName: "Acme Widgets"}
 	accept := []string{
 		"correct horse battery",
 		"Tr0ub4dor&3-xylophone",
@@ -15,9 +16,11 @@ func TestCheckPassword(t *testing.T) {
 		"ünïcödé-pässwörd",
 		"zq8#Lm2!vR9@",
 		strings.Repeat("ab1", 4) + "xyz", // a repetition plus more is fine
+		"alice in wonderland",            // a context word in a real passphrase
+		"acme widgets make my day 42",
 	}
 	for _, pw := range accept {
-		if err := CheckPassword(pw, email); err != nil {
+		if err := CheckPassword(pw, pc); err != nil {
 			t.Errorf("%q refused: %v", pw, err)
 		}
 	}
@@ -28,6 +31,16 @@ func TestCheckPassword(t *testing.T) {
 		"alice.admin@example.com":    "email",
 		"ALICE.ADMIN@EXAMPLE.COM":    "email",
 		"alice.admin2024!":           "email",
+		"Example.com2024":            "email",
+		"EXAMPLE-example!":           "email",
+		"aliceadmin!2024":            "email",
+		"Alice Admin 2024":           "email",
+		"Acme-Corp-2024!":            "organization",
+		"acmecorp12345":              "organization",
+		"ACME WIDGETS 2024":          "organization",
+		"acmewidgets!!!":             "organization",
+		"acme widgets password":      "organization",
+		"AcmeWidgetsAcmeWidgets":     "organization",
 		"password1234":               "common",
 		"Password1234!":              "common",
 		"!!password!!":               "common",
@@ -46,7 +59,7 @@ func TestCheckPassword(t *testing.T) {
 		"bad utf8 \xff\xfe\xfd here": "invalid",
 	}
 	for pw, why := range refuse {
-		err := CheckPassword(pw, email)
+		err := CheckPassword(pw, pc)
 		var pe *PolicyError
 		if !errors.As(err, &pe) {
 			t.Errorf("%q accepted (want refusal: %s)", pw, why)

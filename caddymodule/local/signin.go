@@ -33,6 +33,8 @@ const (
 	OutcomeSuccess        Outcome = "success"
 	OutcomeBadCredentials Outcome = "bad_credentials" // unknown address, no password yet, or wrong password
 	OutcomeLocked         Outcome = "locked"          // throttled: not checked at all
+	OutcomeBusy           Outcome = "busy"            // the source has too many attempts in flight: not checked
+	OutcomeOverloaded     Outcome = "overloaded"      // the password hasher's queue is full: not checked
 
 	OutcomeDisabled      Outcome = "disabled"       // the account is deactivated
 	OutcomeForeignDomain Outcome = "foreign_domain" // the address's domain is verified by another organization
@@ -62,9 +64,9 @@ type Attempt struct {
 	OrgHint string
 	// SourceIP is the client's address, for the per-source throttle.
 	SourceIP string
-	// DeviceID comes from a trusted-device token that Devices.Verify
-	// accepted for Email; "" if the browser presented none.
-	DeviceID string
+	// DeviceToken is the browser's trusted-device token, if it sent one;
+	// Authenticate checks it against the account tried.
+	DeviceToken string
 }
 
 // Result is what Authenticate decided.
@@ -86,6 +88,9 @@ type Result struct {
 	FirstRefusal bool
 	// NewLocks are the locks this failed attempt started.
 	NewLocks []Lock
+	// TrustedDevice: the attempt came with a valid trusted-device token
+	// for the account, so it was throttled per device.
+	TrustedDevice bool
 }
 
 // Authenticator decides password sign-ins for local accounts.
@@ -103,13 +108,23 @@ type Result struct {
 // Throttling: an attempt from a browser with a trusted-device token for
 // the address counts against that device alone. Any other attempt counts
 // against its source address and against the account's address (keyed by
-// the address as typed, so unknown addresses lock the same way).
+// the address as typed, so unknown addresses lock the same way). An
+// attempt is counted as a failure when it is admitted, before the hash,
+// and refunded if it succeeds (see Throttle), so attempts sent at once
+// get no more checks than attempts sent one after another. Besides,
+// InFlight bounds the attempts one source has in flight, and the
+// hasher's queue bounds them all (ErrBusy); an attempt refused by either
+// is answered at once, without a hash, and not counted.
 type Authenticator struct {
 	Store    *store.Store
 	Hasher   Hasher
 	Accounts *Throttle
 	Sources  *Throttle
 	Devices  *Throttle
+	// InFlight bounds the attempts in flight per source (nil: no bound).
+	InFlight *InFlight
+	// DeviceTokens checks Attempt.DeviceToken (nil: no device is trusted).
+	DeviceTokens *Devices
 	// Now is the clock for LastLogin (default time.Now).
 	Now func() time.Time
 
@@ -159,18 +174,44 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	}
 	res.User, res.Org = user, org
 
+	if a.InFlight != nil {
+		release, ok := a.InFlight.Acquire(at.SourceIP)
+		if !ok {
+			res.Outcome = OutcomeBusy
+			return res, nil
+		}
+		defer release()
+	}
+
+	// A device token counts only for the account it was issued to, at its
+	// current credentials; an unknown address has no trusted devices.
+	deviceID := ""
+	if at.DeviceToken != "" && user != nil && a.DeviceTokens != nil {
+		deviceID, res.TrustedDevice = a.DeviceTokens.Verify(at.DeviceToken, user)
+	}
 	var keys []throttleKey
-	if at.DeviceID != "" {
-		keys = []throttleKey{{a.Devices, ScopeDevice, at.DeviceID}}
+	if res.TrustedDevice {
+		keys = []throttleKey{{a.Devices, ScopeDevice, deviceID}}
 	} else {
 		keys = []throttleKey{{a.Sources, ScopeSource, at.SourceIP}, {a.Accounts, ScopeAccount, email}}
 	}
+	// Each key counts this attempt as a failure now (see Throttle); the
+	// attempt is refunded below unless its password is checked and wrong.
+	reserved := make([]*Reservation, 0, len(keys))
+	refund := func() {
+		for _, r := range reserved {
+			r.Refund()
+		}
+	}
 	for _, k := range keys {
-		if v := k.t.Check(k.key); v.Locked {
+		r, v := k.t.Reserve(k.key)
+		if v.Locked {
+			refund()
 			res.Outcome = OutcomeLocked
 			res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, k.scope, v.FirstRefusal
 			return res, nil
 		}
+		reserved = append(reserved, r)
 	}
 
 	// The one hash of this attempt.
@@ -178,26 +219,37 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	if user != nil {
 		hash = user.PasswordHash
 	}
+	var ok bool
 	if hash == "" {
-		if hash, err = a.dummy.get(ctx, a.Hasher); err != nil {
-			return res, err
-		}
+		hash, err = a.dummy.get(ctx, a.Hasher)
 	}
-	ok, err := a.Hasher.Verify(ctx, hash, at.Password)
+	if err == nil {
+		ok, err = a.Hasher.Verify(ctx, hash, at.Password)
+	}
 	if err != nil {
+		// Nothing was checked (the hasher was busy, the request ended,
+		// the stored hash is unreadable): nothing to count.
+		refund()
+		if errors.Is(err, ErrBusy) {
+			res.Outcome = OutcomeOverloaded
+			return res, nil
+		}
 		return res, fmt.Errorf("verifying password: %w", err)
 	}
 	if !ok || user == nil || user.PasswordHash == "" {
 		res.Outcome = OutcomeBadCredentials
-		for _, k := range keys {
-			if d := k.t.Fail(k.key); d > 0 {
-				res.NewLocks = append(res.NewLocks, Lock{Scope: k.scope, Duration: d})
+		for i, r := range reserved {
+			if d := r.Lock(); d > 0 {
+				res.NewLocks = append(res.NewLocks, Lock{Scope: keys[i].scope, Duration: d})
 			}
 		}
 		return res, nil
 	}
 
 	// The password is right; from here on the outcome may be specific.
+	// A right password is no failure, whatever keeps it from signing in:
+	// the attempt is refunded, though only a success resets the keys.
+	refund()
 	switch {
 	case !user.Active:
 		res.Outcome = OutcomeDisabled

@@ -2,6 +2,8 @@ package local
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,12 +48,32 @@ func newSigninEnv(t *testing.T) *signinEnv {
 	c := newClock()
 	h := &countingHasher{Argon2id: newTestHasher(t)}
 	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
+	devices, err := NewDevices([][]byte{[]byte("device key of at least thirty-two bytes")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices.Now = c.now
 	e := &signinEnv{t: t, st: st, hasher: h, clock: c, auth: &Authenticator{
 		Store: st, Hasher: h,
 		Accounts: NewThrottle(cfg), Devices: NewThrottle(cfg),
-		Sources: NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		Sources:      NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		DeviceTokens: devices,
 	}}
 	return e
+}
+
+// deviceToken issues a trusted-device token for the account as stored now.
+func (e *signinEnv) deviceToken(org, email string) string {
+	e.t.Helper()
+	u, err := e.st.UserByUserName(org, email)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	tok, err := e.auth.DeviceTokens.Issue(u)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
 }
 
 // org creates an org whose owner (the backup login) has a password, and
@@ -115,8 +137,9 @@ func (e *signinEnv) try(at Attempt) Result {
 		e.t.Fatalf("Authenticate(%s): %v", at.Email, err)
 	}
 	n := e.hasher.verifies.Load() - before
-	want := int32(1)
-	if res.Outcome == OutcomeLocked {
+	want := int32(1) // OutcomeOverloaded: the call that the hasher refused
+	switch res.Outcome {
+	case OutcomeLocked, OutcomeBusy:
 		want = 0
 	}
 	if n != want {
@@ -248,14 +271,14 @@ func TestThrottlingLocksAndLifts(t *testing.T) {
 	e := newSigninEnv(t)
 	e.org("acme", "it@acme.com")
 	wrong := Attempt{Email: "it@acme.com", Password: "wrong wrong wrong", SourceIP: "198.51.100.1"}
-	for range 3 {
+	for range 2 {
 		if res := e.try(wrong); res.Outcome != OutcomeBadCredentials || len(res.NewLocks) != 0 {
 			t.Fatalf("free failure: %+v", res)
 		}
 	}
 	res := e.try(wrong)
 	if len(res.NewLocks) != 1 || res.NewLocks[0] != (Lock{ScopeAccount, time.Minute}) {
-		t.Fatalf("fourth failure: locks %+v", res.NewLocks)
+		t.Fatalf("third failure: locks %+v", res.NewLocks)
 	}
 	// Locked: even the right password is refused, without a hash, from
 	// any source; the first refusal is marked for the audit trail.
@@ -269,7 +292,7 @@ func TestThrottlingLocksAndLifts(t *testing.T) {
 	}
 	// Unknown addresses lock the same way: a lock reveals no account.
 	ghost := Attempt{Email: "ghost@acme.com", Password: "x", SourceIP: "198.51.100.3"}
-	for range 4 {
+	for range 3 {
 		e.try(ghost)
 	}
 	if res := e.try(ghost); res.Outcome != OutcomeLocked || res.LockScope != ScopeAccount {
@@ -277,12 +300,9 @@ func TestThrottlingLocksAndLifts(t *testing.T) {
 	}
 
 	// A browser the owner used before is not locked out by the attack.
-	d, _ := NewDevices([][]byte{[]byte("device key of at least thirty-two bytes")})
-	tok, _ := d.Issue("it@acme.com")
-	id, _ := d.Verify(tok, "it@acme.com")
 	trusted := right
-	trusted.DeviceID = id
-	if res := e.try(trusted); res.Outcome != OutcomeSuccess {
+	trusted.DeviceToken = e.deviceToken("acme", "it@acme.com")
+	if res := e.try(trusted); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
 		t.Errorf("trusted device during the lock: %+v", res)
 	}
 
@@ -302,11 +322,11 @@ func TestSourceThrottle(t *testing.T) {
 	// One source spraying many addresses is stopped by the source lock,
 	// although no single address failed often.
 	var res Result
-	for i := range 21 {
+	for i := range 20 {
 		res = e.try(Attempt{Email: "user" + string(rune('a'+i)) + "@acme.com", Password: "guess guess guess", SourceIP: "203.0.113.9"})
 	}
 	if len(res.NewLocks) != 1 || res.NewLocks[0].Scope != ScopeSource {
-		t.Fatalf("21st failure: %+v", res.NewLocks)
+		t.Fatalf("20th failure: %+v", res.NewLocks)
 	}
 	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.9"}); res.Outcome != OutcomeLocked || res.LockScope != ScopeSource {
 		t.Errorf("locked source: %+v", res)
@@ -319,7 +339,7 @@ func TestSourceThrottle(t *testing.T) {
 func TestRehashOnSignIn(t *testing.T) {
 	e := newSigninEnv(t)
 	owner := e.org("acme", "it@acme.com")
-	stronger, err := NewArgon2id(Params{Time: 2, MemoryKiB: 8 * 1024, Threads: 1}, 1)
+	stronger, err := NewArgon2id(Params{Time: 2, MemoryKiB: 8 * 1024, Threads: 1}, 1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,5 +353,209 @@ func TestRehashOnSignIn(t *testing.T) {
 	}
 	if ok, _ := stronger.Verify(context.Background(), got.PasswordHash, goodPassword); !ok {
 		t.Error("upgraded hash does not verify")
+	}
+}
+
+// gatedHasher is the real hasher whose verifications wait, once they have
+// been let in and counted, until the test opens the gate: so a test can
+// hold attempts in flight and see what is admitted meanwhile.
+type gatedHasher struct {
+	*countingHasher
+	gate chan struct{}
+}
+
+func (g *gatedHasher) Verify(ctx context.Context, enc, pw string) (bool, error) {
+	g.verifies.Add(1)
+	<-g.gate
+	return g.Argon2id.Verify(ctx, enc, pw)
+}
+
+// TestConcurrentGuessesGetOnlyFreeChecks: attempts sent at the same
+// moment are counted when admitted, before their hash, so while the
+// first Free are in flight every other attempt is refused unchecked, the
+// right password too; the right password still gets in once the lock
+// lifts.
+func TestConcurrentGuessesGetOnlyFreeChecks(t *testing.T) {
+	e := newSigninEnv(t) // Free: 3 per account, 20 per source
+	e.org("acme", "it@acme.com")
+	gated := &gatedHasher{countingHasher: e.hasher, gate: make(chan struct{})}
+	e.auth.Hasher = gated
+	// The dummy hash is made on first use; make it now, outside the gate.
+	if _, err := e.auth.dummy.get(context.Background(), e.hasher.Argon2id); err != nil {
+		t.Fatal(err)
+	}
+
+	const n = 30
+	results := make(chan Result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := e.auth.Authenticate(context.Background(), Attempt{
+				Email: "it@acme.com", Password: fmt.Sprint("guess number ", i), SourceIP: "198.51.100.7",
+			})
+			if err != nil {
+				t.Error(err)
+			}
+			results <- res
+		})
+	}
+	// Every attempt either waits in the hash or has been refused.
+	refused := 0
+	for refused+int(gated.verifies.Load()) < n {
+		select {
+		case res := <-results:
+			if res.Outcome != OutcomeLocked || res.LockScope != ScopeAccount {
+				t.Errorf("attempt answered while others are in flight: %+v", res)
+			}
+			refused++
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if got := gated.verifies.Load(); got != 3 {
+		t.Fatalf("%d of %d concurrent attempts were let in to be checked, want the 3 free ones", got, n)
+	}
+	// The right password, while the three are still in flight.
+	right := Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "198.51.100.8"}
+	if res := e.try(right); res.Outcome != OutcomeLocked {
+		t.Fatalf("right password during the burst: %+v", res)
+	}
+	close(gated.gate)
+	wg.Wait()
+	close(results)
+	failed := 0
+	for res := range results {
+		if res.Outcome == OutcomeBadCredentials {
+			failed++
+		}
+	}
+	if failed != 3 || refused != n-3 {
+		t.Errorf("%d failed, %d refused; want 3 and %d", failed, refused, n-3)
+	}
+	if res := e.try(right); res.Outcome != OutcomeLocked {
+		t.Fatalf("right password after the burst: %+v", res)
+	}
+	e.clock.advance(time.Minute)
+	if res := e.try(right); res.Outcome != OutcomeSuccess {
+		t.Fatalf("right password after the lock: %+v", res)
+	}
+}
+
+// TestAttemptsInFlightPerSourceAreBounded: a source with the maximum of
+// attempts in flight gets the next refused unchecked and uncounted, even
+// for another account; other sources are unaffected.
+func TestAttemptsInFlightPerSourceAreBounded(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	gated := &gatedHasher{countingHasher: e.hasher, gate: make(chan struct{})}
+	e.auth.Hasher = gated
+	e.auth.InFlight = NewInFlight(2)
+	if _, err := e.auth.dummy.get(context.Background(), e.hasher.Argon2id); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Go(func() {
+			_, _ = e.auth.Authenticate(context.Background(), Attempt{Email: fmt.Sprintf("u%d@acme.com", i), Password: "guess guess guess", SourceIP: "203.0.113.5"})
+		})
+	}
+	for gated.verifies.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"})
+	if res.Outcome != OutcomeBusy {
+		t.Fatalf("third attempt in flight from one source: %+v", res)
+	}
+	close(gated.gate)
+	wg.Wait()
+	// Refused unchecked means not counted: the account has no failure.
+	if v := e.auth.Accounts.Check("it@acme.com"); v.Locked {
+		t.Error("busy refusal locked the account")
+	}
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"}); res.Outcome != OutcomeSuccess {
+		t.Errorf("after the others ended: %+v", res)
+	}
+}
+
+// TestHasherQueueFullIsOverloaded: when the hasher's queue is full an
+// attempt is answered at once, unchecked and uncounted.
+func TestHasherQueueFullIsOverloaded(t *testing.T) {
+	e := newSigninEnv(t)
+	e.org("acme", "it@acme.com")
+	h, err := NewArgon2id(testParams, 1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.hasher.Argon2id = h
+	h.admit <- struct{}{} // a hash running
+	h.admit <- struct{}{} // and one waiting: the queue is full
+	for range 5 {
+		if res := e.try(Attempt{Email: "it@acme.com", Password: "guess guess guess", SourceIP: "203.0.113.6"}); res.Outcome != OutcomeOverloaded {
+			t.Fatalf("full queue: %+v", res)
+		}
+	}
+	<-h.admit
+	<-h.admit
+	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.6"}); res.Outcome != OutcomeSuccess {
+		t.Errorf("overloaded attempts were counted: %+v", res)
+	}
+}
+
+// TestDeviceTrustEndsWithTheCredentials: a trusted-device token exempts
+// its browser from the account lock until the account's password is reset
+// (a link issued) or set again, or the token's lifetime ends; a token for
+// one account lends nothing to another.
+func TestDeviceTrustEndsWithTheCredentials(t *testing.T) {
+	e := newSigninEnv(t)
+	owner := e.org("acme", "it@acme.com")
+	e.user("acme", "other@acme.com", true)
+	lock := func(email string) {
+		for range 3 {
+			e.try(Attempt{Email: email, Password: "wrong wrong wrong", SourceIP: "198.51.100.20"})
+		}
+	}
+	right := Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "198.51.100.21"}
+
+	tok := e.deviceToken("acme", "it@acme.com")
+	lock("it@acme.com")
+	at := right
+	at.DeviceToken = tok
+	if res := e.try(at); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
+		t.Fatalf("trusted device during the lock: %+v", res)
+	}
+	// Another account's lock is not lifted by this account's token.
+	lock("other@acme.com")
+	if res := e.try(Attempt{Email: "other@acme.com", Password: goodPassword, SourceIP: "198.51.100.21", DeviceToken: tok}); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Errorf("token of another account: %+v", res)
+	}
+
+	// The operator resets the backup login: a new link changes the
+	// account's credential version, and the old token stops counting.
+	_, hash, _ := NewLinkToken()
+	if err := e.st.IssueInvitation(&store.Invitation{TokenHash: hash, OrgID: "acme", UserID: owner.ID, Purpose: store.InviteReset, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	lock("it@acme.com")
+	if res := e.try(at); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Fatalf("old device token after a reset: %+v", res)
+	}
+	// Using the link changes it again; a token issued after that works.
+	pwHash, err := e.hasher.Argon2id.Hash(context.Background(), goodPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.st.RedeemInvitation(hash, pwHash); err != nil {
+		t.Fatal(err)
+	}
+	fresh := e.deviceToken("acme", "it@acme.com")
+	at.DeviceToken = fresh
+	if res := e.try(at); res.Outcome != OutcomeSuccess || !res.TrustedDevice {
+		t.Fatalf("fresh token: %+v", res)
+	}
+	// The server ends the token's trust after its lifetime.
+	lock("it@acme.com")
+	e.clock.advance(DeviceTokenLifetime)
+	lock("it@acme.com") // the clock moved: the earlier lock lapsed, lock again
+	if res := e.try(at); res.Outcome != OutcomeLocked || res.TrustedDevice {
+		t.Errorf("token after its lifetime: %+v", res)
 	}
 }

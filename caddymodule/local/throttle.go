@@ -52,10 +52,17 @@ func (c ThrottleConfig) withDefaults() ThrottleConfig {
 }
 
 // Throttle counts failures per key (an account, a source address, a
-// trusted device) and locks a key with exponential back-off: after Free
-// failures each further failure locks it for Base, 2·Base, 4·Base, ... up
+// trusted device) and locks a key with exponential back-off: the Free-th
+// failure locks it for Base, each further one for 2·Base, 4·Base, ... up
 // to Max. While a key is locked, attempts are refused without being
 // checked; a success resets the key.
+//
+// An attempt is counted when it is admitted (Reserve), before its
+// password is hashed, not when its failure is known: otherwise every
+// attempt sent at the same moment would pass the check before the first
+// of them had failed, and a burst of guesses would all be checked. An
+// attempt that succeeds is refunded (Reset, or Refund where a success
+// must not clear the key's record).
 //
 // A Throttle lives in memory, in one process: several gateway processes
 // behind a load balancer each count on their own, and a restart forgets
@@ -110,6 +117,13 @@ func (t *Throttle) Fail(key string) time.Duration {
 	now := t.cfg.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	d, _ := t.fail(key, now)
+	return d
+}
+
+// fail counts a failure of key; t.mu is held. It returns the lock the
+// failure started (0: none) and the lock's end before it.
+func (t *Throttle) fail(key string, now time.Time) (time.Duration, time.Time) {
 	e := t.entries[key]
 	if e == nil {
 		if len(t.entries) >= t.cfg.MaxKeys {
@@ -120,11 +134,12 @@ func (t *Throttle) Fail(key string) time.Duration {
 	} else if t.forgettable(e, now) {
 		*e = throttleEntry{}
 	}
+	prev := e.until
 	e.failures++
 	e.last = now
-	over := e.failures - t.cfg.Free
+	over := e.failures - t.cfg.Free + 1
 	if over <= 0 {
-		return 0
+		return 0, prev
 	}
 	d := t.cfg.Max
 	if over <= 40 { // beyond that the shift overflows; Max applies anyway
@@ -134,7 +149,70 @@ func (t *Throttle) Fail(key string) time.Duration {
 	}
 	e.until = now.Add(d)
 	e.reported = false
-	return d
+	return d, prev
+}
+
+// Reservation is an attempt that Reserve admitted and counted as a
+// failure in advance.
+type Reservation struct {
+	t    *Throttle
+	key  string
+	lock time.Duration
+	// until is the lock's end this reservation set, prev the one before
+	// it, so that a refund can undo the lock if nothing changed it since.
+	until, prev time.Time
+	refunded    bool // under t.mu
+}
+
+// Reserve admits an attempt on key unless the key is locked, and counts
+// the attempt as a failure at once, with the lock that failure causes:
+// the attempt's outcome is not known yet, and attempts in flight must
+// count against the key. If the attempt turns out not to have failed,
+// Reset the key or Refund the reservation.
+func (t *Throttle) Reserve(key string) (*Reservation, Verdict) {
+	now := t.cfg.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e := t.entries[key]; e != nil && now.Before(e.until) {
+		first := !e.reported
+		e.reported = true
+		return nil, Verdict{Locked: true, RetryAfter: e.until.Sub(now), FirstRefusal: first}
+	}
+	d, prev := t.fail(key, now)
+	r := &Reservation{t: t, key: key, lock: d, prev: prev}
+	if e := t.entries[key]; e != nil {
+		r.until = e.until
+	}
+	return r, Verdict{}
+}
+
+// Lock is the lock the reserved attempt started (0: none), reported when
+// the attempt fails.
+func (r *Reservation) Lock() time.Duration { return r.lock }
+
+// Refund takes the reserved failure back: the attempt was not checked
+// (the hasher was busy, the request ended), or it succeeded on a key
+// that a success does not reset. The lock it started is lifted unless a
+// later attempt has changed it since; a later lock stays. A second
+// refund does nothing.
+func (r *Reservation) Refund() {
+	t := r.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if r.refunded {
+		return
+	}
+	r.refunded = true
+	e := t.entries[r.key]
+	if e == nil {
+		return // reset or evicted since: nothing left to take back
+	}
+	if e.failures > 0 {
+		e.failures--
+	}
+	if e.until.Equal(r.until) {
+		e.until = r.prev
+	}
 }
 
 // Reset forgets key's failures, after a success.
@@ -197,4 +275,46 @@ func SourceKey(ip string) string {
 		return ip
 	}
 	return p.String()
+}
+
+// InFlight bounds the attempts that one key (a source address) has in
+// flight at once. A Throttle counts attempts but does not stop one source
+// from sending many at the same moment to different accounts, each of
+// which costs a password hash; beyond the bound an attempt is refused at
+// once, before any hashing, and not counted as a failure. Keys leave the
+// table when their last attempt ends, so its size is bounded by the
+// requests in flight. It is safe for concurrent use.
+type InFlight struct {
+	max int
+	mu  sync.Mutex
+	n   map[string]int
+}
+
+// NewInFlight allows max attempts in flight per key (<= 0: 2).
+func NewInFlight(max int) *InFlight {
+	if max <= 0 {
+		max = 2
+	}
+	return &InFlight{max: max, n: map[string]int{}}
+}
+
+// Acquire admits an attempt for key, returning the function that ends
+// it, or false if key already has the maximum in flight.
+func (f *InFlight) Acquire(key string) (release func(), ok bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n[key] >= f.max {
+		return nil, false
+	}
+	f.n[key]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.n[key]--; f.n[key] <= 0 {
+				delete(f.n, key)
+			}
+		})
+	}, true
 }

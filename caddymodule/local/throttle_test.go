@@ -30,7 +30,8 @@ func (c *clock) advance(d time.Duration) {
 func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 	c := newClock()
 	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour, Now: c.now})
-	for i := range 3 {
+	// Free failures pass; the Free-th starts the first lock.
+	for i := range 2 {
 		if v := th.Check("k"); v.Locked {
 			t.Fatalf("locked after %d failures", i)
 		}
@@ -41,11 +42,11 @@ func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second}
 	for i, w := range want {
 		if d := th.Fail("k"); d != w {
-			t.Fatalf("failure %d: lock %v, want %v", i+4, d, w)
+			t.Fatalf("failure %d: lock %v, want %v", i+3, d, w)
 		}
 		v := th.Check("k")
 		if !v.Locked || v.RetryAfter != w || !v.FirstRefusal {
-			t.Fatalf("after failure %d: %+v", i+4, v)
+			t.Fatalf("after failure %d: %+v", i+3, v)
 		}
 		if v := th.Check("k"); !v.Locked || v.FirstRefusal {
 			t.Fatalf("second refusal reported as first: %+v", v)
@@ -71,7 +72,7 @@ func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 
 func TestThrottleForgetsOldFailures(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 2, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
+	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
 	th.Fail("k")
 	th.Fail("k")
 	c.advance(29 * time.Minute)
@@ -139,5 +140,68 @@ func TestSourceKey(t *testing.T) {
 		if got := SourceKey(in); got != want {
 			t.Errorf("SourceKey(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestThrottleReserveCountsAttemptsInFlight: a reservation counts as a
+// failure at once, with its lock; a refund takes it back, lifting the
+// lock it started unless a later one replaced it.
+func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
+	c := newClock()
+	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: time.Hour, Now: c.now})
+	var rs []*Reservation
+	for i := range 3 {
+		r, v := th.Reserve("k")
+		if v.Locked {
+			t.Fatalf("reservation %d refused", i+1)
+		}
+		rs = append(rs, r)
+	}
+	if rs[0].Lock() != 0 || rs[1].Lock() != 0 || rs[2].Lock() != time.Second {
+		t.Fatalf("locks %v %v %v", rs[0].Lock(), rs[1].Lock(), rs[2].Lock())
+	}
+	if _, v := th.Reserve("k"); !v.Locked || !v.FirstRefusal {
+		t.Fatalf("fourth attempt while three are in flight: %+v", v)
+	}
+	// The third succeeded on a key a success does not reset: its lock goes.
+	rs[2].Refund()
+	rs[2].Refund() // twice counts once
+	if v := th.Check("k"); v.Locked {
+		t.Fatalf("refund kept its own lock: %+v", v)
+	}
+	r, v := th.Reserve("k") // the third failure again, not the second
+	if v.Locked || r.Lock() != time.Second {
+		t.Fatalf("after the refund: %+v, lock %v", v, r.Lock())
+	}
+	// A refund of an earlier reservation leaves a later lock alone.
+	rs[0].Refund()
+	if v := th.Check("k"); !v.Locked {
+		t.Fatal("an earlier refund lifted a later lock")
+	}
+	// A refund after a reset changes nothing.
+	th.Reset("k")
+	r.Refund()
+	if th.Len() != 0 {
+		t.Error("refund after reset created an entry")
+	}
+}
+
+func TestInFlightBound(t *testing.T) {
+	f := NewInFlight(2)
+	r1, ok1 := f.Acquire("a")
+	_, ok2 := f.Acquire("a")
+	if _, ok := f.Acquire("a"); !ok1 || !ok2 || ok {
+		t.Fatalf("third acquire of a admitted, or first two refused: %v %v %v", ok1, ok2, ok)
+	}
+	if _, ok := f.Acquire("b"); !ok {
+		t.Fatal("another key refused")
+	}
+	r1()
+	r1() // a second release is harmless
+	if _, ok := f.Acquire("a"); !ok {
+		t.Fatal("released slot not reusable")
+	}
+	if _, ok := f.Acquire("a"); ok {
+		t.Fatal("double release freed two slots")
 	}
 }

@@ -9,7 +9,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
+
+	"github.com/ssogate/ssogate/store"
 )
 
 // linkTokenBytes is the entropy of a set-password link: 256 bits.
@@ -69,16 +73,38 @@ func mac(key []byte, parts ...string) []byte {
 	return m.Sum(nil)
 }
 
+// DeviceTokenLifetime is how long a trusted-device token is honoured
+// after it was issued. The server checks it, whatever the cookie's own
+// expiry says; signing in again issues a fresh token.
+const DeviceTokenLifetime = 30 * 24 * time.Hour
+
+// deviceClockSkew is how far in the future an issue time may lie (a
+// token made by another gateway process whose clock runs ahead).
+const deviceClockSkew = 5 * time.Minute
+
+// maxDeviceToken bounds what is parsed: a real token is about 80 bytes.
+const maxDeviceToken = 128
+
 // Devices issues and checks trusted-device tokens (OWASP's "device
 // cookies"): a browser that signed in to an account with its password, or
 // set the account's password through a link, gets a token bound to the
-// account's address. Sign-in attempts that present a valid token for the
-// address they try are throttled per device instead of per account and per
+// account. Sign-in attempts that present a valid token for the account
+// they try are throttled per device instead of per account and per
 // source, so an attacker who locks the account does not lock out the
 // browsers its owner already uses. The token is no credential: the
-// password is still required. It carries a random device ID and a MAC,
-// not the address.
-type Devices struct{ keys [][]byte }
+// password is still required.
+//
+// A token carries a random device ID, its issue time and a MAC over both
+// and the account's org, ID and credential version (store.User.CredVersion).
+// It stops working after DeviceTokenLifetime, and as soon as the
+// account's password is reset or replaced or the account is removed (a
+// new account under the same address has another ID): a browser that
+// knew the old password is no longer trusted.
+type Devices struct {
+	keys [][]byte
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+}
 
 // NewDevices keys tokens with secrets; the first one signs, all verify
 // (so session key rotation keeps devices trusted).
@@ -90,30 +116,61 @@ func NewDevices(secrets [][]byte) (*Devices, error) {
 	return &Devices{keys: keys}, nil
 }
 
+func (d *Devices) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func deviceMAC(key []byte, sid, issued string, u *store.User) []byte {
+	return mac(key, "device", sid, issued, u.OrgID, u.ID, strconv.FormatUint(u.CredVersion, 10))
+}
+
 // Issue returns a new token for a browser that proved it controls the
-// account with this address.
-func (d *Devices) Issue(email string) (string, error) {
+// account u: its password or its set-password link. u must be the
+// account as stored after that proof (with its current CredVersion).
+func (d *Devices) Issue(u *store.User) (string, error) {
+	if u == nil || u.ID == "" {
+		return "", errors.New("device token: no account")
+	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
 		return "", fmt.Errorf("device token: %w", err)
 	}
 	enc := base64.RawURLEncoding
 	sid := enc.EncodeToString(id)
-	return sid + "." + enc.EncodeToString(mac(d.keys[0], "device", sid, strings.ToLower(email))), nil
+	issued := strconv.FormatInt(d.now().Unix(), 10)
+	return sid + "." + issued + "." + enc.EncodeToString(deviceMAC(d.keys[0], sid, issued, u)), nil
 }
 
-// Verify returns the device ID of a token valid for this address.
-func (d *Devices) Verify(token, email string) (string, bool) {
-	sid, sig, ok := strings.Cut(token, ".")
-	if !ok || len(sid) != 22 {
+// Verify returns the device ID of a token that is valid for the account
+// u now: made for this account at its current credential version, and
+// issued less than DeviceTokenLifetime ago.
+func (d *Devices) Verify(token string, u *store.User) (string, bool) {
+	if u == nil || len(token) > maxDeviceToken {
 		return "", false
 	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || len(parts[0]) != 22 {
+		return "", false
+	}
+	sid, issued := parts[0], parts[1]
+	secs, err := strconv.ParseInt(issued, 10, 64)
+	if err != nil || strconv.FormatInt(secs, 10) != issued { // one spelling per time
+		return "", false
+	}
+	now := d.now()
+	at := time.Unix(secs, 0)
+	if at.After(now.Add(deviceClockSkew)) || now.Sub(at) >= DeviceTokenLifetime {
+		return "", false
+	}
+	got, err := base64.RawURLEncoding.DecodeString(parts[2])
 	if err != nil {
 		return "", false
 	}
 	for _, k := range d.keys {
-		if hmac.Equal(got, mac(k, "device", sid, strings.ToLower(email))) {
+		if hmac.Equal(got, deviceMAC(k, sid, issued, u)) {
 			return sid, true
 		}
 	}

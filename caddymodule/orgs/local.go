@@ -389,7 +389,9 @@ func (s *Service) backupView(o *store.Org) (*BackupView, error) {
 
 // ResetBackup issues a new set-password link for the backup login,
 // revoking earlier links; the current password keeps working until the
-// link is used, and using it ends the account's sessions. If the backup
+// link is used, and using it ends the account's sessions. Browsers
+// trusted for the account (local.Devices) lose that trust at once: the
+// link changes the account's credential version. If the backup
 // account is gone (deleted through SCIM, say), the owner's local account
 // is designated again, and re-created if needed, so an operator can
 // always restore a way in.

@@ -64,15 +64,7 @@ func (c *AuditConfig) policy() store.AuditPolicy {
 // unmarshalCaddyfile reads the audit block of the `sso` global option
 // (see parseGlobalOption).
 func (c *AuditConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
+	return blockOptions(d, func(opt, v string) error {
 		switch opt {
 		case "max_age", "aggregate_window":
 			dur, err := caddy.ParseDuration(v)
@@ -93,6 +85,6 @@ func (c *AuditConfig) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized audit option %q", opt)
 		}
-	}
-	return nil
+		return nil
+	})
 }

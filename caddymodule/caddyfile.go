@@ -144,6 +144,26 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // without sign-in. A matcher that does not even cover the gateway's own
 // endpoints is refused here already; the same check runs again, with the
 // whole route tree, when the config starts (see checkGatewayRoutes).
+// blockOptions reads a block nested in the `sso` option (audit,
+// password_hashing, scim_limits), in which each option takes exactly one
+// value, and hands each to set.
+func blockOptions(d *caddyfile.Dispenser, set func(opt, v string) error) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var v string
+		if !d.AllArgs(&v) {
+			return d.ArgErr()
+		}
+		if err := set(opt, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue, error) {
 	if !h.Next() {
 		return nil, h.ArgErr()

@@ -67,15 +67,7 @@ func (p *PasswordHashing) provision() error {
 // unmarshalCaddyfile reads the password_hashing block of the `sso` global
 // option (see parseGlobalOption).
 func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
+	return blockOptions(d, func(opt, v string) error {
 		switch opt {
 		case "memory":
 			b, err := humanize.ParseBytes(v)
@@ -106,8 +98,8 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized password_hashing option %q", opt)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // newAuthenticator sets up password sign-in with the process-wide

@@ -39,15 +39,7 @@ func (a *App) unmarshalSCIMLimits(d *caddyfile.Dispenser) error {
 		a.SCIMLimits = new(SCIMLimits)
 	}
 	l := a.SCIMLimits
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		opt := d.Val()
-		var v string
-		if !d.AllArgs(&v) {
-			return d.ArgErr()
-		}
+	err := blockOptions(d, func(opt, v string) error {
 		switch opt {
 		case "max_request_size", "max_resource_size", "max_page_size":
 			b, err := humanize.ParseBytes(v)
@@ -62,7 +54,7 @@ func (a *App) unmarshalSCIMLimits(d *caddyfile.Dispenser) error {
 			case "max_page_size":
 				l.MaxPageBytes = int(b)
 			}
-			continue
+			return nil
 		}
 		field := map[string]*int{
 			"max_url_length":    &l.MaxURLLength,
@@ -84,6 +76,10 @@ func (a *App) unmarshalSCIMLimits(d *caddyfile.Dispenser) error {
 			return d.Errf("scim_limits %s %q: want a positive number", opt, v)
 		}
 		*field = int(n)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	return l.Validate()
 }

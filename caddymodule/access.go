@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/samlsp"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -124,6 +125,17 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		ok, err := authorized(st, org, user, sess.Groups)
 		if err != nil || !ok {
 			return "not in the admin group", identity{}
+		}
+		// The sign-in rule, again: an IdP vouches only for addresses in
+		// its org's verified domains. A domain moved to another org, or
+		// no longer verified, takes its SSO sessions with it.
+		email := sess.Email
+		if email == "" { // a record from before sessions kept it
+			email = primaryEmail(user)
+		}
+		owner, err := st.OrgForDomain(samlsp.EmailDomain(email))
+		if err != nil || owner != org.ID {
+			return "address's domain no longer verified for the organization", identity{}
 		}
 	}
 	return "", identity{

@@ -30,7 +30,10 @@ func init() {
 //	        dns_resolver         127.0.0.1:53
 //	        allow_private_metadata_urls   # IdP metadata URLs may reach internal hosts
 //	        session_lifetime     8h    # durations: positive; zero or unset means the default
-//	        session_idle_timeout 1h    # at most session_lifetime
+//	        session_idle_timeout 1h    # at least 2m, at most session_lifetime
+//	        reauth_window        5m    # sensitive configurator changes need a sign-in this recent
+//	        hsts_max_age         365d  # Strict-Transport-Security on the gateway's https pages
+//	        disable_hsts               # ... or none (a front proxy sets it)
 //	        authn_request_ttl    10m
 //	        invite_ttl           72h
 //	        domain_recheck_interval 24h   # at least 1m
@@ -82,7 +85,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "session_key":
 				a.SessionKeys = append(a.SessionKeys, v)
 			}
-		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval":
+		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval",
+			"reauth_window", "hsts_max_age":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -107,12 +111,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.InviteTTL = caddy.Duration(dur)
 			case "domain_recheck_interval":
 				a.DomainRecheckInterval = caddy.Duration(dur)
+			case "reauth_window":
+				a.ReauthWindow = caddy.Duration(dur)
+			case "hsts_max_age":
+				a.HSTSMaxAge = caddy.Duration(dur)
 			}
 		case "allow_private_metadata_urls":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			a.AllowPrivateMetadataURLs = true
+		case "disable_hsts":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.DisableHSTS = true
 		case "password_hashing":
 			if a.PasswordHashing == nil {
 				a.PasswordHashing = new(PasswordHashing)

@@ -64,7 +64,8 @@ func (g *Gateway) serveConfigurator(w http.ResponseWriter, r *http.Request, rest
 			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf}, true
 		},
 		CheckCSRF: func(w http.ResponseWriter, r *http.Request, _ *configurator.Admin) bool {
-			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/")
+			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/") &&
+				g.requireFresh(w, r, admin, false, g.Prefix+"/admin/")
 		},
 		Fail: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.serviceError(w, r, err, false)
@@ -95,6 +96,9 @@ func (g *Gateway) serveOrgAPI(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !g.checkSessionCSRF(w, r, ls, a, true, 0, "") {
+			return
+		}
+		if !g.requireFresh(w, r, a, true, g.Prefix+"/admin/") {
 			return
 		}
 		if g.removesSelf(r, a) {

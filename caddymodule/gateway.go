@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,6 +69,7 @@ type Gateway struct {
 	guarded  caddyhttp.MatchPath
 	pages    *pages.Renderer
 	secure   bool
+	hsts     string // the Strict-Transport-Security value, or ""
 
 	// lazy holds what needs the store, which may not be open at Provision
 	// (see App.Store).
@@ -140,6 +142,9 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 
 	g.secure = g.app.baseURL.Scheme == "https"
+	if g.secure && !g.app.DisableHSTS && g.app.HSTSMaxAge > 0 {
+		g.hsts = "max-age=" + strconv.FormatInt(int64(time.Duration(g.app.HSTSMaxAge)/time.Second), 10)
+	}
 	if len(g.PublicPaths) > 0 && g.public.Match(probe(http.MethodGet, "/", g.app.baseURL, nil)) &&
 		g.public.Match(probe(http.MethodGet, "/any/page/of/the/app", g.app.baseURL, nil)) {
 		g.logger.Warn("public_paths make every path public: no request to the app needs a session",
@@ -240,14 +245,14 @@ func (g *Gateway) state() (*gatewayState, error) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Before anything else, so no path (public, gateway, error) ever
 	// passes on a client-supplied identity.
-	for _, h := range g.stripped {
-		r.Header.Del(h)
-	}
+	g.stripIdentityHeaders(r.Header)
 
 	if p := r.URL.Path; p == g.Prefix || strings.HasPrefix(p, g.Prefix+"/") {
+		g.setHSTS(w)
 		return g.serveOwn(w, r)
 	}
 	if !g.needsSession(r) {
+		stripOwnCookies(r.Header)
 		return next.ServeHTTP(w, r)
 	}
 
@@ -257,11 +262,116 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	id, ok := g.authenticate(st, r)
 	if !ok {
+		g.setHSTS(w)
 		g.challenge(w, r)
 		return nil
 	}
+	// After authenticate, which reads the session cookie: the upstream
+	// never sees the gateway's cookies, so its logs cannot leak them.
+	stripOwnCookies(r.Header)
 	g.headers.apply(r, id)
 	return next.ServeHTTP(w, r)
+}
+
+// stripIdentityHeaders removes every incoming header the upstream could
+// take for identity: the configured and preset names, and their spellings
+// with underscores (X_SSO_User), which Go does not canonicalize and some
+// servers and frameworks (CGI, PHP, Rails, Django) read as the dashed name.
+// Names compare ASCII case-insensitively with `_` read as `-`.
+func (g *Gateway) stripIdentityHeaders(h http.Header) {
+	for _, name := range g.stripped {
+		h.Del(name)
+	}
+	for k := range h {
+		if !strings.Contains(k, "_") {
+			continue // canonical, or not ours: Del above covered it
+		}
+		for _, name := range g.stripped {
+			if sameHeaderName(k, name) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// sameHeaderName compares header names ASCII case-insensitively, reading
+// `_` as `-`. Header names are ASCII tokens; no Unicode folding applies.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if headerNameByte(a[i]) != headerNameByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func headerNameByte(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// ownCookies are the names of every cookie the gateway sets, in both
+// spellings (the `__Host-` prefix is used when base_url is https).
+var ownCookies = func() map[string]bool {
+	m := map[string]bool{}
+	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie) {
+		m[base] = true
+		m["__Host-"+base] = true
+	}
+	return m
+}()
+
+// stripOwnCookies removes the gateway's cookies from the Cookie header
+// and keeps the application's cookies as the browser sent them.
+func stripOwnCookies(h http.Header) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	changed := false
+	for _, line := range lines {
+		var parts []string
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if ownCookies[name] {
+				changed = true
+				continue
+			}
+			if strings.TrimSpace(part) != "" {
+				parts = append(parts, strings.TrimSpace(part))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+// setHSTS adds Strict-Transport-Security to what the gateway answers
+// itself over https, so that a browser that once reached its pages never
+// sends a session cookie or a password over plain http to that host.
+func (g *Gateway) setHSTS(w http.ResponseWriter) {
+	if g.hsts != "" {
+		w.Header().Set("Strict-Transport-Security", g.hsts)
+	}
 }
 
 func (g *Gateway) needsSession(r *http.Request) bool {

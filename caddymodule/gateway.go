@@ -275,16 +275,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // stripIdentityHeaders removes every incoming header the upstream could
 // take for identity: the configured and preset names, and their spellings
-// with underscores (X_SSO_User), which Go does not canonicalize and some
-// servers and frameworks (CGI, PHP, Rails, Django) read as the dashed name.
-// Names compare ASCII case-insensitively with `_` read as `-`.
+// with underscores or dots (X_SSO_User, X.SSO.User), which CGI-style
+// backends (PHP, Rails, Django, WSGI) fold onto the dashed name. Caddy
+// drops such headers by default, but not those an operator lists in
+// expected_underscore_headers or expected_dot_headers. Names compare
+// ASCII case-insensitively with `_` and `.` read as `-`.
 func (g *Gateway) stripIdentityHeaders(h http.Header) {
 	for _, name := range g.stripped {
 		h.Del(name)
 	}
 	for k := range h {
-		if !strings.Contains(k, "_") {
-			continue // canonical, or not ours: Del above covered it
+		if !strings.ContainsAny(k, "_.") {
+			continue // Del above covered every other spelling
 		}
 		for _, name := range g.stripped {
 			if sameHeaderName(k, name) {
@@ -296,7 +298,8 @@ func (g *Gateway) stripIdentityHeaders(h http.Header) {
 }
 
 // sameHeaderName compares header names ASCII case-insensitively, reading
-// `_` as `-`. Header names are ASCII tokens; no Unicode folding applies.
+// `_` and `.` as `-`. Header names are ASCII tokens; no Unicode folding
+// applies.
 func sameHeaderName(a, b string) bool {
 	if len(a) != len(b) {
 		return false
@@ -311,7 +314,7 @@ func sameHeaderName(a, b string) bool {
 
 func headerNameByte(c byte) byte {
 	switch {
-	case c == '_':
+	case c == '_' || c == '.':
 		return '-'
 	case 'A' <= c && c <= 'Z':
 		return c + ('a' - 'A')

@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"bytes"
 	"compress/flate"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/xml"
 	"io"
@@ -476,4 +477,120 @@ func TestReauthRefusesOtherSites(t *testing.T) {
 		p.location != "/sso/login?return="+url.QueryEscape("/sso/admin/") {
 		t.Errorf("re-auth without a session: %d %q", p.status, p.location)
 	}
+}
+
+// httpsConfig is the demo's config served over https on a new loopback
+// port, with a certificate from Caddy's internal CA, and base_url set to
+// it; sso is merged into the sso app's config.
+func httpsConfig(t *testing.T, sso map[string]any) (cfg map[string]any, base string) {
+	t.Helper()
+	addr := freeAddr()
+	base = "https://" + addr
+	cfg = demoConfig(t)
+	app := ssoApp(cfg)
+	app["base_url"] = base
+	for k, v := range sso {
+		app[k] = v
+	}
+	srv := demoServer(cfg)
+	srv["listen"] = []string{addr}
+	srv["automatic_https"] = map[string]any{"disable_redirects": true}
+	srv["tls_connection_policies"] = []any{map[string]any{}}
+	dir := t.TempDir()
+	cfg["storage"] = map[string]any{"module": "file_system", "root": dir}
+	apps := cfg["apps"].(map[string]any)
+	apps["pki"] = map[string]any{"certificate_authorities": map[string]any{"local": map[string]any{"install_trust": false}}}
+	apps["tls"] = map[string]any{
+		"certificates": map[string]any{"automate": []string{"127.0.0.1"}},
+		"automation":   map[string]any{"policies": []any{map[string]any{"issuers": []any{map[string]any{"module": "internal"}}}}},
+	}
+	return cfg, base
+}
+
+// TestHSTSOnHTTPSPages (issue 15 §7): over https the gateway's own pages
+// and its redirects to sign-in carry Strict-Transport-Security, one year
+// by default, as configured, or not at all when disabled; over http never.
+func TestHSTSOnHTTPSPages(t *testing.T) {
+	if p := newBrowser(t).get(env.GatewayURL + "/sso/login"); p.header.Get("Strict-Transport-Security") != "" {
+		t.Errorf("HSTS over http: %q", p.header.Get("Strict-Transport-Security"))
+	}
+	client := &http.Client{
+		Timeout:       10 * time.Second,
+		Transport:     &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, DisableKeepAlives: true}, // the test's own CA
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	get := func(u string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, u, nil)
+		req.Header.Set("Accept", "text/html")
+		var resp *http.Response
+		var err error
+		for i := 0; i < 50; i++ { // the certificate is issued in the background
+			if resp, err = client.Do(req); err == nil {
+				resp.Body.Close()
+				return resp
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("GET %s: %v", u, err)
+		return nil
+	}
+	for _, c := range []struct {
+		name string
+		sso  map[string]any
+		want string
+	}{
+		{"default", nil, "max-age=31536000"},
+		{"configured", map[string]any{"hsts_max_age": "1h"}, "max-age=3600"},
+		{"disabled", map[string]any{"disable_hsts": true}, ""},
+	} {
+		cfg, base := httpsConfig(t, c.sso)
+		loadConfig(t, marshal(t, cfg))
+		t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+		for _, path := range []string{"/sso/login", "/sso/admin/", "/app/page"} {
+			resp := get(base + path)
+			if got := resp.Header.Get("Strict-Transport-Security"); got != c.want {
+				t.Errorf("%s: %s (%d): Strict-Transport-Security %q, want %q", c.name, path, resp.StatusCode, got, c.want)
+			}
+		}
+	}
+}
+
+// TestSessionOptionsRefused (issue 15 §7): an idle timeout under twice the
+// interval at which a session's activity is recorded (1m) ended sessions
+// in active use (30s ended every session after its first minute); it is
+// refused when the config loads, as are re-auth windows out of bounds.
+func TestSessionOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sso  map[string]any
+		want []string
+	}{
+		{"idle 30s", map[string]any{"session_idle_timeout": "30s"}, []string{"session_idle_timeout 30s", "at least 2m0s", "once per 1m0s"}},
+		{"idle 1m", map[string]any{"session_idle_timeout": "1m"}, []string{"session_idle_timeout 1m0s", "at least 2m0s"}},
+		{"reauth beyond lifetime", map[string]any{"session_lifetime": "1h", "reauth_window": "2h"}, []string{"reauth_window 2h0m0s", "session_lifetime 1h0m0s"}},
+		{"reauth too short", map[string]any{"reauth_window": "1ms"}, []string{"reauth_window 1ms"}},
+		{"negative hsts", map[string]any{"hsts_max_age": "-1s"}, []string{"hsts_max_age -1s"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := demoConfig(t)
+			for k, v := range tc.sso {
+				ssoApp(cfg)[k] = v
+			}
+			wantRefused(t, cfg, tc.want...)
+		})
+	}
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+	for _, sso := range []map[string]any{
+		{"session_idle_timeout": "2m"},
+		{"session_lifetime": "1m"}, // the idle timeout follows it down, and never decides
+		{"reauth_window": "15m", "hsts_max_age": "48h"},
+	} {
+		cfg := demoConfig(t)
+		for k, v := range sso {
+			ssoApp(cfg)[k] = v
+		}
+		loadConfig(t, marshal(t, cfg))
+	}
+	assertStillGuarded(t)
 }

@@ -182,6 +182,8 @@ func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 //	    header_preset   default|oauth2-proxy
 //	    header          <user_id|user|email|name|groups|org|auth_method> <Header-Name|->
 //	    allow_bypass    # only with a matcher: requests it does not match skip sign-in
+//	    admin_origin    https://app.example.com:8443   # the configurator is served there, not here
+//	    admin_only      # this site serves the gateway's own routes only (the admin_origin's site)
 //	}
 //
 // The directive takes no arguments; `sso_gateway /x` is a path matcher,
@@ -234,6 +236,15 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.AllowBypass = true
+		case "admin_origin":
+			if !d.AllArgs(&g.AdminOrigin) {
+				return d.ArgErr()
+			}
+		case "admin_only":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AdminOnly = true
 		default:
 			return d.Errf("unrecognized sso_gateway option %q", d.Val())
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,22 @@ type Gateway struct {
 	// Default: false.
 	AllowBypass bool `json:"allow_bypass,omitempty"`
 
+	// The origin (scheme://host:port) that serves the configurator, the
+	// users page and the org admin API instead of this site: base_url's
+	// scheme and host on another port, where a second site runs
+	// sso_gateway with admin_only. Here those routes then redirect there
+	// (pages) or answer 404 (API), so that no script of the application
+	// shares an origin with them. Sessions are host cookies, which
+	// browsers share across ports: one sign-in serves both sites.
+	// Default: none (the configurator is served here).
+	AdminOrigin string `json:"admin_origin,omitempty"`
+
+	// This site serves only the gateway's own routes (sign-in, the
+	// configurator and its API): any other request is sent to the
+	// configurator or answered 404, never passed on. For the site at
+	// another site's admin_origin. Default: false.
+	AdminOnly bool `json:"admin_only,omitempty"`
+
 	app      *App
 	logger   *zap.Logger
 	headers  HeaderNames
@@ -70,6 +87,7 @@ type Gateway struct {
 	pages    *pages.Renderer
 	secure   bool
 	hsts     string // the Strict-Transport-Security value, or ""
+	adminURL *url.URL // parsed AdminOrigin, or nil
 
 	// lazy holds what needs the store, which may not be open at Provision
 	// (see App.Store).
@@ -114,6 +132,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	x.expandAll("public_paths", g.PublicPaths)
 	x.expandAll("protected_paths", g.ProtectedPaths)
 	x.expand("header_preset", &g.HeaderPreset, false)
+	x.expand("admin_origin", &g.AdminOrigin, false)
 	if g.Headers != nil {
 		for i, p := range g.Headers.pointers() {
 			x.expand("header "+identityFieldNames[i], p, false)
@@ -142,6 +161,8 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 
 	g.secure = g.app.baseURL.Scheme == "https"
+	// Validate reports a bad admin_origin.
+	g.adminURL, _ = parseAdminOrigin(g.AdminOrigin, g.app.baseURL)
 	if g.secure && !g.app.DisableHSTS && g.app.HSTSMaxAge > 0 {
 		g.hsts = "max-age=" + strconv.FormatInt(int64(time.Duration(g.app.HSTSMaxAge)/time.Second), 10)
 	}
@@ -182,6 +203,14 @@ func (g *Gateway) validate() error {
 	}
 	if err := checkHeaders(g.Headers, h); err != nil {
 		return err
+	}
+	if g.AdminOrigin != "" {
+		if g.AdminOnly {
+			return errors.New("admin_origin and admin_only: set admin_origin on the application's site and admin_only on the configurator's")
+		}
+		if _, err := parseAdminOrigin(g.AdminOrigin, g.app.baseURL); err != nil {
+			return err
+		}
 	}
 	if !g.secure && !isLoopbackHost(g.app.baseURL.Hostname()) {
 		return fmt.Errorf("base_url %s must be https (plain http is allowed only on loopback hosts, for local testing)", g.app.baseURL)
@@ -250,6 +279,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if p := r.URL.Path; p == g.Prefix || strings.HasPrefix(p, g.Prefix+"/") {
 		g.setHSTS(w)
 		return g.serveOwn(w, r)
+	}
+	if g.AdminOnly {
+		g.setHSTS(w)
+		g.serveAdminSiteOther(w, r)
+		return nil
 	}
 	if !g.needsSession(r) {
 		stripOwnCookies(r.Header)

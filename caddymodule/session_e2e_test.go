@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/xml"
 	"io"
 	"net/http"
@@ -593,4 +594,156 @@ func TestSessionOptionsRefused(t *testing.T) {
 		loadConfig(t, marshal(t, cfg))
 	}
 	assertStillGuarded(t)
+}
+
+// adminOriginConfig loads the demo with the configurator on its own
+// origin: the application's site says admin_origin, and a second site on
+// another port of the same host runs the gateway with admin_only.
+func adminOriginConfig(t *testing.T) (adminURL string) {
+	t.Helper()
+	addr := freeAddr()
+	adminURL = "http://" + addr
+	cfg := demoConfig(t)
+	gw, _ := demoHandlers(cfg)
+	gw["admin_origin"] = adminURL
+	servers := cfg["apps"].(map[string]any)["http"].(map[string]any)["servers"].(map[string]any)
+	servers["admin"] = map[string]any{
+		"listen":          []string{addr},
+		"automatic_https": map[string]any{"disable": true},
+		"routes":          []any{map[string]any{"handle": []any{map[string]any{"handler": "sso_gateway", "admin_only": true}}}},
+	}
+	loadConfig(t, marshal(t, cfg))
+	t.Cleanup(func() { loadConfig(t, env.CaddyConfig()) })
+	return adminURL
+}
+
+// TestConfiguratorOnItsOwnOrigin (issue 15 §2): with admin_origin, the
+// application's origin serves none of the configurator, the users page
+// or the org admin API, so a script there cannot read a CSRF token or
+// act as the admin; the admin site serves them with the same sign-in,
+// refuses requests other origins (the application's included) make,
+// and proxies nothing.
+func TestConfiguratorOnItsOwnOrigin(t *testing.T) {
+	admin := adminOriginConfig(t)
+	b := newBrowser(t)
+
+	// Signing in from the admin site: through the IdP, the ACS at
+	// base_url, and back to the admin site.
+	p := b.get(admin + "/sso/admin/")
+	if p.status != http.StatusFound || p.location != "/sso/login?return="+url.QueryEscape("/sso/admin/") {
+		t.Fatalf("admin site without a session: %d %q", p.status, p.location)
+	}
+	p = b.post(admin+"/sso/login", url.Values{"email": {demo.AliceEmail}, "return": {"/sso/admin/"}})
+	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, env.IdP.SSOURL()) {
+		t.Fatalf("sign-in from the admin site: %d %q", p.status, p.location)
+	}
+	idpPage := b.get(p.location)
+	action, fields := parseForm(t, idpPage.body)
+	fields.Set("user", demo.AliceEmail)
+	fields.Set("password", demo.DefaultPassword)
+	if action == "" {
+		action = env.IdP.SSOURL()
+	}
+	acs, samlForm := parseForm(t, b.post(resolve(env.IdPURL, action), fields).body)
+	p = b.post(acs, samlForm)
+	if p.status != http.StatusSeeOther || p.location != "/sso/admin/" {
+		t.Fatalf("ACS: %d %q", p.status, p.location)
+	}
+	p = b.get(env.GatewayURL + p.location)
+	if p.status != http.StatusFound || p.location != admin+"/sso/admin/" {
+		t.Fatalf("the configurator on the application's origin: %d %q, want a redirect to %s", p.status, p.location, admin)
+	}
+	if p = b.get(p.location); p.status != http.StatusOK || !strings.Contains(p.body, "csrf") {
+		t.Fatalf("the configurator on its own origin: %d\n%.300s", p.status, p.body)
+	}
+
+	// Nothing of the admin API on the application's origin, for a script
+	// there with the admin's cookies.
+	for _, c := range []struct{ method, path string }{
+		{http.MethodGet, "/sso/admin/api/session"},
+		{http.MethodGet, "/sso/admin/api/users"},
+		{http.MethodPost, "/sso/admin/api/users"},
+		{http.MethodPut, "/sso/admin/api/admin-group"},
+		{http.MethodPost, "/sso/admin/users/invite"},
+		{http.MethodPost, "/sso/reauth"},
+	} {
+		req, _ := http.NewRequest(c.method, env.GatewayURL+c.path, strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		if p := b.do(req); p.status != http.StatusNotFound || strings.Contains(p.body, "csrf_token") {
+			t.Errorf("%s %s on the application's origin: %d %s", c.method, c.path, p.status, p.body)
+		}
+	}
+	// The app itself still works there.
+	signedIn(t, b)
+
+	// The admin API on its origin, with the same session.
+	apiReq := func(method, path, origin, csrf string, body any) page {
+		var rd io.Reader
+		if body != nil {
+			raw, _ := json.Marshal(body)
+			rd = bytes.NewReader(raw)
+		}
+		req, _ := http.NewRequest(method, admin+path, rd)
+		req.Header.Set("Accept", "application/json")
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+			req.Header.Set("Sec-Fetch-Site", "same-site")
+		}
+		if csrf != "" {
+			req.Header.Set("X-CSRF-Token", csrf)
+		}
+		return b.do(req)
+	}
+	p = apiReq(http.MethodGet, "/sso/admin/api/session", "", "", nil)
+	var sess struct {
+		CSRF string `json:"csrf_token"`
+	}
+	if err := json.Unmarshal([]byte(p.body), &sess); p.status != http.StatusOK || err != nil || sess.CSRF == "" {
+		t.Fatalf("session API on the admin origin: %d %s", p.status, p.body)
+	}
+	group := map[string]any{"name": demo.AdminGroupName, "id": demo.AdminGroupID}
+	// Sent by a page of the application's origin, even with the token.
+	if p := apiReq(http.MethodPut, "/sso/admin/api/admin-group", env.GatewayURL, sess.CSRF, group); p.status != http.StatusForbidden {
+		t.Errorf("a request from the application's origin to the admin origin: %d %s", p.status, p.body)
+	}
+	if p := apiReq(http.MethodPut, "/sso/admin/api/admin-group", "", sess.CSRF, group); p.status != http.StatusOK {
+		t.Errorf("the admin's own request: %d %s", p.status, p.body)
+	}
+
+	// The admin site passes nothing on: there is no application there.
+	if p := b.get(admin + "/"); p.status != http.StatusFound || p.location != "/sso/admin/" {
+		t.Errorf("admin site root: %d %q", p.status, p.location)
+	}
+	if p := b.get(admin + "/whoami"); p.status != http.StatusNotFound {
+		t.Errorf("admin site, another path: %d\n%.200s", p.status, p.body)
+	}
+}
+
+// TestAdminOriginRefused: an admin_origin the session cannot follow is
+// refused when the config loads.
+func TestAdminOriginRefused(t *testing.T) {
+	gwURL, _ := url.Parse(env.GatewayURL)
+	for _, c := range []struct {
+		origin string
+		only   bool
+		want   []string
+	}{
+		{"http://localhost:" + gwURL.Port(), false, []string{"admin_origin", "host"}},
+		{env.GatewayURL, false, []string{"admin_origin", "another port"}},
+		{"https://" + gwURL.Hostname() + ":8443", false, []string{"admin_origin", "scheme"}},
+		{"http://" + gwURL.Hostname() + ":8443/admin", false, []string{"admin_origin"}},
+		{"http://" + gwURL.Hostname() + ":8443", true, []string{"admin_origin and admin_only"}},
+	} {
+		cfg := demoConfig(t)
+		gw, _ := demoHandlers(cfg)
+		gw["admin_origin"] = c.origin
+		if c.only {
+			gw["admin_only"] = true
+		}
+		wantRefused(t, cfg, c.want...)
+	}
 }

@@ -86,7 +86,7 @@ type Gateway struct {
 	guarded  caddyhttp.MatchPath
 	pages    *pages.Renderer
 	secure   bool
-	hsts     string // the Strict-Transport-Security value, or ""
+	hsts     string   // the Strict-Transport-Security value, or ""
 	adminURL *url.URL // parsed AdminOrigin, or nil
 
 	// lazy holds what needs the store, which may not be open at Provision

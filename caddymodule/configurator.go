@@ -148,5 +148,5 @@ func (g *Gateway) removesSelf(r *http.Request, a *orgAdmin) bool {
 	if !ok || ref == "" {
 		return false
 	}
-	return ref == a.sess.UserID || (a.id.User != "" && strings.EqualFold(ref, a.id.User))
+	return ref == a.sess.UserID || (a.id.User != "" && asciiEqualFold(ref, a.id.User))
 }

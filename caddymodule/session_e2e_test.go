@@ -747,3 +747,24 @@ func TestAdminOriginRefused(t *testing.T) {
 		wantRefused(t, cfg, c.want...)
 	}
 }
+
+// TestAdminGroupNameNotUnicodeFolded: the asserted group must be the
+// mapped admin group's name up to ASCII case; a group whose name only
+// Unicode case folding makes equal (a long s, ſ, for s) is another group.
+func TestAdminGroupNameNotUnicodeFolded(t *testing.T) {
+	for groups, want := range map[string]int{
+		"ſsogate-admins": http.StatusForbidden,
+		"SSOGATE-ADMINS": http.StatusSeeOther,
+	} {
+		b := newBrowser(t)
+		acs, form, err := env.IdP.RespondWith(b.startLogin(demo.AliceEmail, ""), demo.AliceEmail, demoidp.RespondOptions{
+			Mutate: func(a *saml.Assertion) { demoidp.SetAttribute(a, demoidp.AttrGroups, groups) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := b.post(acs, form); p.status != want {
+			t.Errorf("groups %q: %d, want %d\n%.300s", groups, p.status, want, p.body)
+		}
+	}
+}

@@ -30,6 +30,8 @@ import (
 //	POST   {prefix}/admin/api/users/{id}/invite   → 201 link
 //	*      {prefix}/admin/api[/...]               the org admin API (orgs.OrgHandler), see configurator.go
 //	*      {prefix}/admin/[...]                   the configurator page, see configurator.go
+//	GET    {prefix}/reauth?return=                "Confirm it's you", see reauth.go
+//	POST   {prefix}/reauth                        form: csrf, return → sign in again
 //
 // Who is an org admin: a session of the org whose user is a local account
 // with role admin, or a SAML session (only members of the mapped admin
@@ -39,7 +41,8 @@ import (
 // request must pass http.CrossOriginProtection and carry the session's
 // CSRF token (form field `csrf`, or header X-CSRF-Token for JSON), and
 // JSON bodies must be application/json, which a cross-site form cannot
-// send.
+// send. Sensitive changes need a sign-in within reauth_window (403
+// reauthentication_required otherwise; see reauth.go).
 
 // csrfHeader carries the CSRF token of JSON API requests.
 const csrfHeader = "X-CSRF-Token"

@@ -24,7 +24,8 @@ import (
 // state-changing request http.CrossOriginProtection plus the session's
 // CSRF token (form field `csrf`, or header X-CSRF-Token for JSON). JSON
 // request bodies must be application/json, which a cross-site form cannot
-// send.
+// send. Sensitive changes also need a recent sign-in (reauth.go), and with
+// admin_origin all of this is served on another origin (adminorigin.go).
 
 // maxConfiguratorForm caps the configurator's form posts: pasted IdP
 // metadata (Entra ID's runs to tens of KiB) is the largest.

@@ -59,7 +59,7 @@ func needsFreshSignIn(method, rest string) bool {
 // from a session whose sign-in is within reauth_window; otherwise it
 // answers: JSON clients get 403 with error reauthentication_required and
 // the address of the re-auth page, browsers that page itself, which
-// brings them back to back. It must run after the CSRF check, so that
+// brings them back. It must run after the CSRF check, so that
 // another site cannot learn anything from the answer.
 func (g *Gateway) requireFresh(w http.ResponseWriter, r *http.Request, a *orgAdmin, isJSON bool, back string) bool {
 	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)

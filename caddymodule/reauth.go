@@ -74,6 +74,13 @@ func (g *Gateway) requireFresh(w http.ResponseWriter, r *http.Request, a *orgAdm
 	g.logger.Info("sensitive change needs a recent sign-in",
 		zap.String("org", a.sess.OrgID), zap.String("user_id", a.sess.UserID),
 		zap.String("path", r.URL.Path), zap.Duration("since_sign_in", age.Round(time.Second)))
+	// In the org's trail too: a script in the application trying changes
+	// with an admin's session shows up as a run of these.
+	if st, err := g.state(); err == nil {
+		g.audit(st, r, a.sess.OrgID, a.actor, "admin.change", "denied", map[string]string{
+			"reason": "reauthentication required", "request": r.Method + " " + r.URL.Path,
+		})
+	}
 	reauthURL := g.Prefix + "/reauth?return=" + url.QueryEscape(back)
 	if isJSON {
 		w.Header().Set(csrfHeader, a.csrf)

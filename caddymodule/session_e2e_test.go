@@ -332,6 +332,9 @@ func TestSensitiveChangesNeedARecentSignIn(t *testing.T) {
 			t.Errorf("%s %s: reauth_url %q", c.method, c.path, u)
 		}
 	}
+	if n := auditActions(t, demo.OrgID)["admin.change/denied"]; n < 9 {
+		t.Errorf("refused changes in the audit trail: %d, want 9", n)
+	}
 	// Harmless changes need no fresh sign-in.
 	if status, obj, _ := b.api(http.MethodPut, "/sso/admin/api/steps/register", map[string]any{"done": true}, csrf); status != http.StatusOK {
 		t.Errorf("ticking a step with a stale session: %d %v", status, obj)

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/samlsp"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -125,6 +126,17 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		if err != nil || !ok {
 			return "not in the admin group", identity{}
 		}
+		// The sign-in rule, again: an IdP vouches only for addresses in
+		// its org's verified domains. A domain moved to another org, or
+		// no longer verified, takes its SSO sessions with it.
+		email := sess.Email
+		if email == "" { // a record from before sessions kept it
+			email = primaryEmail(user)
+		}
+		owner, err := st.OrgForDomain(samlsp.EmailDomain(email))
+		if err != nil || owner != org.ID {
+			return "address's domain no longer verified for the organization", identity{}
+		}
 	}
 	return "", identity{
 		UserID:     user.ID,
@@ -151,7 +163,8 @@ var errOverage = errors.New("group overage without SCIM membership")
 // removing someone from the group in the IdP ends their access even while
 // the IdP would still assert the group. Otherwise the groups asserted at
 // sign-in decide, matched by the group's IdP ID or, case-insensitively,
-// its name.
+// its name (ASCII letters only: Unicode folding would let a group named
+// "ſsogate-admins", with a long s, pass for "ssogate-admins").
 // user is nil for someone signing in for the first time.
 func authorized(st *store.Store, org *store.Org, user *store.User, asserted []string) (bool, error) {
 	m := org.AdminGroup
@@ -167,7 +180,7 @@ func authorized(st *store.Store, org *store.Org, user *store.User, asserted []st
 		return false, err
 	}
 	for _, a := range asserted {
-		if (m.ID != "" && a == m.ID) || (m.Name != "" && strings.EqualFold(a, m.Name)) {
+		if (m.ID != "" && a == m.ID) || (m.Name != "" && asciiEqualFold(a, m.Name)) {
 			return true, nil
 		}
 	}
@@ -204,4 +217,27 @@ func primaryEmail(u *store.User) string {
 		return u.UserName
 	}
 	return ""
+}
+
+// asciiEqualFold compares ASCII case-insensitively; any other byte must
+// be equal. Names that identify people or groups are never compared with
+// Unicode case folding, under which distinct names (K and the Kelvin
+// sign, s and ſ) meet.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

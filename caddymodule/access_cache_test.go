@@ -52,13 +52,16 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 		AdminGroup: store.GroupMapping{Name: "admins"}}); err != nil {
 		t.Fatal(err)
 	}
+	if err := st.AddDomain(&store.Domain{OrgID: "acme", Name: "acme.test", Status: store.DomainVerified}); err != nil {
+		t.Fatal(err)
+	}
 	f.user = &store.User{OrgID: "acme", UserName: "ann@acme.test", Active: true, Source: store.SourceSAML}
 	if err := st.CreateUser(f.user); err != nil {
 		t.Fatal(err)
 	}
 	rec := httptest.NewRecorder()
 	if _, err := sm.Start(rec, httptest.NewRequest(http.MethodGet, "/", nil), store.Session{
-		OrgID: "acme", UserID: f.user.ID, AuthMethod: authSAML, Groups: []string{"admins"},
+		OrgID: "acme", UserID: f.user.ID, AuthMethod: authSAML, Groups: []string{"admins"}, Email: "ann@acme.test",
 	}, time.Time{}); err != nil {
 		t.Fatal(err)
 	}

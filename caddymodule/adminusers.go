@@ -7,11 +7,13 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/orgs"
 	"github.com/ssogate/ssogate/caddymodule/pages"
+	"github.com/ssogate/ssogate/caddymodule/session"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -28,6 +30,8 @@ import (
 //	POST   {prefix}/admin/api/users/{id}/invite   → 201 link
 //	*      {prefix}/admin/api[/...]               the org admin API (orgs.OrgHandler), see configurator.go
 //	*      {prefix}/admin/[...]                   the configurator page, see configurator.go
+//	GET    {prefix}/reauth?return=                "Confirm it's you", see reauth.go
+//	POST   {prefix}/reauth                        form: csrf, return → sign in again
 //
 // Who is an org admin: a session of the org whose user is a local account
 // with role admin, or a SAML session (only members of the mapped admin
@@ -37,7 +41,8 @@ import (
 // request must pass http.CrossOriginProtection and carry the session's
 // CSRF token (form field `csrf`, or header X-CSRF-Token for JSON), and
 // JSON bodies must be application/json, which a cross-site form cannot
-// send.
+// send. Sensitive changes need a sign-in within reauth_window (403
+// reauthentication_required otherwise; see reauth.go).
 
 // csrfHeader carries the CSRF token of JSON API requests.
 const csrfHeader = "X-CSRF-Token"
@@ -128,6 +133,9 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 		return true
 	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead && !g.checkSessionCSRF(w, r, ls, admin, rt.json, maxLocalForm, g.Prefix+"/admin/users") {
+		return true
+	}
+	if !g.requireFresh(w, r, admin, rt.json, g.Prefix+"/admin/users") {
 		return true
 	}
 	rt.fn(w, r, st, ls, admin, arg)
@@ -411,12 +419,17 @@ type sessionInfo struct {
 	Method    string `json:"auth_method"`
 	CSRFToken string `json:"csrf_token"`
 	CSRFHead  string `json:"csrf_header"`
+	// AuthTime is the sign-in time; sensitive changes need one within
+	// ReauthWindow (else 403 reauthentication_required).
+	AuthTime     time.Time `json:"auth_time"`
+	ReauthWindow string    `json:"reauth_window"`
 }
 
 func (g *Gateway) apiSession(w http.ResponseWriter, _ *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, _ string) {
 	writeJSONValue(w, http.StatusOK, sessionInfo{
 		Org: a.sess.OrgID, UserID: a.sess.UserID, User: a.id.User, Method: a.id.AuthMethod,
 		CSRFToken: a.csrf, CSRFHead: csrfHeader,
+		AuthTime: session.AuthTime(a.sess).UTC(), ReauthWindow: time.Duration(g.app.ReauthWindow).String(),
 	})
 }
 

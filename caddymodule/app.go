@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/orgs"
+	"github.com/ssogate/ssogate/caddymodule/session"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -38,6 +39,8 @@ const (
 	DefaultAuthnRequestTTL = 10 * time.Minute
 	DefaultPrefix          = "/sso"
 	DefaultDomainRecheck   = 24 * time.Hour
+	DefaultHSTSMaxAge      = 365 * 24 * time.Hour
+	DefaultReauthWindow    = 5 * time.Minute
 )
 
 // App is the `sso` Caddy app. It owns the single store handle of the
@@ -89,6 +92,26 @@ type App struct {
 	// A session unused for this long ends; at most session_lifetime.
 	// Default: 1h, or session_lifetime if that is shorter.
 	SessionIdleTimeout caddy.Duration `json:"session_idle_timeout,omitempty"`
+
+	// How recent the admin's last sign-in (SSO or password) must be for a
+	// sensitive change in the configurator or its API: IdP settings and
+	// certificates, admin group, SCIM token, local users, backup login,
+	// activation. An older session is sent through sign-in again (SSO
+	// sign-ins ask the IdP to authenticate anew, ForceAuthn), so a script
+	// running in the application's origin cannot make these changes with
+	// the admin's session alone. At least 1s, at most session_lifetime.
+	// Default: 5m.
+	ReauthWindow caddy.Duration `json:"reauth_window,omitempty"`
+
+	// max-age of the Strict-Transport-Security header on the gateway's own
+	// pages (sign-in, configurator, redirects to sign-in) when base_url is
+	// https. Browsers then refuse plain http to the host. Never sent over
+	// http. Default: 1 year (365d).
+	HSTSMaxAge caddy.Duration `json:"hsts_max_age,omitempty"`
+
+	// Turns the Strict-Transport-Security header off (when a front proxy
+	// sets its own, for example). Default: false.
+	DisableHSTS bool `json:"disable_hsts,omitempty"`
 
 	// How long a sign-in may take at the IdP before the AuthnRequest it
 	// answers is forgotten. Default: 10m.
@@ -192,6 +215,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// Zero means the default. A negative value is left for Validate to
 	// refuse: it is a slip, not a wish for the default.
 	idleUnset := a.SessionIdleTimeout == 0
+	reauthUnset := a.ReauthWindow == 0
 	for _, d := range []struct {
 		v   *caddy.Duration
 		def time.Duration
@@ -201,6 +225,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		{&a.AuthnRequestTTL, DefaultAuthnRequestTTL},
 		{&a.DomainRecheckInterval, DefaultDomainRecheck},
 		{&a.InviteTTL, orgs.DefaultInviteTTL},
+		{&a.ReauthWindow, DefaultReauthWindow},
+		{&a.HSTSMaxAge, DefaultHSTSMaxAge},
 	} {
 		if *d.v == 0 {
 			*d.v = caddy.Duration(d.def)
@@ -210,6 +236,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	// idle timeout as an error.
 	if idleUnset && a.SessionLifetime > 0 {
 		a.SessionIdleTimeout = min(a.SessionIdleTimeout, a.SessionLifetime)
+	}
+	if reauthUnset && a.SessionLifetime > 0 {
+		a.ReauthWindow = min(a.ReauthWindow, a.SessionLifetime)
 	}
 	if a.PasswordHashing == nil {
 		a.PasswordHashing = new(PasswordHashing)
@@ -269,10 +298,23 @@ func (a *App) validate() error {
 		{"authn_request_ttl", a.AuthnRequestTTL, 0},
 		{"invite_ttl", a.InviteTTL, 0},
 		{"domain_recheck_interval", a.DomainRecheckInterval, MinDomainRecheckInterval},
+		{"reauth_window", a.ReauthWindow, time.Second},
+		{"hsts_max_age", a.HSTSMaxAge, 0},
 	} {
 		if err := checkDuration(d.opt, d.v, d.min); err != nil {
 			return err
 		}
+	}
+	// The last-seen time is written at most once per session.TouchInterval,
+	// so it lags real use by up to that much: a shorter idle timeout ends
+	// sessions in active use. (One as long as the lifetime never decides.)
+	if time.Duration(a.SessionIdleTimeout) < session.MinIdleTimeout && a.SessionIdleTimeout < a.SessionLifetime {
+		return fmt.Errorf("session_idle_timeout %s: must be at least %s (a session's activity is recorded once per %s, so a shorter timeout would end sessions in use)",
+			time.Duration(a.SessionIdleTimeout), session.MinIdleTimeout, session.TouchInterval)
+	}
+	if a.ReauthWindow > a.SessionLifetime {
+		return fmt.Errorf("reauth_window %s: must not be longer than session_lifetime %s",
+			time.Duration(a.ReauthWindow), time.Duration(a.SessionLifetime))
 	}
 	if a.SessionIdleTimeout > a.SessionLifetime {
 		return fmt.Errorf("session_idle_timeout %s: must not be longer than session_lifetime %s",

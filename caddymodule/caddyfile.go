@@ -30,7 +30,10 @@ func init() {
 //	        dns_resolver         127.0.0.1:53
 //	        allow_private_metadata_urls   # IdP metadata URLs may reach internal hosts
 //	        session_lifetime     8h    # durations: positive; zero or unset means the default
-//	        session_idle_timeout 1h    # at most session_lifetime
+//	        session_idle_timeout 1h    # at least 2m, at most session_lifetime
+//	        reauth_window        5m    # sensitive configurator changes need a sign-in this recent
+//	        hsts_max_age         365d  # Strict-Transport-Security on the gateway's https pages
+//	        disable_hsts               # ... or none (a front proxy sets it)
 //	        authn_request_ttl    10m
 //	        invite_ttl           72h
 //	        domain_recheck_interval 24h   # at least 1m
@@ -82,7 +85,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "session_key":
 				a.SessionKeys = append(a.SessionKeys, v)
 			}
-		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval":
+		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval",
+			"reauth_window", "hsts_max_age":
 			var v string
 			if !d.AllArgs(&v) {
 				return d.ArgErr()
@@ -107,12 +111,21 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				a.InviteTTL = caddy.Duration(dur)
 			case "domain_recheck_interval":
 				a.DomainRecheckInterval = caddy.Duration(dur)
+			case "reauth_window":
+				a.ReauthWindow = caddy.Duration(dur)
+			case "hsts_max_age":
+				a.HSTSMaxAge = caddy.Duration(dur)
 			}
 		case "allow_private_metadata_urls":
 			if d.NextArg() {
 				return d.ArgErr()
 			}
 			a.AllowPrivateMetadataURLs = true
+		case "disable_hsts":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.DisableHSTS = true
 		case "password_hashing":
 			if a.PasswordHashing == nil {
 				a.PasswordHashing = new(PasswordHashing)
@@ -193,6 +206,8 @@ func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 //	    header_preset   default|oauth2-proxy
 //	    header          <user_id|user|email|name|groups|org|auth_method> <Header-Name|->
 //	    allow_bypass    # only with a matcher: requests it does not match skip sign-in
+//	    admin_origin    https://app.example.com:8443   # the configurator is served there, not here
+//	    admin_only      # this site serves the gateway's own routes only (the admin_origin's site)
 //	}
 //
 // The directive takes no arguments; `sso_gateway /x` is a path matcher,
@@ -245,6 +260,15 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.AllowBypass = true
+		case "admin_origin":
+			if !d.AllArgs(&g.AdminOrigin) {
+				return d.ArgErr()
+			}
+		case "admin_only":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AdminOnly = true
 		default:
 			return d.Errf("unrecognized sso_gateway option %q", d.Val())
 		}

@@ -24,7 +24,8 @@ import (
 // state-changing request http.CrossOriginProtection plus the session's
 // CSRF token (form field `csrf`, or header X-CSRF-Token for JSON). JSON
 // request bodies must be application/json, which a cross-site form cannot
-// send.
+// send. Sensitive changes also need a recent sign-in (reauth.go), and with
+// admin_origin all of this is served on another origin (adminorigin.go).
 
 // maxConfiguratorForm caps the configurator's form posts: pasted IdP
 // metadata (Entra ID's runs to tens of KiB) is the largest.
@@ -64,7 +65,8 @@ func (g *Gateway) serveConfigurator(w http.ResponseWriter, r *http.Request, rest
 			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf}, true
 		},
 		CheckCSRF: func(w http.ResponseWriter, r *http.Request, _ *configurator.Admin) bool {
-			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/")
+			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/") &&
+				g.requireFresh(w, r, admin, false, g.Prefix+"/admin/")
 		},
 		Fail: func(w http.ResponseWriter, r *http.Request, err error) {
 			g.serviceError(w, r, err, false)
@@ -95,6 +97,9 @@ func (g *Gateway) serveOrgAPI(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		if !g.checkSessionCSRF(w, r, ls, a, true, 0, "") {
+			return
+		}
+		if !g.requireFresh(w, r, a, true, g.Prefix+"/admin/") {
 			return
 		}
 		if g.removesSelf(r, a) {
@@ -144,5 +149,5 @@ func (g *Gateway) removesSelf(r *http.Request, a *orgAdmin) bool {
 	if !ok || ref == "" {
 		return false
 	}
-	return ref == a.sess.UserID || (a.id.User != "" && strings.EqualFold(ref, a.id.User))
+	return ref == a.sess.UserID || (a.id.User != "" && asciiEqualFold(ref, a.id.User))
 }

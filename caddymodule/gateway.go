@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +62,22 @@ type Gateway struct {
 	// Default: false.
 	AllowBypass bool `json:"allow_bypass,omitempty"`
 
+	// The origin (scheme://host:port) that serves the configurator, the
+	// users page and the org admin API instead of this site: base_url's
+	// scheme and host on another port, where a second site runs
+	// sso_gateway with admin_only. Here those routes then redirect there
+	// (pages) or answer 404 (API), so that no script of the application
+	// shares an origin with them. Sessions are host cookies, which
+	// browsers share across ports: one sign-in serves both sites.
+	// Default: none (the configurator is served here).
+	AdminOrigin string `json:"admin_origin,omitempty"`
+
+	// This site serves only the gateway's own routes (sign-in, the
+	// configurator and its API): any other request is sent to the
+	// configurator or answered 404, never passed on. For the site at
+	// another site's admin_origin. Default: false.
+	AdminOnly bool `json:"admin_only,omitempty"`
+
 	app      *App
 	logger   *zap.Logger
 	headers  HeaderNames
@@ -68,6 +86,8 @@ type Gateway struct {
 	guarded  caddyhttp.MatchPath
 	pages    *pages.Renderer
 	secure   bool
+	hsts     string   // the Strict-Transport-Security value, or ""
+	adminURL *url.URL // parsed AdminOrigin, or nil
 
 	// lazy holds what needs the store, which may not be open at Provision
 	// (see App.Store).
@@ -112,6 +132,7 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	x.expandAll("public_paths", g.PublicPaths)
 	x.expandAll("protected_paths", g.ProtectedPaths)
 	x.expand("header_preset", &g.HeaderPreset, false)
+	x.expand("admin_origin", &g.AdminOrigin, false)
 	if g.Headers != nil {
 		for i, p := range g.Headers.pointers() {
 			x.expand("header "+identityFieldNames[i], p, false)
@@ -140,6 +161,11 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 	}
 
 	g.secure = g.app.baseURL.Scheme == "https"
+	// Validate reports a bad admin_origin.
+	g.adminURL, _ = parseAdminOrigin(g.AdminOrigin, g.app.baseURL)
+	if g.secure && !g.app.DisableHSTS && g.app.HSTSMaxAge > 0 {
+		g.hsts = "max-age=" + strconv.FormatInt(int64(time.Duration(g.app.HSTSMaxAge)/time.Second), 10)
+	}
 	if len(g.PublicPaths) > 0 && g.public.Match(probe(http.MethodGet, "/", g.app.baseURL, nil)) &&
 		g.public.Match(probe(http.MethodGet, "/any/page/of/the/app", g.app.baseURL, nil)) {
 		g.logger.Warn("public_paths make every path public: no request to the app needs a session",
@@ -177,6 +203,14 @@ func (g *Gateway) validate() error {
 	}
 	if err := checkHeaders(g.Headers, h); err != nil {
 		return err
+	}
+	if g.AdminOrigin != "" {
+		if g.AdminOnly {
+			return errors.New("admin_origin and admin_only: set admin_origin on the application's site and admin_only on the configurator's")
+		}
+		if _, err := parseAdminOrigin(g.AdminOrigin, g.app.baseURL); err != nil {
+			return err
+		}
 	}
 	if !g.secure && !isLoopbackHost(g.app.baseURL.Hostname()) {
 		return fmt.Errorf("base_url %s must be https (plain http is allowed only on loopback hosts, for local testing)", g.app.baseURL)
@@ -245,14 +279,19 @@ func (g *Gateway) state() (*gatewayState, error) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	// Before anything else, so no path (public, gateway, error) ever
 	// passes on a client-supplied identity.
-	for _, h := range g.stripped {
-		r.Header.Del(h)
-	}
+	g.stripIdentityHeaders(r.Header)
 
 	if p := r.URL.Path; p == g.Prefix || strings.HasPrefix(p, g.Prefix+"/") {
+		g.setHSTS(w)
 		return g.serveOwn(w, r)
 	}
+	if g.AdminOnly {
+		g.setHSTS(w)
+		g.serveAdminSiteOther(w, r)
+		return nil
+	}
 	if !g.needsSession(r) {
+		stripOwnCookies(r.Header)
 		return next.ServeHTTP(w, r)
 	}
 
@@ -262,11 +301,119 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 	id, ok := g.authenticate(st, r)
 	if !ok {
+		g.setHSTS(w)
 		g.challenge(w, r)
 		return nil
 	}
+	// After authenticate, which reads the session cookie: the upstream
+	// never sees the gateway's cookies, so its logs cannot leak them.
+	stripOwnCookies(r.Header)
 	g.headers.apply(r, id)
 	return next.ServeHTTP(w, r)
+}
+
+// stripIdentityHeaders removes every incoming header the upstream could
+// take for identity: the configured and preset names, and their spellings
+// with underscores or dots (X_SSO_User, X.SSO.User), which CGI-style
+// backends (PHP, Rails, Django, WSGI) fold onto the dashed name. Caddy
+// drops such headers by default, but not those an operator lists in
+// expected_underscore_headers or expected_dot_headers. Names compare
+// ASCII case-insensitively with `_` and `.` read as `-`.
+func (g *Gateway) stripIdentityHeaders(h http.Header) {
+	for _, name := range g.stripped {
+		h.Del(name)
+	}
+	for k := range h {
+		if !strings.ContainsAny(k, "_.") {
+			continue // Del above covered every other spelling
+		}
+		for _, name := range g.stripped {
+			if sameHeaderName(k, name) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
+// sameHeaderName compares header names ASCII case-insensitively, reading
+// `_` and `.` as `-`. Header names are ASCII tokens; no Unicode folding
+// applies.
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if headerNameByte(a[i]) != headerNameByte(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func headerNameByte(c byte) byte {
+	switch {
+	case c == '_' || c == '.':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// ownCookies are the names of every cookie the gateway sets, in both
+// spellings (the `__Host-` prefix is used when base_url is https).
+var ownCookies = func() map[string]bool {
+	m := map[string]bool{}
+	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie) {
+		m[base] = true
+		m["__Host-"+base] = true
+	}
+	return m
+}()
+
+// stripOwnCookies removes the gateway's cookies from the Cookie header
+// and keeps the application's cookies as the browser sent them.
+func stripOwnCookies(h http.Header) {
+	lines := h.Values("Cookie")
+	if len(lines) == 0 {
+		return
+	}
+	var kept []string
+	changed := false
+	for _, line := range lines {
+		var parts []string
+		for part := range strings.SplitSeq(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if ownCookies[name] {
+				changed = true
+				continue
+			}
+			if strings.TrimSpace(part) != "" {
+				parts = append(parts, strings.TrimSpace(part))
+			}
+		}
+		if len(parts) > 0 {
+			kept = append(kept, strings.Join(parts, "; "))
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(kept) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h["Cookie"] = kept
+}
+
+// setHSTS adds Strict-Transport-Security to what the gateway answers
+// itself over https, so that a browser that once reached its pages never
+// sends a session cookie or a password over plain http to that host.
+func (g *Gateway) setHSTS(w http.ResponseWriter) {
+	if g.hsts != "" {
+		w.Header().Set("Strict-Transport-Security", g.hsts)
+	}
 }
 
 func (g *Gateway) needsSession(r *http.Request) bool {

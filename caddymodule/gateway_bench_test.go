@@ -43,6 +43,9 @@ func benchGateway(b *testing.B) (*Gateway, *http.Cookie) {
 		AdminGroup: store.GroupMapping{Name: "admins", ID: "g1"}}); err != nil {
 		b.Fatal(err)
 	}
+	if err := st.AddDomain(&store.Domain{OrgID: "acme", Name: "acme.test", Status: store.DomainVerified}); err != nil {
+		b.Fatal(err)
+	}
 	u := &store.User{OrgID: "acme", UserName: "ann@acme.test", Active: true, Source: store.SourceSAML,
 		DisplayName: "Ann", Emails: []store.Email{{Value: "ann@acme.test", Primary: true}}}
 	if err := st.CreateUser(u); err != nil {
@@ -50,7 +53,7 @@ func benchGateway(b *testing.B) (*Gateway, *http.Cookie) {
 	}
 	rec := httptest.NewRecorder()
 	if _, err := sm.Start(rec, httptest.NewRequest(http.MethodGet, "/", nil), store.Session{
-		OrgID: "acme", UserID: u.ID, AuthMethod: authSAML, Groups: []string{"admins", "staff"},
+		OrgID: "acme", UserID: u.ID, AuthMethod: authSAML, Groups: []string{"admins", "staff"}, Email: "ann@acme.test",
 	}, time.Time{}); err != nil {
 		b.Fatal(err)
 	}

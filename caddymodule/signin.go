@@ -60,6 +60,8 @@ const maxLoginBody = 16 << 10
 func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)
 	switch {
+	case g.adminElsewhere(w, r, rest): // adminorigin.go
+		return nil
 	case g.serveLocal(w, r, rest): // backup.go: password sign-in, set-password links, users page
 		return nil
 	case rest == "/login":
@@ -71,6 +73,9 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 		default:
 			g.methodNotAllowed(w, "GET, POST")
 		}
+		return nil
+	case rest == "/reauth":
+		g.serveReauth(w, r)
 		return nil
 	case rest == "/logout":
 		if r.Method != http.MethodPost {
@@ -162,6 +167,13 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.pages.Render(w, http.StatusOK, "login", form)
 		return
 	}
+	g.startSAML(w, r, st, org, ret, false)
+}
+
+// startSAML sends the browser to org's IdP with an AuthnRequest that it
+// remembers for this browser; force asks the IdP to authenticate the user
+// anew (re-authentication before a sensitive change).
+func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, ret string, force bool) {
 	sp, err := g.provider(st, org)
 	if err != nil {
 		g.logger.Error("organization is active but its SAML settings are unusable", zap.String("org", org.ID), zap.Error(err))
@@ -173,7 +185,11 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.internalError(w, r, "binding browser", err)
 		return
 	}
-	reqID, redirect, err := sp.AuthnRequest("")
+	makeRequest := sp.AuthnRequest
+	if force {
+		makeRequest = sp.ReauthnRequest
+	}
+	reqID, redirect, err := makeRequest("")
 	if err != nil {
 		g.internalError(w, r, "making AuthnRequest", err)
 		return
@@ -323,12 +339,17 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
+	// Start ends the session this browser had, whoever it was for.
 	if _, err := st.sessions.Start(w, r, store.Session{
 		OrgID: org.ID, UserID: user.ID, AuthMethod: authSAML, Groups: groups, NameID: ident.NameID,
+		Email: ident.Email, AuthTime: ident.AuthnInstant,
 	}, ident.SessionNotOnOrAfter); err != nil {
 		g.internalError(w, r, "starting session", err)
 		return
 	}
+	// The binding selected this sign-in's AuthnRequest and has no use
+	// left; a later sign-in gets a new one.
+	st.sessions.ClearBinding(w)
 	g.audit(st, r, org.ID, user.UserName, "login.saml", "success", nil)
 	g.logger.Info("signed in", zap.String("org", org.ID), zap.String("user_id", user.ID), zap.String("method", authSAML))
 	w.Header().Set("Cache-Control", "no-store")

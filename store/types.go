@@ -173,6 +173,13 @@ type Session struct {
 	Created    time.Time `json:"created"`
 	LastSeen   time.Time `json:"last_seen"`
 	ExpiresAt  time.Time `json:"expires_at"` // absolute end; the record's TTL
+
+	// Email is the address the sign-in vouched for (SAML: the asserted
+	// email, whose domain the org had verified); re-checked per request.
+	Email string `json:"email,omitempty"`
+	// AuthTime is when the user authenticated at the IdP or with a
+	// password; zero in records from before it was kept (Created then).
+	AuthTime time.Time `json:"auth_time,omitzero"`
 }
 
 // AuthnRequest is an outstanding SAML AuthnRequest, remembered so that the

@@ -10,9 +10,11 @@ import (
 // AdminHandler routes under /orgs/{org}, but for one organization that the
 // caller determines: orgOf gives the organization of a request and actorOf
 // the admin to record in the audit trail. The caller authenticates the
-// admin, checks that they administer that organization and checks CSRF
-// before the request gets here; this handler does no access control of its
-// own, and nothing in a request can name another organization.
+// admin, checks that they administer that organization, checks CSRF and,
+// for sensitive changes, that the admin signed in recently (the gateway's
+// reauth_window) before the request gets here; this handler does no
+// access control of its own, and nothing in a request can name another
+// organization.
 //
 // Routes under prefix (for example "/sso/admin/api/org"):
 //

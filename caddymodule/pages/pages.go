@@ -49,11 +49,20 @@ type Message struct {
 	RetryURL string
 }
 
+// Reauth is the data of the page that asks an admin to sign in again
+// before a sensitive change.
+type Reauth struct {
+	Prefix   string
+	Text     string
+	CSRF     string // the session's CSRF token
+	ReturnTo string // same-origin path to come back to
+}
+
 // Render writes a page with the given status. Templates are executed into
 // a buffer first so a template error never leaves a half-written page.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data any) {
 	csp := defaultCSP
-	if name == "login" {
+	if name == "login" || name == "reauth" {
 		csp = loginCSP
 	}
 	r.render(w, status, name, data, csp)
@@ -62,7 +71,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data a
 // defaultCSP admits no script at all.
 const defaultCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// loginCSP is defaultCSP without form-action: the sign-in form's post is
+// loginCSP is defaultCSP without form-action: the sign-in (and re-auth) form's post is
 // answered with a redirect to the organization's IdP, and browsers
 // (Chromium) apply form-action to the redirect's target too, which can be
 // any IdP.

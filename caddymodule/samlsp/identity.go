@@ -95,6 +95,9 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 		if id.SessionIndex == "" {
 			id.SessionIndex = st.SessionIndex
 		}
+		if !st.AuthnInstant.IsZero() && (id.AuthnInstant.IsZero() || st.AuthnInstant.Before(id.AuthnInstant)) {
+			id.AuthnInstant = st.AuthnInstant
+		}
 	}
 	// SPEC §3.3: an empty NameID is refused even when attributes name the
 	// user; the subject of an assertion is its NameID.

@@ -145,9 +145,24 @@ func idpMetadata(s store.IdPSettings) (*saml.EntityDescriptor, error) {
 // request's ID, which the caller must remember for this browser, and the
 // URL to send the browser to.
 func (p *Provider) AuthnRequest(relayState string) (id string, redirect *url.URL, err error) {
+	return p.authnRequest(relayState, false)
+}
+
+// ReauthnRequest is AuthnRequest with ForceAuthn: the IdP must
+// authenticate the user anew rather than answer from its own session, so
+// that the sign-in proves the person is there (step-up before a sensitive
+// change), and its AuthnInstant is recent.
+func (p *Provider) ReauthnRequest(relayState string) (id string, redirect *url.URL, err error) {
+	return p.authnRequest(relayState, true)
+}
+
+func (p *Provider) authnRequest(relayState string, force bool) (string, *url.URL, error) {
 	req, err := p.sp.MakeAuthenticationRequest(p.sp.GetSSOBindingLocation(saml.HTTPRedirectBinding), saml.HTTPRedirectBinding, saml.HTTPPostBinding)
 	if err != nil {
 		return "", nil, fmt.Errorf("samlsp: making AuthnRequest: %w", err)
+	}
+	if force {
+		req.ForceAuthn = &force
 	}
 	u, err := req.Redirect(relayState, &p.sp)
 	if err != nil {
@@ -205,6 +220,9 @@ type Identity struct {
 	// SessionNotOnOrAfter caps the session, when the IdP set it.
 	SessionNotOnOrAfter time.Time
 	SessionIndex        string
+	// AuthnInstant is when the IdP authenticated the user (the earliest
+	// of the assertion's AuthnStatements); zero when it did not say.
+	AuthnInstant time.Time
 }
 
 // ParseResponse validates a base64 SAMLResponse posted to the ACS against

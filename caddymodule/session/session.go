@@ -30,9 +30,19 @@ const (
 	valueKey          = "ref"
 )
 
-// touchEvery bounds how often a session's last-seen time is written: idle
-// expiry needs minute precision, not a write per request.
-const touchEvery = time.Minute
+// TouchInterval bounds how often a session's last-seen time is written:
+// idle expiry needs minute precision, not a write per request. The
+// recorded last-seen time lags real activity by up to this much, so an
+// idle timeout must be well above it (the app's Validate refuses one
+// under MinIdleTimeout).
+const TouchInterval = time.Minute
+
+// MinIdleTimeout is the shortest idle timeout that cannot end a session
+// in active use: activity is recorded up to TouchInterval late, so the
+// idle window left to the browser is the timeout minus TouchInterval.
+const MinIdleTimeout = 2 * TouchInterval
+
+const touchEvery = TouchInterval
 
 // ErrNoSession means the request carries no usable session: no cookie, a
 // cookie that fails to unseal, or a session that ended.
@@ -115,13 +125,29 @@ func New(cfg Config) (*Manager, error) {
 	return m, nil
 }
 
+// CookieNames are the names of the cookies a Manager sets, without the
+// `__Host-` prefix that Secure managers add.
+func CookieNames() []string { return []string{cookieName, bindingCookieName} }
+
 // CookieName is the session cookie's name.
 func (m *Manager) CookieName() string { return m.name }
 
 // Start creates the session record for rec (OrgID, UserID, AuthMethod,
 // Groups, NameID) and sets the cookie that refers to it. notAfter, when not
 // zero, caps the absolute lifetime (the assertion's SessionNotOnOrAfter).
+//
+// Start is called for a sign-in only. rec.AuthTime, when set, is when the
+// IdP says it authenticated the user (AuthnInstant); it defaults to now
+// and is never later than now (see AuthTime). The session the
+// browser had before, if any, is ended first, whoever it belonged to: a
+// sign-in never leaves an older session alive in the same browser, and
+// the new one never reuses its reference (no fixation).
 func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Session, notAfter time.Time) (*store.Session, error) {
+	if old, ok := m.RecordID(r); ok {
+		if err := m.cfg.Store.DeleteSession(old); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("session: ending the previous session: %w", err)
+		}
+	}
 	ref, err := randomToken()
 	if err != nil {
 		return nil, err
@@ -129,6 +155,11 @@ func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Sessio
 	now := m.cfg.Now()
 	rec.ID = recordID(ref)
 	rec.Created = now
+	// An IdP's AuthnInstant may be older than now (an IdP session), never
+	// newer: a clock ahead of ours must not make a session look fresh.
+	if rec.AuthTime.IsZero() || rec.AuthTime.After(now) {
+		rec.AuthTime = now
+	}
 	rec.LastSeen = now
 	rec.ExpiresAt = now.Add(m.cfg.Lifetime)
 	if !notAfter.IsZero() && notAfter.Before(rec.ExpiresAt) {
@@ -181,6 +212,16 @@ func (m *Manager) LoadRecord(id string) (*store.Session, error) {
 		sess.LastSeen = now
 	}
 	return sess, nil
+}
+
+// AuthTime is when the user of sess last authenticated. Sessions are
+// created by sign-ins only and never extended by one, so records from
+// before AuthTime was kept use their creation time.
+func AuthTime(sess *store.Session) time.Time {
+	if sess.AuthTime.IsZero() {
+		return sess.Created
+	}
+	return sess.AuthTime
 }
 
 // Fresh reports whether a session that LoadRecord returned earlier is

@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/crewjam/saml"
 
@@ -182,22 +181,21 @@ func xmlMarshal(v any) ([]byte, error) {
 	return append([]byte(xml.Header), out...), nil
 }
 
-// NewReplayCache is the persistent, shared replay cache of one
-// organization's assertions, kept in the store.
-func NewReplayCache(st *store.Store, orgID string) saml.AssertionReplayCache {
-	return replayCache{st: st, org: orgID}
-}
-
-type replayCache struct {
+// ReplayCache is the persistent, shared replay cache of one
+// organization's assertions, kept in the store. ParseResponse reads it;
+// the caller records an admitted assertion under Identity.ReplayKey.
+type ReplayCache struct {
 	st  *store.Store
 	org string
 }
 
-// Consume implements saml.AssertionReplayCache.
-func (c replayCache) Consume(assertionID string, expiresAt time.Time) error {
-	err := c.st.ConsumeOnce("saml/"+c.org+"/"+assertionID, expiresAt)
-	if errors.Is(err, store.ErrReplayed) {
-		return saml.ErrAssertionReplayed
-	}
-	return err
+// NewReplayCache is the replay cache of orgID's assertions in st.
+func NewReplayCache(st *store.Store, orgID string) *ReplayCache {
+	return &ReplayCache{st: st, org: orgID}
+}
+
+// Key scopes an assertion ID to the org: two IdPs may well issue the
+// same ID.
+func (c *ReplayCache) Key(assertionID string) string {
+	return "saml/" + c.org + "/" + assertionID
 }

@@ -110,16 +110,16 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{now: cfg.Now, replay: cfg.Replay}
 	p.sp = saml.ServiceProvider{
-		EntityID:                         cfg.URLs.EntityID,
-		Key:                              cfg.Key,
-		Certificate:                      cfg.Certificate,
-		AcsURL:                           *acs,
-		MetadataURL:                      *md,
-		IDPMetadata:                      idpMeta,
-		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
-		AllowIDPInitiated:                cfg.Org.AllowIdPInitiated,
-		RejectSHA1Signatures:             true,
-		RequireSignedResponseForCBC:      true,
+		EntityID:                    cfg.URLs.EntityID,
+		Key:                         cfg.Key,
+		Certificate:                 cfg.Certificate,
+		AcsURL:                      *acs,
+		MetadataURL:                 *md,
+		IDPMetadata:                 idpMeta,
+		AuthnNameIDFormat:           saml.UnspecifiedNameIDFormat,
+		AllowIDPInitiated:           cfg.Org.AllowIdPInitiated,
+		RejectSHA1Signatures:        true,
+		RequireSignedResponseForCBC: true,
 		// No ReplayCache: crewjam would record the assertion while
 		// validating it, before our own checks and the org's decision;
 		// ParseResponse reads the cache and the caller records.

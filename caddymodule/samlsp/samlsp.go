@@ -23,6 +23,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 
 	"github.com/ssogate/ssogate/store"
 )
@@ -197,13 +198,45 @@ func Metadata(urls URLs, key crypto.Signer, cert *x509.Certificate) ([]byte, err
 		MetadataURL:                      *md,
 		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
-		MetadataValidDuration:            48 * time.Hour,
+		// An IT admin imports this file once. A validUntil two days out
+		// made pysaml2 refuse it and SimpleSAMLphp stop signing users in
+		// two days after the import; cacheDuration (a day) is the
+		// refresh hint the metadata schema asks for instead.
+		MetadataOmitValidUntil: true,
 	}
-	out, err := xmlMarshal(sp.Metadata())
+	ed := sp.Metadata()
+	for i := range ed.SPSSODescriptors {
+		for j := range ed.SPSSODescriptors[i].KeyDescriptors {
+			if kd := &ed.SPSSODescriptors[i].KeyDescriptors[j]; kd.Use == "encryption" {
+				kd.EncryptionMethods = AdvertisedEncryption()
+			}
+		}
+	}
+	out, err := xmlMarshal(ed)
 	if err != nil {
 		return nil, fmt.Errorf("samlsp: metadata: %w", err)
 	}
 	return out, nil
+}
+
+// AdvertisedEncryption is what the SP metadata offers an IdP that
+// encrypts assertions: AES-GCM, which authenticates the ciphertext, with
+// RSA-OAEP key transport. ParseResponse accepts exactly these whatever
+// is signed. It also decrypts AES-CBC, but only inside a Response whose
+// own signature covers the EncryptedAssertion: decrypting unauthenticated
+// CBC would make the gateway a padding oracle for anyone holding a
+// captured assertion (crewjam's RequireSignedResponseForCBC). Metadata
+// cannot say "CBC if the Response is signed", so CBC is not advertised;
+// IdPs set up by hand (Entra ID, Okta) are covered in the README.
+// RSA PKCS#1 v1.5 key transport is never accepted (Bleichenbacher).
+func AdvertisedEncryption() []saml.EncryptionMethod {
+	return []saml.EncryptionMethod{
+		{Algorithm: xmlenc.AES256GCM.Algorithm()},
+		{Algorithm: xmlenc.AES128GCM.Algorithm()},
+		{Algorithm: xmlenc.AES192GCM.Algorithm()},
+		{Algorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"},
+		{Algorithm: "http://www.w3.org/2009/xmlenc11#rsa-oaep"},
+	}
 }
 
 // Identity is what a validated assertion says about the user.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/ssogate/ssogate/examples/demoidp"
@@ -1025,6 +1026,95 @@ func TestMetadata(t *testing.T) {
 	acs := ed.SPSSODescriptors[0].AssertionConsumerServices
 	if len(acs) != 1 || acs[0].Location != urls.ACSURL || acs[0].Binding != saml.HTTPPostBinding {
 		t.Errorf("ACS endpoints = %+v, want one HTTP-POST at %s", acs, urls.ACSURL)
+	}
+}
+
+// SP metadata is imported once by an IT admin: a short validUntil made
+// pysaml2 refuse it and SimpleSAMLphp stop working two days later.
+func TestMetadataDoesNotExpire(t *testing.T) {
+	e := newEnv(t)
+	md, err := Metadata(spURLs(testOrgID), e.spKey, e.spCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(md); err != nil {
+		t.Fatal(err)
+	}
+	for _, el := range append([]*etree.Element{doc.Root()}, doc.Root().FindElements("//*")...) {
+		if v := el.SelectAttrValue("validUntil", ""); v != "" {
+			t.Errorf("%s has validUntil=%q", el.Tag, v)
+		}
+	}
+	// The metadata schema wants validUntil or cacheDuration on the root.
+	if doc.Root().SelectAttrValue("cacheDuration", "") == "" {
+		t.Error("root has neither validUntil nor cacheDuration")
+	}
+}
+
+// TestEncryptionPolicy: every encryption the metadata advertises is
+// accepted whatever the IdP signs, and what it does not advertise (CBC)
+// only inside a signed Response.
+func TestEncryptionPolicy(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, e.org(), nil)
+	md, err := Metadata(spURLs(testOrgID), e.spKey, e.spCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ed saml.EntityDescriptor
+	if err := xml.Unmarshal(md, &ed); err != nil {
+		t.Fatal(err)
+	}
+	var advertised []string
+	for _, kd := range ed.SPSSODescriptors[0].KeyDescriptors {
+		if kd.Use == "encryption" {
+			for _, m := range kd.EncryptionMethods {
+				advertised = append(advertised, m.Algorithm)
+			}
+		}
+	}
+	var want []string
+	for _, m := range AdvertisedEncryption() {
+		want = append(want, m.Algorithm)
+	}
+	if !slices.Equal(advertised, want) {
+		t.Fatalf("metadata advertises %q, want %q", advertised, want)
+	}
+	signings := map[string]demoidp.Signing{
+		"assertion signed":              demoidp.SignAssertionOnly,
+		"response signed":               demoidp.SignResponseOnly,
+		"response and assertion signed": demoidp.SignResponseAndAssertion,
+	}
+	ciphers := []string{xmlenc.AES256GCM.Algorithm(), xmlenc.AES128GCM.Algorithm(), xmlenc.AES192GCM.Algorithm()}
+	for _, c := range ciphers {
+		if !slices.Contains(advertised, c) {
+			t.Errorf("%s not advertised", c)
+		}
+	}
+	for _, c := range []string{xmlenc.AES128CBC.Algorithm(), xmlenc.AES256CBC.Algorithm()} {
+		if slices.Contains(advertised, c) {
+			t.Errorf("%s advertised, but refused in a Response that is not signed", c)
+		}
+		ciphers = append(ciphers, c)
+	}
+	for _, c := range ciphers {
+		for name, signing := range signings {
+			t.Run(c[strings.LastIndexByte(c, '#')+1:]+"/"+name, func(t *testing.T) {
+				encoded, reqID := respond(t, p, e.idp, demoidp.RespondOptions{Signing: signing, BlockCipher: c})
+				if !bytes.Contains(decode(t, encoded), []byte(c)) {
+					t.Fatalf("the IdP did not encrypt with %s", c)
+				}
+				_, err := p.ParseResponse(encoded, []string{reqID})
+				if strings.HasSuffix(c, "-cbc") && signing == demoidp.SignAssertionOnly {
+					wantRefused(t, err, "RequireSignedResponseForCBC")
+					return
+				}
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			})
+		}
 	}
 }
 

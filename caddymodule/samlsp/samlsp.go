@@ -245,8 +245,11 @@ type Identity struct {
 	// InResponseTo is the AuthnRequest answered; empty when unsolicited.
 	InResponseTo string
 	NameID       string
-	// ObjectID is the IdP's stable user ID (objectidentifier), or the
-	// NameID when the IdP sends none.
+	NameIDFormat string
+	// ObjectID is the IdP's stable user ID (objectidentifier or another
+	// attribute of objectIDNames), or the NameID when it is persistent;
+	// empty when the IdP sends neither, and then the user is known only
+	// by email.
 	ObjectID    string
 	Email       string // normalized: trimmed, lower-case
 	DisplayName string

@@ -190,13 +190,100 @@ func TestAttributeAliases(t *testing.T) {
 			}
 		},
 	}, {
-		name: "ObjectID falls back to the NameID",
+		name: "ObjectID falls back to a persistent NameID",
 		mutate: func(a *saml.Assertion) {
 			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.PersistentNameIDFormat)
+			a.Subject.NameID.Value = "AAdzZWNyZXQxeyJ0"
 		},
 		check: func(t *testing.T, id *Identity) {
-			if id.ObjectID != aliceEmail {
-				t.Errorf("ObjectID = %q, want the NameID %q", id.ObjectID, aliceEmail)
+			if id.ObjectID != "AAdzZWNyZXQxeyJ0" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, Email = %q; want the persistent NameID and the name attribute", id.ObjectID, id.Email)
+			}
+		},
+	}, {
+		// pysaml2's and SimpleSAMLphp's default: a new NameID at every
+		// sign-in, which locked the user out on the second.
+		name: "a transient NameID is no stable ID",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = "_f2b8ce8a0b6a4f1c"
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != "" || id.NameID != "_f2b8ce8a0b6a4f1c" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, NameID = %q, Email = %q; want no ObjectID", id.ObjectID, id.NameID, id.Email)
+			}
+		},
+	}, {
+		name: "an email or unspecified NameID is no stable ID either",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.UnspecifiedNameIDFormat)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != "" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, Email = %q", id.ObjectID, id.Email)
+			}
+		},
+	}, {
+		name: "a transient NameID does not hide the objectidentifier",
+		mutate: func(a *saml.Assertion) {
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = "_0123"
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != aliceOID {
+				t.Errorf("ObjectID = %q, want %q", id.ObjectID, aliceOID)
+			}
+		},
+	}, {
+		// ADFS and hand-made Entra claims put the display name in
+		// claims/name; Entra puts the UPN there, which may not be mail.
+		name: "claims/name that is a display name does not win over claims/emailaddress",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "Alice Liddell")
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want the emailaddress claim's %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "claims/emailaddress wins over a UPN in claims/name",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "alice@example.onmicrosoft.com")
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "claims/name alone, an address, still names the user",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "isMemberOf by its basic name and its urn:oid name",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrGroups)
+			demoidp.SetAttribute(a, "isMemberOf", "Engineering")
+			demoidp.SetAttribute(a, "urn:oid:1.3.6.1.4.1.5923.1.5.1.1", "Sales")
+		},
+		check: func(t *testing.T, id *Identity) {
+			if !slices.Equal(id.Groups, []string{"Engineering", "Sales"}) {
+				t.Errorf("Groups = %q", id.Groups)
 			}
 		},
 	}}

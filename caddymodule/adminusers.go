@@ -26,6 +26,7 @@ import (
 //	POST   {prefix}/admin/api/users               {"email","role"?,"display_name"?} → 201 link (shown once)
 //	DELETE {prefix}/admin/api/users/{id}          → 204
 //	POST   {prefix}/admin/api/users/{id}/invite   → 201 link
+//	POST   {prefix}/admin/api/users/{id}/unlink   the org admin API's (forget the stored IdP identifier)
 //	*      {prefix}/admin/api[/...]               the org admin API (orgs.OrgHandler), see configurator.go
 //	*      {prefix}/admin/[...]                   the configurator page, see configurator.go
 //
@@ -93,6 +94,8 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 			routes = []route{{http.MethodDelete, true, g.apiRemove}}
 		case "invite":
 			routes = []route{{http.MethodPost, true, g.apiReinvite}}
+		case "unlink": // orgs.OrgHandler's
+			return g.serveConfigurator(w, r, rest)
 		default:
 			return false
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -243,5 +244,53 @@ func setActive(t *testing.T, st *store.Store, userID string, active bool) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestACSConcurrentPostsAdmitOne: the same response posted several times
+// at once, from the browser that asked for it, signs in exactly once:
+// the AuthnRequest and the assertion are consumed in one transaction,
+// after every check, so the losers are refused without writing anything.
+func TestACSConcurrentPostsAdmitOne(t *testing.T) {
+	st := runningStore(t)
+	b := newBrowser(t)
+	var requestID, assertionID string
+	acs, form, err := env.IdP.RespondWith(b.startLogin(demo.AliceEmail, ""), demo.AliceEmail, demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+		requestID = a.Subject.SubjectConfirmations[0].SubjectConfirmationData.InResponseTo
+		assertionID = a.ID
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := stateOf(t, st, requestID, assertionID)
+	const n = 6
+	statuses := make(chan int, n)
+	body := form.Encode()
+	for range n {
+		go func() {
+			req, _ := http.NewRequest(http.MethodPost, acs, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			resp, err := b.client.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	admitted := 0
+	for range n {
+		switch s := <-statuses; {
+		case s == http.StatusSeeOther:
+			admitted++
+		case s < 400 || s >= 500:
+			t.Errorf("a concurrent post got %d, want 303 or a 4xx refusal", s)
+		}
+	}
+	after := stateOf(t, st, requestID, assertionID)
+	if admitted != 1 || after.RequestPending || !after.Replayed || after.Sessions != before.Sessions+1 {
+		t.Fatalf("%d of %d posts admitted; sessions %d -> %d, request still pending %v, assertion recorded %v",
+			admitted, n, before.Sessions, after.Sessions, after.RequestPending, after.Replayed)
 	}
 }

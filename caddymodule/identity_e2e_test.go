@@ -170,4 +170,25 @@ func TestOrgAdminUnlinksAUser(t *testing.T) {
 		t.Errorf("SCIM user's ExternalID = %q (%v), want it kept", u.ExternalID, err)
 	}
 	signedIn(t, b)
+
+	// The Users page offers the same as a button, for linked users only.
+	setExternalID(t, st, carol.ID, "_carol-again")
+	page := b.get(env.GatewayURL + "/sso/admin/users")
+	unlink := "/sso/admin/users/" + carol.ID + "/unlink"
+	if page.status != http.StatusOK || !strings.Contains(page.body, unlink) {
+		t.Fatalf("Users page (%d) has no Unlink SSO button for carol\n%s", page.status, page.body)
+	}
+	if strings.Contains(page.body, "/sso/admin/users/"+dave.ID+"/unlink") {
+		t.Error("Users page offers to unlink a SCIM user")
+	}
+	p := b.post(env.GatewayURL+unlink, map[string][]string{"csrf": {csrf}})
+	if p.status != http.StatusSeeOther || !strings.Contains(p.location, "done=unlinked") {
+		t.Fatalf("Unlink SSO button: %d %q\n%s", p.status, p.location, p.body)
+	}
+	if u, err := st.GetUser(demo.OrgID, carol.ID); err != nil || u.ExternalID != "" {
+		t.Errorf("ExternalID = %q (%v) after the button", u.ExternalID, err)
+	}
+	if p := b.get(env.GatewayURL + "/sso/admin/users"); strings.Contains(p.body, unlink) {
+		t.Error("Users page still offers to unlink an unlinked user")
+	}
 }

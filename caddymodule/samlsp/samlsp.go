@@ -110,22 +110,21 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Now = time.Now
 	}
 	p := &Provider{now: cfg.Now, replay: cfg.Replay}
+	// No ReplayCache for crewjam: it would record the assertion while
+	// validating it, before our own checks and the org's decision.
+	// ParseResponse reads the cache; the caller records.
 	p.sp = saml.ServiceProvider{
-		EntityID:                    cfg.URLs.EntityID,
-		Key:                         cfg.Key,
-		Certificate:                 cfg.Certificate,
-		AcsURL:                      *acs,
-		MetadataURL:                 *md,
-		IDPMetadata:                 idpMeta,
-		AuthnNameIDFormat:           saml.UnspecifiedNameIDFormat,
-		AllowIDPInitiated:           cfg.Org.AllowIdPInitiated,
-		RejectSHA1Signatures:        true,
-		RequireSignedResponseForCBC: true,
-		// No ReplayCache: crewjam would record the assertion while
-		// validating it, before our own checks and the org's decision;
-		// ParseResponse reads the cache and the caller records.
+		EntityID:                         cfg.URLs.EntityID,
+		Key:                              cfg.Key,
+		Certificate:                      cfg.Certificate,
+		AcsURL:                           *acs,
+		MetadataURL:                      *md,
+		IDPMetadata:                      idpMeta,
+		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
+		AllowIDPInitiated:                cfg.Org.AllowIdPInitiated,
+		RejectSHA1Signatures:             true,
+		RequireSignedResponseForCBC:      true,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
-		MetadataValidDuration:            48 * time.Hour,
 		LimitRelayStateLength:            true,
 	}
 	return p, nil

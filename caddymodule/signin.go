@@ -288,7 +288,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
-			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account.")
+			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account. If your identity provider account was replaced, they can unlink the old one on the Users page.")
 		return
 	}
 	if err != nil {

@@ -64,4 +64,3 @@ func TestUnlinkUser(t *testing.T) {
 		}
 	}
 }
-

@@ -23,11 +23,13 @@ import (
 //	POST   {prefix}/admin/users/invite            form: email, role, display_name, csrf
 //	POST   {prefix}/admin/users/{id}/invite       form: csrf (new link for an account without a password)
 //	POST   {prefix}/admin/users/{id}/remove       form: csrf
+//	POST   {prefix}/admin/users/{id}/unlink       form: csrf (forget the stored IdP identifier)
 //	GET    {prefix}/admin/api/session             {org, user, method, csrf_token}
 //	GET    {prefix}/admin/api/users?role=&status=  [user...]
 //	POST   {prefix}/admin/api/users               {"email","role"?,"display_name"?} → 201 link (shown once)
 //	DELETE {prefix}/admin/api/users/{id}          → 204
 //	POST   {prefix}/admin/api/users/{id}/invite   → 201 link
+//	POST   {prefix}/admin/api/users/{id}/unlink   the org admin API's (forget the stored IdP identifier)
 //	*      {prefix}/admin/api[/...]               the org admin API (orgs.OrgHandler), see configurator.go
 //	*      {prefix}/admin/[...]                   the configurator page, see configurator.go
 //	GET    {prefix}/reauth?return=                "Confirm it's you", see reauth.go
@@ -80,6 +82,8 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 			routes = []route{{http.MethodPost, false, g.usersRemoveForm}}
 		case "invite":
 			routes = []route{{http.MethodPost, false, g.usersReinviteForm}}
+		case "unlink":
+			routes = []route{{http.MethodPost, false, g.usersUnlinkForm}}
 		default:
 			return false
 		}
@@ -98,6 +102,8 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 			routes = []route{{http.MethodDelete, true, g.apiRemove}}
 		case "invite":
 			routes = []route{{http.MethodPost, true, g.apiReinvite}}
+		case "unlink": // orgs.OrgHandler's
+			return g.serveConfigurator(w, r, rest)
 		default:
 			return false
 		}
@@ -242,6 +248,8 @@ func (g *Gateway) usersPage(w http.ResponseWriter, r *http.Request, st *gatewayS
 	switch q.Get("done") {
 	case "removed":
 		page.Notice = "The user was removed."
+	case "unlinked":
+		page.Notice = "The user's link to their identity provider account was removed and their sessions ended. Their next SSO sign-in links the account again."
 	}
 	g.renderUsers(w, r, a, page, http.StatusOK)
 }
@@ -287,6 +295,7 @@ func (g *Gateway) renderUsers(w http.ResponseWriter, r *http.Request, a *orgAdmi
 		local := u.Source == store.SourceLocal
 		row.Removable = local && !u.BackupLogin && u.ID != a.sess.UserID
 		row.Reinvitable = local && u.Status == orgs.StatusInvited
+		row.Unlinkable = u.IdPLinked && u.ID != a.sess.UserID
 		page.Users = append(page.Users, row)
 	}
 	g.pages.Render(w, status, "users", page)
@@ -341,6 +350,28 @@ func (g *Gateway) usersRemoveForm(w http.ResponseWriter, r *http.Request, _ *gat
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, g.Prefix+"/admin/users?done=removed", http.StatusSeeOther)
+}
+
+func (g *Gateway) usersUnlinkForm(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, id string) {
+	svc, err := g.app.Orgs()
+	if err != nil {
+		g.internalError(w, r, "opening orgs", err)
+		return
+	}
+	if strings.Contains(id, "@") { // IDs only, as for remove
+		g.renderUsers(w, r, a, pages.Users{Error: "no such user"}, http.StatusNotFound)
+		return
+	}
+	if _, err := svc.UnlinkUser(a.actor, a.sess.OrgID, id); err != nil {
+		if e, ok := orgs.AsError(err); ok {
+			g.renderUsers(w, r, a, pages.Users{Error: e.Error()}, e.Status)
+			return
+		}
+		g.serviceError(w, r, err, false)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, g.Prefix+"/admin/users?done=unlinked", http.StatusSeeOther)
 }
 
 // removeLocalUser removes a local account of the admin's org; an admin

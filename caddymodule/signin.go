@@ -273,24 +273,24 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
+	// Everything up to ConsumeSignIn only reads: a refusal must leave the
+	// AuthnRequest outstanding, the assertion unrecorded and the user
+	// store as it was, so that nothing but the audit event shows it.
 	ident, err := sp.ParseResponse(encoded, possible)
-	if err != nil {
+	if errors.Is(err, samlsp.ErrRefused) {
 		g.refuse(w, r, st, org.ID, "", err.Error(), http.StatusForbidden, "Sign-in failed",
 			"The response from your identity provider could not be accepted.", "Try again. If it keeps happening, ask your IT administrator to check the SAML settings.")
 		return
 	}
-
-	returnTo := "/"
-	if ident.InResponseTo != "" {
-		q, err := st.store.ConsumeAuthnRequest(ident.InResponseTo)
-		if err != nil || q.OrgID != org.ID {
-			g.refuse(w, r, st, org.ID, ident.Email, "AuthnRequest already answered", http.StatusBadRequest, "Sign-in failed",
-				"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
-			return
-		}
-		if q.ReturnTo != "" {
-			returnTo = q.ReturnTo
-		}
+	if err != nil {
+		g.internalError(w, r, "validating SAML response", err)
+		return
+	}
+	if ident.InResponseTo != "" && byID[ident.InResponseTo] == nil {
+		// ParseResponse matched it against possible; this is a guard.
+		g.refuse(w, r, st, org.ID, ident.Email, "response answers no request of this browser", http.StatusBadRequest, "Sign-in failed",
+			"This sign-in was not started here, or took too long.", "Start again from the sign-in page, in the same browser.")
+		return
 	}
 
 	// The asserted identity must be in one of this org's verified domains:
@@ -304,7 +304,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
-			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account.")
+			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account. If your identity provider account was replaced, they can unlink the old one on the Users page.")
 		return
 	}
 	if err != nil {
@@ -333,6 +333,26 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		g.refuse(w, r, st, org.ID, ident.Email, "not in the admin group", http.StatusForbidden, "Access denied",
 			"Your account is not allowed to use this application.", hint)
 		return
+	}
+	// Admitted: the first write. Of two posts of the same response, or
+	// two answers to one request, only one gets past it.
+	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		g.refuse(w, r, st, org.ID, ident.Email, "assertion already used", http.StatusBadRequest, "Sign-in failed",
+			"This sign-in was already completed.", "Start again from the sign-in page.")
+		return
+	case errors.Is(err, store.ErrNotFound):
+		g.refuse(w, r, st, org.ID, ident.Email, "AuthnRequest already answered", http.StatusBadRequest, "Sign-in failed",
+			"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
+		return
+	case err != nil:
+		g.internalError(w, r, "recording sign-in", err)
+		return
+	}
+	returnTo := "/"
+	if q != nil && q.ReturnTo != "" {
+		returnTo = q.ReturnTo
 	}
 	if user, err = saveUser(st.store, org, user, ident); err != nil {
 		g.internalError(w, r, "saving user", err)

@@ -47,6 +47,7 @@ const maxRequestBody = 1 << 20
 //	POST   {prefix}/orgs/{org}/local-users              {"email","role"?,"display_name"?} → 201 set-password link (shown once)
 //	DELETE {prefix}/orgs/{org}/local-users/{user}       → 204 (user ID or email; not the backup login)
 //	POST   {prefix}/orgs/{org}/local-users/{user}/invite → 201 new link for an account without a password
+//	POST   {prefix}/orgs/{org}/users/{user}/unlink      forget the user's stored IdP identifier, end their sessions (not SCIM users)
 //	GET    {prefix}/orgs/{org}/backup-login             the backup login and the eligible accounts
 //	PUT    {prefix}/orgs/{org}/backup-login             {"user"} (user ID or email) → 200
 //	POST   {prefix}/orgs/{org}/backup-login/reset       → 201 new set-password link for the backup login
@@ -86,6 +87,7 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"POST", "/orgs/{org}/local-users", a.inviteLocalUser},
 		{"DELETE", "/orgs/{org}/local-users/{user}", a.removeLocalUser},
 		{"POST", "/orgs/{org}/local-users/{user}/invite", a.reinviteLocalUser},
+		{"POST", "/orgs/{org}/users/{user}/unlink", a.unlinkUser},
 		{"GET", "/orgs/{org}/backup-login", a.showBackup},
 		{"PUT", "/orgs/{org}/backup-login", a.setBackup},
 		{"POST", "/orgs/{org}/backup-login/reset", a.resetBackup},

@@ -52,6 +52,10 @@ type UserView struct {
 	LastLogin   time.Time `json:"last_login,omitzero"`
 	// InviteExpires is when the pending set-password link expires.
 	InviteExpires time.Time `json:"invite_expires,omitzero"`
+	// IdPLinked: SAML sign-ins stored the IdP's stable ID for this user,
+	// which UnlinkUser forgets (never set for SCIM users, whose
+	// externalId is the provisioning's).
+	IdPLinked bool `json:"idp_linked,omitempty"`
 }
 
 // User statuses.
@@ -541,6 +545,7 @@ func userView(o *store.Org, u *store.User, admins map[string]bool, haveGroup boo
 		ID: u.ID, UserName: u.UserName, DisplayName: u.DisplayName, Source: u.Source,
 		Created: u.Created, LastLogin: u.LastLogin, BackupLogin: u.ID == o.BackupLogin,
 		InviteExpires: pending[u.ID],
+		IdPLinked:     u.ExternalID != "" && u.Source != store.SourceSCIM,
 	}
 	for _, e := range u.Emails {
 		if v.Email == "" || e.Primary {

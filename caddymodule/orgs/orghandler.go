@@ -34,6 +34,7 @@ import (
 //	POST   {prefix}/local-users                {"email","role"?,"display_name"?} → 201 set-password link
 //	DELETE {prefix}/local-users/{user}         → 204
 //	POST   {prefix}/local-users/{user}/invite  → 201 new link for an account without a password
+//	POST   {prefix}/users/{user}/unlink        forget the user's stored IdP identifier (not SCIM users)
 //	GET    {prefix}/backup-login
 //	PUT    {prefix}/backup-login               {"user"}
 //
@@ -61,6 +62,7 @@ func (s *Service) OrgHandler(prefix string, orgOf func(*http.Request) string, ac
 		{"POST", "/local-users", a.inviteLocalUser},
 		{"DELETE", "/local-users/{user}", a.removeLocalUser},
 		{"POST", "/local-users/{user}/invite", a.reinviteLocalUser},
+		{"POST", "/users/{user}/unlink", a.unlinkUser},
 		{"GET", "/backup-login", a.showBackup},
 		{"PUT", "/backup-login", a.setBackup},
 	})

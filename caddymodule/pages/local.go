@@ -51,6 +51,9 @@ type UserRow struct {
 	Removable bool
 	// Reinvitable: a local account that has not set its password yet.
 	Reinvitable bool
+	// Unlinkable: another user whose stored IdP identifier can be
+	// forgotten (orgs.Service.UnlinkUser).
+	Unlinkable bool
 }
 
 // NewLink is a set-password link just issued.

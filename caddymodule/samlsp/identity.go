@@ -4,7 +4,6 @@ import (
 	"encoding/xml"
 	"errors"
 	"strings"
-	"time"
 
 	"github.com/crewjam/saml"
 
@@ -20,14 +19,19 @@ var (
 		"urn:oasis:names:tc:SAML:attribute:subject-id",
 		"urn:oid:1.3.6.1.4.1.5923.1.1.1.13", // eduPersonUniqueId
 	}
+	// The guide's "name" first, then the attributes that are an email
+	// address by definition, then those that often are one: Entra's
+	// claims/name is the UPN (not always the mail address), and ADFS and
+	// hand-made claim rules put a display name there. The first value
+	// that is an address wins (see emailOf).
 	emailNames = []string{
 		"name",
-		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
 		"email",
 		"emailaddress",
 		"mail",
 		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress",
 		"urn:oid:0.9.2342.19200300.100.1.3", // mail
+		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
 		"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
 		"urn:oid:1.3.6.1.4.1.5923.1.1.1.6", // eduPersonPrincipalName
 	}
@@ -53,6 +57,7 @@ var (
 		"http://schemas.microsoft.com/ws/2008/06/identity/claims/groups",
 		"http://schemas.xmlsoap.org/claims/Group",
 		"memberOf",
+		"isMemberOf",
 		"urn:oid:1.3.6.1.4.1.5923.1.5.1.1", // isMemberOf
 	}
 	groupOverageNames = []string{
@@ -73,14 +78,20 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	}
 	if a.Subject != nil && a.Subject.NameID != nil {
 		id.NameID = strings.TrimSpace(a.Subject.NameID.Value)
+		id.NameIDFormat = strings.TrimSpace(a.Subject.NameID.Format)
 	}
 	attrs := collect(a)
 	id.ObjectID = first(attrs, objectIDNames)
-	id.Email = NormalizeEmail(first(attrs, emailNames))
+	id.Email = NormalizeEmail(emailOf(attrs))
 	if id.Email == "" && strings.Contains(id.NameID, "@") {
 		id.Email = NormalizeEmail(id.NameID)
 	}
-	if id.ObjectID == "" {
+	// Only a persistent NameID is an identifier the IdP keeps for the
+	// user (saml-core §8.3.7). A transient one is new at every sign-in
+	// (pysaml2's and SimpleSAMLphp's default), and an email or unspecified
+	// one is whatever the IdP maps there today: taken as the user's ID,
+	// the next sign-in looked like another person and was refused.
+	if id.ObjectID == "" && id.NameIDFormat == string(saml.PersistentNameIDFormat) {
 		id.ObjectID = id.NameID
 	}
 	id.DisplayName = first(attrs, displayNameNames)
@@ -146,6 +157,21 @@ func first(attrs map[string][]string, names []string) string {
 	return ""
 }
 
+// emailOf is the first value of emailNames that looks like an address,
+// so that a display name under an email-ish name does not hide the
+// address under the next; failing that, the first value, which
+// identityOf then refuses with its reason.
+func emailOf(attrs map[string][]string) string {
+	for _, n := range emailNames {
+		for _, v := range attrs[strings.ToLower(n)] {
+			if strings.Contains(v, "@") {
+				return v
+			}
+		}
+	}
+	return first(attrs, emailNames)
+}
+
 func all(attrs map[string][]string, names []string) []string {
 	seen := map[string]bool{}
 	var out []string
@@ -185,22 +211,21 @@ func xmlMarshal(v any) ([]byte, error) {
 	return append([]byte(xml.Header), out...), nil
 }
 
-// NewReplayCache is the persistent, shared replay cache of one
-// organization's assertions, kept in the store.
-func NewReplayCache(st *store.Store, orgID string) saml.AssertionReplayCache {
-	return replayCache{st: st, org: orgID}
-}
-
-type replayCache struct {
+// ReplayCache is the persistent, shared replay cache of one
+// organization's assertions, kept in the store. ParseResponse reads it;
+// the caller records an admitted assertion under Identity.ReplayKey.
+type ReplayCache struct {
 	st  *store.Store
 	org string
 }
 
-// Consume implements saml.AssertionReplayCache.
-func (c replayCache) Consume(assertionID string, expiresAt time.Time) error {
-	err := c.st.ConsumeOnce("saml/"+c.org+"/"+assertionID, expiresAt)
-	if errors.Is(err, store.ErrReplayed) {
-		return saml.ErrAssertionReplayed
-	}
-	return err
+// NewReplayCache is the replay cache of orgID's assertions in st.
+func NewReplayCache(st *store.Store, orgID string) *ReplayCache {
+	return &ReplayCache{st: st, org: orgID}
+}
+
+// Key scopes an assertion ID to the org: two IdPs may well issue the
+// same ID.
+func (c *ReplayCache) Key(assertionID string) string {
+	return "saml/" + c.org + "/" + assertionID
 }

@@ -2,8 +2,11 @@
 // builds AuthnRequests for the org's IdP and validates the responses that
 // come back, on top of crewjam/saml with a stricter policy (SPEC §3.3):
 // no SHA-1, no DOCTYPE, Issuer and Destination required, exactly one
-// assertion, a 90-second clock skew, a persistent replay cache, and the
-// org's settings taken from the store, never from the message.
+// assertion, a 90-second clock skew on every time in the response, a
+// persistent replay cache, and the org's settings taken from the store,
+// never from the message. Validation writes nothing: the caller records
+// the assertion as used (store.ConsumeSignIn) only once it has decided to
+// admit the sign-in, so a refusal leaves no trace but its audit event.
 package samlsp
 
 import (
@@ -20,12 +23,28 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 
 	"github.com/ssogate/ssogate/store"
 )
 
-// MaxClockSkew is how far the IdP's clock may be from ours.
+// MaxClockSkew is how far the IdP's clock may be from ours. It applies to
+// every time bound of a response, in both directions: a time that must be
+// past may be this much in the future, and one that must be future this
+// much in the past.
 const MaxClockSkew = 90 * time.Second
+
+// MaxIssueDelay is how old a response and its assertion may be, by their
+// IssueInstant, when they arrive: the IdP's clock skew and the browser's
+// round trip together. It is also how long an assertion ID must be
+// remembered to refuse its replay.
+const MaxIssueDelay = 90 * time.Second
+
+// MinSessionTime is the least session time, after the clock skew
+// allowance, that an IdP's SessionNotOnOrAfter must leave: a session that
+// would end before the browser reaches the application is refused as
+// expired rather than started.
+const MinSessionTime = time.Minute
 
 // MaxResponseSize caps the base64 SAMLResponse we are willing to decode.
 // Real responses are a few KiB; tens of groups stay well below this.
@@ -50,9 +69,9 @@ type Config struct {
 	// metadata (and used to decrypt assertions an IdP chooses to encrypt).
 	Key         crypto.Signer
 	Certificate *x509.Certificate
-	// Replay records accepted assertion IDs; it must be persistent and
-	// shared by every replica.
-	Replay saml.AssertionReplayCache
+	// Replay holds the assertion IDs of admitted sign-ins; it must be
+	// persistent and shared by every replica. ParseResponse only reads it.
+	Replay *ReplayCache
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -60,8 +79,9 @@ type Config struct {
 // Provider is the SP of one organization, built per request from the
 // org's current settings so that a settings change applies at once.
 type Provider struct {
-	sp  saml.ServiceProvider
-	now func() time.Time
+	sp     saml.ServiceProvider
+	now    func() time.Time
+	replay *ReplayCache
 }
 
 // New builds the provider. It fails when the org's IdP settings are
@@ -89,7 +109,10 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	p := &Provider{now: cfg.Now}
+	p := &Provider{now: cfg.Now, replay: cfg.Replay}
+	// No ReplayCache for crewjam: it would record the assertion while
+	// validating it, before our own checks and the org's decision.
+	// ParseResponse reads the cache; the caller records.
 	p.sp = saml.ServiceProvider{
 		EntityID:                         cfg.URLs.EntityID,
 		Key:                              cfg.Key,
@@ -101,9 +124,7 @@ func New(cfg Config) (*Provider, error) {
 		AllowIDPInitiated:                cfg.Org.AllowIdPInitiated,
 		RejectSHA1Signatures:             true,
 		RequireSignedResponseForCBC:      true,
-		ReplayCache:                      cfg.Replay,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
-		MetadataValidDuration:            48 * time.Hour,
 		LimitRelayStateLength:            true,
 	}
 	return p, nil
@@ -191,13 +212,45 @@ func Metadata(urls URLs, key crypto.Signer, cert *x509.Certificate) ([]byte, err
 		MetadataURL:                      *md,
 		AuthnNameIDFormat:                saml.UnspecifiedNameIDFormat,
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
-		MetadataValidDuration:            48 * time.Hour,
+		// An IT admin imports this file once. A validUntil two days out
+		// made pysaml2 refuse it and SimpleSAMLphp stop signing users in
+		// two days after the import; cacheDuration (a day) is the
+		// refresh hint the metadata schema asks for instead.
+		MetadataOmitValidUntil: true,
 	}
-	out, err := xmlMarshal(sp.Metadata())
+	ed := sp.Metadata()
+	for i := range ed.SPSSODescriptors {
+		for j := range ed.SPSSODescriptors[i].KeyDescriptors {
+			if kd := &ed.SPSSODescriptors[i].KeyDescriptors[j]; kd.Use == "encryption" {
+				kd.EncryptionMethods = AdvertisedEncryption()
+			}
+		}
+	}
+	out, err := xmlMarshal(ed)
 	if err != nil {
 		return nil, fmt.Errorf("samlsp: metadata: %w", err)
 	}
 	return out, nil
+}
+
+// AdvertisedEncryption is what the SP metadata offers an IdP that
+// encrypts assertions: AES-GCM, which authenticates the ciphertext, with
+// RSA-OAEP key transport. ParseResponse accepts exactly these whatever
+// is signed. It also decrypts AES-CBC, but only inside a Response whose
+// own signature covers the EncryptedAssertion: decrypting unauthenticated
+// CBC would make the gateway a padding oracle for anyone holding a
+// captured assertion (crewjam's RequireSignedResponseForCBC). Metadata
+// cannot say "CBC if the Response is signed", so CBC is not advertised;
+// IdPs set up by hand (Entra ID, Okta) are covered in the README.
+// RSA PKCS#1 v1.5 key transport is never accepted (Bleichenbacher).
+func AdvertisedEncryption() []saml.EncryptionMethod {
+	return []saml.EncryptionMethod{
+		{Algorithm: xmlenc.AES256GCM.Algorithm()},
+		{Algorithm: xmlenc.AES128GCM.Algorithm()},
+		{Algorithm: xmlenc.AES192GCM.Algorithm()},
+		{Algorithm: "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"},
+		{Algorithm: "http://www.w3.org/2009/xmlenc11#rsa-oaep"},
+	}
 }
 
 // Identity is what a validated assertion says about the user.
@@ -206,8 +259,11 @@ type Identity struct {
 	// InResponseTo is the AuthnRequest answered; empty when unsolicited.
 	InResponseTo string
 	NameID       string
-	// ObjectID is the IdP's stable user ID (objectidentifier), or the
-	// NameID when the IdP sends none.
+	NameIDFormat string
+	// ObjectID is the IdP's stable user ID (objectidentifier or another
+	// attribute of objectIDNames), or the NameID when it is persistent;
+	// empty when the IdP sends neither, and then the user is known only
+	// by email.
 	ObjectID    string
 	Email       string // normalized: trimmed, lower-case
 	DisplayName string
@@ -217,12 +273,20 @@ type Identity struct {
 	// GroupsOverage is set when Entra ID sent a groups.link claim instead
 	// of the groups (more than 150 groups): SCIM membership must decide.
 	GroupsOverage bool
-	// SessionNotOnOrAfter caps the session, when the IdP set it.
+	// SessionNotOnOrAfter caps the session, when the IdP set it: its
+	// earliest SessionNotOnOrAfter plus the clock skew allowance, which
+	// ParseResponse has checked leaves at least MinSessionTime.
 	SessionNotOnOrAfter time.Time
 	SessionIndex        string
 	// AuthnInstant is when the IdP authenticated the user (the earliest
-	// of the assertion's AuthnStatements); zero when it did not say.
+	// of the assertion's AuthnStatements, which ParseResponse requires).
 	AuthnInstant time.Time
+	// ReplayKey and ReplayUntil are what the caller records, with
+	// store.ConsumeSignIn, when it admits the sign-in: the assertion's key
+	// in the replay cache (empty without a cache) and how long no copy of
+	// it can pass validation.
+	ReplayKey   string
+	ReplayUntil time.Time
 }
 
 // ParseResponse validates a base64 SAMLResponse posted to the ACS against
@@ -236,19 +300,40 @@ func (p *Provider) ParseResponse(encoded string, possibleRequestIDs []string) (*
 	if err != nil {
 		return nil, refuse("response is not base64: %v", err)
 	}
-	if err := precheck(raw); err != nil {
+	issued, err := precheck(raw)
+	if err != nil {
 		return nil, refuse("%v", err)
 	}
 	assertion, err := p.sp.ParseXMLResponse(raw, possibleRequestIDs, p.sp.AcsURL)
 	if err != nil {
 		return nil, refuse("%v", describe(err))
 	}
-	if err := checkTimes(assertion, p.now()); err != nil {
+	now := p.now()
+	if err := checkTimes(issued, assertion, now); err != nil {
 		return nil, refuse("%v", err)
 	}
 	id, err := identityOf(assertion)
 	if err != nil {
 		return nil, refuse("%v", err)
+	}
+	if !id.SessionNotOnOrAfter.IsZero() {
+		id.SessionNotOnOrAfter = id.SessionNotOnOrAfter.Add(MaxClockSkew)
+	}
+	if assertion.ID == "" {
+		return nil, refuse("assertion has no ID to check for replay")
+	}
+	// No copy of the assertion passes checkTimes once its IssueInstant is
+	// MaxIssueDelay old; the skew allowance on top is a margin.
+	id.ReplayUntil = assertion.IssueInstant.Add(MaxIssueDelay + MaxClockSkew)
+	if p.replay != nil {
+		id.ReplayKey = p.replay.Key(assertion.ID)
+		used, err := p.replay.st.ReplayRecorded(id.ReplayKey)
+		if err != nil {
+			return nil, fmt.Errorf("samlsp: reading the replay cache: %w", err)
+		}
+		if used {
+			return nil, refuse("assertion %q has already been used", assertion.ID)
+		}
 	}
 	return id, nil
 }
@@ -280,41 +365,97 @@ func stripSpace(s string) string {
 // precheck applies the policy crewjam leaves to us, before any signature
 // work: no DOCTYPE at all (entity expansion, external entities), a
 // Response root that names its Issuer and Destination even when only the
-// assertion is signed, and exactly one assertion, so that no wrapping
-// trick can make us read a different assertion from the one verified.
-func precheck(raw []byte) error {
+// assertion is signed, a Status that is Success at every level, and
+// exactly one assertion, so that no wrapping trick can make us read a
+// different assertion from the one verified. It returns the Response's
+// IssueInstant, which checkTimes judges once the signatures are verified.
+func precheck(raw []byte) (time.Time, error) {
 	if bytes.Contains(bytes.ToLower(raw), []byte("<!doctype")) {
-		return errors.New("document has a DOCTYPE")
+		return time.Time{}, errors.New("document has a DOCTYPE")
 	}
 	if err := CheckXMLDepth(raw, MaxXMLDepth); err != nil {
-		return err
+		return time.Time{}, err
 	}
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(raw); err != nil {
-		return fmt.Errorf("malformed XML: %v", err)
+		return time.Time{}, fmt.Errorf("malformed XML: %v", err)
 	}
 	root := doc.Root()
-	if root == nil || root.Tag != "Response" || root.NamespaceURI() != "urn:oasis:names:tc:SAML:2.0:protocol" {
-		return errors.New("root element is not a samlp:Response")
+	if root == nil || root.Tag != "Response" || root.NamespaceURI() != protocolNS {
+		return time.Time{}, errors.New("root element is not a samlp:Response")
 	}
 	if root.SelectAttrValue("Destination", "") == "" {
-		return errors.New("response has no Destination")
+		return time.Time{}, errors.New("response has no Destination")
+	}
+	issued, err := time.Parse(time.RFC3339, root.SelectAttrValue("IssueInstant", ""))
+	if err != nil {
+		return time.Time{}, fmt.Errorf("response IssueInstant is not a UTC date and time: %v", err)
+	}
+	if err := checkStatus(root); err != nil {
+		return time.Time{}, err
 	}
 	// Every Issuer counts, empty or not: encoding/xml keeps the last of
 	// several, which need not be the one anybody checked.
 	var issuers []*etree.Element
 	for _, c := range root.ChildElements() {
-		if c.Tag == "Issuer" && c.NamespaceURI() == "urn:oasis:names:tc:SAML:2.0:assertion" {
+		if c.Tag == "Issuer" && c.NamespaceURI() == assertionNS {
 			issuers = append(issuers, c)
 		}
 	}
 	if len(issuers) != 1 || strings.TrimSpace(issuers[0].Text()) == "" {
-		return errors.New("response must have exactly one Issuer, not empty")
+		return time.Time{}, errors.New("response must have exactly one Issuer, not empty")
 	}
 	if n := countAssertions(root); n != 1 {
-		return fmt.Errorf("document holds %d assertions, want exactly one", n)
+		return time.Time{}, fmt.Errorf("document holds %d assertions, want exactly one", n)
 	}
-	return nil
+	return issued, nil
+}
+
+const (
+	protocolNS  = "urn:oasis:names:tc:SAML:2.0:protocol"
+	assertionNS = "urn:oasis:names:tc:SAML:2.0:assertion"
+)
+
+// checkStatus requires exactly one Status with exactly one StatusCode per
+// level, every one of them Success. crewjam reads only the top level, and
+// a Success that carries a second-level code such as AuthnFailed or
+// RequestDenied is an IdP saying no in the small print (saml-core §3.2.2.2).
+// Several elements at one level are refused because encoding/xml keeps the
+// last, which need not be the one anybody checked.
+func checkStatus(root *etree.Element) error {
+	var status []*etree.Element
+	for _, c := range root.ChildElements() {
+		if c.Tag == "Status" && c.NamespaceURI() == protocolNS {
+			status = append(status, c)
+		}
+	}
+	if len(status) != 1 {
+		return fmt.Errorf("response must have exactly one Status, has %d", len(status))
+	}
+	level, parent := 1, status[0]
+	for {
+		var codes []*etree.Element
+		for _, c := range parent.ChildElements() {
+			if c.Tag == "StatusCode" && c.NamespaceURI() == protocolNS {
+				codes = append(codes, c)
+			}
+		}
+		switch {
+		case len(codes) == 0 && level > 1:
+			return nil
+		case len(codes) != 1:
+			return fmt.Errorf("response Status must have exactly one StatusCode at level %d, has %d", level, len(codes))
+		}
+		if v := codes[0].SelectAttrValue("Value", ""); v != saml.StatusSuccess {
+			return fmt.Errorf("response status is not Success: level %d StatusCode is %q", level, v)
+		}
+		// A 200-level nesting is not a status, it is an attack on
+		// whoever walks it; no IdP nests more than two.
+		if level++; level > 4 {
+			return errors.New("response StatusCode nested too deeply")
+		}
+		parent = codes[0]
+	}
 }
 
 // countAssertions counts Assertion and EncryptedAssertion elements
@@ -324,7 +465,7 @@ func precheck(raw []byte) error {
 func countAssertions(el *etree.Element) int {
 	n := 0
 	for _, c := range el.ChildElements() {
-		if (c.Tag == "Assertion" || c.Tag == "EncryptedAssertion") && c.NamespaceURI() == "urn:oasis:names:tc:SAML:2.0:assertion" {
+		if (c.Tag == "Assertion" || c.Tag == "EncryptedAssertion") && c.NamespaceURI() == assertionNS {
 			n++
 		}
 		n += countAssertions(c)
@@ -332,25 +473,65 @@ func countAssertions(el *etree.Element) int {
 	return n
 }
 
-// checkTimes narrows crewjam's 180-second skew allowance to ours.
-func checkTimes(a *saml.Assertion, now time.Time) error {
-	if a.IssueInstant.After(now.Add(MaxClockSkew)) {
-		return errors.New("assertion issued in the future")
+// checkTimes applies MaxClockSkew and MaxIssueDelay to every time bound
+// of the response, on our own clock, whatever crewjam allows: its
+// defaults are a 180-second skew, and it reads neither AuthnInstant nor
+// SessionNotOnOrAfter. A bound that must be past may be MaxClockSkew in
+// the future; one that must be future may be MaxClockSkew past. Every
+// SubjectConfirmationData counts, not only the one crewjam found valid.
+func checkTimes(responseIssued time.Time, a *saml.Assertion, now time.Time) error {
+	future := func(t time.Time) bool { return t.After(now.Add(MaxClockSkew)) }
+	ended := func(notOnOrAfter time.Time) bool { return !now.Before(notOnOrAfter.Add(MaxClockSkew)) }
+	for _, in := range []struct {
+		what string
+		t    time.Time
+	}{{"response", responseIssued}, {"assertion", a.IssueInstant}} {
+		if in.t.IsZero() {
+			return fmt.Errorf("%s has no IssueInstant", in.what)
+		}
+		if future(in.t) {
+			return fmt.Errorf("%s IssueInstant %s is more than %s in the future", in.what, stamp(in.t), MaxClockSkew)
+		}
+		if in.t.Before(now.Add(-MaxIssueDelay)) {
+			return fmt.Errorf("%s IssueInstant %s is more than %s old", in.what, stamp(in.t), MaxIssueDelay)
+		}
 	}
 	if c := a.Conditions; c != nil {
-		if !c.NotBefore.IsZero() && c.NotBefore.After(now.Add(MaxClockSkew)) {
-			return errors.New("assertion not yet valid")
+		if future(c.NotBefore) {
+			return fmt.Errorf("assertion not yet valid: Conditions NotBefore %s is more than %s in the future", stamp(c.NotBefore), MaxClockSkew)
 		}
-		if !c.NotOnOrAfter.IsZero() && !now.Before(c.NotOnOrAfter.Add(MaxClockSkew)) {
-			return errors.New("assertion expired")
+		if !c.NotOnOrAfter.IsZero() && ended(c.NotOnOrAfter) {
+			return fmt.Errorf("assertion expired: Conditions NotOnOrAfter %s is more than %s past", stamp(c.NotOnOrAfter), MaxClockSkew)
 		}
 	}
 	if a.Subject != nil {
 		for _, sc := range a.Subject.SubjectConfirmations {
-			if d := sc.SubjectConfirmationData; d != nil && !d.NotOnOrAfter.IsZero() && !now.Before(d.NotOnOrAfter.Add(MaxClockSkew)) {
-				return errors.New("subject confirmation expired")
+			d := sc.SubjectConfirmationData
+			if d == nil {
+				continue
 			}
+			if future(d.NotBefore) {
+				return fmt.Errorf("subject confirmation not yet valid: NotBefore %s is more than %s in the future", stamp(d.NotBefore), MaxClockSkew)
+			}
+			if !d.NotOnOrAfter.IsZero() && ended(d.NotOnOrAfter) {
+				return fmt.Errorf("subject confirmation expired: NotOnOrAfter %s is more than %s past", stamp(d.NotOnOrAfter), MaxClockSkew)
+			}
+		}
+	}
+	for _, st := range a.AuthnStatements {
+		// AuthnInstant is required (saml-core §2.7.2); how long ago the
+		// user authenticated at the IdP is the IdP's policy.
+		if st.AuthnInstant.IsZero() {
+			return errors.New("AuthnStatement has no AuthnInstant")
+		}
+		if future(st.AuthnInstant) {
+			return fmt.Errorf("AuthnInstant %s is more than %s in the future", stamp(st.AuthnInstant), MaxClockSkew)
+		}
+		if end := st.SessionNotOnOrAfter; end != nil && !now.Add(MinSessionTime).Before(end.Add(MaxClockSkew)) {
+			return fmt.Errorf("the IdP's session has ended: SessionNotOnOrAfter %s leaves less than %s after the %s allowance", stamp(*end), MinSessionTime, MaxClockSkew)
 		}
 	}
 	return nil
 }
+
+func stamp(t time.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -5,7 +5,6 @@ import (
 	"compress/flate"
 	"encoding/base64"
 	"encoding/xml"
-	"errors"
 	"io"
 	"net/url"
 	"slices"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/beevik/etree"
 	"github.com/crewjam/saml"
+	"github.com/crewjam/saml/xmlenc"
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/ssogate/ssogate/examples/demoidp"
@@ -61,8 +61,10 @@ func TestParseResponseIdentity(t *testing.T) {
 	if id.InResponseTo != reqID {
 		t.Errorf("InResponseTo = %q, want %q", id.InResponseTo, reqID)
 	}
-	if !id.SessionNotOnOrAfter.Equal(sessionEnd) {
-		t.Errorf("SessionNotOnOrAfter = %v, want %v", id.SessionNotOnOrAfter, sessionEnd)
+	// The session may last as long as the IdP says, read with the same
+	// clock skew allowance as every other time in the response.
+	if want := sessionEnd.Add(MaxClockSkew); !id.SessionNotOnOrAfter.Equal(want) {
+		t.Errorf("SessionNotOnOrAfter = %v, want %v", id.SessionNotOnOrAfter, want)
 	}
 	if id.AssertionID == "" || id.SessionIndex == "" {
 		t.Errorf("AssertionID = %q, SessionIndex = %q; want both", id.AssertionID, id.SessionIndex)
@@ -188,13 +190,100 @@ func TestAttributeAliases(t *testing.T) {
 			}
 		},
 	}, {
-		name: "ObjectID falls back to the NameID",
+		name: "ObjectID falls back to a persistent NameID",
 		mutate: func(a *saml.Assertion) {
 			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.PersistentNameIDFormat)
+			a.Subject.NameID.Value = "AAdzZWNyZXQxeyJ0"
 		},
 		check: func(t *testing.T, id *Identity) {
-			if id.ObjectID != aliceEmail {
-				t.Errorf("ObjectID = %q, want the NameID %q", id.ObjectID, aliceEmail)
+			if id.ObjectID != "AAdzZWNyZXQxeyJ0" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, Email = %q; want the persistent NameID and the name attribute", id.ObjectID, id.Email)
+			}
+		},
+	}, {
+		// pysaml2's and SimpleSAMLphp's default: a new NameID at every
+		// sign-in, which locked the user out on the second.
+		name: "a transient NameID is no stable ID",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = "_f2b8ce8a0b6a4f1c"
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != "" || id.NameID != "_f2b8ce8a0b6a4f1c" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, NameID = %q, Email = %q; want no ObjectID", id.ObjectID, id.NameID, id.Email)
+			}
+		},
+	}, {
+		name: "an email or unspecified NameID is no stable ID either",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrObjectID)
+			a.Subject.NameID.Format = string(saml.UnspecifiedNameIDFormat)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != "" || id.Email != aliceEmail {
+				t.Errorf("ObjectID = %q, Email = %q", id.ObjectID, id.Email)
+			}
+		},
+	}, {
+		name: "a transient NameID does not hide the objectidentifier",
+		mutate: func(a *saml.Assertion) {
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = "_0123"
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.ObjectID != aliceOID {
+				t.Errorf("ObjectID = %q, want %q", id.ObjectID, aliceOID)
+			}
+		},
+	}, {
+		// ADFS and hand-made Entra claims put the display name in
+		// claims/name; Entra puts the UPN there, which may not be mail.
+		name: "claims/name that is a display name does not win over claims/emailaddress",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "Alice Liddell")
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want the emailaddress claim's %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "claims/emailaddress wins over a UPN in claims/name",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", "alice@example.onmicrosoft.com")
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "claims/name alone, an address, still names the user",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrName)
+			demoidp.SetAttribute(a, "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name", aliceEmail)
+		},
+		check: func(t *testing.T, id *Identity) {
+			if id.Email != aliceEmail {
+				t.Errorf("Email = %q, want %q", id.Email, aliceEmail)
+			}
+		},
+	}, {
+		name: "isMemberOf by its basic name and its urn:oid name",
+		mutate: func(a *saml.Assertion) {
+			without(a, demoidp.AttrGroups)
+			demoidp.SetAttribute(a, "isMemberOf", "Engineering")
+			demoidp.SetAttribute(a, "urn:oid:1.3.6.1.4.1.5923.1.5.1.1", "Sales")
+		},
+		check: func(t *testing.T, id *Identity) {
+			if !slices.Equal(id.Groups, []string{"Engineering", "Sales"}) {
+				t.Errorf("Groups = %q", id.Groups)
 			}
 		},
 	}}
@@ -356,6 +445,34 @@ func validity(issued, notBefore, notOnOrAfter, confirmationNotOnOrAfter time.Dur
 		a.Subject.SubjectConfirmations[0].SubjectConfirmationData.NotOnOrAfter = now.Add(confirmationNotOnOrAfter)
 	}
 }
+
+// responseIssued sets the Response's IssueInstant, d from now.
+func responseIssued(d time.Duration) func(*saml.Response) {
+	return func(r *saml.Response) { r.IssueInstant = time.Now().UTC().Add(d) }
+}
+
+// confirmationNotBefore sets the NotBefore of the bearer confirmation,
+// which an IdP should not send but some do.
+func confirmationNotBefore(d time.Duration) func(*saml.Assertion) {
+	return func(a *saml.Assertion) {
+		a.Subject.SubjectConfirmations[0].SubjectConfirmationData.NotBefore = time.Now().UTC().Add(d)
+	}
+}
+
+// authn sets the AuthnInstant, and the SessionNotOnOrAfter if session is
+// set, from now.
+func authn(instant time.Duration, session *time.Duration) func(*saml.Assertion) {
+	return func(a *saml.Assertion) {
+		now := time.Now().UTC()
+		a.AuthnStatements[0].AuthnInstant = now.Add(instant)
+		if session != nil {
+			end := now.Add(*session)
+			a.AuthnStatements[0].SessionNotOnOrAfter = &end
+		}
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // TestPolicyRefusals checks each refusal against a control response that
 // differs only in the point under test and is accepted, and that the
@@ -591,8 +708,104 @@ func TestPolicyRefusals(t *testing.T) {
 		name:    "issued 120 s in the future",
 		control: demoidp.RespondOptions{Mutate: validity(30*s, 0, 200*s, 200*s)},
 		attack:  func(o *demoidp.RespondOptions) { o.Mutate = validity(120*s, 0, 200*s, 200*s) },
-		want:    "issued in the future",
+		want:    "assertion IssueInstant",
 		ours:    true,
+	}, {
+		name:    "assertion issued 120 s ago",
+		control: demoidp.RespondOptions{Mutate: validity(-60*s, -60*s, 200*s, 200*s)},
+		attack:  func(o *demoidp.RespondOptions) { o.Mutate = validity(-120*s, -60*s, 200*s, 200*s) },
+		want:    "expired",
+	}, {
+		name:    "response issued 120 s in the future",
+		control: demoidp.RespondOptions{MutateResponse: responseIssued(30 * s)},
+		attack:  func(o *demoidp.RespondOptions) { o.MutateResponse = responseIssued(120 * s) },
+		want:    "response IssueInstant",
+		ours:    true,
+	}, {
+		name:    "response issued 120 s ago",
+		control: demoidp.RespondOptions{MutateResponse: responseIssued(-60 * s)},
+		attack:  func(o *demoidp.RespondOptions) { o.MutateResponse = responseIssued(-120 * s) },
+		want:    "IssueInstant",
+	}, {
+		name:    "subject confirmation not valid for another 120 s",
+		control: demoidp.RespondOptions{Mutate: confirmationNotBefore(30 * s)},
+		attack:  func(o *demoidp.RespondOptions) { o.Mutate = confirmationNotBefore(120 * s) },
+		want:    "subject confirmation not yet valid",
+		ours:    true,
+	}, {
+		name:    "authenticated 120 s in the future",
+		control: demoidp.RespondOptions{Mutate: authn(30*s, nil)},
+		attack:  func(o *demoidp.RespondOptions) { o.Mutate = authn(120*s, nil) },
+		want:    "AuthnInstant",
+		ours:    true,
+	}, {
+		name:    "no AuthnInstant",
+		control: demoidp.RespondOptions{Mutate: authn(-time.Hour, nil)},
+		attack: func(o *demoidp.RespondOptions) {
+			o.Mutate = func(a *saml.Assertion) { a.AuthnStatements[0].AuthnInstant = time.Time{} }
+		},
+		want: "no AuthnInstant",
+		ours: true,
+	}, {
+		// Answered 500 once, after the sign-in had been recorded.
+		name:    "IdP session ended 10 minutes ago",
+		control: demoidp.RespondOptions{Mutate: authn(-time.Hour, ptr(10*time.Minute))},
+		attack:  func(o *demoidp.RespondOptions) { o.Mutate = authn(-time.Hour, ptr(-10*time.Minute)) },
+		want:    "session has ended",
+		ours:    true,
+	}, {
+		// Within the skew allowance, but less than MinSessionTime left.
+		name:    "IdP session ended 40 s ago",
+		control: demoidp.RespondOptions{Mutate: authn(-time.Hour, ptr(-20*s))},
+		attack:  func(o *demoidp.RespondOptions) { o.Mutate = authn(-time.Hour, ptr(-40*s)) },
+		want:    "session has ended",
+		ours:    true,
+	}, {
+		name: "Success with a nested AuthnFailed",
+		control: demoidp.RespondOptions{MutateResponse: func(r *saml.Response) {
+			r.Status.StatusCode.StatusCode = &saml.StatusCode{Value: saml.StatusSuccess}
+		}},
+		attack: func(o *demoidp.RespondOptions) {
+			o.MutateResponse = func(r *saml.Response) {
+				r.Status.StatusCode.StatusCode = &saml.StatusCode{Value: saml.StatusAuthnFailed}
+			}
+		},
+		want: "level 2 StatusCode",
+		ours: true,
+	}, {
+		name:    "Success with a nested RequestDenied, response unsigned",
+		control: demoidp.RespondOptions{Signing: demoidp.SignAssertionOnly, NoEncryption: true},
+		attack: func(o *demoidp.RespondOptions) {
+			o.MutateResponse = func(r *saml.Response) {
+				r.Status.StatusCode.StatusCode = &saml.StatusCode{Value: saml.StatusRequestDenied}
+			}
+		},
+		want: "level 2 StatusCode",
+		ours: true,
+	}, {
+		name:    "a second Status before the real one",
+		control: demoidp.RespondOptions{Signing: demoidp.SignAssertionOnly, NoEncryption: true},
+		attack: func(o *demoidp.RespondOptions) {
+			o.Tamper = func(root *etree.Element) {
+				bad := child(root, "Status").Copy()
+				child(bad, "StatusCode").CreateAttr("Value", saml.StatusResponder)
+				root.InsertChildAt(childIndex(root, "Status"), bad)
+			}
+		},
+		want: "exactly one Status",
+		ours: true,
+	}, {
+		name:    "two StatusCodes",
+		control: demoidp.RespondOptions{Signing: demoidp.SignAssertionOnly, NoEncryption: true},
+		attack: func(o *demoidp.RespondOptions) {
+			o.Tamper = func(root *etree.Element) {
+				st := child(root, "Status")
+				bad := child(st, "StatusCode").Copy()
+				bad.CreateAttr("Value", saml.StatusResponder)
+				st.InsertChildAt(0, bad)
+			}
+		},
+		want: "exactly one StatusCode",
 	}, {
 		name:   "not base64",
 		recode: func(_ *testing.T, enc string) string { return enc[:40] + "!*" + enc[40:] },
@@ -741,19 +954,32 @@ func TestReplay(t *testing.T) {
 	dir := t.TempDir()
 	st := openStore(t, dir)
 	p := e.provider(t, e.org(), st)
+	admit := func(t *testing.T, encoded, reqID string) {
+		t.Helper()
+		id, err := p.ParseResponse(encoded, []string{reqID})
+		if err != nil {
+			t.Fatalf("fresh response refused: %v", err)
+		}
+		if _, err := st.ConsumeSignIn(testOrgID, "", id.ReplayKey, id.ReplayUntil); err != nil {
+			t.Fatalf("ConsumeSignIn: %v", err)
+		}
+	}
 
 	encoded, reqID := respond(t, p, e.idp, demoidp.RespondOptions{})
-	if _, err := p.ParseResponse(encoded, []string{reqID}); err != nil {
-		t.Fatalf("first use refused: %v", err)
+	// Validation alone records nothing: a response the gateway goes on to
+	// refuse (say, for the org's admin group) can be retried.
+	for range 2 {
+		if _, err := p.ParseResponse(encoded, []string{reqID}); err != nil {
+			t.Fatalf("validation refused: %v", err)
+		}
 	}
+	admit(t, encoded, reqID)
 	_, err := p.ParseResponse(encoded, []string{reqID})
 	wantRefused(t, err, "already been used")
 
 	// Another response of the same IdP is not a replay.
 	other, otherID := respond(t, p, e.idp, demoidp.RespondOptions{})
-	if _, err := p.ParseResponse(other, []string{otherID}); err != nil {
-		t.Fatalf("fresh response refused: %v", err)
-	}
+	admit(t, other, otherID)
 
 	// The cache is persistent: a restart does not open a replay window.
 	if err := st.Close(); err != nil {
@@ -771,14 +997,14 @@ func TestReplayCacheIsPerOrg(t *testing.T) {
 	t.Cleanup(func() { _ = st.Close() })
 	exp := time.Now().Add(5 * time.Minute)
 	acme, globex := NewReplayCache(st, "acme"), NewReplayCache(st, "globex")
-	if err := acme.Consume("id-1", exp); err != nil {
+	if _, err := st.ConsumeSignIn("acme", "", acme.Key("id-1"), exp); err != nil {
 		t.Fatal(err)
 	}
-	if err := globex.Consume("id-1", exp); err != nil {
-		t.Errorf("another org's assertion ID counted as a replay: %v", err)
+	if used, err := st.ReplayRecorded(globex.Key("id-1")); err != nil || used {
+		t.Errorf("another org's assertion ID counted as a replay: %v %v", used, err)
 	}
-	if err := acme.Consume("id-1", exp); !errors.Is(err, saml.ErrAssertionReplayed) {
-		t.Errorf("replay: err = %v, want saml.ErrAssertionReplayed", err)
+	if used, err := st.ReplayRecorded(acme.Key("id-1")); err != nil || !used {
+		t.Errorf("replay not recorded: %v %v", used, err)
 	}
 }
 
@@ -887,6 +1113,95 @@ func TestMetadata(t *testing.T) {
 	acs := ed.SPSSODescriptors[0].AssertionConsumerServices
 	if len(acs) != 1 || acs[0].Location != urls.ACSURL || acs[0].Binding != saml.HTTPPostBinding {
 		t.Errorf("ACS endpoints = %+v, want one HTTP-POST at %s", acs, urls.ACSURL)
+	}
+}
+
+// SP metadata is imported once by an IT admin: a short validUntil made
+// pysaml2 refuse it and SimpleSAMLphp stop working two days later.
+func TestMetadataDoesNotExpire(t *testing.T) {
+	e := newEnv(t)
+	md, err := Metadata(spURLs(testOrgID), e.spKey, e.spCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(md); err != nil {
+		t.Fatal(err)
+	}
+	for _, el := range append([]*etree.Element{doc.Root()}, doc.Root().FindElements("//*")...) {
+		if v := el.SelectAttrValue("validUntil", ""); v != "" {
+			t.Errorf("%s has validUntil=%q", el.Tag, v)
+		}
+	}
+	// The metadata schema wants validUntil or cacheDuration on the root.
+	if doc.Root().SelectAttrValue("cacheDuration", "") == "" {
+		t.Error("root has neither validUntil nor cacheDuration")
+	}
+}
+
+// TestEncryptionPolicy: every encryption the metadata advertises is
+// accepted whatever the IdP signs, and what it does not advertise (CBC)
+// only inside a signed Response.
+func TestEncryptionPolicy(t *testing.T) {
+	e := newEnv(t)
+	p := e.provider(t, e.org(), nil)
+	md, err := Metadata(spURLs(testOrgID), e.spKey, e.spCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ed saml.EntityDescriptor
+	if err := xml.Unmarshal(md, &ed); err != nil {
+		t.Fatal(err)
+	}
+	var advertised []string
+	for _, kd := range ed.SPSSODescriptors[0].KeyDescriptors {
+		if kd.Use == "encryption" {
+			for _, m := range kd.EncryptionMethods {
+				advertised = append(advertised, m.Algorithm)
+			}
+		}
+	}
+	var want []string
+	for _, m := range AdvertisedEncryption() {
+		want = append(want, m.Algorithm)
+	}
+	if !slices.Equal(advertised, want) {
+		t.Fatalf("metadata advertises %q, want %q", advertised, want)
+	}
+	signings := map[string]demoidp.Signing{
+		"assertion signed":              demoidp.SignAssertionOnly,
+		"response signed":               demoidp.SignResponseOnly,
+		"response and assertion signed": demoidp.SignResponseAndAssertion,
+	}
+	ciphers := []string{xmlenc.AES256GCM.Algorithm(), xmlenc.AES128GCM.Algorithm(), xmlenc.AES192GCM.Algorithm()}
+	for _, c := range ciphers {
+		if !slices.Contains(advertised, c) {
+			t.Errorf("%s not advertised", c)
+		}
+	}
+	for _, c := range []string{xmlenc.AES128CBC.Algorithm(), xmlenc.AES256CBC.Algorithm()} {
+		if slices.Contains(advertised, c) {
+			t.Errorf("%s advertised, but refused in a Response that is not signed", c)
+		}
+		ciphers = append(ciphers, c)
+	}
+	for _, c := range ciphers {
+		for name, signing := range signings {
+			t.Run(c[strings.LastIndexByte(c, '#')+1:]+"/"+name, func(t *testing.T) {
+				encoded, reqID := respond(t, p, e.idp, demoidp.RespondOptions{Signing: signing, BlockCipher: c})
+				if !bytes.Contains(decode(t, encoded), []byte(c)) {
+					t.Fatalf("the IdP did not encrypt with %s", c)
+				}
+				_, err := p.ParseResponse(encoded, []string{reqID})
+				if strings.HasSuffix(c, "-cbc") && signing == demoidp.SignAssertionOnly {
+					wantRefused(t, err, "RequireSignedResponseForCBC")
+					return
+				}
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+			})
+		}
 	}
 }
 

@@ -185,6 +185,11 @@ func orgCommands(cmd *cobra.Command) {
 	audit.Flags().Bool("all", false, "page through the whole trail and print it as one array")
 	audit.MarkFlagsMutuallyExclusive("before", "all")
 
+	sub("unlink-user <id> <email|user id>", "Forgets the IdP identifier stored for a user, so that their next SSO sign-in links the account again; ends their sessions (not for SCIM-provisioned users)", 2,
+		func(c *cobra.Command, args []string) error {
+			return orgRequest(c, http.MethodPost, orgPath(args[0])+"/users/"+url.PathEscape(args[1])+"/unlink", nil)
+		})
+
 	localAccountCommands(cmd) // orglocal.go
 }
 

@@ -56,6 +56,10 @@ type RespondOptions struct {
 	// provider's metadata has an encryption key (then, by default, it is
 	// encrypted to that key, as the browser flow does).
 	NoEncryption bool
+	// BlockCipher, if set, is the algorithm URI of the block cipher to
+	// encrypt with (e.g. AES-128-CBC, as Entra ID does), instead of the
+	// strongest the service provider's metadata lists.
+	BlockCipher string
 	// RelayState, if set, replaces the relay state: the request's for
 	// Respond, none for Unsolicited.
 	RelayState *string
@@ -161,7 +165,7 @@ func (i *IdP) respond(req *saml.IdpAuthnRequest, email string, opts RespondOptio
 		}
 	}
 	if !opts.NoEncryption {
-		if assertionEl, err = encryptAssertion(req.SPSSODescriptor, assertionEl); err != nil {
+		if assertionEl, err = encryptAssertion(req.SPSSODescriptor, assertionEl, opts.BlockCipher); err != nil {
 			return "", nil, err
 		}
 	}
@@ -266,9 +270,9 @@ func (i *IdP) signingContext(method string) (*dsig.SigningContext, error) {
 
 // encryptAssertion wraps assertionEl in an EncryptedAssertion for the
 // service provider's encryption key, choosing algorithms as crewjam's
-// IdentityProvider does by default; without such a key it returns
-// assertionEl unchanged.
-func encryptAssertion(sp *saml.SPSSODescriptor, assertionEl *etree.Element) (*etree.Element, error) {
+// IdentityProvider does by default unless cipher names one; without such
+// a key it returns assertionEl unchanged.
+func encryptAssertion(sp *saml.SPSSODescriptor, assertionEl *etree.Element, cipher string) (*etree.Element, error) {
 	if sp == nil {
 		return assertionEl, nil
 	}
@@ -289,11 +293,19 @@ func encryptAssertion(sp *saml.SPSSODescriptor, assertionEl *etree.Element) (*et
 	for _, m := range methods {
 		listed[m.Algorithm] = true
 	}
-	for _, c := range []xmlenc.BlockCipher{xmlenc.AES256GCM, xmlenc.AES128GCM, xmlenc.AES192GCM, xmlenc.AES256CBC, xmlenc.AES128CBC, xmlenc.AES192CBC} {
+	ciphers := []xmlenc.BlockCipher{xmlenc.AES256GCM, xmlenc.AES128GCM, xmlenc.AES192GCM, xmlenc.AES256CBC, xmlenc.AES128CBC, xmlenc.AES192CBC}
+	if cipher != "" {
+		listed = map[string]bool{cipher: true}
+	}
+	found := false
+	for _, c := range ciphers {
 		if listed[c.Algorithm()] {
-			enc.BlockCipher = c
+			enc.BlockCipher, found = c, true
 			break
 		}
+	}
+	if cipher != "" && !found {
+		return nil, fmt.Errorf("demoidp: unknown block cipher %q", cipher)
 	}
 	data, err := enc.Encrypt(cert, plaintext, nil)
 	if err != nil {

@@ -290,7 +290,7 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 		if n >= h.srv.limits.MaxUsers {
 			return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
 		}
-		if err := h.srv.cfg.Store.ProvisionUser(u); err != nil {
+		if err := h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped()); err != nil {
 			return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
 		}
 	}
@@ -361,7 +361,7 @@ func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 		x.DisplayName, x.GivenName, x.FamilyName = in.DisplayName, in.GivenName, in.FamilyName
 		x.Active, x.SCIM, x.Source = in.Active, in.SCIM, store.SourceSCIM
 		return nil
-	})
+	}, h.srv.limits.capped())
 	if errors.Is(err, errNotAdoptable) {
 		err = store.ErrConflict
 	}
@@ -459,7 +459,7 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 			u.Source = store.SourceSCIM
 		}
 		return nil
-	})
+	}, h.srv.limits.capped())
 	if err != nil {
 		var se scimerrors.ScimError
 		if errors.As(err, &se) {

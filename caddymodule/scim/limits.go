@@ -82,12 +82,13 @@ type Limits struct {
 	// on top). Without it the caps above multiply out to some 6 GiB of
 	// users (max_users × max_resource_size) and far more in memberships
 	// (max_groups × max_group_members). A full Okta or Entra ID user
-	// takes 2 to 3 KiB with its indexes, a membership about 150 bytes:
-	// 100,000 users in a million memberships make some 400 MiB, and the
-	// default leaves more than twice that. A create, replace or PATCH
-	// that would go past it gets 403; deletions and changes that shrink
-	// are always accepted. Requests in flight at the same moment may
-	// together overshoot it by what they add. Default: 1 GiB.
+	// takes about 1.5 KiB with its indexes, a membership about 130
+	// bytes: 100,000 users of 2 KiB in a million memberships make some
+	// 320 MiB, and the default leaves three times that. A create,
+	// replace or PATCH that would go past it gets 403; deletions and
+	// changes that shrink are always accepted. Requests in flight at the
+	// same moment may together overshoot it by what they add.
+	// Default: 1 GiB.
 	MaxStoredBytes int64 `json:"max_stored_bytes,omitempty"`
 
 	// Most requests of one organization processed at once, of which one

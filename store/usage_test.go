@@ -481,3 +481,22 @@ func TestDeleteOrgClearsStoredBytes(t *testing.T) {
 	mkUser(t, s, "acme", "c@acme.test")
 	checkUsage(t, s, "acme", "globex")
 }
+
+// BenchmarkStoredBytesFirstScan: the one-time scan that computes the
+// counters of an organization of 100k users in a store from before them
+// (bulkLoadUsers writes no byte counters), followed by a write that
+// reads them. Run with -benchtime=1x.
+func BenchmarkStoredBytesFirstScan(b *testing.B) {
+	s := newTestStore(b)
+	must(b, s.CreateOrg(&Org{ID: "acme", Name: "Acme"}))
+	bulkLoadUsers(b, s, "acme", 100_000, func(i int) string { return fmt.Sprintf("user%07d@acme.test", i) })
+	for b.Loop() {
+		b.StopTimer()
+		dropUsageCounters(b, s, "acme")
+		b.StartTimer()
+		n, err := s.StoredBytes("acme")
+		must(b, err)
+		b.ReportMetric(float64(n)/(1<<20), "MiB")
+		mkUser(b, s, "acme", fmt.Sprintf("new%d@acme.test", time.Now().UnixNano()))
+	}
+}

@@ -85,9 +85,10 @@ type Limits struct {
 	// takes about 1.5 KiB with its indexes, a membership about 130
 	// bytes: 100,000 users of 2 KiB in a million memberships make some
 	// 320 MiB, and the default leaves three times that. A create,
-	// replace or PATCH that would go past it gets 403; deletions and
-	// changes that shrink are always accepted. Requests in flight at the
-	// same moment may together overshoot it by what they add.
+	// replace or PATCH that would go past it gets 403; deletions,
+	// changes that shrink and deactivations (which add a few bytes) are
+	// always accepted. Requests in flight at the same moment may
+	// together overshoot it by what they add.
 	// Default: 1 GiB.
 	MaxStoredBytes int64 `json:"max_stored_bytes,omitempty"`
 

@@ -488,10 +488,29 @@ func TestStoredBytesLimit(t *testing.T) {
 	// Another organization has a budget of its own.
 	e.createUser("globex", "pat@globex.com", title)
 
+	// Over the limit (a user written by other means than SCIM), a
+	// deactivation still goes through, although "false" is longer than
+	// "true"; one that also grows the user does not.
+	if err := e.store.CreateUser(&store.User{OrgID: "acme", UserName: "filler@acme.com", SCIM: map[string]any{"title": strings.Repeat("f", 8<<10)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Users/"+ids[3], patchOp(map[string]any{"op": "replace", "path": "active", "value": false}))
+	if u, _ := e.store.GetUser("acme", ids[3]); u.Active {
+		t.Fatal("deactivation over the limit not stored")
+	}
+	u4, _ := e.store.GetUser("acme", ids[4])
+	e.scimError(e.call("acme", http.MethodPut, "/Users/"+ids[4], user("u4@acme.com", map[string]any{"active": false, "title": grown, "nickName": grown})), http.StatusForbidden, "")
+	if u, _ := e.store.GetUser("acme", ids[4]); !reflect.DeepEqual(u, u4) {
+		t.Fatal("refused deactivation with growth stored")
+	}
+
 	// Shrinking and deleting work over the limit, and make room again.
 	e.must(http.StatusOK, "acme", http.MethodPatch, "/Users/"+ids[0], patchOp(map[string]any{"op": "remove", "path": "title"}))
 	e.must(http.StatusNoContent, "acme", http.MethodDelete, "/Users/"+ids[1], nil)
 	e.must(http.StatusNoContent, "acme", http.MethodDelete, "/Users/"+ids[2], nil)
+	if filler, err := e.store.UserByUserName("acme", "filler@acme.com"); err != nil || e.store.DeleteUser("acme", filler.ID) != nil {
+		t.Fatal(err)
+	}
 	e.must(http.StatusOK, "acme", http.MethodPatch, "/Groups/"+gid, patchOp(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": ids[0]}}}))
 	e.createUser("acme", "more@acme.com", nil)
 }

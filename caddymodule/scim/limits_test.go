@@ -415,6 +415,12 @@ func TestFiltersSelectingTooManyAreRefused(t *testing.T) {
 // and writes nothing; PATCHes that shrink and deletions still work, and
 // other organizations keep their own budget.
 func TestStoredBytesLimit(t *testing.T) {
+	if err := (Limits{MaxStoredBytes: -1}).Validate(); err == nil || !strings.Contains(err.Error(), "max_stored_bytes") {
+		t.Fatalf("negative max_stored_bytes: %v", err)
+	}
+	if d := (Limits{}).WithDefaults().MaxStoredBytes; d != 1<<30 {
+		t.Fatalf("default max_stored_bytes %d", d)
+	}
 	const limit = 16 << 10
 	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxStoredBytes: limit} })
 	user := func(name string, extra map[string]any) map[string]any {

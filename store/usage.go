@@ -33,10 +33,6 @@ import (
 // usageStripes is the number of counter keys per organization.
 const usageStripes = 16
 
-// usagePrefixes are the key prefixes, each followed by the organization,
-// whose keys are charged.
-var usagePrefixes = []string{pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pUDel}
-
 // ErrQuota: the write would take the organization past a cap it was
 // given (see MaxStoredBytes).
 var ErrQuota = errors.New("over quota")
@@ -52,8 +48,8 @@ type writeOptions struct {
 // would grow the organization's stored bytes (see StoredBytes) past max.
 // A write that does not grow them is done even when the organization is
 // over max already, so that it can always delete and shrink. The check
-// reads the total committed when the write commits, so writes in flight at
-// the same moment may together overshoot max by what they add.
+// reads the total committed just before the write commits, so writes in
+// flight at the same moment may together overshoot max by what they add.
 // max <= 0 means no cap.
 func MaxStoredBytes(max int64) WriteOption {
 	return func(o *writeOptions) { o.maxBytes = max }
@@ -218,10 +214,11 @@ func sumStripes(txn *badger.Txn, orgID string) (int64, error) {
 	return total, nil
 }
 
-// scanUsage adds up the charged keys of the organization as txn sees them.
+// scanUsage adds up the charged keys of the organization as txn sees them:
+// those under these prefixes, each followed by the organization.
 func scanUsage(txn *badger.Txn, orgID string) (int64, error) {
 	var total int64
-	for _, p := range usagePrefixes {
+	for _, p := range [...]string{pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pUDel} {
 		pre := scanPrefix(p, orgID)
 		opts := badger.DefaultIteratorOptions
 		opts.PrefetchValues = false

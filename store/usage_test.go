@@ -16,7 +16,7 @@ import (
 
 // rawUsage adds up, straight from Badger, len(key)+len(value) of every key
 // under the organization's user and group prefixes. The prefixes are
-// spelled out here rather than taken from usagePrefixes, so that a prefix
+// spelled out here rather than taken from scanUsage, so that a prefix
 // the store forgets to count shows up as a difference.
 func rawUsage(t testing.TB, s *Store, org string) int64 {
 	t.Helper()

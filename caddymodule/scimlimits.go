@@ -29,6 +29,7 @@ type SCIMLimits = scim.Limits
 //	    max_group_members 50000
 //	    max_users         100000
 //	    max_groups        20000
+//	    max_stored_bytes  1GiB
 //	    max_concurrent    4
 //	}
 //
@@ -41,6 +42,14 @@ func (a *App) unmarshalSCIMLimits(d *caddyfile.Dispenser) error {
 	l := a.SCIMLimits
 	err := blockOptions(d, func(opt, v string) error {
 		switch opt {
+		case "max_stored_bytes":
+			// A total on disk, not a buffer: it may go well past 1 GiB.
+			b, err := humanize.ParseBytes(v)
+			if err != nil || b == 0 || b > 1<<50 {
+				return d.Errf("scim_limits %s %q: want a size such as 4GiB", opt, v)
+			}
+			l.MaxStoredBytes = int64(b)
+			continue
 		case "max_request_size", "max_resource_size", "max_page_size":
 			b, err := humanize.ParseBytes(v)
 			if err != nil || b == 0 || b > 1<<30 {

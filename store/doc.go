@@ -46,6 +46,9 @@
 //	                                 x = externalId, m = lower email (see DeprovisionUser)
 //	count/users/<org>                number of users
 //	count/groups/<org>               number of groups
+//	count/bytes/<org>/<n>            one of 16 stripes of the bytes the org's user and group keys
+//	                                 hold (above, user to udel); the total is their sum (StoredBytes)
+//	count/bytesok/<org>              the stripes are complete (absent: computed by a scan on first need)
 //	sess/<session>                   Session, Badger TTL = ExpiresAt
 //	sessorg/<org>/<session>          {user, auth method}, same TTL
 //	sessuser/<org>/<user>/<session>  marker, same TTL

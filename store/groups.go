@@ -38,7 +38,7 @@ func groupUniqueKeys(g *Group) map[string]string {
 // writeGroupIndexes updates the displayName/externalId indexes from old (nil
 // for a new group) to g, and the membership index from old's members to g's.
 // Members added must be users of the org.
-func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
+func writeGroupIndexes(txn *badger.Txn, use *usage, op string, old, g *Group) error {
 	var oldKeys map[string]string
 	var oldMembers []string
 	if old != nil {
@@ -47,7 +47,7 @@ func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
 	newKeys := groupUniqueKeys(g)
 	for k := range oldKeys {
 		if _, ok := newKeys[k]; !ok {
-			if err := del(txn, []byte(k)); err != nil {
+			if err := use.del(txn, []byte(k)); err != nil {
 				return err
 			}
 		}
@@ -63,7 +63,7 @@ func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
 		case err != nil && err != ErrNotFound:
 			return err
 		}
-		if _, err := setJSON(txn, []byte(k), g.ID, 0); err != nil {
+		if _, err := use.set(txn, []byte(k), g.ID); err != nil {
 			return err
 		}
 	}
@@ -76,7 +76,7 @@ func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
 	for _, m := range oldMembers {
 		had[m] = true
 		if !wanted[m] {
-			if err := del(txn, key(pGMem, g.OrgID, m, g.ID)); err != nil {
+			if err := use.del(txn, key(pGMem, g.OrgID, m, g.ID)); err != nil {
 				return err
 			}
 		}
@@ -92,7 +92,7 @@ func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
 		} else if !ok {
 			return fmt.Errorf("store: %s: member %q is not a user of organization %q: %w", op, m, g.OrgID, ErrNotFound)
 		}
-		if _, err := setJSON(txn, key(pGMem, g.OrgID, m, g.ID), true, 0); err != nil {
+		if _, err := use.set(txn, key(pGMem, g.OrgID, m, g.ID), true); err != nil {
 			return err
 		}
 	}
@@ -103,8 +103,9 @@ func writeGroupIndexes(txn *badger.Txn, op string, old, g *Group) error {
 // g.ID is empty and setting Created/Updated when zero; repeated members are
 // dropped. g is updated in place on success. ErrConflict if displayName
 // (case-insensitively) or externalId is used by another group of the org;
-// an error wrapping ErrNotFound if a member is not a user of the org.
-func (s *Store) CreateGroup(g *Group) error {
+// an error wrapping ErrNotFound if a member is not a user of the org;
+// ErrQuota if opts set a cap the group does not fit in.
+func (s *Store) CreateGroup(g *Group, opts ...WriteOption) error {
 	const op = "create group"
 	if g == nil {
 		return invalid(op, "nil group")
@@ -140,13 +141,17 @@ func (s *Store) CreateGroup(g *Group) error {
 		} else if ok {
 			return fmt.Errorf("store: %s: group %q: %w", op, c.ID, ErrExists)
 		}
-		if err := writeGroupIndexes(txn, op, nil, &c); err != nil {
+		use := newUsage(c.OrgID, opts)
+		if err := writeGroupIndexes(txn, use, op, nil, &c); err != nil {
 			return err
 		}
-		if _, err := setJSON(txn, k, &c, 0); err != nil {
+		if _, err := use.set(txn, k, &c); err != nil {
 			return err
 		}
-		return addCounter(txn, key(pCount, "groups", c.OrgID), 1)
+		if err := addCounter(txn, key(pCount, "groups", c.OrgID), 1); err != nil {
+			return err
+		}
+		return s.charge(txn, use, c.ID)
 	})
 	if err != nil {
 		return err
@@ -205,7 +210,8 @@ func (s *Store) groupVia(op, orgID string, resolve func(*badger.Txn) (string, er
 // fn's contract), dedupes its members and keeps the displayName,
 // externalId and membership indexes in step. ID and OrgID cannot change;
 // Updated is set. Added members must be users of the org (ErrNotFound).
-func (s *Store) UpdateGroup(orgID, id string, fn func(*Group) error) (*Group, error) {
+// ErrQuota if opts set a cap the grown group does not fit in.
+func (s *Store) UpdateGroup(orgID, id string, fn func(*Group) error, opts ...WriteOption) (*Group, error) {
 	const op = "update group"
 	if err := need(op, "org id", orgID, "group id", id); err != nil {
 		return nil, err
@@ -241,11 +247,14 @@ func (s *Store) UpdateGroup(orgID, id string, fn func(*Group) error) (*Group, er
 			return err
 		}
 		g.Updated = now()
-		if err := writeGroupIndexes(txn, op, old, g); err != nil {
+		use := newUsage(orgID, opts)
+		if err := writeGroupIndexes(txn, use, op, old, g); err != nil {
 			return err
 		}
-		stored, err = setJSON(txn, k, g, 0)
-		return err
+		if stored, err = use.set(txn, k, g); err != nil {
+			return err
+		}
+		return s.charge(txn, use, id)
 	})
 	if err != nil {
 		return nil, err
@@ -270,20 +279,24 @@ func (s *Store) DeleteGroup(orgID, id string) error {
 		if err := getJSON(txn, k, g); err != nil {
 			return wrapNotFound(err, op, "group", id)
 		}
+		use := newUsage(orgID, nil)
 		for ik := range groupUniqueKeys(g) {
-			if err := del(txn, []byte(ik)); err != nil {
+			if err := use.del(txn, []byte(ik)); err != nil {
 				return err
 			}
 		}
 		for _, m := range g.Members {
-			if err := del(txn, key(pGMem, orgID, m, id)); err != nil {
+			if err := use.del(txn, key(pGMem, orgID, m, id)); err != nil {
 				return err
 			}
 		}
-		if err := del(txn, k); err != nil {
+		if err := use.del(txn, k); err != nil {
 			return err
 		}
-		return addCounter(txn, key(pCount, "groups", orgID), -1)
+		if err := addCounter(txn, key(pCount, "groups", orgID), -1); err != nil {
+			return err
+		}
+		return s.charge(txn, use, id)
 	})
 }
 

@@ -226,13 +226,17 @@ func (s *Store) CreateOrgWithOwner(o *Org, owner *User, inv *Invitation) error {
 		if err := putNewOrg(txn, op, &co); err != nil {
 			return err
 		}
-		if err := putNewUser(txn, op, &cu); err != nil {
+		use := newUsage(co.ID, nil)
+		if err := putNewUser(txn, use, op, &cu); err != nil {
 			return err
 		}
 		if _, err := setJSON(txn, key(pLMail, localEmail(&cu), co.ID), cu.ID, 0); err != nil {
 			return err
 		}
-		return putInvitation(txn, &ci)
+		if err := putInvitation(txn, &ci); err != nil {
+			return err
+		}
+		return s.charge(txn, use, cu.ID)
 	})
 	if err != nil {
 		return err
@@ -255,7 +259,7 @@ func (s *Store) CreateLocalUser(u *User, inv *Invitation) error {
 		return err
 	}
 	var ci Invitation
-	err := s.createUser(op, u, func(txn *badger.Txn, c *User) error {
+	err := s.createUser(op, u, func(txn *badger.Txn, _ *usage, c *User) error {
 		if _, err := setJSON(txn, key(pLMail, localEmail(c), c.OrgID), c.ID, 0); err != nil {
 			return err
 		}
@@ -265,7 +269,7 @@ func (s *Store) CreateLocalUser(u *User, inv *Invitation) error {
 			ci.Created = now()
 		}
 		return putInvitation(txn, &ci)
-	})
+	}, nil)
 	if err != nil {
 		return err
 	}
@@ -312,10 +316,14 @@ func (s *Store) IssueInvitation(inv *Invitation) error {
 		u.CredVersion++
 		u.Updated = t
 		// Only the version changes, so the user's indexes stay as they are.
-		if _, err := setJSON(txn, key(pUser, c.OrgID, c.UserID), u, 0); err != nil {
+		use := newUsage(c.OrgID, nil)
+		if _, err := use.set(txn, key(pUser, c.OrgID, c.UserID), u); err != nil {
 			return err
 		}
-		return putInvitation(txn, &c)
+		if err := putInvitation(txn, &c); err != nil {
+			return err
+		}
+		return s.charge(txn, use, c.UserID)
 	})
 	if err != nil {
 		return err
@@ -395,10 +403,14 @@ func (s *Store) RedeemInvitation(tokenHash, passwordHash string) (*Invitation, *
 		u.CredVersion++
 		u.Updated = now()
 		// Only the password changes, so the user's indexes stay as they are.
-		if _, err := setJSON(txn, k, u, 0); err != nil {
+		use := newUsage(inv.OrgID, nil)
+		if _, err := use.set(txn, k, u); err != nil {
 			return err
 		}
-		return revokeInvitations(txn, inv.OrgID, inv.UserID)
+		if err := revokeInvitations(txn, inv.OrgID, inv.UserID); err != nil {
+			return err
+		}
+		return s.charge(txn, use, inv.UserID)
 	})
 	if err != nil {
 		return nil, nil, err
@@ -540,9 +552,12 @@ func (s *Store) DeleteLocalUser(orgID, userID string) (*User, error) {
 		case err != nil && err != ErrNotFound:
 			return err
 		}
+		use := newUsage(orgID, nil)
 		var err error
-		gone, err = deleteUser(txn, op, orgID, userID)
-		return err
+		if gone, err = deleteUser(txn, use, op, orgID, userID); err != nil {
+			return err
+		}
+		return s.charge(txn, use, userID)
 	})
 	if err != nil {
 		return nil, err

@@ -245,7 +245,13 @@ func (s *Store) purgeOrg(orgID string) error {
 		}
 	}
 	return s.update(op, func(txn *badger.Txn) error {
-		for _, k := range [][]byte{key(pCount, "users", orgID), key(pCount, "groups", orgID), key(pOrgDel, orgID)} {
+		// The marker goes with the stripes, so that an organization
+		// created again with this ID starts from zero.
+		keys := [][]byte{key(pCount, "users", orgID), key(pCount, "groups", orgID), usageMarker(orgID), key(pOrgDel, orgID)}
+		for i := range usageStripes {
+			keys = append(keys, usageKey(orgID, i))
+		}
+		for _, k := range keys {
 			if err := del(txn, k); err != nil {
 				return err
 			}

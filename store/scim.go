@@ -51,17 +51,18 @@ func (s *Store) DeprovisionUser(orgID, id string) error {
 	}
 	defer s.leave()
 	return s.update(op, func(txn *badger.Txn) error {
-		u, err := deleteUser(txn, op, orgID, id)
+		use := newUsage(orgID, nil)
+		u, err := deleteUser(txn, use, op, orgID, id)
 		if err != nil {
 			return err
 		}
 		at := now()
 		for _, k := range deprovisionKeys(u) {
-			if _, err := setJSON(txn, k, at, 0); err != nil {
+			if _, err := use.set(txn, k, at); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.charge(txn, use, id)
 	})
 }
 
@@ -108,15 +109,16 @@ func (s *Store) Deprovisioned(orgID, externalID, userName, email string) (bool, 
 // ProvisionUser creates a user as CreateUser does and, in the same
 // transaction, lifts the deprovisioning markers of its userName,
 // externalId and email addresses: the IdP has provisioned them again.
-func (s *Store) ProvisionUser(u *User) error {
-	return s.createUser("provision user", u, func(txn *badger.Txn, u *User) error {
+// ErrQuota if opts set a cap the user does not fit in.
+func (s *Store) ProvisionUser(u *User, opts ...WriteOption) error {
+	return s.createUser("provision user", u, func(txn *badger.Txn, use *usage, u *User) error {
 		for _, k := range deprovisionKeys(u) {
-			if err := del(txn, k); err != nil {
+			if err := use.del(txn, k); err != nil {
 				return err
 			}
 		}
 		return nil
-	})
+	}, opts)
 }
 
 // TouchSCIMToken records that the organization's SCIM token was accepted
@@ -245,7 +247,7 @@ func (s *Store) indexedID(resolve func(*badger.Txn) (string, error)) (string, er
 // updated in place on success). It exists for imports, where one synced
 // commit per user would be the bottleneck; a batch must stay well below
 // Badger's transaction size limit (a thousand users is fine).
-func (s *Store) CreateUsers(users []*User) error {
+func (s *Store) CreateUsers(users []*User, opts ...WriteOption) error {
 	const op = "create users"
 	if len(users) == 0 {
 		return nil
@@ -282,12 +284,13 @@ func (s *Store) CreateUsers(users []*User) error {
 		if err := requireOrg(txn, op, cs[0].OrgID); err != nil {
 			return err
 		}
+		use := newUsage(cs[0].OrgID, opts)
 		for i := range cs {
-			if err := putNewUser(txn, op, &cs[i]); err != nil {
+			if err := putNewUser(txn, use, op, &cs[i]); err != nil {
 				return err
 			}
 		}
-		return nil
+		return s.charge(txn, use, cs[0].ID)
 	})
 	if err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) {

@@ -38,7 +38,7 @@ func userIndexes(u *User) []userIndex {
 
 // writeUserIndexes adds the index keys in add that are not in keep, failing
 // with ErrConflict when a unique key belongs to another user.
-func writeUserIndexes(txn *badger.Txn, op string, u *User, add []userIndex, keep map[string]bool) error {
+func writeUserIndexes(txn *badger.Txn, use *usage, op string, u *User, add []userIndex, keep map[string]bool) error {
 	for _, ix := range add {
 		if keep[string(ix.key)] {
 			continue
@@ -53,7 +53,7 @@ func writeUserIndexes(txn *badger.Txn, op string, u *User, add []userIndex, keep
 				return err
 			}
 		}
-		if _, err := setJSON(txn, ix.key, u.ID, 0); err != nil {
+		if _, err := use.set(txn, ix.key, u.ID); err != nil {
 			return err
 		}
 	}
@@ -76,13 +76,15 @@ func checkUser(op string, u *User) error {
 // u.ID is empty and sets Created and Updated when zero; u is updated in
 // place on success. ErrConflict if the userName (case-insensitively) or
 // externalId (exactly) is used by another user of the org; ErrExists if the
-// ID is taken; ErrNotFound if the org does not exist.
-func (s *Store) CreateUser(u *User) error {
-	return s.createUser("create user", u, nil)
+// ID is taken; ErrNotFound if the org does not exist; ErrQuota if opts
+// set a cap the user does not fit in.
+func (s *Store) CreateUser(u *User, opts ...WriteOption) error {
+	return s.createUser("create user", u, nil, opts)
 }
 
-// createUser is CreateUser; also, when set, runs in the same transaction.
-func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, u *User) error) error {
+// createUser is CreateUser; also, when set, runs in the same transaction
+// (and charges the bytes it writes to use).
+func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, use *usage, u *User) error, opts []WriteOption) error {
 	if u == nil {
 		return invalid(op, "nil user")
 	}
@@ -107,13 +109,16 @@ func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, u *Use
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
-		if err := putNewUser(txn, op, &c); err != nil {
+		use := newUsage(c.OrgID, opts)
+		if err := putNewUser(txn, use, op, &c); err != nil {
 			return err
 		}
 		if also != nil {
-			return also(txn, &c)
+			if err := also(txn, use, &c); err != nil {
+				return err
+			}
 		}
-		return nil
+		return s.charge(txn, use, c.ID)
 	})
 	if err != nil {
 		return err
@@ -122,17 +127,17 @@ func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, u *Use
 	return nil
 }
 
-func putNewUser(txn *badger.Txn, op string, u *User) error {
+func putNewUser(txn *badger.Txn, use *usage, op string, u *User) error {
 	k := key(pUser, u.OrgID, u.ID)
 	if ok, err := exists(txn, k); err != nil {
 		return err
 	} else if ok {
 		return fmt.Errorf("store: %s: user %q: %w", op, u.ID, ErrExists)
 	}
-	if err := writeUserIndexes(txn, op, u, userIndexes(u), nil); err != nil {
+	if err := writeUserIndexes(txn, use, op, u, userIndexes(u), nil); err != nil {
 		return err
 	}
-	if _, err := setJSON(txn, k, u, 0); err != nil {
+	if _, err := use.set(txn, k, u); err != nil {
 		return err
 	}
 	return addCounter(txn, key(pCount, "users", u.OrgID), 1)
@@ -236,8 +241,9 @@ func (s *Store) userVia(op, orgID string, resolve func(*badger.Txn) (string, err
 // UpdateUser applies fn to the user in one transaction (see UpdateOrg for
 // fn's contract) and keeps the userName, externalId and email indexes in
 // step. ID and OrgID cannot change; Updated is set. ErrConflict if the new
-// userName or externalId belongs to another user of the org.
-func (s *Store) UpdateUser(orgID, id string, fn func(*User) error) (*User, error) {
+// userName or externalId belongs to another user of the org; ErrQuota if
+// opts set a cap the grown user does not fit in.
+func (s *Store) UpdateUser(orgID, id string, fn func(*User) error, opts ...WriteOption) (*User, error) {
 	const op = "update user"
 	if err := need(op, "org id", orgID, "user id", id); err != nil {
 		return nil, err
@@ -271,6 +277,7 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error) (*User, error
 		}
 		u.Updated = now()
 
+		use := newUsage(orgID, opts)
 		oldIdx, newIdx := userIndexes(old), userIndexes(u)
 		keep := map[string]bool{}
 		for _, ix := range oldIdx {
@@ -282,17 +289,19 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error) (*User, error
 		}
 		for _, ix := range oldIdx {
 			if !wanted[string(ix.key)] {
-				if err := del(txn, ix.key); err != nil {
+				if err := use.del(txn, ix.key); err != nil {
 					return err
 				}
 			}
 		}
-		if err := writeUserIndexes(txn, op, u, newIdx, keep); err != nil {
+		if err := writeUserIndexes(txn, use, op, u, newIdx, keep); err != nil {
 			return err
 		}
 		var err error
-		stored, err = setJSON(txn, k, u, 0)
-		return err
+		if stored, err = use.set(txn, k, u); err != nil {
+			return err
+		}
+		return s.charge(txn, use, id)
 	})
 	if err != nil {
 		return nil, err
@@ -313,20 +322,23 @@ func (s *Store) DeleteUser(orgID, id string) error {
 	}
 	defer s.leave()
 	return s.update(op, func(txn *badger.Txn) error {
-		_, err := deleteUser(txn, op, orgID, id)
-		return err
+		use := newUsage(orgID, nil)
+		if _, err := deleteUser(txn, use, op, orgID, id); err != nil {
+			return err
+		}
+		return s.charge(txn, use, id)
 	})
 }
 
 // deleteUser is DeleteUser's transaction; it returns the deleted user.
-func deleteUser(txn *badger.Txn, op, orgID, id string) (*User, error) {
+func deleteUser(txn *badger.Txn, use *usage, op, orgID, id string) (*User, error) {
 	k := key(pUser, orgID, id)
 	u := new(User)
 	if err := getJSON(txn, k, u); err != nil {
 		return nil, wrapNotFound(err, op, "user", id)
 	}
 	for _, ix := range userIndexes(u) {
-		if err := del(txn, ix.key); err != nil {
+		if err := use.del(txn, ix.key); err != nil {
 			return nil, err
 		}
 	}
@@ -339,20 +351,20 @@ func deleteUser(txn *badger.Txn, op, orgID, id string) (*User, error) {
 		case err == nil:
 			g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == id })
 			g.Updated = now()
-			if _, err := setJSON(txn, gk, g, 0); err != nil {
+			if _, err := use.set(txn, gk, g); err != nil {
 				return nil, err
 			}
 		case !errors.Is(err, ErrNotFound):
 			return nil, err
 		}
-		if err := del(txn, mk); err != nil {
+		if err := use.del(txn, mk); err != nil {
 			return nil, err
 		}
 	}
 	if _, err := deleteSessionsByUser(txn, orgID, id); err != nil {
 		return nil, err
 	}
-	if err := del(txn, k); err != nil {
+	if err := use.del(txn, k); err != nil {
 		return nil, err
 	}
 	if err := addCounter(txn, key(pCount, "users", orgID), -1); err != nil {

@@ -147,7 +147,7 @@ func (h *groupHandler) Create(r *http.Request, attrs elimity.ResourceAttributes)
 		unlock()
 		return elimity.Resource{}, quotaError("groups", h.srv.limits.MaxGroups)
 	default:
-		err = h.srv.cfg.Store.CreateGroup(g)
+		err = h.srv.cfg.Store.CreateGroup(g, h.srv.limits.capped())
 	}
 	unlock()
 	if err != nil {
@@ -240,7 +240,7 @@ func (h *groupHandler) update(r *http.Request, id string, change func(*store.Gro
 		}
 		after = g.Members
 		return nil
-	})
+	}, h.srv.limits.capped())
 	unlock()
 	if err != nil {
 		var se scimerrors.ScimError

@@ -76,6 +76,22 @@ type Limits struct {
 	MaxUsers  int `json:"max_users,omitempty"`
 	MaxGroups int `json:"max_groups,omitempty"`
 
+	// Most bytes one organization's users and groups may occupy in the
+	// store: records, indexes, memberships and the markers of
+	// deprovisioned users (store.StoredBytes; Badger's own overhead comes
+	// on top). Without it the caps above multiply out to some 6 GiB of
+	// users (max_users × max_resource_size) and far more in memberships
+	// (max_groups × max_group_members). A full Okta or Entra ID user
+	// takes about 1.5 KiB with its indexes, a membership about 130
+	// bytes: 100,000 users of 2 KiB in a million memberships make some
+	// 320 MiB, and the default leaves three times that. A create,
+	// replace or PATCH that would go past it gets 403; deletions,
+	// changes that shrink and deactivations (which add a few bytes) are
+	// always accepted. Requests in flight at the same moment may
+	// together overshoot it by what they add.
+	// Default: 1 GiB.
+	MaxStoredBytes int64 `json:"max_stored_bytes,omitempty"`
+
 	// Most requests of one organization processed at once, of which one
 	// heavy one (anything on /Groups, or a body over 64 KiB); more wait
 	// their turn (up to 30 s, at most 8 × this many waiting; beyond that
@@ -102,6 +118,7 @@ const (
 	DefaultMaxGroupMembers  = 50_000
 	DefaultMaxUsers         = 100_000
 	DefaultMaxGroups        = 20_000
+	DefaultMaxStoredBytes   = 1 << 30
 	DefaultMaxConcurrent    = 4
 
 	// maxEmailLength is RFC 5321's longest forward path less its angle
@@ -138,6 +155,9 @@ func (l Limits) WithDefaults() Limits {
 	def(&l.MaxUsers, DefaultMaxUsers)
 	def(&l.MaxGroups, DefaultMaxGroups)
 	def(&l.MaxConcurrent, DefaultMaxConcurrent)
+	if l.MaxStoredBytes == 0 {
+		l.MaxStoredBytes = DefaultMaxStoredBytes
+	}
 	return l
 }
 
@@ -162,6 +182,7 @@ func (l Limits) Validate() error {
 		{"max_users", int64(l.MaxUsers)},
 		{"max_groups", int64(l.MaxGroups)},
 		{"max_concurrent", int64(l.MaxConcurrent)},
+		{"max_stored_bytes", l.MaxStoredBytes},
 	} {
 		if f.v < 0 {
 			return fmt.Errorf("%s %d: must not be negative (0 means the default)", f.name, f.v)

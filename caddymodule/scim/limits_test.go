@@ -409,3 +409,114 @@ func TestFiltersSelectingTooManyAreRefused(t *testing.T) {
 		t.Fatalf("probe: %s", r.raw)
 	}
 }
+
+// TestStoredBytesLimit: once an organization's users and groups fill
+// max_stored_bytes, a create, PUT or PATCH that would grow them gets 403
+// and writes nothing; PATCHes that shrink and deletions still work, and
+// other organizations keep their own budget.
+func TestStoredBytesLimit(t *testing.T) {
+	if err := (Limits{MaxStoredBytes: -1}).Validate(); err == nil || !strings.Contains(err.Error(), "max_stored_bytes") {
+		t.Fatalf("negative max_stored_bytes: %v", err)
+	}
+	if d := (Limits{}).WithDefaults().MaxStoredBytes; d != 1<<30 {
+		t.Fatalf("default max_stored_bytes %d", d)
+	}
+	const limit = 16 << 10
+	e := newEnv(t, func(c *Config) { c.Limits = Limits{MaxStoredBytes: limit} })
+	user := func(name string, extra map[string]any) map[string]any {
+		u := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": name}
+		for k, v := range extra {
+			u[k] = v
+		}
+		return u
+	}
+	title := map[string]any{"title": strings.Repeat("t", 1000)}
+	gid := e.createGroup("acme", "Staff")
+	var ids []string
+	var refused resp
+	for i := 0; ; i++ {
+		r := e.call("acme", http.MethodPost, "/Users", user(fmt.Sprintf("u%d@acme.com", i), title))
+		if r.status != http.StatusCreated {
+			refused = r
+			break
+		}
+		ids = append(ids, r.body["id"].(string))
+		if i > 50 {
+			t.Fatal("the limit never applied")
+		}
+	}
+	e.scimError(refused, http.StatusForbidden, "")
+	if !strings.Contains(refused.body["detail"].(string), "storage limit") {
+		t.Fatalf("detail: %s", refused.raw)
+	}
+	if len(ids) < 5 {
+		t.Fatalf("only %d users fit in %d bytes", len(ids), limit)
+	}
+	used, err := e.store.StoredBytes("acme")
+	if err != nil || used > limit || used < limit-4<<10 {
+		t.Fatalf("%d bytes stored (%v)", used, err)
+	}
+
+	grown := strings.Repeat("g", 1000)
+	for _, c := range []struct {
+		name         string
+		method, path string
+		body         any
+	}{
+		{"another user", http.MethodPost, "/Users", user("more@acme.com", nil)},
+		{"a larger user by PUT", http.MethodPut, "/Users/" + ids[0], user("u0@acme.com", map[string]any{"title": grown, "nickName": grown})},
+		{"a larger user by PATCH", http.MethodPatch, "/Users/" + ids[0], patchOp(map[string]any{"op": "add", "path": "nickName", "value": grown})},
+		{"a new group", http.MethodPost, "/Groups", map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": grown}},
+		{"members added", http.MethodPatch, "/Groups/" + gid, patchOp(map[string]any{"op": "add", "path": "members", "value": []any{
+			map[string]any{"value": ids[0]}, map[string]any{"value": ids[1]}, map[string]any{"value": ids[2]}, map[string]any{"value": ids[3]}}})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u0, _ := e.store.GetUser("acme", ids[0])
+			g0, _ := e.store.GetGroup("acme", gid)
+			before, _ := e.store.StoredBytes("acme")
+			r := e.call("acme", c.method, c.path, c.body)
+			e.scimError(r, http.StatusForbidden, "")
+			u1, _ := e.store.GetUser("acme", ids[0])
+			g1, _ := e.store.GetGroup("acme", gid)
+			after, _ := e.store.StoredBytes("acme")
+			if !reflect.DeepEqual(u0, u1) || !reflect.DeepEqual(g0, g1) || before != after {
+				t.Fatalf("refused, but written: %d bytes became %d\n%+v\n%+v", before, after, g0, g1)
+			}
+		})
+	}
+	if n, _ := e.store.CountUsers("acme"); n != len(ids) {
+		t.Fatalf("%d users", n)
+	}
+	if _, err := e.store.UserByUserName("acme", "more@acme.com"); err == nil {
+		t.Fatal("refused user stored")
+	}
+
+	// Another organization has a budget of its own.
+	e.createUser("globex", "pat@globex.com", title)
+
+	// Over the limit (a user written by other means than SCIM), a
+	// deactivation still goes through, although "false" is longer than
+	// "true"; one that also grows the user does not.
+	if err := e.store.CreateUser(&store.User{OrgID: "acme", UserName: "filler@acme.com", SCIM: map[string]any{"title": strings.Repeat("f", 8<<10)}}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Users/"+ids[3], patchOp(map[string]any{"op": "replace", "path": "active", "value": false}))
+	if u, _ := e.store.GetUser("acme", ids[3]); u.Active {
+		t.Fatal("deactivation over the limit not stored")
+	}
+	u4, _ := e.store.GetUser("acme", ids[4])
+	e.scimError(e.call("acme", http.MethodPut, "/Users/"+ids[4], user("u4@acme.com", map[string]any{"active": false, "title": grown, "nickName": grown})), http.StatusForbidden, "")
+	if u, _ := e.store.GetUser("acme", ids[4]); !reflect.DeepEqual(u, u4) {
+		t.Fatal("refused deactivation with growth stored")
+	}
+
+	// Shrinking and deleting work over the limit, and make room again.
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Users/"+ids[0], patchOp(map[string]any{"op": "remove", "path": "title"}))
+	e.must(http.StatusNoContent, "acme", http.MethodDelete, "/Users/"+ids[1], nil)
+	e.must(http.StatusNoContent, "acme", http.MethodDelete, "/Users/"+ids[2], nil)
+	if filler, err := e.store.UserByUserName("acme", "filler@acme.com"); err != nil || e.store.DeleteUser("acme", filler.ID) != nil {
+		t.Fatal(err)
+	}
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Groups/"+gid, patchOp(map[string]any{"op": "add", "path": "members", "value": []any{map[string]any{"value": ids[0]}}}))
+	e.createUser("acme", "more@acme.com", nil)
+}

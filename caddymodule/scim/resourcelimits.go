@@ -238,3 +238,12 @@ func quotaError(what string, limit int) error {
 	return scimerrors.ScimError{Status: http.StatusForbidden,
 		Detail: fmt.Sprintf("The organization has reached its limit of %d %s; ask the gateway's operator to raise it.", limit, what)}
 }
+
+// storedBytesError is the quotaError of max_stored_bytes (store.ErrQuota).
+func (l Limits) storedBytesError() error {
+	return scimerrors.ScimError{Status: http.StatusForbidden,
+		Detail: fmt.Sprintf("This change would take the organization's users and groups past their storage limit of %d bytes; delete some, or ask the gateway's operator to raise it.", l.MaxStoredBytes)}
+}
+
+// capped holds a store write to MaxStoredBytes.
+func (l Limits) capped() store.WriteOption { return store.MaxStoredBytes(l.MaxStoredBytes) }

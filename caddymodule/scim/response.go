@@ -43,6 +43,8 @@ func (s *Server) storeError(err error, id, conflictDetail string) error {
 		return e
 	case errors.Is(err, store.ErrInvalid):
 		return badValue(strings.TrimPrefix(err.Error(), "store: "))
+	case errors.Is(err, store.ErrQuota):
+		return s.limits.storedBytesError()
 	}
 	s.log.Error("SCIM request failed", zap.Error(err))
 	return scimerrors.ScimErrorInternal

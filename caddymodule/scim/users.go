@@ -1,10 +1,13 @@
 package scim
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
@@ -290,7 +293,7 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 		if n >= h.srv.limits.MaxUsers {
 			return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
 		}
-		if err := h.srv.cfg.Store.ProvisionUser(u); err != nil {
+		if err := h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped()); err != nil {
 			return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
 		}
 	}
@@ -361,7 +364,7 @@ func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 		x.DisplayName, x.GivenName, x.FamilyName = in.DisplayName, in.GivenName, in.FamilyName
 		x.Active, x.SCIM, x.Source = in.Active, in.SCIM, store.SourceSCIM
 		return nil
-	})
+	}, h.srv.limits.capped())
 	if errors.Is(err, errNotAdoptable) {
 		err = store.ErrConflict
 	}
@@ -439,9 +442,10 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 	if err := h.srv.checkDomains(org, checked); err != nil {
 		return elimity.Resource{}, err
 	}
-	var wasActive bool
-	u, err := st.UpdateUser(org, id, func(u *store.User) error {
+	var wasActive, onlyDeactivates bool
+	write := func(u *store.User) error {
 		wasActive = u.Active
+		before := withoutActive(u)
 		if err := change(u); err != nil {
 			return err
 		}
@@ -458,8 +462,25 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 		if u.Source == store.SourceSAML {
 			u.Source = store.SourceSCIM
 		}
+		onlyDeactivates = wasActive && !u.Active && before != nil && bytes.Equal(before, withoutActive(u))
 		return nil
-	})
+	}
+	u, err := st.UpdateUser(org, id, write, h.srv.limits.capped())
+	if errors.Is(err, store.ErrQuota) && onlyDeactivates {
+		// The IdP is taking someone's access away, which must not wait
+		// for room. A deactivation alone grows the user by a few bytes
+		// at most ("false", a longer timestamp), and only once per
+		// reactivation, which is held to the limit.
+		u, err = st.UpdateUser(org, id, func(u *store.User) error {
+			if err := write(u); err != nil {
+				return err
+			}
+			if !onlyDeactivates {
+				return errChangedMeanwhile
+			}
+			return nil
+		})
+	}
 	if err != nil {
 		var se scimerrors.ScimError
 		if errors.As(err, &se) {
@@ -481,6 +502,18 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 	}
 	h.audit(r, action, u, nil)
 	return h.resource(u, projectionOf(r)), nil
+}
+
+// withoutActive is the user as JSON, but for the fields a deactivation
+// changes, to tell a deactivation from other changes.
+func withoutActive(u *store.User) []byte {
+	c := *u
+	c.Active, c.Updated, c.Source = false, time.Time{}, ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // Delete removes the user, its memberships and sessions, and remembers

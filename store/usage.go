@@ -1,0 +1,280 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+
+	badger "github.com/dgraph-io/badger/v4"
+)
+
+// Stored bytes: every key an organization's users and groups occupy (the
+// records, their indexes, group memberships and deprovisioning markers)
+// is charged to the organization as len(key) + len(value), by the
+// transaction that writes or deletes it. A cap on what one tenant may
+// keep (MaxStoredBytes) needs this total without scanning, and a total
+// kept in the same transactions as the records never drifts from them.
+//
+// The total is spread over usageStripes counter keys, chosen by a hash of
+// the resource a write is about, so that concurrent writes in one
+// organization (which read and rewrite their stripe) rarely conflict; the
+// total is their sum. A stripe may hold a negative number (a user's
+// deletion shrinks the groups it belonged to, charged to the user's
+// stripe); only the sum means anything.
+//
+// Stores written before the counters existed have records but no
+// counters. The first transaction that needs them computes them by a scan
+// and writes usageMarker with them; until the marker exists, every
+// charging transaction does so (the scan sees its own writes), so that
+// transactions racing to be first conflict on the marker and the losers
+// run again with the counters in place.
+
+// usageStripes is the number of counter keys per organization.
+const usageStripes = 16
+
+// ErrQuota: the write would take the organization past a cap it was
+// given (see MaxStoredBytes).
+var ErrQuota = errors.New("over quota")
+
+// WriteOption adjusts one write of users or groups.
+type WriteOption func(*writeOptions)
+
+type writeOptions struct {
+	maxBytes int64
+}
+
+// MaxStoredBytes refuses the write with ErrQuota, writing nothing, when it
+// would grow the organization's stored bytes (see StoredBytes) past max.
+// A write that does not grow them is done even when the organization is
+// over max already, so that it can always delete and shrink. The check
+// reads the total committed just before the write commits, so writes in
+// flight at the same moment may together overshoot max by what they add.
+// max <= 0 means no cap.
+func MaxStoredBytes(max int64) WriteOption {
+	return func(o *writeOptions) { o.maxBytes = max }
+}
+
+func usageKey(orgID string, stripe int) []byte {
+	return key(pCount, "bytes", orgID, strconv.Itoa(stripe))
+}
+
+// usageMarker says that the organization's stripes are complete.
+func usageMarker(orgID string) []byte { return key(pCount, "bytesok", orgID) }
+
+func usageStripe(id string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return int(h.Sum32() % usageStripes)
+}
+
+// usage is the change one transaction makes to an organization's stored
+// bytes. Make a new one in every attempt of a transaction: a retried
+// attempt starts from scratch.
+type usage struct {
+	org   string
+	delta int64
+	max   int64
+}
+
+func newUsage(orgID string, opts []WriteOption) *usage {
+	var o writeOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return &usage{org: orgID, max: o.maxBytes}
+}
+
+// entrySize is len(k) + the length of k's value in txn (0 if absent). It
+// reads the value rather than trusting Item.ValueSize, which only
+// estimates values kept in the value log (large groups).
+func entrySize(txn *badger.Txn, k []byte) (int64, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read %q: %w", k, err)
+	}
+	n, err := valueLen(item)
+	if err != nil {
+		return 0, err
+	}
+	return int64(len(k)) + n, nil
+}
+
+func valueLen(item *badger.Item) (int64, error) {
+	var n int
+	if err := item.Value(func(b []byte) error { n = len(b); return nil }); err != nil {
+		return 0, fmt.Errorf("store: read %q: %w", item.Key(), err)
+	}
+	return int64(n), nil
+}
+
+// set is setJSON (without expiry) for a charged key.
+func (u *usage) set(txn *badger.Txn, k []byte, v any) ([]byte, error) {
+	old, err := entrySize(txn, k)
+	if err != nil {
+		return nil, err
+	}
+	b, err := setJSON(txn, k, v, 0)
+	if err != nil {
+		return nil, err
+	}
+	u.delta += int64(len(k)+len(b)) - old
+	return b, nil
+}
+
+// del is del for a charged key.
+func (u *usage) del(txn *badger.Txn, k []byte) error {
+	old, err := entrySize(txn, k)
+	if err != nil {
+		return err
+	}
+	if err := del(txn, k); err != nil {
+		return err
+	}
+	u.delta -= old
+	return nil
+}
+
+// charge records u in txn, on the stripe of the resource id, after the
+// transaction's charged writes. It computes the organization's counters
+// first if they were never computed, and refuses growth past u.max.
+func (s *Store) charge(txn *badger.Txn, u *usage, id string) error {
+	marked, err := exists(txn, usageMarker(u.org))
+	if err != nil {
+		return err
+	}
+	if !marked {
+		total, err := scanUsage(txn, u.org)
+		if err != nil {
+			return err
+		}
+		if err := u.overCap(total); err != nil {
+			return err
+		}
+		for i := 1; i < usageStripes; i++ {
+			if err := del(txn, usageKey(u.org, i)); err != nil {
+				return err
+			}
+		}
+		if _, err := setJSON(txn, usageKey(u.org, 0), total, 0); err != nil {
+			return err
+		}
+		_, err = setJSON(txn, usageMarker(u.org), true, 0)
+		return err
+	}
+	if u.delta == 0 {
+		return nil
+	}
+	if u.max > 0 && u.delta > 0 {
+		// Read in a snapshot of its own: reading every stripe in txn
+		// would make each growing write conflict with every other write
+		// of the organization, which the stripes are there to avoid.
+		var committed int64
+		err := s.view(func(v *badger.Txn) error {
+			var err error
+			committed, err = sumStripes(v, u.org)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if err := u.overCap(committed + u.delta); err != nil {
+			return err
+		}
+	}
+	k := usageKey(u.org, usageStripe(id))
+	var n int64
+	if err := getJSON(txn, k, &n); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	_, err = setJSON(txn, k, n+u.delta, 0)
+	return err
+}
+
+// overCap refuses a growing write that would leave total bytes stored.
+func (u *usage) overCap(total int64) error {
+	if u.max <= 0 || u.delta <= 0 || total <= u.max {
+		return nil
+	}
+	return fmt.Errorf("store: organization %q would store %d bytes of users and groups, more than its limit of %d: %w", u.org, total, u.max, ErrQuota)
+}
+
+func sumStripes(txn *badger.Txn, orgID string) (int64, error) {
+	var total int64
+	for i := range usageStripes {
+		var n int64
+		if err := getJSON(txn, usageKey(orgID, i), &n); err != nil && !errors.Is(err, ErrNotFound) {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+// scanUsage adds up the charged keys of the organization as txn sees them:
+// those under these prefixes, each followed by the organization.
+func scanUsage(txn *badger.Txn, orgID string) (int64, error) {
+	var total int64
+	for _, p := range [...]string{pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pUDel} {
+		pre := scanPrefix(p, orgID)
+		opts := badger.DefaultIteratorOptions
+		opts.PrefetchValues = false
+		opts.Prefix = pre
+		it := txn.NewIterator(opts)
+		for it.Seek(pre); it.ValidForPrefix(pre); it.Next() {
+			item := it.Item()
+			n, err := valueLen(item)
+			if err != nil {
+				it.Close()
+				return 0, err
+			}
+			total += int64(len(item.Key())) + n
+		}
+		it.Close()
+	}
+	return total, nil
+}
+
+// StoredBytes returns how many bytes the organization's users and groups
+// occupy in the store: their records, indexes, memberships and
+// deprovisioning markers, as len(key) + len(value) of each (Badger's own
+// overhead comes on top). It reads counters kept with the records; in a
+// store written before they existed, the first call computes them, which
+// scans the organization once. 0 for an unknown organization.
+func (s *Store) StoredBytes(orgID string) (int64, error) {
+	const op = "stored bytes"
+	if err := need(op, "org id", orgID); err != nil {
+		return 0, err
+	}
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	var total int64
+	var marked bool
+	err := s.view(func(txn *badger.Txn) error {
+		var err error
+		if marked, err = exists(txn, usageMarker(orgID)); err != nil || !marked {
+			return err
+		}
+		total, err = sumStripes(txn, orgID)
+		return err
+	})
+	if err != nil || marked {
+		return total, err
+	}
+	err = s.update(op, func(txn *badger.Txn) error {
+		if ok, err := exists(txn, key(pOrgLive, orgID)); err != nil || !ok {
+			return err // nothing to count, and no counters left behind
+		}
+		if err := s.charge(txn, &usage{org: orgID}, ""); err != nil {
+			return err
+		}
+		total, err = sumStripes(txn, orgID)
+		return err
+	})
+	return total, err
+}

@@ -49,7 +49,7 @@ func (a *App) unmarshalSCIMLimits(d *caddyfile.Dispenser) error {
 				return d.Errf("scim_limits %s %q: want a size such as 4GiB", opt, v)
 			}
 			l.MaxStoredBytes = int64(b)
-			continue
+			return nil
 		case "max_request_size", "max_resource_size", "max_page_size":
 			b, err := humanize.ParseBytes(v)
 			if err != nil || b == 0 || b > 1<<30 {

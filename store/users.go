@@ -20,13 +20,13 @@ type userIndex struct {
 }
 
 func userIndexes(u *User) []userIndex {
-	idx := []userIndex{{key: key(pUName, u.OrgID, fold(u.UserName)), unique: true, what: fmt.Sprintf("userName %q", u.UserName)}}
+	idx := []userIndex{{key: key(pUName, u.OrgID, userKey(u.UserName)), unique: true, what: fmt.Sprintf("userName %q", u.UserName)}}
 	if u.ExternalID != "" {
 		idx = append(idx, userIndex{key: key(pUExt, u.OrgID, u.ExternalID), unique: true, what: fmt.Sprintf("externalId %q", u.ExternalID)})
 	}
 	seen := map[string]bool{}
 	for _, e := range u.Emails {
-		m := fold(e.Value)
+		m := userKey(e.Value)
 		if m == "" || seen[m] {
 			continue
 		}
@@ -153,7 +153,7 @@ func (s *Store) UserByUserName(orgID, userName string) (*User, error) {
 	if err := need(op, "org id", orgID, "userName", userName); err != nil {
 		return nil, err
 	}
-	return s.userVia(op, orgID, indexLookup(op, key(pUName, orgID, fold(userName)), "userName", userName))
+	return s.userVia(op, orgID, indexLookup(op, key(pUName, orgID, userKey(userName)), "userName", userName))
 }
 
 // UserByExternalID finds a user by externalId (exact match).
@@ -180,7 +180,7 @@ func (s *Store) UserByEmail(orgID, email string) (*User, error) {
 	defer s.leave()
 	var best *User
 	err := s.view(func(txn *badger.Txn) error {
-		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, fold(email)), nil, 0) {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, userKey(email)), nil, 0) {
 			u := new(User)
 			if err := getJSON(txn, key(pUser, orgID, lastSegment(k)), u); err != nil {
 				if err == ErrNotFound {

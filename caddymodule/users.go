@@ -14,14 +14,21 @@ import (
 // Signing in would hand one person's account to another.
 var errIdentityMismatch = errors.New("asserted objectidentifier differs from the one on file for this email")
 
+// linkRefusal is a sign-in that matches no account on file safely; it is
+// an errIdentityMismatch with its own reason.
+type linkRefusal string
+
+func (e linkRefusal) Error() string        { return string(e) }
+func (e linkRefusal) Is(target error) bool { return target == errIdentityMismatch }
+
 // errAmbiguousEmail: the address is on several users and the sign-in
 // carries no stable ID that one of them has; picking one (the oldest, as
 // UserByEmail would) could hand one person's account to another.
-var errAmbiguousEmail = fmt.Errorf("%w: several users have this email address and none has the asserted stable ID", errIdentityMismatch)
+const errAmbiguousEmail = linkRefusal("several users have this email address and none has the asserted stable ID")
 
 // errIDMissing: the user on file is linked to a stable IdP ID and the
 // sign-in asserts none, so only the address would link it.
-var errIDMissing = fmt.Errorf("%w: the account on file is linked to a stable IdP ID and the sign-in asserts none", errIdentityMismatch)
+const errIDMissing = linkRefusal("the account on file is linked to a stable IdP ID and the sign-in asserts none")
 
 // findUser finds the user a SAML sign-in is for, writing nothing: a
 // sign-in the organization refuses must not leave a user behind. SCIM
@@ -63,6 +70,9 @@ func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User
 	}
 	if err == nil {
 		return u, nil
+	}
+	if errors.Is(err, errIdentityMismatch) {
+		return nil, err
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("finding user: %w", err)

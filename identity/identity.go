@@ -163,7 +163,7 @@ func Domain(d string) (string, error) {
 	}
 	a, err := idna.Lookup.ToASCII(d)
 	if err != nil {
-		return "", fmt.Errorf("domain %q is not a valid host name: %w", d, ErrEmail)
+		return "", fmt.Errorf("the domain is not a valid host name: %w", ErrEmail)
 	}
 	a = Fold(a)
 	if len(a) > MaxDomainLength {
@@ -171,15 +171,15 @@ func Domain(d string) (string, error) {
 	}
 	labels := strings.Split(a, ".")
 	if len(labels) < 2 {
-		return "", fmt.Errorf("domain %q is a single label: %w", d, ErrEmail)
+		return "", fmt.Errorf("the domain is a single label, not a full domain name: %w", ErrEmail)
 	}
 	for _, l := range labels {
 		if !hostLabel(l) {
-			return "", fmt.Errorf("domain %q is not a valid host name: %w", d, ErrEmail)
+			return "", fmt.Errorf("the domain is not a valid host name: %w", ErrEmail)
 		}
 	}
 	if allDigits(labels[len(labels)-1]) {
-		return "", fmt.Errorf("domain %q is an IP address, not a host name: %w", d, ErrEmail)
+		return "", fmt.Errorf("the domain is an IP address, not a host name: %w", ErrEmail)
 	}
 	return a, nil
 }

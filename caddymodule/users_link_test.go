@@ -67,3 +67,38 @@ func TestFindUserLinksOnlyByTheRule(t *testing.T) {
 		}
 	}
 }
+
+// authorized decides at sign-in and again on every request. A look-alike
+// of the admin group's name is another group, whether asserted or
+// provisioned by SCIM (an index keyed by strings.ToLower resolved the
+// mapping "kubernetes-admins" to a SCIM group spelled with U+212A KELVIN
+// SIGN, and its members passed on every request).
+func TestAuthorizedIgnoresLookAlikeGroups(t *testing.T) {
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	org := &store.Org{ID: "acme", Name: "Acme", AdminGroup: store.GroupMapping{Name: "kubernetes-admins"}}
+	if err := st.CreateOrg(org); err != nil {
+		t.Fatal(err)
+	}
+	u := &store.User{OrgID: org.ID, UserName: "eve@acme.test", Active: true, Source: store.SourceSCIM}
+	if err := st.CreateUser(u); err != nil {
+		t.Fatal(err)
+	}
+	for _, asserted := range []string{"\u212Aubernetes-admins", "kubernete\u017F-admins"} {
+		if ok, err := authorized(st, org, u, []string{asserted}); err != nil || ok {
+			t.Errorf("asserted %q: authorized = %v, %v", asserted, ok, err)
+		}
+	}
+	if ok, err := authorized(st, org, u, []string{"KUBERNETES-admins"}); err != nil || !ok {
+		t.Errorf("ASCII case of the admin group: authorized = %v, %v", ok, err)
+	}
+	if err := st.CreateGroup(&store.Group{OrgID: org.ID, DisplayName: "\u212Aubernetes-admins", Members: []string{u.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := authorized(st, org, u, nil); err != nil || ok {
+		t.Errorf("member of a provisioned look-alike group: authorized = %v, %v", ok, err)
+	}
+}

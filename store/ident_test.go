@@ -191,3 +191,44 @@ func TestOpenMigratesLegacyIndexes(t *testing.T) {
 		must(t, s.Close())
 	}
 }
+
+// Two userNames the old folding kept apart and the new rule joins (a
+// U-label domain and its A-label) do not stop the store from opening:
+// the first keeps the name, the other is found by ID.
+func TestOpenMigrationSurvivesJoinedNames(t *testing.T) {
+	s, dir := openTestStore(t)
+	mkOrg(t, s, "oo")
+	first := mkUser(t, s, "oo", "ann@xn--bcher-kva.de")
+	second := &User{ID: "second", OrgID: "oo", UserName: "ann@bücher.de", Active: true, Source: SourceSCIM}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if _, err := setJSON(txn, key(pUser, "oo", second.ID), second, 0); err != nil {
+			return err
+		}
+		if _, err := setJSON(txn, key(pUName, "oo", legacyFold(second.UserName)), second.ID, 0); err != nil {
+			return err
+		}
+		return del(txn, key(pMeta, metaIndexVersionKey))
+	})
+	must(t, err)
+	must(t, s.Close())
+
+	s, err = Open(dir, Options{GCInterval: -1})
+	must(t, err)
+	defer s.Close()
+	if u, err := s.UserByUserName("oo", "ann@bücher.de"); err != nil || u.ID != first.ID {
+		t.Errorf("UserByUserName = %v, %v; want the first holder", u, err)
+	}
+	if u, err := s.GetUser("oo", second.ID); err != nil || u.UserName != second.UserName {
+		t.Errorf("GetUser(second) = %v, %v", u, err)
+	}
+	for _, k := range rawKeys(t, s, pUName+"/oo/") {
+		if k == "uname/oo/ann@bücher.de" {
+			t.Errorf("legacy key %q survived", k)
+		}
+	}
+	// Deleting the other leaves the holder's index alone.
+	must(t, s.DeleteUser("oo", second.ID))
+	if u, err := s.UserByUserName("oo", "ann@xn--bcher-kva.de"); err != nil || u.ID != first.ID {
+		t.Errorf("after deleting the other: UserByUserName = %v, %v", u, err)
+	}
+}

@@ -74,10 +74,24 @@ func (s *Store) migrateIndexes() error {
 	s.log.Info("identity indexes migrated",
 		zap.Int("from_version", max(v, 1)), zap.Int("to_version", indexVersion),
 		zap.Int("keys_rewritten", st.rewritten), zap.Int("conflicts", st.conflicts))
+	if st.conflicts > 0 {
+		s.log.Warn("records whose userName or group name now equals another's are found by ID only; rename them",
+			zap.Int("count", st.conflicts), zap.Strings("record_ids", st.conflicted))
+	}
 	return nil
 }
 
-type migrateStats struct{ rewritten, conflicts int }
+type migrateStats struct {
+	rewritten, conflicts int
+	conflicted          []string // record IDs, the first few
+}
+
+func (st *migrateStats) conflict(id string) {
+	st.conflicts++
+	if len(st.conflicted) < 20 {
+		st.conflicted = append(st.conflicted, id)
+	}
+}
 
 // migrateBatches calls fn for every key under p, migrateBatch keys per
 // write transaction so that none outgrows Badger's transaction limit.
@@ -152,7 +166,7 @@ func migrateKey(txn *badger.Txn, old, new []byte, id string, unique bool, st *mi
 		var holder string
 		switch err := getJSON(txn, new, &holder); {
 		case err == nil && holder != id:
-			st.conflicts++
+			st.conflict(id)
 			return dropIfHeld(txn, old, id)
 		case err != nil && err != ErrNotFound:
 			return err

@@ -36,6 +36,16 @@ func userIndexes(u *User) []userIndex {
 	return idx
 }
 
+// dropUserIndex removes a user's index key. A unique key goes only if it
+// points at this user: after the index migration, a user whose name the
+// new rule joins with another's may compute a key that the other holds.
+func dropUserIndex(txn *badger.Txn, ix userIndex, id string) error {
+	if ix.unique {
+		return dropIfHeld(txn, ix.key, id)
+	}
+	return del(txn, ix.key)
+}
+
 // writeUserIndexes adds the index keys in add that are not in keep, failing
 // with ErrConflict when a unique key belongs to another user.
 func writeUserIndexes(txn *badger.Txn, op string, u *User, add []userIndex, keep map[string]bool) error {
@@ -282,7 +292,7 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error) (*User, error
 		}
 		for _, ix := range oldIdx {
 			if !wanted[string(ix.key)] {
-				if err := del(txn, ix.key); err != nil {
+				if err := dropUserIndex(txn, ix, id); err != nil {
 					return err
 				}
 			}
@@ -326,7 +336,7 @@ func deleteUser(txn *badger.Txn, op, orgID, id string) (*User, error) {
 		return nil, wrapNotFound(err, op, "user", id)
 	}
 	for _, ix := range userIndexes(u) {
-		if err := del(txn, ix.key); err != nil {
+		if err := dropUserIndex(txn, ix, id); err != nil {
 			return nil, err
 		}
 	}

@@ -83,7 +83,7 @@ func (s *Store) migrateIndexes() error {
 
 type migrateStats struct {
 	rewritten, conflicts int
-	conflicted          []string // record IDs, the first few
+	conflicted           []string // record IDs, the first few
 }
 
 func (st *migrateStats) conflict(id string) {

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/samlsp"
+	ident "github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -180,7 +181,7 @@ func authorized(st *store.Store, org *store.Org, user *store.User, asserted []st
 		return false, err
 	}
 	for _, a := range asserted {
-		if (m.ID != "" && a == m.ID) || (m.Name != "" && asciiEqualFold(a, m.Name)) {
+		if (m.ID != "" && a == m.ID) || (m.Name != "" && ident.EqualFold(a, m.Name)) {
 			return true, nil
 		}
 	}
@@ -217,27 +218,4 @@ func primaryEmail(u *store.User) string {
 		return u.UserName
 	}
 	return ""
-}
-
-// asciiEqualFold compares ASCII case-insensitively; any other byte must
-// be equal. Names that identify people or groups are never compared with
-// Unicode case folding, under which distinct names (K and the Kelvin
-// sign, s and ſ) meet.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ssogate/ssogate/caddymodule/configurator"
 	"github.com/ssogate/ssogate/caddymodule/orgs"
+	ident "github.com/ssogate/ssogate/identity"
 )
 
 // The configurator (SPEC §6) on the gateway's own routes:
@@ -149,5 +150,5 @@ func (g *Gateway) removesSelf(r *http.Request, a *orgAdmin) bool {
 	if !ok || ref == "" {
 		return false
 	}
-	return ref == a.sess.UserID || (a.id.User != "" && asciiEqualFold(ref, a.id.User))
+	return ref == a.sess.UserID || (a.id.User != "" && ident.EqualFold(ref, a.id.User))
 }

@@ -158,13 +158,53 @@ type identityValues struct {
 }
 
 func (id identity) values() *identityValues {
-	raw := [...]string{id.UserID, id.User, id.Email, id.Name, strings.Join(id.Groups, ","), id.Org, id.AuthMethod}
+	raw := [...]string{id.UserID, single(id.User), single(id.Email), id.Name, joinGroups(id.Groups), id.Org, id.AuthMethod}
 	v := &identityValues{}
 	for i, s := range raw {
 		v.header[i] = headerSafe(s)
 		v.repl[i] = s
 	}
 	return v
+}
+
+// single drops a user name or address that contains a comma. Sign-in,
+// SCIM and local accounts accept none (identity.ParseEmail), but an
+// upstream reading a header as an HTTP list would take the part before
+// the comma for the whole, so a record from before those checks is not
+// passed on at all rather than passed on as someone else.
+func single(s string) string {
+	if strings.ContainsRune(s, ',') {
+		return ""
+	}
+	return s
+}
+
+// joinGroups writes the groups as one comma-separated list. The group
+// names themselves may contain commas ("Sales, EMEA"), so each name's '%'
+// and ',' are percent-encoded ("Sales%2C EMEA"): splitting on commas
+// always yields the asserted names, never a name the user was not given.
+func joinGroups(groups []string) string {
+	var b strings.Builder
+	for i, g := range groups {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if !strings.ContainsAny(g, "%,") {
+			b.WriteString(g)
+			continue
+		}
+		for j := 0; j < len(g); j++ {
+			switch g[j] {
+			case '%':
+				b.WriteString("%25")
+			case ',':
+				b.WriteString("%2C")
+			default:
+				b.WriteByte(g[j])
+			}
+		}
+	}
+	return b.String()
 }
 
 // apply sets the identity headers and the {http.auth.user.*} placeholders

@@ -14,11 +14,35 @@ import (
 // Signing in would hand one person's account to another.
 var errIdentityMismatch = errors.New("asserted objectidentifier differs from the one on file for this email")
 
+// linkRefusal is a sign-in that matches no account on file safely; it is
+// an errIdentityMismatch with its own reason.
+type linkRefusal string
+
+func (e linkRefusal) Error() string        { return string(e) }
+func (e linkRefusal) Is(target error) bool { return target == errIdentityMismatch }
+
+// errAmbiguousEmail: the address is on several users and the sign-in
+// carries no stable ID that one of them has; picking one (the oldest, as
+// UserByEmail would) could hand one person's account to another.
+const errAmbiguousEmail = linkRefusal("several users have this email address and none has the asserted stable ID")
+
+// errIDMissing: the user on file is linked to a stable IdP ID and the
+// sign-in asserts none, so only the address would link it.
+const errIDMissing = linkRefusal("the account on file is linked to a stable IdP ID and the sign-in asserts none")
+
 // findUser finds the user a SAML sign-in is for, writing nothing: a
 // sign-in the organization refuses must not leave a user behind. SCIM
 // provisioning and earlier sign-ins link by the IdP's stable ID first,
 // then by userName or email, so one person never becomes two users. It
 // returns nil for someone not on file yet (saveUser creates them).
+//
+// Addresses compare by identity.Key (ASCII case only, domains as
+// A-labels): an address that differs from a user's by a look-alike
+// character is another person. The address alone links only when it
+// is the userName of one user, or an address of exactly one user, and
+// that user is not held to a different stable ID (see the README,
+// "Linking sign-ins to users"); the caller has checked that its domain
+// is verified for org.
 func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User, error) {
 	var u *store.User
 	var err error
@@ -28,19 +52,27 @@ func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User
 	if u == nil && (err == nil || errors.Is(err, store.ErrNotFound)) {
 		u, err = st.UserByUserName(org.ID, id.Email)
 		if errors.Is(err, store.ErrNotFound) {
-			u, err = st.UserByEmail(org.ID, id.Email)
+			u, err = userByOnlyEmail(st, org.ID, id.Email)
 		}
 		// A provisioned user's externalId is whatever the IdP's SCIM
 		// client chose (Entra ID sends mailNickname by default), not
 		// necessarily the objectidentifier its SAML side asserts; SCIM
 		// keeps such users' identities current, so only users from
 		// sign-ins are held to their objectidentifier.
-		if err == nil && u.Source != store.SourceSCIM && u.ExternalID != "" && id.ObjectID != "" && u.ExternalID != id.ObjectID {
-			return nil, errIdentityMismatch
+		if err == nil && u.Source != store.SourceSCIM && u.ExternalID != "" {
+			if id.ObjectID == "" {
+				return nil, errIDMissing
+			}
+			if u.ExternalID != id.ObjectID {
+				return nil, errIdentityMismatch
+			}
 		}
 	}
 	if err == nil {
 		return u, nil
+	}
+	if errors.Is(err, errIdentityMismatch) {
+		return nil, err
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("finding user: %w", err)
@@ -106,4 +138,20 @@ func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identit
 		return nil, fmt.Errorf("updating user: %w", err)
 	}
 	return u, nil
+}
+
+// userByOnlyEmail is the one user of orgID with this address:
+// ErrNotFound for none, errAmbiguousEmail for several.
+func userByOnlyEmail(st *store.Store, orgID, email string) (*store.User, error) {
+	ids, err := st.UserIDsByEmail(orgID, email)
+	if err != nil {
+		return nil, err
+	}
+	switch len(ids) {
+	case 0:
+		return nil, store.ErrNotFound
+	case 1:
+		return st.GetUser(orgID, ids[0])
+	}
+	return nil, errAmbiguousEmail
 }

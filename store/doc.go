@@ -35,15 +35,15 @@
 //	dom/<org>/<domain>               Domain
 //	vdom/<domain>                    org ID holding the verified domain (at most one)
 //	user/<org>/<user>                User
-//	uname/<org>/<lower userName>     user ID (unique)
+//	uname/<org>/<userName key>       user ID (unique); keys are identity.Key forms
 //	uext/<org>/<externalId>          user ID (unique)
-//	umail/<org>/<lower email>/<user> user ID, one key per user and address (not unique)
+//	umail/<org>/<email key>/<user>   user ID, one key per user and address (not unique)
 //	grp/<org>/<group>                Group
-//	gname/<org>/<lower displayName>  group ID (unique)
+//	gname/<org>/<folded displayName> group ID (unique); ASCII case folded only
 //	gext/<org>/<externalId>          group ID (unique)
 //	gmem/<org>/<user>/<group>        membership (GroupsOfUser scans one user, IsMember reads one key)
-//	udel/<org>/<kind>/<value>        deprovisioning marker (time): kind n = lower userName,
-//	                                 x = externalId, m = lower email (see DeprovisionUser)
+//	udel/<org>/<kind>/<value>        deprovisioning marker (time): kind n = userName key,
+//	                                 x = externalId, m = email key (see DeprovisionUser)
 //	count/users/<org>                number of users
 //	count/groups/<org>               number of groups
 //	count/bytes/<org>/<n>            one of 16 stripes of the bytes the org's user and group keys
@@ -60,6 +60,12 @@
 //	                                 <time> is ^UnixNano in hex so that scans run newest first;
 //	                                 pruned by age and count per org (AuditPolicy)
 //	secret/<name>                    secret bytes
+//	meta/index-version               version of the key forms above (see migrate.go)
+//
+// Identity keys never use Unicode case folding, under which distinct
+// names meet (U+212A KELVIN SIGN and k): userNames and addresses are
+// keyed by identity.Key (ASCII case folded, domains as IDNA A-labels),
+// group names by identity.Fold.
 //
 // Badger's TTL has one-second granularity, so records with an expiry are also
 // checked against their own ExpiresAt when read.

@@ -3,9 +3,10 @@ package store
 import (
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	badger "github.com/dgraph-io/badger/v4"
+
+	"github.com/ssogate/ssogate/identity"
 )
 
 func validDomainStatus(st string) bool { return st == DomainPending || st == DomainVerified }
@@ -14,7 +15,7 @@ func checkDomainName(op, name string) error {
 	if name == "" {
 		return invalid(op, "empty domain name")
 	}
-	if name != strings.ToLower(name) {
+	if name != identity.Fold(name) {
 		return invalid(op, "domain %q is not normalized to lower case", name)
 	}
 	return nil

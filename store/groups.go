@@ -28,7 +28,7 @@ func dedupeMembers(op string, members []string) ([]string, error) {
 }
 
 func groupUniqueKeys(g *Group) map[string]string {
-	ks := map[string]string{string(key(pGName, g.OrgID, fold(g.DisplayName))): fmt.Sprintf("displayName %q", g.DisplayName)}
+	ks := map[string]string{string(key(pGName, g.OrgID, groupKey(g.DisplayName))): fmt.Sprintf("displayName %q", g.DisplayName)}
 	if g.ExternalID != "" {
 		ks[string(key(pGExt, g.OrgID, g.ExternalID))] = fmt.Sprintf("externalId %q", g.ExternalID)
 	}
@@ -175,7 +175,7 @@ func (s *Store) GroupByDisplayName(orgID, name string) (*Group, error) {
 	if err := need(op, "org id", orgID, "displayName", name); err != nil {
 		return nil, err
 	}
-	return s.groupVia(op, orgID, indexLookup(op, key(pGName, orgID, fold(name)), "displayName", name))
+	return s.groupVia(op, orgID, indexLookup(op, key(pGName, orgID, groupKey(name)), "displayName", name))
 }
 
 // GroupByExternalID finds a group by externalId (exact match).

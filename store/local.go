@@ -21,7 +21,7 @@ import (
 //
 //	linv/<token hash>              Invitation, Badger TTL = ExpiresAt
 //	linvu/<org>/<user>/<hash>      expiry time, same TTL (a user's pending links)
-//	lmail/<lower email>/<org>      user ID of the org's local account with that address
+//	lmail/<email key>/<org>        user ID of the org's local account with that address
 //
 // lmail and linv are not scoped by organization in their first segment, so
 // DeleteOrg's prefix purge does not reach them. Nothing depends on that:
@@ -93,14 +93,14 @@ func checkLocalUser(op string, u *User) error {
 	if u.Role != RoleAdmin && u.Role != RoleUser {
 		return invalid(op, "role %q", u.Role)
 	}
-	if len(u.Emails) != 1 || fold(u.Emails[0].Value) != fold(u.UserName) {
+	if len(u.Emails) != 1 || userKey(u.Emails[0].Value) != userKey(u.UserName) {
 		return invalid(op, "a local account has one email address, equal to its userName")
 	}
 	return checkUser(op, u)
 }
 
 // localEmail is the address a local account signs in with.
-func localEmail(u *User) string { return fold(u.UserName) }
+func localEmail(u *User) string { return userKey(u.UserName) }
 
 // putInvitation writes inv and its per-user marker. The user's other
 // pending links are revoked first: only the newest link works.
@@ -471,7 +471,7 @@ func (s *Store) LocalAccountsByEmail(email string) ([]*User, error) {
 		return nil, err
 	}
 	defer s.leave()
-	m := fold(email)
+	m := userKey(email)
 	var out []*User
 	err := s.view(func(txn *badger.Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pLMail, m), nil, 0) {

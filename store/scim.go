@@ -23,13 +23,13 @@ const (
 
 // deprovisionKeys are the markers that stand for u once it is gone.
 func deprovisionKeys(u *User) [][]byte {
-	keys := [][]byte{key(pUDel, u.OrgID, udelUserName, fold(u.UserName))}
+	keys := [][]byte{key(pUDel, u.OrgID, udelUserName, userKey(u.UserName))}
 	if u.ExternalID != "" {
 		keys = append(keys, key(pUDel, u.OrgID, udelExternalID, u.ExternalID))
 	}
 	for _, e := range u.Emails {
 		if e.Value != "" {
-			keys = append(keys, key(pUDel, u.OrgID, udelEmail, fold(e.Value)))
+			keys = append(keys, key(pUDel, u.OrgID, udelEmail, userKey(e.Value)))
 		}
 	}
 	return keys
@@ -80,10 +80,10 @@ func (s *Store) Deprovisioned(orgID, externalID, userName, email string) (bool, 
 		keys = append(keys, key(pUDel, orgID, udelExternalID, externalID))
 	}
 	if userName != "" {
-		keys = append(keys, key(pUDel, orgID, udelUserName, fold(userName)))
+		keys = append(keys, key(pUDel, orgID, udelUserName, userKey(userName)))
 	}
 	if email != "" {
-		keys = append(keys, key(pUDel, orgID, udelEmail, fold(email)))
+		keys = append(keys, key(pUDel, orgID, udelEmail, userKey(email)))
 	}
 	if err := s.enter(); err != nil {
 		return false, err
@@ -201,7 +201,7 @@ func (s *Store) GroupIDByDisplayName(orgID, name string) (string, error) {
 	if err := need(op, "org id", orgID, "displayName", name); err != nil {
 		return "", err
 	}
-	return s.indexedID(indexLookup(op, key(pGName, orgID, fold(name)), "group displayName", name))
+	return s.indexedID(indexLookup(op, key(pGName, orgID, groupKey(name)), "group displayName", name))
 }
 
 // UserIDsByEmail returns the IDs of the org's users that have this email
@@ -217,7 +217,7 @@ func (s *Store) UserIDsByEmail(orgID, email string) ([]string, error) {
 	defer s.leave()
 	ids := []string{}
 	err := s.view(func(txn *badger.Txn) error {
-		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, fold(email)), nil, 0) {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, userKey(email)), nil, 0) {
 			ids = append(ids, lastSegment(k))
 		}
 		return nil

@@ -14,6 +14,8 @@ import (
 
 	badger "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/identity"
 )
 
 // Options tune Open.
@@ -136,6 +138,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Finish organization deletions a crash interrupted, before anyone can
 	// see their leftovers.
 	if err := s.resumePurges(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	// Indexes built by an older version are rebuilt before the first
+	// lookup could miss a user or find the wrong one.
+	if err := s.migrateIndexes(); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -320,6 +328,7 @@ const (
 	pSecret   = "secret"
 	pCount    = "count"
 	pUDel     = "udel"
+	pMeta     = "meta"
 )
 
 // esc percent-encodes '%' and '/' so that a segment can sit anywhere in a
@@ -363,9 +372,14 @@ func lastSegment(k []byte) string {
 	return unesc(string(k[i+1:]))
 }
 
-// fold is the case-insensitive form used by the userName, displayName and
-// email indexes.
-func fold(s string) string { return strings.ToLower(s) }
+// userKey is the form userNames and email addresses are indexed and
+// compared in (see identity.Key): ASCII case folded, domains as A-labels,
+// never Unicode case folding.
+func userKey(s string) string { return identity.Key(s) }
+
+// groupKey is the form group displayNames are indexed and compared in:
+// ASCII case folded only.
+func groupKey(s string) string { return identity.Fold(s) }
 
 // ---- values ----------------------------------------------------------------
 

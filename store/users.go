@@ -20,13 +20,13 @@ type userIndex struct {
 }
 
 func userIndexes(u *User) []userIndex {
-	idx := []userIndex{{key: key(pUName, u.OrgID, fold(u.UserName)), unique: true, what: fmt.Sprintf("userName %q", u.UserName)}}
+	idx := []userIndex{{key: key(pUName, u.OrgID, userKey(u.UserName)), unique: true, what: fmt.Sprintf("userName %q", u.UserName)}}
 	if u.ExternalID != "" {
 		idx = append(idx, userIndex{key: key(pUExt, u.OrgID, u.ExternalID), unique: true, what: fmt.Sprintf("externalId %q", u.ExternalID)})
 	}
 	seen := map[string]bool{}
 	for _, e := range u.Emails {
-		m := fold(e.Value)
+		m := userKey(e.Value)
 		if m == "" || seen[m] {
 			continue
 		}
@@ -34,6 +34,22 @@ func userIndexes(u *User) []userIndex {
 		idx = append(idx, userIndex{key: key(pUMail, u.OrgID, m, u.ID)})
 	}
 	return idx
+}
+
+// dropUserIndex removes a user's index key. A unique key goes only if it
+// points at this user: after the index migration, a user whose name the
+// new rule joins with another's may compute a key that the other holds.
+func dropUserIndex(txn *badger.Txn, use *usage, ix userIndex, id string) error {
+	if ix.unique {
+		var holder string
+		switch err := getJSON(txn, ix.key, &holder); {
+		case errors.Is(err, ErrNotFound) || (err == nil && holder != id):
+			return nil
+		case err != nil:
+			return err
+		}
+	}
+	return use.del(txn, ix.key)
 }
 
 // writeUserIndexes adds the index keys in add that are not in keep, failing
@@ -158,7 +174,7 @@ func (s *Store) UserByUserName(orgID, userName string) (*User, error) {
 	if err := need(op, "org id", orgID, "userName", userName); err != nil {
 		return nil, err
 	}
-	return s.userVia(op, orgID, indexLookup(op, key(pUName, orgID, fold(userName)), "userName", userName))
+	return s.userVia(op, orgID, indexLookup(op, key(pUName, orgID, userKey(userName)), "userName", userName))
 }
 
 // UserByExternalID finds a user by externalId (exact match).
@@ -185,7 +201,7 @@ func (s *Store) UserByEmail(orgID, email string) (*User, error) {
 	defer s.leave()
 	var best *User
 	err := s.view(func(txn *badger.Txn) error {
-		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, fold(email)), nil, 0) {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, userKey(email)), nil, 0) {
 			u := new(User)
 			if err := getJSON(txn, key(pUser, orgID, lastSegment(k)), u); err != nil {
 				if err == ErrNotFound {
@@ -289,7 +305,7 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error, opts ...Write
 		}
 		for _, ix := range oldIdx {
 			if !wanted[string(ix.key)] {
-				if err := use.del(txn, ix.key); err != nil {
+				if err := dropUserIndex(txn, use, ix, id); err != nil {
 					return err
 				}
 			}
@@ -338,7 +354,7 @@ func deleteUser(txn *badger.Txn, use *usage, op, orgID, id string) (*User, error
 		return nil, wrapNotFound(err, op, "user", id)
 	}
 	for _, ix := range userIndexes(u) {
-		if err := use.del(txn, ix.key); err != nil {
+		if err := dropUserIndex(txn, use, ix, id); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/ssogate/ssogate/identity"
 )
 
 // MinPasswordLength is the shortest password accepted, in characters.
@@ -171,15 +173,7 @@ func madeOf(p string, words []string) bool {
 
 // asciiLower lower-cases ASCII letters only: identities are never
 // compared with Unicode case folding.
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
+func asciiLower(s string) string { return identity.Fold(s) }
 
 func isPad(r rune) bool {
 	return unicode.IsDigit(r) || unicode.IsPunct(r) || unicode.IsSymbol(r) || unicode.IsSpace(r)

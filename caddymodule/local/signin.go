@@ -7,8 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/net/idna"
-
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -132,19 +131,12 @@ type Authenticator struct {
 }
 
 // NormalizeEmail is the form in which local accounts' addresses are
-// stored, looked up and throttled: trimmed, lower-cased, and with an
-// internationalized domain in its ASCII (punycode) form, the form in
-// which verified domains are kept.
+// stored, looked up and throttled: trimmed, in identity.Key form (ASCII
+// letters lower-cased, never other scripts' letters, and an
+// internationalized domain as its A-label, the form in which verified
+// domains are kept).
 func NormalizeEmail(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	at := strings.LastIndexByte(s, '@')
-	if at < 1 || at == len(s)-1 {
-		return s
-	}
-	if ascii, err := idna.Lookup.ToASCII(s[at+1:]); err == nil {
-		s = s[:at+1] + strings.ToLower(ascii)
-	}
-	return s
+	return identity.Key(strings.TrimSpace(s))
 }
 
 // EmailDomain returns the part after the last @, or "".

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -109,7 +110,7 @@ func NormalizeDomain(raw string) (string, error) {
 	if err != nil {
 		return "", invalid(field, "%q is not a valid domain name", s)
 	}
-	ascii = strings.ToLower(ascii)
+	ascii = identity.Fold(ascii)
 	labels := strings.Split(ascii, ".")
 	if len(labels) < 2 {
 		return "", invalid(field, "%q is a single-label name; give a full domain such as example.com", s)
@@ -166,9 +167,9 @@ func lookupDomainName(raw string) string {
 	}
 	s := strings.TrimSuffix(strings.TrimSpace(raw), ".")
 	if a, err := idna.Lookup.ToASCII(s); err == nil {
-		return strings.ToLower(a)
+		return identity.Fold(a)
 	}
-	return strings.ToLower(s)
+	return identity.Fold(s)
 }
 
 // NewResolver returns a resolver that sends every verification query to

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/mail"
 	"regexp"
 	"strings"
 	"time"
@@ -34,6 +33,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -504,8 +504,9 @@ func cleanText(field, s string, max int) (string, error) {
 	return s, nil
 }
 
-// normalizeEmail accepts a bare address (no display name) and lower-cases
-// it: email identities are compared case-insensitively throughout.
+// normalizeEmail accepts exactly one bare address (identity.ParseEmail)
+// and returns its matching form, identity.Key: local accounts sign in
+// with it, so it is stored the way it is looked up.
 func normalizeEmail(field, s string) (string, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -514,13 +515,8 @@ func normalizeEmail(field, s string) (string, error) {
 	if len(s) > maxEmailLen {
 		return "", invalid(field, "is too long (at most %d characters)", maxEmailLen)
 	}
-	a, err := mail.ParseAddress(s)
-	if err != nil || a.Name != "" || a.Address != s {
+	if _, err := identity.ParseEmail(s); err != nil {
 		return "", invalid(field, "%q is not a plain email address (like alice@example.com)", s)
 	}
-	at := strings.LastIndexByte(s, '@')
-	if at <= 0 || !strings.Contains(s[at+1:], ".") {
-		return "", invalid(field, "%q is not a plain email address (like alice@example.com)", s)
-	}
-	return strings.ToLower(s), nil
+	return identity.Key(s), nil
 }

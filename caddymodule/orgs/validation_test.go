@@ -300,3 +300,22 @@ func TestConcurrentVerificationOneWinner(t *testing.T) {
 		t.Errorf("%d organizations verified the domain, want 1", winners)
 	}
 }
+
+// Owner and local-account addresses are one addr-spec, stored in the
+// form they are looked up in (ASCII case folded, A-label domain).
+func TestNormalizeEmailIsOneAddrSpec(t *testing.T) {
+	for in, want := range map[string]string{
+		" Alice@Example.COM ":  "alice@example.com",
+		"jorg@Bücher.de":       "jorg@xn--bcher-kva.de",
+		"\u212Aim@example.com": "\u212Aim@example.com", // never folded onto kim@
+	} {
+		if got, err := normalizeEmail("email", in); err != nil || got != want {
+			t.Errorf("normalizeEmail(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{`"a@b"@example.com`, "a@evil.test@example.com", "a@example.com, b@example.com", "Alice <a@example.com>", "a(x)@example.com"} {
+		if got, err := normalizeEmail("email", in); err == nil {
+			t.Errorf("normalizeEmail(%q) = %q, want an error", in, got)
+		}
+	}
+}

@@ -3,10 +3,12 @@ package samlsp
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/crewjam/saml"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -118,8 +120,12 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	if id.Email == "" {
 		return nil, errors.New("assertion names no email (attribute \"name\" or the NameID)")
 	}
-	if !strings.Contains(id.Email, "@") {
-		return nil, errors.New("asserted login is not an email address")
+	// One address, in its canonical form (identity.ParseEmail): a value
+	// such as "alice@evil.test@example.com" or "a@example.com, b@example.com"
+	// would otherwise pass the domain check as one person and reach the
+	// upstream as another.
+	if _, err := identity.ParseEmail(id.Email); err != nil {
+		return nil, fmt.Errorf("asserted login is not an email address: %w", err)
 	}
 	return id, nil
 }
@@ -186,22 +192,22 @@ func all(attrs map[string][]string, names []string) []string {
 	return out
 }
 
-// NormalizeEmail trims and lower-cases an address. Domain parts are
-// case-insensitive everywhere; local parts are in practice at every IdP
-// ssogate serves, and one spelling per person is what keeps the user
-// store free of duplicates.
+// NormalizeEmail trims an address and returns its canonical form (see
+// identity.ParseEmail: the local part as given, the domain as a lower-case
+// A-label); a value that is not one address comes back trimmed only, for
+// the caller to refuse. Case is never folded here: matching folds ASCII
+// case only (identity.Key), so that no look-alike character of another
+// script passes for an ASCII letter.
 func NormalizeEmail(s string) string {
-	return strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimSpace(s)
+	if e, err := identity.ParseEmail(s); err == nil {
+		return e
+	}
+	return s
 }
 
-// EmailDomain returns the part after the last '@', or "".
-func EmailDomain(email string) string {
-	i := strings.LastIndexByte(email, '@')
-	if i < 1 || i == len(email)-1 {
-		return ""
-	}
-	return email[i+1:]
-}
+// EmailDomain returns the canonical domain of a single address, or "".
+func EmailDomain(email string) string { return identity.EmailDomain(email) }
 
 func xmlMarshal(v any) ([]byte, error) {
 	out, err := xml.MarshalIndent(v, "", "  ")

@@ -10,6 +10,8 @@ import (
 	scimfilter "github.com/elimity-com/scim/filter"
 	"github.com/elimity-com/scim/schema"
 	"github.com/scim2/filter-parser/v2"
+
+	"github.com/ssogate/ssogate/identity"
 )
 
 // The library parses and validates PATCH operations (RFC 7644 §3.5.2) and
@@ -397,7 +399,7 @@ func indexOfValue(attr schema.CoreAttribute, list []any, v any) int {
 		if isMap && ok && hasValue {
 			a, _ := vm["value"].(string)
 			b, _ := em["value"].(string)
-			if a != "" && (a == b || (!sub.CaseExact() && strings.EqualFold(a, b))) {
+			if a != "" && (a == b || (!sub.CaseExact() && identity.EqualFold(a, b))) {
 				return i
 			}
 			continue

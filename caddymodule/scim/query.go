@@ -237,6 +237,9 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 		matches: func(u *store.User, expr filter.Expression) (bool, error) {
 			view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
 			return matches(expr, func(leaf filter.Expression) bool {
+				if match, ok := userIdentityLeaf(leaf, u); ok {
+					return match
+				}
 				leaf = asValuePath(leaf, userFilterSchema)
 				return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
 			}), nil
@@ -344,6 +347,9 @@ func (h *groupHandler) matches(org string, g *store.Group, expr filter.Expressio
 				storeErr = err
 			}
 			return is
+		}
+		if match, ok := groupIdentityLeaf(leaf, g); ok {
+			return match
 		}
 		i, p := 0, newProjection(nil, []string{attrMembers})
 		if strings.EqualFold(leafAttribute(leaf).AttributeName, attrMembers) {

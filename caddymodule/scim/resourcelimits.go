@@ -5,14 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/mail"
 	"strconv"
 	"strings"
 	"unicode"
 
 	scimerrors "github.com/elimity-com/scim/errors"
-	"golang.org/x/net/idna"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -155,6 +154,11 @@ func checkUserName(v string) error {
 	if v == "" || strings.ContainsFunc(v, func(r rune) bool { return isControl(r) || unicode.IsSpace(r) }) {
 		return badValue("userName must be one word without spaces or control characters.")
 	}
+	// The identity headers carry it; an upstream reading one as an HTTP
+	// list would split it at a comma.
+	if strings.ContainsRune(v, ',') {
+		return badValue("userName must not contain a comma.")
+	}
 	return nil
 }
 
@@ -169,26 +173,18 @@ func checkAddress(name, v string) error {
 	if strings.ContainsFunc(v, func(r rune) bool { return isControl(r) || unicode.IsSpace(r) }) {
 		return badValue(name + " must not contain spaces or control characters.")
 	}
-	a, err := mail.ParseAddress(v)
-	if err != nil || a.Name != "" || a.Address != v || addressDomain(v) == "" {
-		return badValue(name + " " + strconv.Quote(v) + " is not an email address (like alice@example.com).")
+	// Exactly one addr-spec: no second '@', comma, quotes or comments,
+	// which would let one value pass the domain check as one person and
+	// reach an upstream as another.
+	if _, err := identity.ParseEmail(v); err != nil {
+		return badValue(name + " " + strconv.Quote(v) + " is not a single email address (like alice@example.com).")
 	}
 	return nil
 }
 
 // addressDomain returns the domain of an address in the form verified
 // domains are stored in (ASCII, lower case), or "".
-func addressDomain(addr string) string {
-	at := strings.LastIndexByte(addr, '@')
-	if at < 1 || at == len(addr)-1 {
-		return ""
-	}
-	d, err := idna.Lookup.ToASCII(addr[at+1:])
-	if err != nil || !strings.Contains(d, ".") {
-		return ""
-	}
-	return asciiLower(d)
-}
+func addressDomain(addr string) string { return identity.EmailDomain(addr) }
 
 // userDomains returns the domains of the user's addresses.
 func userDomains(u *store.User) []string {

@@ -120,6 +120,9 @@ func (g *Gateway) methodNotAllowed(w http.ResponseWriter, allow string) {
 }
 
 func (g *Gateway) message(w http.ResponseWriter, status int, title, text, hint string, retry bool) {
+	if status == http.StatusRequestEntityTooLarge {
+		title = "Request too large" // not "Bad request": the input was fine but too big
+	}
 	m := pages.Message{Prefix: g.Prefix, Title: title, Text: text, Hint: hint}
 	if retry {
 		m.RetryURL = g.Prefix + "/login"

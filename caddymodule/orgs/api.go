@@ -77,6 +77,7 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"POST", "/orgs/{org}/domains/{domain}/verify", a.verifyDomain},
 		{"PUT", "/orgs/{org}/idp", a.setIdP},
 		{"PUT", "/orgs/{org}/admin-group", a.setAdminGroup},
+		{"PUT", "/orgs/{org}/config-group", a.setConfigGroup},
 		{"PUT", "/orgs/{org}/steps/{step}", a.setStep},
 		{"POST", "/orgs/{org}/activate", a.activate},
 		{"POST", "/orgs/{org}/deactivate", a.deactivate},
@@ -386,6 +387,15 @@ func (a *adminAPI) setAdminGroup(w http.ResponseWriter, r *http.Request) (int, a
 		return 0, nil, err
 	}
 	v, err := a.s.SetAdminGroup(a.actor(r), a.org(r), req.Name, req.ID)
+	return http.StatusOK, v, err
+}
+
+func (a *adminAPI) setConfigGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var req adminGroupRequest
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	v, err := a.s.SetConfigGroup(a.actor(r), a.org(r), req.Name, req.ID)
 	return http.StatusOK, v, err
 }
 

@@ -43,8 +43,12 @@ const (
 	Domain         = "example.com"
 	AdminGroupName = "ssogate-admins"
 	AdminGroupID   = "00g1demoadmins"
-	AliceEmail     = "alice@example.com"
-	BobEmail       = "bob@example.com"
+	// ConfigGroupName is the IdP group whose members may change the
+	// demo org's SSO (Alice; Bob only signs in).
+	ConfigGroupName = "ssogate-config"
+	ConfigGroupID   = "00g1democonfig"
+	AliceEmail      = "alice@example.com"
+	BobEmail        = "bob@example.com"
 )
 
 // Config says where each part listens.
@@ -102,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	idp, err := demoidp.New(demoidp.Config{
 		BaseURL: e.IdPURL,
 		Users: []demoidp.User{
-			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, "staff"}},
+			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, ConfigGroupName, "staff"}},
 			{Email: BobEmail, Password: cfg.Password, DisplayName: "Bob Builder", GivenName: "Bob", FamilyName: "Builder", Groups: []string{"staff"}},
 		},
 	})
@@ -213,6 +217,7 @@ func (e *Env) setUpOrg(ctx context.Context) error {
 			{http.MethodPost, base + "/" + OrgID + "/domains", map[string]any{"name": Domain}},
 			{http.MethodPost, base + "/" + OrgID + "/domains/" + Domain + "/verify", map[string]any{"force": true}},
 			{http.MethodPut, base + "/" + OrgID + "/admin-group", map[string]any{"name": AdminGroupName, "id": AdminGroupID}},
+			{http.MethodPut, base + "/" + OrgID + "/config-group", map[string]any{"name": ConfigGroupName, "id": ConfigGroupID}},
 			{http.MethodPost, base + "/" + OrgID + "/scim-token", nil},
 			{http.MethodPut, base + "/" + OrgID + "/steps/register", map[string]any{"done": true}},
 			{http.MethodPut, base + "/" + OrgID + "/steps/saml", map[string]any{"done": true}},

@@ -288,7 +288,9 @@ func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err er
 	}
 	st.err, st.open = e, step
 	st.dropLargeEcho()
-	h.redirectFlash(w, r, a, step, st)
+	// No #fragment: it would keep the browser from focusing the field
+	// at fault (autofocus yields to a fragment's target).
+	h.redirectFlash(w, r, a, "", st)
 }
 
 // redirectFlash keeps st for the page and redirects there.

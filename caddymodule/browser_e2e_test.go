@@ -294,6 +294,15 @@ func TestBrowserConfiguratorToSSO(t *testing.T) {
 	if s := text(t, ctx, "main, .wrap"); !strings.Contains(s, "Before you start") {
 		t.Errorf("first visit: %q", s)
 	}
+	do(t, ctx, "re-authentication page",
+		chromedp.Navigate(gw+"/sso/reauth?return=/sso/admin/"),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/sso/reauth"] button`)),
+	)
+	checkA11y(t, ctx, "re-authentication")
+	do(t, ctx, "back to the configurator",
+		chromedp.Navigate(gw+"/sso/admin/"),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/admin/start"] button`)),
+	)
 	checkA11y(t, ctx, "configurator, before you start")
 	do(t, ctx, "start configuring",
 		chromedp.Click(chromedp.CSS(`form[action$="/admin/start"] button`)),
@@ -341,6 +350,15 @@ func TestBrowserConfiguratorToSSO(t *testing.T) {
 		t.Errorf("after a refused Verify the domains table leaves its card")
 	}
 	shots(t, ctx, "configurator-verify-refused")
+	// Remove asks first, saying what happens.
+	do(t, ctx, "remove domain: ask",
+		chromedp.Click(chromedp.CSS(`#step-domains td.act details.confirm > summary`)),
+		chromedp.WaitVisible(chromedp.CSS(`#step-domains td.act .ask button`)),
+	)
+	if s := text(t, ctx, "#step-domains td.act .ask"); !strings.Contains(s, "Remove "+domain+"?") {
+		t.Errorf("Remove domain's confirmation: %q", s)
+	}
+	shots(t, ctx, "configurator-remove-domain")
 	checkA11y(t, ctx, "configurator, refused Verify")
 	do(t, ctx, "reload the refusal", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS(txtSel)))
 	if s := text(t, ctx, ".wrap"); strings.Contains(s, reason) && eval[bool](t, ctx, `!!document.getElementById("verify-err")`) {

@@ -38,6 +38,7 @@ const maxRequestBody = 1 << 20
 //	POST   {prefix}/orgs/{org}/domains/{domain}/verify  {"force"?}
 //	PUT    {prefix}/orgs/{org}/idp                      {"entity_id","sso_url","certificates"}, {"metadata_xml"} or {"metadata_url"}
 //	PUT    {prefix}/orgs/{org}/admin-group              {"name","id"}
+//	PUT    {prefix}/orgs/{org}/config-group             {"name","id"} (both empty: local admins only)
 //	PUT    {prefix}/orgs/{org}/steps/{step}             {"done": true|false} (register, saml, scim, users)
 //	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing" (titles of the grey steps)
 //	POST   {prefix}/orgs/{org}/deactivate

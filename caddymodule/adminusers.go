@@ -351,27 +351,25 @@ func (g *Gateway) usersReinviteForm(w http.ResponseWriter, r *http.Request, _ *g
 // issues no other.
 func (g *Gateway) afterLinkForm(w http.ResponseWriter, r *http.Request, a *orgAdmin, link *orgs.SetPasswordLink, err error) {
 	page := pages.Users{}
-	var org *orgs.OrgView
-	if err == nil {
-		svc, oerr := g.app.Orgs()
-		if oerr == nil {
-			org, oerr = svc.GetOrg(a.sess.OrgID)
-		}
-		if oerr != nil {
-			g.serviceError(w, r, oerr, false)
-			return
-		}
-	}
 	if e, ok := orgs.AsError(err); ok {
 		page.Error = e.Error()
 	} else if err != nil {
 		g.serviceError(w, r, err, false)
 		return
 	} else {
-		page.NewLink = &pages.NewLink{Email: link.Email, URL: link.URL, Expires: link.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST")}
-		// Said up front: a new account of an org with SSO on cannot sign
-		// in with the password it is about to choose.
-		page.NewLink.SSOOnly = org != nil && org.State == store.OrgActive
+		svc, err := g.app.Orgs()
+		var org *orgs.OrgView
+		if err == nil {
+			org, err = svc.GetOrg(a.sess.OrgID)
+		}
+		if err != nil {
+			g.serviceError(w, r, err, false)
+			return
+		}
+		page.NewLink = &pages.NewLink{Email: link.Email, URL: link.URL, Expires: link.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST"),
+			// Said up front: a new account of an org with SSO on cannot
+			// sign in with the password it is about to choose.
+			SSOOnly: org.State == store.OrgActive}
 	}
 	g.usersFlash(w, r, a, &page)
 }

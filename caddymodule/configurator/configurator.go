@@ -413,12 +413,11 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 	}
 
 	for _, d := range v.Domains {
-		row := pages.DomainRow{
+		p.Domains = append(p.Domains, pages.DomainRow{
 			Name: d.Name, Display: d.Unicode, Verified: d.Status == store.DomainVerified,
 			TXTName: d.TXTRecord.Name, TXTValue: d.TXTRecord.Value,
 			LastCheck: when(d.LastCheck), Result: d.LastResult,
-		}
-		p.Domains = append(p.Domains, row)
+		})
 	}
 
 	p.IdP = pages.IdPForm{

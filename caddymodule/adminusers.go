@@ -34,8 +34,9 @@ import (
 //	POST   {prefix}/reauth                        form: csrf, return → sign in again
 //
 // Who is an org admin: a session of the org whose user is a local account
-// with role admin, or a SAML session (only members of the mapped admin
-// group get one). Everything acts on the session's org; a request naming
+// with role admin, or a SAML session of a member of the org's configurators
+// group (store.Org's ConfigGroup; unset by default, so that everyone who
+// may sign in with SSO cannot also switch it off). Everything acts on the session's org; a request naming
 // another org (?org=) gets 403, a user ID of another org 404. Without a
 // session: the sign-in page (HTML) or 401 (JSON). Every state-changing
 // request must pass http.CrossOriginProtection and carry the session's

@@ -168,11 +168,16 @@ var errOverage = errors.New("group overage without SCIM membership")
 // "ſsogate-admins", with a long s, pass for "ssogate-admins").
 // user is nil for someone signing in for the first time.
 func authorized(st *store.Store, org *store.Org, user *store.User, asserted []string) (bool, error) {
-	m := org.AdminGroup
+	return inGroup(st, org, org.AdminGroup, user, asserted)
+}
+
+// inGroup tells whether user is in the mapped group m, by the rules of
+// authorized; an empty mapping has no members.
+func inGroup(st *store.Store, org *store.Org, m store.GroupMapping, user *store.User, asserted []string) (bool, error) {
 	if m.ID == "" && m.Name == "" {
 		return false, nil
 	}
-	if gid, err := scimAdminGroupID(st, org); err == nil {
+	if gid, err := scimGroupID(st, org, m); err == nil {
 		if user == nil || user.ID == "" {
 			return false, nil // not provisioned, so not a member
 		}
@@ -188,12 +193,17 @@ func authorized(st *store.Store, org *store.Org, user *store.User, asserted []st
 	return false, nil
 }
 
-// scimAdminGroupID finds the provisioned group that the mapping names: by
-// the IdP's group ID (Entra ID pushes it as externalId), else by name (Okta
+// scimAdminGroupID finds the provisioned group that the admin group
+// mapping names (see scimGroupID).
+func scimAdminGroupID(st *store.Store, org *store.Org) (string, error) {
+	return scimGroupID(st, org, org.AdminGroup)
+}
+
+// scimGroupID finds the provisioned group that a mapping names: by the
+// IdP's group ID (Entra ID pushes it as externalId), else by name (Okta
 // pushes groups without one). Only the indexes are read, not the group
 // record with its member list, since this runs on every request.
-func scimAdminGroupID(st *store.Store, org *store.Org) (string, error) {
-	m := org.AdminGroup
+func scimGroupID(st *store.Store, org *store.Org, m store.GroupMapping) (string, error) {
 	if m.ID != "" {
 		if id, err := st.GroupIDByExternalID(org.ID, m.ID); err == nil || !errors.Is(err, store.ErrNotFound) {
 			return id, err

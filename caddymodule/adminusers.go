@@ -36,8 +36,9 @@ import (
 //	POST   {prefix}/reauth                        form: csrf, return → sign in again
 //
 // Who is an org admin: a session of the org whose user is a local account
-// with role admin, or a SAML session (only members of the mapped admin
-// group get one). Everything acts on the session's org; a request naming
+// with role admin, or a SAML session of a member of the org's configurators
+// group (store.Org's ConfigGroup; unset by default, so that everyone who
+// may sign in with SSO cannot also switch it off). Everything acts on the session's org; a request naming
 // another org (?org=) gets 403, a user ID of another org 404. Without a
 // session: the sign-in page (HTML) or 401 (JSON). Every state-changing
 // request must pass http.CrossOriginProtection and carry the session's
@@ -189,13 +190,29 @@ func (g *Gateway) requireOrgAdmin(w http.ResponseWriter, r *http.Request, st *ga
 	if o := r.URL.Query().Get("org"); o != "" && o != sess.OrgID {
 		return forbidden("You are not an administrator of that organization.")
 	}
-	isAdmin := sess.AuthMethod == authSAML
-	if !isAdmin {
-		u, err := st.store.GetUser(sess.OrgID, sess.UserID)
+	u, err := st.store.GetUser(sess.OrgID, sess.UserID)
+	if err != nil {
+		g.internalError(w, r, "loading user", err)
+		return nil, false
+	}
+	var isAdmin bool
+	if sess.AuthMethod == authSAML {
+		// Everyone in the sign-in group has an SSO session; only the
+		// org's chosen configurators may change its SSO (store.Org's
+		// ConfigGroup; none by default).
+		org, err := st.store.GetOrg(sess.OrgID)
 		if err != nil {
-			g.internalError(w, r, "loading user", err)
+			g.internalError(w, r, "loading organization", err)
 			return nil, false
 		}
+		if isAdmin, err = inGroup(st.store, org, org.ConfigGroup, u, sess.Groups); err != nil {
+			g.internalError(w, r, "checking the configurators group", err)
+			return nil, false
+		}
+		if !isAdmin {
+			return forbidden("Your organization lets only its local administrators, and members of the IdP group it chose, change its single sign-on settings.")
+		}
+	} else {
 		isAdmin = u.Source == store.SourceLocal && u.Role == store.RoleAdmin
 	}
 	if !isAdmin {
@@ -218,6 +235,10 @@ func (g *Gateway) checkSessionCSRF(w http.ResponseWriter, r *http.Request, ls *l
 		if !isJSON {
 			r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 			if err := r.ParseForm(); err != nil {
+				if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+					g.message(w, http.StatusRequestEntityTooLarge, "Request too large", "The form was too large.", "", false)
+					return false
+				}
 				g.message(w, http.StatusBadRequest, "Bad request", "The form could not be read.", "", false)
 				return false
 			}
@@ -251,6 +272,18 @@ func (g *Gateway) usersPage(w http.ResponseWriter, r *http.Request, st *gatewayS
 	case "unlinked":
 		page.Notice = "The user's link to their identity provider account was removed and their sessions ended. Their next SSO sign-in links the account again."
 	}
+	if id := q.Get("r"); id != "" {
+		ps, err := g.app.processState()
+		if err != nil {
+			g.internalError(w, r, "opening state", err)
+			return
+		}
+		if f, ok := ps.flashes.Take(a.sess.ID, id).(*pages.Users); ok {
+			page = *f
+		} else {
+			page.Notice = "This page was reloaded: an invitation link is shown only once. Use New link on the account to issue another."
+		}
+	}
 	g.renderUsers(w, r, a, page, http.StatusOK)
 }
 
@@ -268,6 +301,7 @@ func (g *Gateway) renderUsers(w http.ResponseWriter, r *http.Request, a *orgAdmi
 		return
 	}
 	page.Prefix, page.OrgName, page.Me, page.CSRF = g.Prefix, org.Name, a.actor, a.csrf
+	page.SSOActive = org.State == store.OrgActive
 	users, err := svc.ListUsers(a.sess.OrgID, orgs.UserFilter{Role: page.Role, Status: page.Status})
 	if e, ok := orgs.AsError(err); ok {
 		page.Error, page.Role, page.Status = e.Error(), "", ""
@@ -298,7 +332,7 @@ func (g *Gateway) renderUsers(w http.ResponseWriter, r *http.Request, a *orgAdmi
 		row.Unlinkable = u.IdPLinked && u.ID != a.sess.UserID
 		page.Users = append(page.Users, row)
 	}
-	g.pages.Render(w, status, "users", page)
+	g.pages.RenderWithScript(w, status, "users", &page)
 }
 
 func (g *Gateway) usersInviteForm(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, _ string) {
@@ -322,27 +356,55 @@ func (g *Gateway) usersReinviteForm(w http.ResponseWriter, r *http.Request, _ *g
 	g.afterLinkForm(w, r, a, link, err)
 }
 
-// afterLinkForm shows the users page with the new link, once. It is
-// rendered in the response to the post, not behind a redirect, so the
-// link never appears in a URL.
+// afterLinkForm shows the users page with the new link, once, through a
+// flash (usersFlash): the link never appears in a URL, and a reload
+// issues no other.
 func (g *Gateway) afterLinkForm(w http.ResponseWriter, r *http.Request, a *orgAdmin, link *orgs.SetPasswordLink, err error) {
 	page := pages.Users{}
-	status := http.StatusOK
 	if e, ok := orgs.AsError(err); ok {
-		page.Error, status = e.Error(), e.Status
+		page.Error = e.Error()
 	} else if err != nil {
 		g.serviceError(w, r, err, false)
 		return
 	} else {
-		page.NewLink = &pages.NewLink{Email: link.Email, URL: link.URL, Expires: link.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST")}
+		svc, err := g.app.Orgs()
+		var org *orgs.OrgView
+		if err == nil {
+			org, err = svc.GetOrg(a.sess.OrgID)
+		}
+		if err != nil {
+			g.serviceError(w, r, err, false)
+			return
+		}
+		page.NewLink = &pages.NewLink{Email: link.Email, URL: link.URL, Expires: link.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST"),
+			// Said up front: a new account of an org with SSO on cannot
+			// sign in with the password it is about to choose.
+			SSOOnly: org.State == store.OrgActive}
 	}
-	g.renderUsers(w, r, a, page, status)
+	g.usersFlash(w, r, a, &page)
+}
+
+// usersFlash keeps a post's outcome for the users page and redirects
+// there (Post/Redirect/Get).
+func (g *Gateway) usersFlash(w http.ResponseWriter, r *http.Request, a *orgAdmin, page *pages.Users) {
+	ps, err := g.app.processState()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return
+	}
+	id, err := ps.flashes.Put(a.sess.ID, page)
+	if err != nil {
+		g.internalError(w, r, "keeping the result", err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, g.Prefix+"/admin/users?r="+id, http.StatusSeeOther)
 }
 
 func (g *Gateway) usersRemoveForm(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, id string) {
 	if err := g.removeLocalUser(a, id); err != nil {
 		if e, ok := orgs.AsError(err); ok {
-			g.renderUsers(w, r, a, pages.Users{Error: e.Error()}, e.Status)
+			g.usersFlash(w, r, a, &pages.Users{Error: e.Error()})
 			return
 		}
 		g.serviceError(w, r, err, false)
@@ -359,12 +421,12 @@ func (g *Gateway) usersUnlinkForm(w http.ResponseWriter, r *http.Request, _ *gat
 		return
 	}
 	if strings.Contains(id, "@") { // IDs only, as for remove
-		g.renderUsers(w, r, a, pages.Users{Error: "no such user"}, http.StatusNotFound)
+		g.usersFlash(w, r, a, &pages.Users{Error: "no such user"})
 		return
 	}
 	if _, err := svc.UnlinkUser(a.actor, a.sess.OrgID, id); err != nil {
 		if e, ok := orgs.AsError(err); ok {
-			g.renderUsers(w, r, a, pages.Users{Error: e.Error()}, e.Status)
+			g.usersFlash(w, r, a, &pages.Users{Error: e.Error()})
 			return
 		}
 		g.serviceError(w, r, err, false)

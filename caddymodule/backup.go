@@ -399,6 +399,7 @@ func (g *Gateway) setPasswordPage(lt *linkTarget, token, csrf string) pages.SetP
 	return pages.SetPassword{
 		Prefix: g.Prefix, Token: token, Email: lt.user.UserName, OrgName: lt.org.Name, CSRF: csrf,
 		Expires: lt.inv.ExpiresAt.UTC().Format("2 Jan 2006 15:04 MST"), MinLength: local.MinPasswordLength,
+		SSOOnly: lt.org.State == store.OrgActive && lt.user.ID != lt.org.BackupLogin,
 	}
 }
 
@@ -475,8 +476,14 @@ func (g *Gateway) setPassword(w http.ResponseWriter, r *http.Request, token stri
 		"purpose": inv.Purpose, "sessions_ended": strconv.Itoa(n),
 	})
 	g.trustDevice(w, r, ls, u)
-	g.pages.Render(w, http.StatusOK, "backup", pages.Backup{
+	done := pages.Backup{
 		Prefix: g.Prefix, CSRF: csrf, Org: u.OrgID, Email: u.UserName,
 		Notice: "Your password is set. Sign in with it now.",
-	})
+	}
+	if page.SSOOnly {
+		// Inviting "sign in with it now" would be followed by a refusal.
+		done.Notice = "Your password is set. Your organization signs in with single sign-on, so use Continue with SSO; the password works only if you become its backup login account."
+		done.UseSSO = true
+	}
+	g.pages.Render(w, http.StatusOK, "backup", done)
 }

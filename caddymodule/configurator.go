@@ -52,18 +52,23 @@ func (g *Gateway) serveConfigurator(w http.ResponseWriter, r *http.Request, rest
 		g.internalError(w, r, "opening orgs", err)
 		return true
 	}
+	ps, err := g.app.processState()
+	if err != nil {
+		g.internalError(w, r, "opening state", err)
+		return true
+	}
 	// The handler is a few pointers; building it per request keeps the
 	// admin of this request out of any shared state.
 	var admin *orgAdmin
 	h := &configurator.Handler{
-		Orgs: svc, Prefix: g.Prefix, Pages: g.pages,
+		Orgs: svc, Prefix: g.Prefix, Pages: g.pages, Flashes: ps.flashes,
 		Authorize: func(w http.ResponseWriter, r *http.Request) (*configurator.Admin, bool) {
 			a, ok := g.requireOrgAdmin(w, r, st, ls, false)
 			if !ok {
 				return nil, false
 			}
 			admin = a
-			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf}, true
+			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf, Session: a.sess.ID}, true
 		},
 		CheckCSRF: func(w http.ResponseWriter, r *http.Request, _ *configurator.Admin) bool {
 			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/") &&

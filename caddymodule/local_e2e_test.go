@@ -615,9 +615,21 @@ func TestUsersPageAccess(t *testing.T) {
 	f := formByAction(t, p.body, "/sso/admin/users/invite")
 	f.Set("email", "dave@"+demo.Domain)
 	f.Set("role", "user")
+	// The post redirects (a reload must not invite again); the page it
+	// leads to shows the link once, with a Copy button, and says the
+	// account cannot sign in with a password while SSO is active.
 	p = b.post(env.GatewayURL+"/sso/admin/users/invite", f)
-	if p.status != http.StatusOK || !strings.Contains(p.body, env.GatewayURL+"/sso/invite/") {
-		t.Fatalf("invite form: %d\n%s", p.status, p.body)
+	if p.status != http.StatusSeeOther || strings.Contains(p.location, "invite/") {
+		t.Fatalf("invite form: %d %q\n%s", p.status, p.location, p.body)
+	}
+	shown := resolve(env.GatewayURL+"/sso/admin/users", p.location)
+	p = b.get(shown)
+	if p.status != http.StatusOK || !strings.Contains(p.body, env.GatewayURL+"/sso/invite/") ||
+		!strings.Contains(p.body, `data-copy="invite-link"`) || !strings.Contains(p.body, "cannot sign in with its password") {
+		t.Fatalf("invitation link page: %d\n%s", p.status, p.body)
+	}
+	if again := b.get(shown); strings.Contains(again.body, "/sso/invite/") {
+		t.Errorf("the invitation link is shown again on reload")
 	}
 	if list := b.get(env.GatewayURL + "/sso/admin/users?status=invited"); !strings.Contains(list.body, "dave@"+demo.Domain) || strings.Contains(list.body, "/sso/invite/") {
 		t.Errorf("invited list (the link must not show again):\n%s", list.body)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"time"
 
+	"github.com/ssogate/ssogate/caddymodule/configurator"
 	"github.com/ssogate/ssogate/caddymodule/local"
 	"github.com/ssogate/ssogate/caddymodule/scim"
 )
@@ -32,6 +33,10 @@ type processState struct {
 	// scimFailures throttles failed SCIM authentications per source and
 	// organization; a valid token always passes (see scim.Server.admit).
 	scimFailures *scim.FailureLimiter
+
+	// flashes carry the admin pages' post outcomes across their
+	// redirects; a reload in between must not lose a new SCIM token.
+	flashes *configurator.Flashes
 }
 
 func newProcessState() *processState {
@@ -40,6 +45,7 @@ func newProcessState() *processState {
 		devices:      local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
 		sources:      local.NewThrottle(local.ThrottleConfig{Free: 20, Base: time.Second, Max: time.Hour, Forget: time.Hour}),
 		scimFailures: scim.NewFailureLimiter(0, 0),
+		flashes:      configurator.NewFlashes(),
 	}
 }
 

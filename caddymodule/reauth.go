@@ -150,5 +150,5 @@ func (g *Gateway) serveReauth(w http.ResponseWriter, r *http.Request) {
 		g.message(w, http.StatusForbidden, "Sign-in unavailable", "Single sign-on is not active for your organization.", "Sign in with a password instead.", true)
 		return
 	}
-	g.startSAML(w, r, st, org, ret, true)
+	g.startSAML(w, r, st, org, ret, true, sess.Email)
 }

@@ -345,7 +345,7 @@ func TestSensitiveChangesNeedARecentSignIn(t *testing.T) {
 	if cfgPage.status != http.StatusOK {
 		t.Fatalf("configurator: %d", cfgPage.status)
 	}
-	pageCSRF := formByAction(t, cfgPage.body, "/sso/admin/start").Get("csrf")
+	pageCSRF := formByAction(t, cfgPage.body, "/sso/admin/deactivate").Get("csrf")
 	for _, c := range []struct {
 		action string
 		form   url.Values

@@ -120,6 +120,9 @@ func (g *Gateway) methodNotAllowed(w http.ResponseWriter, allow string) {
 }
 
 func (g *Gateway) message(w http.ResponseWriter, status int, title, text, hint string, retry bool) {
+	if status == http.StatusRequestEntityTooLarge {
+		title = "Request too large" // not "Bad request": the input was fine but too big
+	}
 	m := pages.Message{Prefix: g.Prefix, Title: title, Text: text, Hint: hint}
 	if retry {
 		m.RetryURL = g.Prefix + "/login"
@@ -167,13 +170,17 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.pages.Render(w, http.StatusOK, "login", form)
 		return
 	}
-	g.startSAML(w, r, st, org, ret, false)
+	g.startSAML(w, r, st, org, ret, false, email)
 }
 
 // startSAML sends the browser to org's IdP with an AuthnRequest that it
 // remembers for this browser; force asks the IdP to authenticate the user
-// anew (re-authentication before a sensitive change).
-func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, ret string, force bool) {
+// anew (re-authentication before a sensitive change). hint, the address
+// the user typed, goes along as login_hint (Entra ID and others prefill
+// their form with it, so nobody types their email twice; IdPs that do not
+// know it ignore it, and the redirect binding's signature does not cover
+// it, so it changes nothing else).
+func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, ret string, force bool, hint string) {
 	sp, err := g.provider(st, org)
 	if err != nil {
 		g.logger.Error("organization is active but its SAML settings are unusable", zap.String("org", org.ID), zap.Error(err))
@@ -201,6 +208,14 @@ func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayS
 	}); err != nil {
 		g.internalError(w, r, "saving AuthnRequest", err)
 		return
+	}
+	if hint != "" {
+		// Appended, not re-encoded: the signed parameters keep their
+		// exact bytes.
+		if redirect.RawQuery != "" {
+			redirect.RawQuery += "&"
+		}
+		redirect.RawQuery += "login_hint=" + url.QueryEscape(hint)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, redirect.String(), http.StatusSeeOther)

@@ -65,6 +65,10 @@ type Org struct {
 
 	IdP        IdPSettings  `json:"idp"`
 	AdminGroup GroupMapping `json:"admin_group"`
+	// ConfigGroup is the IdP group whose members may also change the
+	// org's SSO settings when signed in with SSO; empty (the default):
+	// only local admin accounts (the owner among them) may.
+	ConfigGroup GroupMapping `json:"config_group,omitzero"`
 
 	// AllowIdPInitiated accepts unsolicited SAML responses for this org.
 	// Off unless the operator turns it on.

@@ -8,11 +8,11 @@
 // (CheckCSRF). Every change goes through the orgs.Service, the same code
 // the JSON APIs call, so the page and the APIs obey the same rules.
 //
-// Successful posts redirect back to the page (Post/Redirect/Get) with a
-// flash code in the query; refused posts render the page in the response,
-// with the error next to the field at fault and the input kept. A new SCIM
-// token is also rendered in the response to its post, never put in a URL,
-// and shown only that once.
+// Every post redirects back to the page (Post/Redirect/Get), so a reload
+// never repeats it: a success with a notice code in the query; a refusal,
+// or a new SCIM token, through a one-time flash (Flashes) that the page
+// reads once: the error next to the field at fault with the input kept,
+// or the token, shown that once and never put in a URL.
 package configurator
 
 import (
@@ -34,6 +34,8 @@ type Admin struct {
 	UserID string
 	Actor  string // name for the audit trail and the page header
 	CSRF   string // the session's CSRF token, put in every form
+	// Session keys the admin's flashes; it never leaves the server.
+	Session string
 }
 
 // Handler serves the configurator page and its form posts under
@@ -42,6 +44,8 @@ type Handler struct {
 	Orgs   *orgs.Service
 	Prefix string // the gateway's route prefix, e.g. /sso
 	Pages  *pages.Renderer
+	// Flashes carry a post's outcome across its redirect.
+	Flashes *Flashes
 
 	// Authorize returns the org admin of the request, or answers the
 	// request itself (sign-in page, 403) and returns false.
@@ -89,7 +93,9 @@ func notice(code string) string {
 	case "domain-removed":
 		return "Domain removed."
 	case "group-saved":
-		return "Admin group saved."
+		return "Sign-in group saved."
+	case "config-group-saved":
+		return "Saved: who may change single sign-on."
 	case "saml-saved":
 		return "SAML settings saved."
 	case "step-saved":
@@ -109,7 +115,7 @@ func notice(code string) string {
 func Handles(rest string) bool {
 	switch rest {
 	case "/admin", "/admin/", "/admin/start", "/admin/domains", "/admin/domains/verify", "/admin/domains/remove",
-		"/admin/group", "/admin/saml", "/admin/scim-token", "/admin/backup", "/admin/activate", "/admin/deactivate":
+		"/admin/group", "/admin/config-group", "/admin/saml", "/admin/scim-token", "/admin/backup", "/admin/activate", "/admin/deactivate":
 		return true
 	}
 	step, ok := strings.CutPrefix(rest, "/admin/steps/")
@@ -137,7 +143,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		q := r.URL.Query()
-		h.render(w, r, a, http.StatusOK, &state{notice: notice(q.Get("done")), open: q.Get("open")})
+		st := &state{notice: notice(q.Get("done")), open: q.Get("open")}
+		if id := q.Get("r"); id != "" {
+			if f, ok := h.Flashes.Take(a.Session, id).(*state); ok {
+				st = f
+			} else {
+				st.notice = "This page was reloaded: it shows the current settings, and a one-time result (such as a new token) is not shown again."
+			}
+		}
+		h.render(w, r, a, http.StatusOK, st)
 		return
 	}
 	if r.Method != http.MethodPost {
@@ -171,6 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case rest == "/admin/group":
 		_, err := h.Orgs.SetAdminGroup(a.Actor, a.OrgID, f.Get("name"), f.Get("id"))
 		h.after(w, r, a, err, "group-saved", orgs.StepGroups, &state{form: "group", groupName: f.Get("name"), groupID: f.Get("id"), keepGroup: true})
+	case rest == "/admin/config-group":
+		_, err := h.Orgs.SetConfigGroup(a.Actor, a.OrgID, f.Get("name"), f.Get("id"))
+		h.after(w, r, a, err, "config-group-saved", orgs.StepGroups, &state{form: "cfggroup", cfgName: f.Get("name"), cfgID: f.Get("id"), keepCfg: true})
 	case rest == "/admin/saml":
 		in, echo := samlInput(f)
 		ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
@@ -183,9 +200,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.after(w, r, a, err, "", orgs.StepSCIM, &state{form: "step." + orgs.StepSCIM, rowError: true})
 			return
 		}
-		// Rendered here, not behind a redirect: the token must never
-		// appear in a URL, a history entry or a log line.
-		h.render(w, r, a, http.StatusOK, &state{open: orgs.StepSCIM, newToken: tok.Token,
+		// Through a flash: the token must never appear in a URL, a
+		// history entry or a log line, and a reload must not rotate it
+		// again.
+		h.redirectFlash(w, r, a, orgs.StepSCIM, &state{open: orgs.StepSCIM, newToken: tok.Token,
 			notice: "New SCIM token generated. Any previous token no longer works."})
 	case rest == "/admin/backup":
 		_, err := h.Orgs.SetBackup(a.Actor, a.OrgID, f.Get("user"))
@@ -242,14 +260,17 @@ type state struct {
 	newDomain          string
 	groupName, groupID string
 	keepGroup          bool
+	cfgName, cfgID     string
+	keepCfg            bool
 	idp                *pages.IdPForm
 	newToken           string
 
 	err *orgs.Error
 }
 
-// after finishes a post: a redirect to the page with the flash code when
-// it worked, the page with the error when it was refused.
+// after finishes a post: a redirect to the page with the notice code when
+// it worked, with a flash holding the error and the input when it was
+// refused.
 func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err error, done, step string, st *state) {
 	if err == nil {
 		target := h.Prefix + "/admin/?done=" + url.QueryEscape(done)
@@ -266,7 +287,36 @@ func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err er
 		return
 	}
 	st.err, st.open = e, step
-	h.render(w, r, a, e.Status, st)
+	st.dropLargeEcho()
+	// No #fragment: it would keep the browser from focusing the field
+	// at fault (autofocus yields to a fragment's target).
+	h.redirectFlash(w, r, a, "", st)
+}
+
+// redirectFlash keeps st for the page and redirects there.
+func (h *Handler) redirectFlash(w http.ResponseWriter, r *http.Request, a *Admin, step string, st *state) {
+	id, err := h.Flashes.Put(a.Session, st)
+	if err != nil {
+		h.Fail(w, r, err)
+		return
+	}
+	target := h.Prefix + "/admin/?r=" + url.QueryEscape(id)
+	if step != "" {
+		target += "#step-" + url.PathEscape(step)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// dropLargeEcho forgets input too large to keep in memory for the page;
+// the error is still shown, the admin pastes again.
+func (st *state) dropLargeEcho() {
+	if st.idp != nil && len(st.idp.MetadataXML)+len(st.idp.Certificate)+len(st.idp.MetadataURL)+len(st.idp.EntityID)+len(st.idp.SSOURL) > MaxEcho {
+		st.idp = &pages.IdPForm{Mode: st.idp.Mode}
+	}
+	if len(st.newDomain)+len(st.groupName)+len(st.groupID)+len(st.cfgName)+len(st.cfgID) > MaxEcho {
+		st.newDomain, st.groupName, st.groupID, st.cfgName, st.cfgID = "", "", "", "", ""
+	}
 }
 
 // errorKey is where the page shows a refused post's error.
@@ -318,6 +368,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 		SCIMBaseURL: h.Orgs.SCIMBaseURL(v.ID),
 		NewDomain:   st.newDomain,
 		GroupName:   v.AdminGroup.Name, GroupID: v.AdminGroup.ID,
+		CfgGroupName: v.ConfigGroup.Name, CfgGroupID: v.ConfigGroup.ID,
 		SCIMToken: v.SCIMToken, SCIMCreated: when(v.SCIMTokenCreated), SCIMLastUsed: when(v.SCIMTokenLastUsed),
 		NewSCIMToken: st.newToken,
 	}
@@ -344,6 +395,15 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 		}
 	}
 	p.AllDone = p.Total > 0 && p.Done == p.Total
+	// The page starts from the org's real state: an org its operator
+	// configured, or that is live, shows its status and steps (and
+	// Deactivate) even if no org admin ever pressed Start configuring.
+	// The backup login is green from the org's creation (the owner), so
+	// it alone does not count as configured.
+	p.Started = v.Started || p.Active
+	for _, s := range p.Steps {
+		p.Started = p.Started || (s.Done && s.Name != orgs.StepBackup)
+	}
 	if p.Total > 0 {
 		p.Percent = p.Done * 100 / p.Total
 	}
@@ -373,6 +433,9 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 	if st.keepGroup {
 		p.GroupName, p.GroupID = st.groupName, st.groupID
 	}
+	if st.keepCfg {
+		p.CfgGroupName, p.CfgGroupID = st.cfgName, st.cfgID
+	}
 
 	p.Backup = pages.BackupInfo{Current: backup.Email, Ready: backup.Ready, LastLogin: when(backup.LastLogin)}
 	for _, u := range backup.Eligible {
@@ -386,12 +449,21 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, a *Admin, statu
 	if st.err != nil {
 		msg := st.err.Message
 		if st.pageError {
+			p.Focus = "page"
 			p.Error = msg
 			if len(st.err.Missing) > 0 {
 				p.Error += " Still to do: " + strings.Join(st.err.Missing, ", ") + "."
 			}
 		} else {
-			p.Err[st.errorKey()] = capitalize(msg)
+			p.Focus = st.errorKey()
+			p.Err[p.Focus] = capitalize(msg)
+			// A refused Verify's message is the check's result: shown
+			// once, next to the row, not also in its status cell.
+			for i := range p.Domains {
+				if p.Focus == "verify."+p.Domains[i].Name {
+					p.Domains[i].Result = ""
+				}
+			}
 			p.Error = "That did not go through: see the message below."
 			for _, s := range p.Steps {
 				if s.Name == p.Open {

@@ -38,6 +38,7 @@ const maxRequestBody = 1 << 20
 //	POST   {prefix}/orgs/{org}/domains/{domain}/verify  {"force"?}
 //	PUT    {prefix}/orgs/{org}/idp                      {"entity_id","sso_url","certificates"}, {"metadata_xml"} or {"metadata_url"}
 //	PUT    {prefix}/orgs/{org}/admin-group              {"name","id"}
+//	PUT    {prefix}/orgs/{org}/config-group             {"name","id"} (both empty: local admins only)
 //	PUT    {prefix}/orgs/{org}/steps/{step}             {"done": true|false} (register, saml, scim, users)
 //	POST   {prefix}/orgs/{org}/activate                 → 200, or 409 with "missing" (titles of the grey steps)
 //	POST   {prefix}/orgs/{org}/deactivate
@@ -78,6 +79,7 @@ func (s *Service) AdminHandler(prefix string) http.Handler {
 		{"POST", "/orgs/{org}/domains/{domain}/verify", a.verifyDomain},
 		{"PUT", "/orgs/{org}/idp", a.setIdP},
 		{"PUT", "/orgs/{org}/admin-group", a.setAdminGroup},
+		{"PUT", "/orgs/{org}/config-group", a.setConfigGroup},
 		{"PUT", "/orgs/{org}/steps/{step}", a.setStep},
 		{"POST", "/orgs/{org}/activate", a.activate},
 		{"POST", "/orgs/{org}/deactivate", a.deactivate},
@@ -388,6 +390,15 @@ func (a *adminAPI) setAdminGroup(w http.ResponseWriter, r *http.Request) (int, a
 		return 0, nil, err
 	}
 	v, err := a.s.SetAdminGroup(a.actor(r), a.org(r), req.Name, req.ID)
+	return http.StatusOK, v, err
+}
+
+func (a *adminAPI) setConfigGroup(w http.ResponseWriter, r *http.Request) (int, any, error) {
+	var req adminGroupRequest
+	if err := decodeJSON(w, r, &req, false); err != nil {
+		return 0, nil, err
+	}
+	v, err := a.s.SetConfigGroup(a.actor(r), a.org(r), req.Name, req.ID)
 	return http.StatusOK, v, err
 }
 

@@ -25,6 +25,7 @@ import (
 //	POST   {prefix}/domains/{domain}/verify    DNS check (no "force": that is the operator's)
 //	PUT    {prefix}/idp                        {"entity_id","sso_url","certificates"}, {"metadata_xml"} or {"metadata_url"}
 //	PUT    {prefix}/admin-group                {"name","id"}
+//	PUT    {prefix}/config-group               {"name","id"} (both empty: local admins only)
 //	PUT    {prefix}/steps/{step}               {"done": true|false}
 //	POST   {prefix}/scim-token                 → 201 {"token","scim_base_url"} (shown once)
 //	POST   {prefix}/activate                   → 200, or 409 with "missing"
@@ -53,6 +54,7 @@ func (s *Service) OrgHandler(prefix string, orgOf func(*http.Request) string, ac
 		{"POST", "/domains/{domain}/verify", a.verifyDomain},
 		{"PUT", "/idp", a.setIdP},
 		{"PUT", "/admin-group", a.setAdminGroup},
+		{"PUT", "/config-group", a.setConfigGroup},
 		{"PUT", "/steps/{step}", a.setStep},
 		{"POST", "/scim-token", a.rotateSCIMToken},
 		{"POST", "/activate", a.activate},

@@ -130,7 +130,9 @@ type OrgView struct {
 	AllowIdPInitiated bool               `json:"allow_idp_initiated"`
 	IdP               IdPView            `json:"idp"`
 	AdminGroup        store.GroupMapping `json:"admin_group"`
-	BackupLogin       string             `json:"backup_login,omitempty"`
+	// ConfigGroup: see store.Org.
+	ConfigGroup store.GroupMapping `json:"config_group"`
+	BackupLogin string             `json:"backup_login,omitempty"`
 
 	// SCIMToken tells whether a SCIM token exists; the token itself is
 	// shown only once, when generated, and only its hash is stored.
@@ -301,6 +303,37 @@ func (s *Service) SetAdminGroup(actor, id, name, groupID string) (*OrgView, erro
 	return s.view(o)
 }
 
+// SetConfigGroup maps the IdP group whose members, signed in with SSO,
+// may also change the org's SSO settings (the configurator and the users
+// page). Both empty clears it: then only local admin accounts may, which
+// is the default, so that everyone who can sign in with SSO cannot also
+// switch it off or take over the org's provisioning.
+func (s *Service) SetConfigGroup(actor, id, name, groupID string) (*OrgView, error) {
+	if _, err := s.getOrg(id); err != nil {
+		return nil, err
+	}
+	var m store.GroupMapping
+	if strings.TrimSpace(name) != "" || strings.TrimSpace(groupID) != "" {
+		var err error
+		if m.Name, err = cleanText("name", name, maxGroupFieldLen); err != nil {
+			return nil, err
+		}
+		if m.ID, err = cleanText("id", groupID, maxGroupFieldLen); err != nil {
+			return nil, err
+		}
+	}
+	o, err := s.store.UpdateOrg(id, func(o *store.Org) error {
+		o.ConfigGroup = m
+		o.Updated = time.Now().UTC()
+		return nil
+	})
+	if err != nil {
+		return nil, orgErr(id, err, "updating")
+	}
+	s.audit(id, actor, "config_group.set", OutcomeSuccess, map[string]string{"name": m.Name, "id": m.ID})
+	return s.view(o)
+}
+
 // Activate turns on SSO for an organization. It refuses with 409,
 // listing the titles of the grey steps in Missing, unless all seven steps
 // of the configurator are green.
@@ -427,6 +460,7 @@ func (s *Service) view(o *store.Org) (*OrgView, error) {
 			MetadataURL:  o.IdP.MetadataURL,
 		},
 		AdminGroup:        o.AdminGroup,
+		ConfigGroup:       o.ConfigGroup,
 		BackupLogin:       o.BackupLogin,
 		SCIMToken:         len(o.SCIMTokenHash) > 0,
 		SCIMTokenCreated:  o.SCIMTokenCreated,

@@ -118,7 +118,7 @@ func stepStatuses(o *store.Org, f stepFacts, now time.Time) []StepStatus {
 		if ss.Todo == "" && ss.Tickable && !ss.Ticked {
 			// Names the box as the configurator labels it (the vendor
 			// guide's wording), so the page shows this text as it is.
-			ss.Todo = `Once this is done in the IdP, tick "Configuration in the IdP Directory is done".`
+			ss.Todo = `When this is done in your identity provider, press "Mark as done".`
 		}
 		ss.Done = ss.Todo == ""
 		out = append(out, ss)

@@ -40,6 +40,8 @@ type Configurator struct {
 	// Err holds the errors of the form just posted, keyed "form.field"
 	// (e.g. "group.name"), or "form." when no single field is at fault.
 	Err map[string]string
+	// Focus is the Err key of the first error, which gets the focus.
+	Focus string
 	// Open is the step whose section is expanded.
 	Open string
 
@@ -52,6 +54,9 @@ type Configurator struct {
 	NewDomain string // echoed after an error
 
 	GroupName, GroupID string
+	// CfgGroupName and CfgGroupID map the IdP group whose members may
+	// change SSO too; empty: local admins only.
+	CfgGroupName, CfgGroupID string
 
 	IdP   IdPForm
 	Certs []CertRow
@@ -127,9 +132,23 @@ type BackupOption struct {
 // RenderConfigurator renders the configurator page with a CSP that allows
 // its copy script and nothing else.
 func (r *Renderer) RenderConfigurator(w http.ResponseWriter, status int, c *Configurator) {
-	sum := sha256.Sum256([]byte(copyScript))
 	c.Script = template.JS(copyScript)
-	csp := "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-	r.render(w, status, "configurator", c, csp)
+	r.render(w, status, "configurator", c, scriptCSP)
 }
+
+// RenderWithScript renders the users page with the copy script, under the
+// same CSP as the configurator.
+func (r *Renderer) RenderWithScript(w http.ResponseWriter, status int, name string, u *Users) {
+	u.Script = template.JS(copyScript)
+	r.render(w, status, name, u, scriptCSP)
+}
+
+// scriptCSP admits the copy script, by its hash, and no other.
+var scriptCSP = func() string {
+	sum := sha256.Sum256([]byte(copyScript))
+	return "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}()
+
+// Page names the admin page for the navigation bar.
+func (Configurator) Page() string { return "config" }

@@ -1,5 +1,7 @@
 package pages
 
+import "html/template"
+
 // Backup is the data of the password sign-in page.
 type Backup struct {
 	Prefix   string
@@ -25,6 +27,9 @@ type SetPassword struct {
 	CSRF      string
 	Error     string
 	MinLength int
+	// SSOOnly: the org signs in with SSO and this account is not its
+	// backup login, so the password will not sign it in.
+	SSOOnly bool
 }
 
 // Users is the data of the org admin's users page.
@@ -39,6 +44,12 @@ type Users struct {
 	Notice  string
 	Error   string
 	NewLink *NewLink // a set-password link to show once
+	// SSOActive: the org signs in with SSO; new local accounts cannot
+	// sign in with a password.
+	SSOActive bool
+
+	// Script is filled in by RenderWithScript.
+	Script template.JS
 }
 
 // UserRow is one line of the users page.
@@ -59,4 +70,9 @@ type UserRow struct {
 // NewLink is a set-password link just issued.
 type NewLink struct {
 	Email, URL, Expires string
+	// SSOOnly: the account will not sign in with its password.
+	SSOOnly bool
 }
+
+// Page names the admin page for the navigation bar.
+func (Users) Page() string { return "users" }

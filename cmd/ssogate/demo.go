@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -16,21 +17,26 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "demo",
-		Usage: "[--gateway <addr>] [--idp <addr>] [--upstream <addr>] [--admin <addr>] [--data <dir>] [--password <pw>]",
+		Usage: "[--gateway <addr>] [--idp <addr>] [--upstream <addr>] [--admin <addr>] [--data <dir>] [--password <pw>] [--verbose]",
 		Short: "Runs a self-contained demo: gateway, demo SAML IdP and demo app",
 		Long: `
 Runs the gateway in front of a demo application, with a demo SAML identity
 provider and one active organization ("example", domain example.com), all
 in this process, with the store in a temporary directory unless --data is
-given. Sign in as alice@example.com (in the admin group: gets in) or
-bob@example.com (not in it: refused). Press Ctrl-C to stop.`,
+given. Sign in as alice@example.com (in the sign-in group, and may change
+SSO: gets in) or bob@example.com (not in it: refused). Caddy's admin API
+listens on a free loopback port unless --admin is given, and Caddy keeps
+its files in the data directory, not in ~/.local/share/caddy. The logs go
+to demo.log in the data directory; --verbose prints them too. Press
+Ctrl-C to stop.`,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.Flags().String("gateway", demo.DefaultGateway, "gateway listen address")
 			cmd.Flags().String("idp", demo.DefaultIdP, "demo IdP listen address")
 			cmd.Flags().String("upstream", demo.DefaultUpstream, "demo upstream listen address")
-			cmd.Flags().String("admin", demo.DefaultAdmin, "Caddy admin API listen address")
+			cmd.Flags().String("admin", demo.DefaultAdmin, "Caddy admin API listen address (default: a free loopback port)")
 			cmd.Flags().String("data", "", "data directory (default: a new temporary directory)")
 			cmd.Flags().String("password", demo.DefaultPassword, "password of the demo users")
+			cmd.Flags().Bool("verbose", false, "print every log line (default: only to demo.log in the data directory)")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(runDemo)
 		},
 	})
@@ -46,40 +52,67 @@ func runDemo(fl caddycmd.Flags) (int, error) {
 		data = dir
 		defer os.RemoveAll(dir)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	env, err := demo.Start(ctx, demo.Config{
+	// Caddy puts its instance ID and autosaved config under the user's
+	// data and config directories; a demo leaves those alone. This
+	// process is only the demo, so its environment is the place.
+	for _, v := range []string{"XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
+		if err := os.Setenv(v, filepath.Join(data, "home")); err != nil {
+			return 1, fmt.Errorf("demo: %w", err)
+		}
+	}
+	admin := fl.String("admin")
+	if admin == "" {
+		addr, err := demo.FreeAddr()
+		if err != nil {
+			return 1, err
+		}
+		admin = addr
+	}
+	cfg := demo.Config{
 		Gateway:  fl.String("gateway"),
 		IdP:      fl.String("idp"),
 		Upstream: fl.String("upstream"),
-		Admin:    fl.String("admin"),
+		Admin:    admin,
 		DataDir:  data,
 		Password: fl.String("password"),
-	})
-	if err != nil {
-		return 1, err
+		LogFile:  filepath.Join(data, "demo.log"),
 	}
-	defer env.Stop()
+	logs := cfg.LogFile
+	if fl.Bool("verbose") {
+		cfg.LogFile, logs = "", "printed below (--verbose)"
+	}
+
+	// What a person needs comes first, before any log line.
+	gw := "http://" + cfg.Gateway
 	fmt.Printf(`
-ssogate demo is running.
+ssogate demo
 
   Open            %s/
-  Demo IdP        %s
-  Demo upstream   %s   (direct, without the gateway)
-  Admin API       %s/sso/orgs
-  Data            %s
-
-  Sign in as      %s   (in the admin group: gets in)
+  Sign in as      %s   (in the sign-in group: gets in, and may change SSO)
              or   %s     (not in it: refused)
   Password        %s
 
   IdP integration %s/sso/admin/   (the org admin's configurator)
   Backup login    %s/sso/backup   (%s, same password; works without the IdP)
 
-Press Ctrl-C to stop.
-`, env.GatewayURL, env.IdPURL, env.UpstreamURL, env.AdminURL, data,
-		demo.AliceEmail, demo.BobEmail, fl.String("password"),
-		env.GatewayURL, env.GatewayURL, demo.AliceEmail)
+  Demo IdP        http://%s
+  Demo upstream   http://%s   (direct, without the gateway)
+  Admin API       http://%s/sso/orgs
+  Data            %s
+  Logs            %s
+
+Starting…
+`, gw, demo.AliceEmail, demo.BobEmail, cfg.Password, gw, gw, demo.AliceEmail,
+		cfg.IdP, cfg.Upstream, admin, data, logs)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env, err := demo.Start(ctx, cfg)
+	if err != nil {
+		return 1, err
+	}
+	defer env.Stop()
+	fmt.Printf("Ready: open %s/ — press Ctrl-C to stop.\n", env.GatewayURL)
 	<-ctx.Done()
 	fmt.Println("\nstopping")
 	return 0, nil

@@ -36,15 +36,22 @@ const (
 	DefaultGateway  = "127.0.0.1:8080"
 	DefaultIdP      = "127.0.0.1:8081"
 	DefaultUpstream = "127.0.0.1:8082"
-	DefaultAdmin    = "localhost:2019"
+	// DefaultAdmin is empty: the demo picks a free loopback port for
+	// Caddy's admin API, so that it does not clash with a Caddy already
+	// running on the usual localhost:2019.
+	DefaultAdmin    = ""
 	DefaultPassword = "demo-password"
 
 	OrgID          = "example"
 	Domain         = "example.com"
 	AdminGroupName = "ssogate-admins"
 	AdminGroupID   = "00g1demoadmins"
-	AliceEmail     = "alice@example.com"
-	BobEmail       = "bob@example.com"
+	// ConfigGroupName is the IdP group whose members may change the
+	// demo org's SSO (Alice; Bob only signs in).
+	ConfigGroupName = "ssogate-config"
+	ConfigGroupID   = "00g1democonfig"
+	AliceEmail      = "alice@example.com"
+	BobEmail        = "bob@example.com"
 )
 
 // Config says where each part listens.
@@ -54,6 +61,8 @@ type Config struct {
 	Password                      string // of the demo users
 	// LogLevel of Caddy's default logger (e.g. "INFO", "WARN").
 	LogLevel string
+	// LogFile, when set, receives the logs instead of stderr.
+	LogFile string
 	// ExtraGatewayConfig, when set, replaces the sso_gateway handler JSON
 	// (tests use it to try header presets).
 	GatewayHandler map[string]any
@@ -80,7 +89,11 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 		cfg.Upstream = DefaultUpstream
 	}
 	if cfg.Admin == "" {
-		cfg.Admin = DefaultAdmin
+		addr, err := FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Admin = addr
 	}
 	if cfg.Password == "" {
 		cfg.Password = DefaultPassword
@@ -102,7 +115,7 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	idp, err := demoidp.New(demoidp.Config{
 		BaseURL: e.IdPURL,
 		Users: []demoidp.User{
-			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, "staff"}},
+			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, ConfigGroupName, "staff"}},
 			{Email: BobEmail, Password: cfg.Password, DisplayName: "Bob Builder", GivenName: "Bob", FamilyName: "Builder", Groups: []string{"staff"}},
 		},
 	})
@@ -160,7 +173,10 @@ func (e *Env) caddyConfig() []byte {
 			"listen": e.cfg.Admin,
 			"config": map[string]any{"persist": false},
 		},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": e.cfg.LogLevel}}},
+		"logging": map[string]any{"logs": map[string]any{"default": e.logConfig()}},
+		// Caddy's own storage (locks, certificates) in the data directory,
+		// not in the user's ~/.local/share/caddy.
+		"storage": map[string]any{"module": "file_system", "root": filepath.Join(e.cfg.DataDir, "caddy")},
 		"apps": map[string]any{
 			"sso": map[string]any{
 				"storage_path": filepath.Join(e.cfg.DataDir, "db"),
@@ -183,6 +199,27 @@ func (e *Env) caddyConfig() []byte {
 	}
 	out, _ := json.Marshal(cfg)
 	return out
+}
+
+func (e *Env) logConfig() map[string]any {
+	l := map[string]any{"level": e.cfg.LogLevel}
+	if e.cfg.LogFile != "" {
+		l["writer"] = map[string]any{"output": "file", "filename": e.cfg.LogFile, "roll": false}
+	}
+	return l
+}
+
+// FreeAddr returns a loopback address with a port free right now.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("demo: finding a free port: %w", err)
+	}
+	addr := ln.Addr().String()
+	if err := ln.Close(); err != nil {
+		return "", fmt.Errorf("demo: finding a free port: %w", err)
+	}
+	return addr, nil
 }
 
 // setUpOrg configures the demo organization the way an operator and the
@@ -213,6 +250,7 @@ func (e *Env) setUpOrg(ctx context.Context) error {
 			{http.MethodPost, base + "/" + OrgID + "/domains", map[string]any{"name": Domain}},
 			{http.MethodPost, base + "/" + OrgID + "/domains/" + Domain + "/verify", map[string]any{"force": true}},
 			{http.MethodPut, base + "/" + OrgID + "/admin-group", map[string]any{"name": AdminGroupName, "id": AdminGroupID}},
+			{http.MethodPut, base + "/" + OrgID + "/config-group", map[string]any{"name": ConfigGroupName, "id": ConfigGroupID}},
 			{http.MethodPost, base + "/" + OrgID + "/scim-token", nil},
 			{http.MethodPut, base + "/" + OrgID + "/steps/register", map[string]any{"done": true}},
 			{http.MethodPut, base + "/" + OrgID + "/steps/saml", map[string]any{"done": true}},

@@ -7,6 +7,10 @@ import "html/template"
 // RelayState (the pending request, to be posted back); the credentials must
 // be posted as "user" and "password".
 //
+// A login_hint in the page's query (the gateway sends the address the user
+// typed there) prefills the email, as Entra ID does, and puts the cursor
+// in the password field.
+//
 // Without a SAMLRequest the form posts back to the page's own URL rather
 // than to URL (samlidp's /login, which only answers with the session as
 // JSON): so an IdP-initiated login at /login/{service} signs the user in and
@@ -43,6 +47,15 @@ button{margin-top:1.5rem;width:100%;padding:.6rem;border:0;border-radius:.25rem;
 <button type="submit">Sign in</button>
 </form>
 </main>
+<script>
+(function () {
+  var hint = new URLSearchParams(location.search).get("login_hint");
+  if (hint) {
+    document.getElementById("user").value = hint;
+    document.getElementById("password").focus();
+  }
+})();
+</script>
 </body>
 </html>
 `))

@@ -146,7 +146,19 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		Groups:     sess.Groups,
 		Org:        org.ID,
 		AuthMethod: reportedMethod(org, sess),
+		Subject:    subjectOf(user, sess),
 	}
+}
+
+// subjectOf is identity.Subject: what the IdP knows the user by.
+func subjectOf(u *store.User, sess *store.Session) string {
+	switch {
+	case u.ExternalID != "":
+		return u.ExternalID
+	case sess.NameID != "":
+		return sess.NameID
+	}
+	return u.UserName
 }
 
 // Authentication methods, as the X-SSO-Auth-Method header reports them.

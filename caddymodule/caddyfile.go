@@ -204,7 +204,7 @@ func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 //	    public_paths    /health /static/*
 //	    protected_paths /app/*
 //	    header_preset   default|oauth2-proxy
-//	    header          <user_id|user|email|name|groups|org|auth_method> <Header-Name|->
+//	    header          <user_id|user|email|name|groups|org|auth_method|subject> <Header-Name|->
 //	    allow_bypass    # only with a matcher: requests it does not match skip sign-in
 //	    admin_origin    https://app.example.com:8443   # the configurator is served there, not here
 //	    admin_only      # this site serves the gateway's own routes only (the admin_origin's site)

@@ -45,7 +45,9 @@ type Gateway struct {
 	ProtectedPaths []string `json:"protected_paths,omitempty"`
 
 	// Identity header names: `default` (X-SSO-*) or `oauth2-proxy`
-	// (X-Forwarded-User, -Email, -Groups, -Preferred-Username).
+	// (X-Forwarded-User, -Email, -Groups, -Preferred-Username, each also
+	// as X-Auth-Request-*, with oauth2-proxy's meanings: X-Forwarded-User
+	// is the IdP's identifier of the user).
 	HeaderPreset string `json:"header_preset,omitempty"`
 
 	// Per-header overrides of the preset; `-` leaves a header out.

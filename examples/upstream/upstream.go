@@ -21,7 +21,7 @@ const LogoutPath = "/sso/logout"
 
 // identityPrefixes select the headers shown whatever the configuration: the
 // gateway's defaults and the oauth2-proxy preset.
-var identityPrefixes = []string{"X-Sso-", "X-Forwarded-"}
+var identityPrefixes = []string{"X-Sso-", "X-Forwarded-", "X-Auth-Request-"}
 
 // Identity is what the JSON answer holds.
 type Identity struct {

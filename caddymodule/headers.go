@@ -3,8 +3,11 @@ package caddymodule
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ssogate/ssogate/caddymodule/upstreamjwt"
 )
 
 // HeaderNames are the request headers that carry the signed-in identity to
@@ -191,11 +194,16 @@ func (h HeaderNames) array() [identityFields]string {
 type identityValues struct {
 	header [identityFields]string
 	repl   [identityFields]any
+
+	// For signed_identity: the claims, and the last token minted from
+	// them (see Gateway.signedToken).
+	jwtIdentity upstreamjwt.Identity
+	jwt         atomic.Pointer[mintedJWT]
 }
 
 func (id identity) values() *identityValues {
 	raw := [...]string{id.UserID, id.User, id.Email, id.Name, strings.Join(id.Groups, ","), id.Org, id.AuthMethod, id.Subject}
-	v := &identityValues{}
+	v := &identityValues{jwtIdentity: id.jwtIdentity()}
 	for i, s := range raw {
 		v.header[i] = headerSafe(s)
 		v.repl[i] = s

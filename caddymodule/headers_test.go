@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
 // TestOAuth2ProxyPresetNamesAndMeanings pins the preset to oauth2-proxy's
@@ -58,6 +60,50 @@ func TestEveryPresetNameIsStripped(t *testing.T) {
 	for _, name := range []string{"X-Auth-Request-User", "X-Auth-Request-Email", "X-Forwarded-User", "X-Sso-Subject", "X-Sso-Jwt"} {
 		if !slices.Contains(got, name) {
 			t.Errorf("%s not stripped under the default preset: %v", name, got)
+		}
+	}
+}
+
+func TestSignedIdentityCaddyfile(t *testing.T) {
+	d := caddyfile.NewTestDispenser(`sso_gateway {
+		signed_identity {
+			header X-App-JWT
+			audience https://app.example.com urn:app
+		}
+	}`)
+	var g Gateway
+	if err := g.UnmarshalCaddyfile(d); err != nil {
+		t.Fatal(err)
+	}
+	si := g.SignedIdentity
+	if si == nil || si.Header != "X-App-JWT" || !slices.Equal(si.Audience, []string{"https://app.example.com", "urn:app"}) {
+		t.Fatalf("parsed %+v", si)
+	}
+	d = caddyfile.NewTestDispenser("sso_gateway {\n signed_identity\n}")
+	g = Gateway{}
+	if err := g.UnmarshalCaddyfile(d); err != nil || g.SignedIdentity == nil {
+		t.Fatalf("bare signed_identity: %v %+v", err, g.SignedIdentity)
+	}
+	for _, bad := range []string{
+		"sso_gateway {\n signed_identity on\n}",
+		"sso_gateway {\n signed_identity {\n bogus 1\n }\n}",
+		"sso_gateway {\n signed_identity {\n audience\n }\n}",
+	} {
+		g = Gateway{}
+		if err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(bad)); err == nil {
+			t.Errorf("accepted %q", bad)
+		}
+	}
+}
+
+// TestSignedIdentityHeaderIsChecked: the token header obeys the identity
+// header rules and cannot share a name with an identity header.
+func TestSignedIdentityHeaderIsChecked(t *testing.T) {
+	for _, name := range []string{"Authorization", "X-Sso-Email", "Bad Name"} {
+		g := Gateway{SignedIdentity: &SignedIdentity{Header: name, Audience: []string{"a"}}}
+		g.headers, _ = resolveHeaders("", nil)
+		if err := g.validateSignedIdentity(); err == nil {
+			t.Errorf("signed_identity header %q accepted", name)
 		}
 	}
 }

@@ -60,6 +60,9 @@ const maxLoginBody = 16 << 10
 func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)
 	switch {
+	case rest == jwksPath: // signedidentity.go
+		g.serveJWKS(w, r)
+		return nil
 	case g.adminElsewhere(w, r, rest): // adminorigin.go
 		return nil
 	case g.serveLocal(w, r, rest): // backup.go: password sign-in, set-password links, users page

@@ -36,8 +36,10 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	// leaves its outcome stamped with a generation that is already over.
 	gen := st.store.Generation()
 	if e, ok := st.rechecked.get(key, gen); ok && st.sessions.Fresh(e.sess) {
+		g.observeRecheck(true)
 		return e.id, true
 	}
+	g.observeRecheck(false)
 	sid, ok := st.sessions.RecordIDOf(sealed)
 	if !ok {
 		return nil, false

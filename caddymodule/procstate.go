@@ -32,6 +32,10 @@ type processState struct {
 	// scimFailures throttles failed SCIM authentications per source and
 	// organization; a valid token always passes (see scim.Server.admit).
 	scimFailures *scim.FailureLimiter
+
+	// storeWrites times the store's writes for the metrics of the config
+	// that used the store last.
+	storeWrites *storeWriteObserver
 }
 
 func newProcessState() *processState {
@@ -40,6 +44,7 @@ func newProcessState() *processState {
 		devices:      local.NewThrottle(local.ThrottleConfig{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: time.Hour}),
 		sources:      local.NewThrottle(local.ThrottleConfig{Free: 20, Base: time.Second, Max: time.Hour, Forget: time.Hour}),
 		scimFailures: scim.NewFailureLimiter(0, 0),
+		storeWrites:  &storeWriteObserver{},
 	}
 }
 

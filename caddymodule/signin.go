@@ -92,7 +92,7 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
-		st.scim.ServeHTTP(w, r)
+		g.serveSCIM(st, w, r, rest) // metrics.go
 		return nil
 	case strings.HasPrefix(rest, "/saml/"):
 		parts := strings.Split(strings.TrimPrefix(rest, "/saml/"), "/")
@@ -385,6 +385,9 @@ func (g *Gateway) audit(st *gatewayState, r *http.Request, orgID, actor, action,
 	}
 	if err != nil {
 		g.logger.Error("writing audit event", zap.String("action", action), zap.Error(err))
+	}
+	if action == "login.saml" {
+		g.observeSAMLSignIn(st, orgID, outcome, details) // metrics.go
 	}
 }
 

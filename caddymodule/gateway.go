@@ -399,7 +399,7 @@ func headerNameByte(c byte) byte {
 // spellings (the `__Host-` prefix is used when base_url is https).
 var ownCookies = func() map[string]bool {
 	m := map[string]bool{}
-	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie) {
+	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie, sloCookie) {
 		m[base] = true
 		m["__Host-"+base] = true
 	}

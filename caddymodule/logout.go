@@ -121,11 +121,19 @@ func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
 	if ret == "" {
 		ret = g.logoutReturn(r.URL.Query())
 	}
-	if sess, err := st.sessions.Load(r); err == nil {
+	sess, err := st.sessions.Load(r)
+	if err == nil {
 		g.audit(st, r, sess.OrgID, sess.UserID, "logout", "success", nil)
+	} else {
+		sess = nil
 	}
 	if err := st.sessions.End(w, r); err != nil {
 		g.internalError(w, r, "ending session", err)
+		return
+	}
+	// The session is over here; where the org's IdP has a single logout
+	// endpoint, end its session there too (slo.go).
+	if g.startSLO(w, r, st, sess, ret) {
 		return
 	}
 	if ret != "" {

@@ -100,6 +100,10 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 			g.acs(w, r, parts[0])
 			return nil
 		}
+		if len(parts) == 2 && parts[1] == "slo" {
+			g.serveSLO(w, r, parts[0]) // slo.go
+			return nil
+		}
 		if len(parts) == 2 && parts[1] == "metadata" {
 			if r.Method != http.MethodGet && r.Method != http.MethodHead {
 				g.methodNotAllowed(w, "GET")

@@ -27,7 +27,7 @@ const sloCookieAge = 10 * time.Minute
 
 // sloURLs are an org's single-logout endpoints.
 func (g *Gateway) sloURLs(org *store.Org) samlsp.SLO {
-	return samlsp.SLO{SPURL: g.app.SPURLs(org.ID).EntityID + "/slo", IdPURL: org.IdP.SLOURL}
+	return samlsp.SLO{SPURL: samlsp.SLOURL(g.app.SPURLs(org.ID).EntityID), IdPURL: org.IdP.SLOURL}
 }
 
 // startSLO sends the browser whose SAML session just ended to the org's

@@ -193,6 +193,7 @@ func Metadata(urls URLs, key crypto.Signer, cert *x509.Certificate) ([]byte, err
 		AssertionConsumerServiceBindings: []string{saml.HTTPPostBinding},
 		MetadataValidDuration:            48 * time.Hour,
 	}
+	advertiseSLO(&sp, urls) // slo.go
 	out, err := xmlMarshal(sp.Metadata())
 	if err != nil {
 		return nil, fmt.Errorf("samlsp: metadata: %w", err)

@@ -28,6 +28,29 @@ type SLO struct {
 	IdPURL string // the org's IdP SingleLogoutService (HTTP-Redirect)
 }
 
+// SLOURL is the single logout endpoint of the SP whose entity ID is
+// entityID (the gateway derives its SP URLs from the entity ID).
+func SLOURL(entityID string) string { return entityID + "/slo" }
+
+// advertiseSLO puts the single logout endpoint (HTTP-Redirect) and the
+// key that signs logout messages into the SP's metadata, so that an IdP
+// importing it can verify our LogoutRequests and knows where to send its
+// own.
+func advertiseSLO(sp *saml.ServiceProvider, urls URLs) {
+	u, err := url.Parse(SLOURL(urls.EntityID))
+	if err != nil {
+		return
+	}
+	sp.SloURL = *u
+	sp.LogoutBindings = []string{saml.HTTPRedirectBinding}
+	switch sp.Key.Public().(type) {
+	case *rsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.RSASHA256SignatureMethod
+	case *ecdsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.ECDSASHA256SignatureMethod
+	}
+}
+
 // ErrNoSLO is returned when the org's IdP has no single logout endpoint.
 var ErrNoSLO = errors.New("samlsp: the IdP has no single logout endpoint")
 

@@ -164,7 +164,7 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodDelete, domainPath(args[0], args[1]), nil)
 		})
 
-	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... | --metadata <file> | --metadata-url <url>)",
+	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... [--slo-url <url>] | --metadata <file> | --metadata-url <url>)",
 		"Sets the organization's SAML IdP", 1, runSetIdP)
 	setIdP.Flags().String("entity-id", "", "IdP entity ID (issuer)")
 	setIdP.Flags().String("sso-url", "", "IdP single sign-on URL (HTTP-Redirect binding)")
@@ -174,6 +174,9 @@ func orgCommands(cmd *cobra.Command) {
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "sso-url")
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "cert")
 	setIdP.Flags().String("metadata-url", "", "https URL of the IdP's metadata, fetched by the gateway, instead of the flags above")
+	setIdP.Flags().String("slo-url", "", "IdP single logout URL (HTTP-Redirect binding), optional; metadata gives its own")
+	setIdP.MarkFlagsMutuallyExclusive("metadata", "slo-url")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "slo-url")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "metadata")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "entity-id")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "sso-url")
@@ -332,6 +335,7 @@ func runSetIdP(c *cobra.Command, args []string) error {
 		"entity_id":    mustFlag(c, "entity-id"),
 		"sso_url":      mustFlag(c, "sso-url"),
 		"certificates": certs,
+		"slo_url":      mustFlag(c, "slo-url"),
 	})
 }
 

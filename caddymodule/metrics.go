@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -63,10 +64,22 @@ func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics,
 		Namespace: metricsNamespace, Name: "active_sessions",
 		Help: "Live sessions in the store (counted at most every 15 s).",
 	}, cachedCount(count, 15*time.Second))
-	for _, c := range []prometheus.Collector{m.signIns, m.scim, m.throttled, m.recheck, m.storeWrites, sessions} {
-		if err := reg.Register(c); err != nil {
+	// A registry that already has them (two sso apps provisioned in one
+	// context, as tests do) keeps the first set, as Caddy's own modules do.
+	for _, f := range []**prometheus.CounterVec{&m.signIns, &m.scim, &m.throttled, &m.recheck} {
+		c, err := register(reg, *f)
+		if err != nil {
 			return nil, err
 		}
+		*f = c.(*prometheus.CounterVec)
+	}
+	c, err := register(reg, m.storeWrites)
+	if err != nil {
+		return nil, err
+	}
+	m.storeWrites = c.(*prometheus.HistogramVec)
+	if _, err := register(reg, sessions); err != nil {
+		return nil, err
 	}
 	// Series that should read 0 rather than be absent before the first
 	// event, so that rate() and alerts work from the start.
@@ -75,6 +88,18 @@ func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics,
 	m.throttled.WithLabelValues("password")
 	m.throttled.WithLabelValues("scim")
 	return m, nil
+}
+
+// register registers c, or returns the equal collector reg already has.
+func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Collector, error) {
+	err := reg.Register(c)
+	if are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err); ok {
+		return are.ExistingCollector, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // cachedCount bounds what a scrape costs: counting sessions walks their

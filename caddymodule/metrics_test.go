@@ -3,6 +3,9 @@ package caddymodule
 import (
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/ssogate/ssogate/caddymodule/samlsp"
 )
 
@@ -41,5 +44,27 @@ func TestSAMLRefusalReasonsAreBounded(t *testing.T) {
 	}
 	if samlRefusalReason(samlsp.ErrRefused.Error()+": bad signature") != "invalid_response" {
 		t.Error("refused response not classified")
+	}
+}
+
+// TestMetricsTwiceInOneRegistry: a second set of metrics in the same
+// registry shares the first's collectors instead of failing.
+func TestMetricsTwiceInOneRegistry(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	count := func() (int, error) { return 3, nil }
+	a, err := newMetrics(reg, count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := newMetrics(reg, count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.signIns != b.signIns || a.storeWrites != b.storeWrites {
+		t.Error("the second set does not share the registered collectors")
+	}
+	b.recheck.WithLabelValues("hit").Inc()
+	if v := testutil.ToFloat64(a.recheck.WithLabelValues("hit")); v != 1 {
+		t.Errorf("hit = %v", v)
 	}
 }

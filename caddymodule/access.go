@@ -37,8 +37,10 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	// leaves its outcome stamped with a generation that is already over.
 	gen := st.store.Generation()
 	if e, ok := st.rechecked.get(key, gen); ok && st.sessions.Fresh(e.sess) {
+		g.observeRecheck(true)
 		return e.id, true
 	}
+	g.observeRecheck(false)
 	sid, ok := st.sessions.RecordIDOf(sealed)
 	if !ok {
 		return nil, false
@@ -147,7 +149,19 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		Groups:     sess.Groups,
 		Org:        org.ID,
 		AuthMethod: reportedMethod(org, sess),
+		Subject:    subjectOf(user, sess),
 	}
+}
+
+// subjectOf is identity.Subject: what the IdP knows the user by.
+func subjectOf(u *store.User, sess *store.Session) string {
+	switch {
+	case u.ExternalID != "":
+		return u.ExternalID
+	case sess.NameID != "":
+		return sess.NameID
+	}
+	return u.UserName
 }
 
 // Authentication methods, as the X-SSO-Auth-Method header reports them.

@@ -143,6 +143,8 @@ type App struct {
 
 	// shared survives the by-value copies Caddy makes of modules.
 	shared *appState
+
+	metrics *metrics // in Caddy's registry; nil if the context has none
 }
 
 // appState is the part of the app that is created lazily and must be the
@@ -185,6 +187,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
 	a.shared = &appState{}
+	if reg := ctx.GetMetricsRegistry(); reg != nil {
+		m, err := newMetrics(reg, a.countSessions)
+		if err != nil {
+			return fmt.Errorf("sso: registering metrics: %w", err)
+		}
+		a.metrics = m
+	}
 
 	x := newExpander()
 	x.expand("storage_path", &a.StoragePath, false)
@@ -437,14 +446,17 @@ func (a *App) Store() (*store.Store, error) {
 	s.openOnce.Do(func() {
 		val, _, err := stores.LoadOrNew(a.StoragePath, func() (caddy.Destructor, error) {
 			log := a.logger.Named("store")
-			st, err := store.Open(a.StoragePath, store.Options{Logger: log, Audit: a.Audit.policy()})
+			proc := newProcessState()
+			st, err := store.Open(a.StoragePath, store.Options{
+				Logger: log, Audit: a.Audit.policy(), ObserveWrite: proc.storeWrites.observe,
+			})
 			if err != nil {
 				return nil, err
 			}
 			// Once per process unless every config using the path is gone:
 			// a second line during a reload means the handle was not shared.
 			log.Info("opened store", zap.String("path", a.StoragePath))
-			return pooledStore{st, newProcessState(), log, a.StoragePath}, nil
+			return pooledStore{st, proc, log, a.StoragePath}, nil
 		})
 		if err != nil {
 			s.openErr = fmt.Errorf("sso: opening store at %s: %w", a.StoragePath, err)
@@ -452,8 +464,20 @@ func (a *App) Store() (*store.Store, error) {
 		}
 		s.opened = true
 		s.store, s.proc = val.(pooledStore).Store, val.(pooledStore).proc
+		if a.metrics != nil {
+			s.proc.storeWrites.h.Store(a.metrics.storeWrites)
+		}
 	})
 	return s.store, s.openErr
+}
+
+// countSessions is the active-sessions gauge's reading.
+func (a *App) countSessions() (int, error) {
+	st, err := a.Store()
+	if err != nil {
+		return 0, err
+	}
+	return st.CountSessions()
 }
 
 // pooledStore lets the usage pool close the store with its last reference.

@@ -268,6 +268,7 @@ func (g *Gateway) trustDevice(w http.ResponseWriter, r *http.Request, ls *localS
 // lock are recorded once per lock (the first refusal); the rest of a flood
 // would only fill the trail. The password is never recorded.
 func (g *Gateway) auditSignIn(st *gatewayState, r *http.Request, res local.Result, trusted bool) {
+	g.observePasswordSignIn(st, res) // metrics.go: every attempt, throttled ones included
 	if res.Outcome == local.OutcomeLocked && !res.FirstRefusal {
 		return
 	}

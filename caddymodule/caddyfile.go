@@ -204,10 +204,14 @@ func parseGatewayDirective(h httpcaddyfile.Helper) ([]httpcaddyfile.ConfigValue,
 //	    public_paths    /health /static/*
 //	    protected_paths /app/*
 //	    header_preset   default|oauth2-proxy
-//	    header          <user_id|user|email|name|groups|org|auth_method> <Header-Name|->
+//	    header          <user_id|user|email|name|groups|org|auth_method|subject> <Header-Name|->
 //	    allow_bypass    # only with a matcher: requests it does not match skip sign-in
 //	    admin_origin    https://app.example.com:8443   # the configurator is served there, not here
 //	    admin_only      # this site serves the gateway's own routes only (the admin_origin's site)
+//	    signed_identity {   # also send the identity as a signed JWT (X-SSO-JWT)
+//	        header   X-SSO-JWT
+//	        audience https://app.example.com   # default: base_url
+//	    }
 //	}
 //
 // The directive takes no arguments; `sso_gateway /x` is a path matcher,
@@ -269,6 +273,27 @@ func (g *Gateway) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			g.AdminOnly = true
+		case "signed_identity":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.SignedIdentity = new(SignedIdentity)
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				switch d.Val() {
+				case "header":
+					if !d.AllArgs(&g.SignedIdentity.Header) {
+						return d.ArgErr()
+					}
+				case "audience":
+					args := d.RemainingArgs()
+					if len(args) == 0 {
+						return d.ArgErr()
+					}
+					g.SignedIdentity.Audience = append(g.SignedIdentity.Audience, args...)
+				default:
+					return d.Errf("unrecognized signed_identity option %q", d.Val())
+				}
+			}
 		default:
 			return d.Errf("unrecognized sso_gateway option %q", d.Val())
 		}

@@ -73,8 +73,13 @@ func TestGatewayCaddyfile(t *testing.T) {
 		t.Errorf("parsed %+v", g)
 	}
 	h, ok := resolveHeaders(g.HeaderPreset, g.Headers)
-	if !ok || h.Email != "X-Mail" || h.Org != "" || h.UserID != "X-Forwarded-User" {
+	if !ok || h.Email != "X-Mail" || h.Org != "" || h.Subject != "X-Forwarded-User" || h.UserID != "X-Sso-User-Id" {
 		t.Errorf("headers %+v", h)
+	}
+	// An overridden field goes out under its new name only; the others
+	// keep their X-Auth-Request-* mirror.
+	if m := h.mirror; m[2] != "" || m[7] != "X-Auth-Request-User" || m[1] != "X-Auth-Request-Preferred-Username" {
+		t.Errorf("mirrors %q", m)
 	}
 	for _, bad := range []string{
 		"sso_gateway {\n bogus 1\n}",

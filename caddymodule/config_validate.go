@@ -284,10 +284,12 @@ func checkHeaders(override *HeaderNames, resolved HeaderNames) error {
 		}
 	}
 	seen := map[string]string{}
-	for i, name := range resolved.array() {
+	names := resolved.list() // each field, then each field's mirror
+	for j, name := range names {
 		if name == "" {
 			continue
 		}
+		i := j % identityFields
 		opt := "header " + identityFieldNames[i]
 		if err := checkHeaderName(opt, name); err != nil {
 			return err

@@ -21,6 +21,7 @@ import (
 	"github.com/ssogate/ssogate/caddymodule/pages"
 	"github.com/ssogate/ssogate/caddymodule/scim"
 	"github.com/ssogate/ssogate/caddymodule/session"
+	"github.com/ssogate/ssogate/caddymodule/upstreamjwt"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -45,7 +46,9 @@ type Gateway struct {
 	ProtectedPaths []string `json:"protected_paths,omitempty"`
 
 	// Identity header names: `default` (X-SSO-*) or `oauth2-proxy`
-	// (X-Forwarded-User, -Email, -Groups, -Preferred-Username).
+	// (X-Forwarded-User, -Email, -Groups, -Preferred-Username, each also
+	// as X-Auth-Request-*, with oauth2-proxy's meanings: X-Forwarded-User
+	// is the IdP's identifier of the user).
 	HeaderPreset string `json:"header_preset,omitempty"`
 
 	// Per-header overrides of the preset; `-` leaves a header out.
@@ -78,6 +81,10 @@ type Gateway struct {
 	// another site's admin_origin. Default: false.
 	AdminOnly bool `json:"admin_only,omitempty"`
 
+	// Also send the identity as a signed JWT (see SignedIdentity).
+	// Default: off.
+	SignedIdentity *SignedIdentity `json:"signed_identity,omitempty"`
+
 	app      *App
 	logger   *zap.Logger
 	headers  HeaderNames
@@ -102,6 +109,9 @@ type gatewayState struct {
 	spKey    crypto.Signer
 	spCert   *x509.Certificate
 	scim     *scim.Server
+
+	jwtKeys   *upstreamjwt.Keyring // nil unless signed_identity
+	jwtSigner *upstreamjwt.Signer
 
 	rechecked recheckCache
 }
@@ -138,6 +148,10 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 			x.expand("header "+identityFieldNames[i], p, false)
 		}
 	}
+	if si := g.SignedIdentity; si != nil {
+		x.expand("signed_identity header", &si.Header, false)
+		x.expandAll("signed_identity audience", si.Audience)
+	}
 	if x.err != nil {
 		return fmt.Errorf("sso_gateway: %w", x.err)
 	}
@@ -148,7 +162,12 @@ func (g *Gateway) Provision(ctx caddy.Context) error {
 
 	// An unknown preset is reported by Validate.
 	g.headers, _ = resolveHeaders(g.HeaderPreset, g.Headers)
-	g.stripped = strippedHeaders(g.headers)
+	g.provisionSignedIdentity()
+	if g.SignedIdentity != nil {
+		g.stripped = strippedHeaders(g.headers, g.SignedIdentity.Header)
+	} else {
+		g.stripped = strippedHeaders(g.headers)
+	}
 
 	// Copies: the matchers lowercase their patterns in place.
 	g.public = slices.Clone(caddyhttp.MatchPath(g.PublicPaths))
@@ -202,6 +221,9 @@ func (g *Gateway) validate() error {
 		return fmt.Errorf("header_preset %q: unknown (want %q or %q)", g.HeaderPreset, PresetDefault, PresetOAuth2Proxy)
 	}
 	if err := checkHeaders(g.Headers, h); err != nil {
+		return err
+	}
+	if err := g.validateSignedIdentity(); err != nil {
 		return err
 	}
 	if g.AdminOrigin != "" {
@@ -270,6 +292,13 @@ func (g *Gateway) state() (*gatewayState, error) {
 			s.err = err
 			return
 		}
+		if si := g.SignedIdentity; si != nil {
+			s.jwtKeys = upstreamjwt.NewKeyring(st, 0)
+			if s.jwtSigner, err = upstreamjwt.NewSigner(s.jwtKeys, g.issuer(), si.Audience); err != nil {
+				s.err = err
+				return
+			}
+		}
 		s.store, s.sessions, s.spKey, s.spCert, s.scim = st, sm, key, cert, sc
 	})
 	return s, s.err
@@ -309,6 +338,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// never sees the gateway's cookies, so its logs cannot leak them.
 	stripOwnCookies(r.Header)
 	g.headers.apply(r, id)
+	if g.SignedIdentity != nil {
+		if err := g.applySignedIdentity(st, r, id); err != nil {
+			return caddyhttp.Error(http.StatusServiceUnavailable, err)
+		}
+	}
 	return next.ServeHTTP(w, r)
 }
 
@@ -365,7 +399,7 @@ func headerNameByte(c byte) byte {
 // spellings (the `__Host-` prefix is used when base_url is https).
 var ownCookies = func() map[string]bool {
 	m := map[string]bool{}
-	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie) {
+	for _, base := range append(session.CookieNames(), preCSRFCookie, deviceCookie, sloCookie) {
 		m[base] = true
 		m["__Host-"+base] = true
 	}

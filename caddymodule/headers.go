@@ -3,8 +3,11 @@ package caddymodule
 import (
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/ssogate/ssogate/caddymodule/upstreamjwt"
 )
 
 // HeaderNames are the request headers that carry the signed-in identity to
@@ -17,11 +20,17 @@ type HeaderNames struct {
 	Groups     string `json:"groups,omitempty"`
 	Org        string `json:"org,omitempty"`
 	AuthMethod string `json:"auth_method,omitempty"`
+	// The IdP's identifier of the user (see identity.Subject).
+	Subject string `json:"subject,omitempty"`
+
+	// mirror holds, per field, a second name the same value goes out
+	// under (the oauth2-proxy preset's X-Auth-Request-* names), or "".
+	mirror [identityFields]string
 }
 
 // identityFieldNames are the JSON and Caddyfile names of the HeaderNames
 // fields, in identityFields order.
-var identityFieldNames = [identityFields]string{"user_id", "user", "email", "name", "groups", "org", "auth_method"}
+var identityFieldNames = [identityFields]string{"user_id", "user", "email", "name", "groups", "org", "auth_method", "subject"}
 
 // field returns the HeaderNames field called name (see
 // identityFieldNames), or nil.
@@ -36,7 +45,7 @@ func (h *HeaderNames) field(name string) *string {
 }
 
 func (h *HeaderNames) pointers() [identityFields]*string {
-	return [...]*string{&h.UserID, &h.User, &h.Email, &h.Name, &h.Groups, &h.Org, &h.AuthMethod}
+	return [...]*string{&h.UserID, &h.User, &h.Email, &h.Name, &h.Groups, &h.Org, &h.AuthMethod, &h.Subject}
 }
 
 // Header presets.
@@ -54,16 +63,30 @@ var presets = map[string]HeaderNames{
 		Groups:     "X-SSO-Groups",
 		Org:        "X-SSO-Org",
 		AuthMethod: "X-SSO-Auth-Method",
+		Subject:    "X-SSO-Subject",
 	},
-	// Apps written for oauth2-proxy read these; the rest keep our names.
+	// Apps written for oauth2-proxy read these, with oauth2-proxy's
+	// meanings: X-Forwarded-User is the IdP's identifier of the user (its
+	// `user`, an OIDC `sub`), not ssogate's id; X-Forwarded-* is what
+	// oauth2-proxy passes upstream (--pass-user-headers), X-Auth-Request-*
+	// what it answers nginx's auth_request with (--set-xauthrequest),
+	// which nginx set-ups forward under the same names. What oauth2-proxy
+	// has no header for keeps our name.
 	PresetOAuth2Proxy: {
-		UserID:     "X-Forwarded-User",
+		UserID:     "X-SSO-User-Id",
 		User:       "X-Forwarded-Preferred-Username",
 		Email:      "X-Forwarded-Email",
 		Name:       "X-SSO-Name",
 		Groups:     "X-Forwarded-Groups",
 		Org:        "X-SSO-Org",
 		AuthMethod: "X-SSO-Auth-Method",
+		Subject:    "X-Forwarded-User",
+		mirror: [identityFields]string{
+			1: "X-Auth-Request-Preferred-Username",
+			2: "X-Auth-Request-Email",
+			4: "X-Auth-Request-Groups",
+			7: "X-Auth-Request-User",
+		},
 	},
 }
 
@@ -76,37 +99,45 @@ func resolveHeaders(preset string, override *HeaderNames) (HeaderNames, bool) {
 	if !ok {
 		return HeaderNames{}, false
 	}
-	if o := override; o != nil {
-		for _, f := range []struct {
-			dst *string
-			src string
-		}{
-			{&h.UserID, o.UserID}, {&h.User, o.User}, {&h.Email, o.Email}, {&h.Name, o.Name},
-			{&h.Groups, o.Groups}, {&h.Org, o.Org}, {&h.AuthMethod, o.AuthMethod},
-		} {
-			if f.src == "-" {
-				*f.dst = ""
-			} else if f.src != "" {
-				*f.dst = f.src
+	if override != nil {
+		src := override.pointers()
+		for i, dst := range h.pointers() {
+			switch v := *src[i]; v {
+			case "":
+				continue
+			case "-":
+				*dst = ""
+			default:
+				*dst = v
 			}
+			// An overridden field goes out under the name given, and
+			// only that one.
+			h.mirror[i] = ""
 		}
 	}
 	// Canonical names let apply set headers without canonicalizing (and
 	// allocating) on every request.
-	for _, p := range []*string{&h.UserID, &h.User, &h.Email, &h.Name, &h.Groups, &h.Org, &h.AuthMethod} {
+	for i, p := range h.pointers() {
 		*p = http.CanonicalHeaderKey(*p)
+		h.mirror[i] = http.CanonicalHeaderKey(h.mirror[i])
 	}
 	return h, true
 }
 
+// list is every name the identity goes out under, mirrors included.
 func (h HeaderNames) list() []string {
-	return []string{h.UserID, h.User, h.Email, h.Name, h.Groups, h.Org, h.AuthMethod}
+	a := h.array()
+	return append(a[:], h.mirror[:]...)
 }
+
+// DefaultJWTHeader carries the signed identity (signed_identity).
+const DefaultJWTHeader = "X-SSO-JWT"
 
 // strippedHeaders is every header name any configuration could use for
 // identity, so that a client can never supply one the upstream trusts,
-// whatever preset the upstream was written for.
-func strippedHeaders(configured HeaderNames) []string {
+// whatever preset the upstream was written for; extra are further names
+// this site uses (its signed identity header).
+func strippedHeaders(configured HeaderNames, extra ...string) []string {
 	seen := map[string]bool{}
 	var out []string
 	add := func(names []string) {
@@ -125,6 +156,8 @@ func strippedHeaders(configured HeaderNames) []string {
 	for _, p := range presets {
 		add(p.list())
 	}
+	add([]string{DefaultJWTHeader})
+	add(extra)
 	return out
 }
 
@@ -132,20 +165,26 @@ func strippedHeaders(configured HeaderNames) []string {
 type identity struct {
 	UserID, User, Email, Name, Org, AuthMethod string
 	Groups                                     []string
+	// Subject is the IdP's identifier of the user, what oauth2-proxy
+	// sends as X-Forwarded-User: the IdP's object ID (SCIM externalId or
+	// the objectidentifier attribute) when known, else the SAML NameID of
+	// the sign-in, else, for local accounts, which no IdP knows, the
+	// userName. Unique within an org, not across orgs.
+	Subject string
 }
 
 // identityFields is the number of identity values; HeaderNames.array,
 // identity.values and replKeys list them in the same order.
-const identityFields = 7
+const identityFields = 8
 
 // replKeys are the placeholders apply sets, in identityFields order.
 var replKeys = [identityFields]string{
 	"http.auth.user.id", "http.auth.user.username", "http.auth.user.email", "http.auth.user.name",
-	"http.auth.user.groups", "http.auth.user.org", "http.auth.user.auth_method",
+	"http.auth.user.groups", "http.auth.user.org", "http.auth.user.auth_method", "http.auth.user.subject",
 }
 
 func (h HeaderNames) array() [identityFields]string {
-	return [...]string{h.UserID, h.User, h.Email, h.Name, h.Groups, h.Org, h.AuthMethod}
+	return [...]string{h.UserID, h.User, h.Email, h.Name, h.Groups, h.Org, h.AuthMethod, h.Subject}
 }
 
 // identityValues is an identity made ready for apply once per re-check:
@@ -155,11 +194,16 @@ func (h HeaderNames) array() [identityFields]string {
 type identityValues struct {
 	header [identityFields]string
 	repl   [identityFields]any
+
+	// For signed_identity: the claims, and the last token minted from
+	// them (see Gateway.signedToken).
+	jwtIdentity upstreamjwt.Identity
+	jwt         atomic.Pointer[mintedJWT]
 }
 
 func (id identity) values() *identityValues {
-	raw := [...]string{id.UserID, single(id.User), single(id.Email), id.Name, joinGroups(id.Groups), id.Org, id.AuthMethod}
-	v := &identityValues{}
+	raw := [...]string{id.UserID, single(id.User), single(id.Email), id.Name, joinGroups(id.Groups), id.Org, id.AuthMethod, single(id.Subject)}
+	v := &identityValues{jwtIdentity: id.jwtIdentity()}
 	for i, s := range raw {
 		v.header[i] = headerSafe(s)
 		v.repl[i] = s
@@ -214,6 +258,9 @@ func (h HeaderNames) apply(r *http.Request, v *identityValues) {
 	for i, name := range h.array() {
 		if name != "" && v.header[i] != "" {
 			r.Header[name] = []string{v.header[i]}
+			if m := h.mirror[i]; m != "" {
+				r.Header[m] = []string{v.header[i]}
+			}
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {

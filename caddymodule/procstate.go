@@ -37,6 +37,9 @@ type processState struct {
 	// flashes carry the admin pages' post outcomes across their
 	// redirects; a reload in between must not lose a new SCIM token.
 	flashes *configurator.Flashes
+	// storeWrites times the store's writes for the metrics of the config
+	// that used the store last.
+	storeWrites *storeWriteObserver
 }
 
 func newProcessState() *processState {
@@ -46,6 +49,7 @@ func newProcessState() *processState {
 		sources:      local.NewThrottle(local.ThrottleConfig{Free: 20, Base: time.Second, Max: time.Hour, Forget: time.Hour}),
 		scimFailures: scim.NewFailureLimiter(0, 0),
 		flashes:      configurator.NewFlashes(),
+		storeWrites:  &storeWriteObserver{},
 	}
 }
 

@@ -53,9 +53,22 @@ func TestReloadKeepsSessionsAndAppliesNewConfig(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("session lost across reload: %d", status)
 	}
-	if h["X-Forwarded-Email"] != demo.AliceEmail || h["X-Forwarded-User"] != before["X-Sso-User-Id"] ||
-		h["X-Forwarded-Preferred-Username"] != demo.AliceEmail {
+	// oauth2-proxy's meanings: X-Forwarded-User is the IdP's identifier of
+	// the user, not ssogate's id, and X-Auth-Request-* carry the same.
+	if before["X-Sso-Subject"] == "" || before["X-Sso-Subject"] == before["X-Sso-User-Id"] {
+		t.Errorf("X-SSO-Subject is not the IdP's identifier: %v", before)
+	}
+	if h["X-Forwarded-Email"] != demo.AliceEmail || h["X-Forwarded-User"] != before["X-Sso-Subject"] ||
+		h["X-Forwarded-Preferred-Username"] != demo.AliceEmail || h["X-Sso-User-Id"] != before["X-Sso-User-Id"] {
 		t.Errorf("oauth2-proxy headers wrong: %v", h)
+	}
+	for name, want := range map[string]string{
+		"X-Auth-Request-User": before["X-Sso-Subject"], "X-Auth-Request-Email": demo.AliceEmail,
+		"X-Auth-Request-Preferred-Username": demo.AliceEmail, "X-Auth-Request-Groups": h["X-Forwarded-Groups"],
+	} {
+		if h[name] != want || want == "" {
+			t.Errorf("%s = %q, want %q: %v", name, h[name], want, h)
+		}
 	}
 	if _, ok := h["X-Sso-Email"]; ok {
 		t.Errorf("default-preset header still sent: %v", h)
@@ -72,6 +85,8 @@ func TestReloadKeepsSessionsAndAppliesNewConfig(t *testing.T) {
 	req.Header.Set("X-Forwarded-Email", "mallory@evil.example")
 	req.Header.Set("X-SSO-Email", "mallory@evil.example")
 	req.Header.Set("X-Forwarded-User", "mallory")
+	req.Header.Set("X-Auth-Request-User", "mallory")
+	req.Header.Set("X-Auth-Request-Email", "mallory@evil.example")
 	p := anon.do(req)
 	if p.status != http.StatusOK {
 		t.Fatalf("public path: %d", p.status)
@@ -82,7 +97,7 @@ func TestReloadKeepsSessionsAndAppliesNewConfig(t *testing.T) {
 	if err := json.Unmarshal([]byte(p.body), &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"X-Forwarded-Email", "X-Sso-Email", "X-Forwarded-User"} {
+	for _, name := range []string{"X-Forwarded-Email", "X-Sso-Email", "X-Forwarded-User", "X-Auth-Request-User", "X-Auth-Request-Email"} {
 		if v, ok := out.Headers[name]; ok {
 			t.Errorf("%s reached the upstream on a public path: %q", name, v)
 		}

@@ -60,6 +60,9 @@ const maxLoginBody = 16 << 10
 func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, g.Prefix)
 	switch {
+	case rest == jwksPath: // signedidentity.go
+		g.serveJWKS(w, r)
+		return nil
 	case g.adminElsewhere(w, r, rest): // adminorigin.go
 		return nil
 	case g.serveLocal(w, r, rest): // backup.go: password sign-in, set-password links, users page
@@ -78,18 +81,14 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 		g.serveReauth(w, r)
 		return nil
 	case rest == "/logout":
-		if r.Method != http.MethodPost {
-			g.methodNotAllowed(w, "POST")
-			return nil
-		}
-		g.logout(w, r)
+		g.serveLogout(w, r) // logout.go
 		return nil
 	case strings.HasPrefix(rest, "/scim/"):
 		st, err := g.state()
 		if err != nil {
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
-		st.scim.ServeHTTP(w, r)
+		g.serveSCIM(st, w, r, rest) // metrics.go
 		return nil
 	case strings.HasPrefix(rest, "/saml/"):
 		parts := strings.Split(strings.TrimPrefix(rest, "/saml/"), "/")
@@ -99,6 +98,10 @@ func (g *Gateway) serveOwn(w http.ResponseWriter, r *http.Request) error {
 				return nil
 			}
 			g.acs(w, r, parts[0])
+			return nil
+		}
+		if len(parts) == 2 && parts[1] == "slo" {
+			g.serveSLO(w, r, parts[0]) // slo.go
 			return nil
 		}
 		if len(parts) == 2 && parts[1] == "metadata" {
@@ -418,6 +421,9 @@ func (g *Gateway) audit(st *gatewayState, r *http.Request, orgID, actor, action,
 	if err != nil {
 		g.logger.Error("writing audit event", zap.String("action", action), zap.Error(err))
 	}
+	if action == "login.saml" {
+		g.observeSAMLSignIn(st, orgID, outcome, details) // metrics.go
+	}
 }
 
 func (g *Gateway) internalError(w http.ResponseWriter, r *http.Request, what string, err error) {
@@ -445,31 +451,6 @@ func (g *Gateway) metadata(w http.ResponseWriter, r *http.Request, orgID string)
 	}
 	w.Header().Set("Content-Type", "application/samlmetadata+xml")
 	_, _ = w.Write(md)
-}
-
-// logout ends the session and shows the sign-in page again.
-func (g *Gateway) logout(w http.ResponseWriter, r *http.Request) {
-	st, ls, err := g.localStates()
-	if err != nil {
-		g.internalError(w, r, "opening state", err)
-		return
-	}
-	// SameSite=Lax already keeps the session cookie off a cross-site
-	// POST; refusing what the browser marks cross-origin also covers
-	// sibling subdomains, which count as same-site. The application's
-	// own sign-out buttons post from its origin.
-	if err := ls.origin.Check(r); err != nil {
-		g.csrfRefused(w, "/")
-		return
-	}
-	if sess, err := st.sessions.Load(r); err == nil {
-		g.audit(st, r, sess.OrgID, sess.UserID, "logout", "success", nil)
-	}
-	if err := st.sessions.End(w, r); err != nil {
-		g.internalError(w, r, "ending session", err)
-		return
-	}
-	g.pages.Render(w, http.StatusOK, "login", pages.Login{Prefix: g.Prefix, Notice: "You have signed out."})
 }
 
 func (g *Gateway) provider(st *gatewayState, org *store.Org) (*samlsp.Provider, error) {

@@ -31,6 +31,10 @@ type Options struct {
 	// Audit bounds the audit trail from the start (SetAuditPolicy changes
 	// it later).
 	Audit AuditPolicy
+
+	// ObserveWrite, if set, is told how long each write transaction took,
+	// retries included, by its operation name (a fixed set; for metrics).
+	ObserveWrite func(op string, d time.Duration)
 }
 
 const (
@@ -69,6 +73,8 @@ var orgIDPattern = regexp.MustCompile(`^[a-z0-9-]{2,40}$`)
 type Store struct {
 	db  *badger.DB
 	log *zap.Logger
+
+	observeWrite func(op string, d time.Duration) // Options.ObserveWrite
 
 	// mu guards closed. Every operation holds it for reading while it uses
 	// db, so Close (which takes it for writing) waits for them to finish
@@ -134,6 +140,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		scimTouches: make(map[string]time.Time),
 		flushNow:    make(chan struct{}, 1),
 		replayKeep:  replayMinRetention,
+
+		observeWrite: opts.ObserveWrite,
 	}
 	// Finish organization deletions a crash interrupted, before anyone can
 	// see their leftovers.
@@ -249,6 +257,9 @@ func now() time.Time { return time.Now().UTC().Round(0) }
 // must therefore be safe to run more than once). fn's own errors abort the
 // transaction and are returned unchanged.
 func (s *Store) update(op string, fn func(txn *badger.Txn) error) error {
+	if s.observeWrite != nil {
+		defer func(start time.Time) { s.observeWrite(op, time.Since(start)) }(time.Now())
+	}
 	for attempt := 1; ; attempt++ {
 		err := s.tryUpdate(fn)
 		if err == nil {

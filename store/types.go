@@ -89,6 +89,9 @@ type IdPSettings struct {
 	SSOURL       string   `json:"sso_url,omitempty"`
 	Certificates []string `json:"certificates,omitempty"` // PEM, several for rollover
 	MetadataURL  string   `json:"metadata_url,omitempty"`
+	// SLOURL is the IdP's SingleLogoutService (HTTP-Redirect binding);
+	// empty when it has none, and sign-out then ends only our session.
+	SLOURL string `json:"slo_url,omitempty"`
 }
 
 // GroupMapping names the IdP group whose members may sign in.

@@ -44,6 +44,9 @@ type IdPInput struct {
 	// MetadataURL is where the IdP publishes its metadata; SetIdPContext
 	// fetches it (https only) and takes the three fields from it.
 	MetadataURL string `json:"metadata_url,omitempty"`
+	// SLOURL is the IdP's single logout endpoint (HTTP-Redirect binding),
+	// optional; with MetadataXML it comes from the metadata.
+	SLOURL string `json:"slo_url,omitempty"`
 }
 
 // SetIdP validates and saves an organization's IdP settings, replacing the
@@ -65,7 +68,7 @@ func (s *Service) SetIdPContext(ctx context.Context, actor, orgID string, in IdP
 	}
 	metadataURL := ""
 	if strings.TrimSpace(in.MetadataURL) != "" {
-		if in.EntityID != "" || in.SSOURL != "" || len(in.Certificates) > 0 || in.MetadataXML != "" {
+		if in.EntityID != "" || in.SSOURL != "" || len(in.Certificates) > 0 || in.MetadataXML != "" || in.SLOURL != "" {
 			return nil, invalid("metadata_url",
 				"give either metadata_url, metadata_xml, or entity_id, sso_url and certificates, not several")
 		}
@@ -112,7 +115,7 @@ func (s *Service) SetIdPContext(ctx context.Context, actor, orgID string, in IdP
 // form, with the source they came from ("fields" or "metadata").
 func ValidateIdP(in IdPInput, now time.Time) (store.IdPSettings, string, error) {
 	if strings.TrimSpace(in.MetadataXML) != "" {
-		if in.EntityID != "" || in.SSOURL != "" || len(in.Certificates) > 0 {
+		if in.EntityID != "" || in.SSOURL != "" || len(in.Certificates) > 0 || in.SLOURL != "" {
 			return store.IdPSettings{}, "", invalid("metadata_xml",
 				"give either metadata_xml or entity_id, sso_url and certificates, not both")
 		}
@@ -151,7 +154,13 @@ func validateIdPFields(in IdPInput, now time.Time) (store.IdPSettings, error) {
 	if err != nil {
 		return store.IdPSettings{}, err
 	}
-	return store.IdPSettings{EntityID: entityID, SSOURL: ssoURL, Certificates: certs}, nil
+	sloURL := ""
+	if strings.TrimSpace(in.SLOURL) != "" {
+		if sloURL, err = validateSSOURL("slo_url", in.SLOURL); err != nil {
+			return store.IdPSettings{}, err
+		}
+	}
+	return store.IdPSettings{EntityID: entityID, SSOURL: ssoURL, Certificates: certs, SLOURL: sloURL}, nil
 }
 
 // validateSSOURL requires an absolute https URL; plain http is allowed only
@@ -296,6 +305,13 @@ func idpFromMetadata(doc string) (IdPInput, error) {
 	}
 	if in.SSOURL == "" {
 		return IdPInput{}, invalid(field, "the metadata has no SingleSignOnService with the HTTP-Redirect binding")
+	}
+	// Optional: without one, signing out ends only the gateway's session.
+	for _, ep := range idp.SingleLogoutServices {
+		if ep.Binding == saml.HTTPRedirectBinding {
+			in.SLOURL = strings.TrimSpace(ep.Location)
+			break
+		}
 	}
 	for _, kd := range idp.KeyDescriptors {
 		if kd.Use != "" && kd.Use != "signing" {

@@ -49,6 +49,14 @@ type Message struct {
 	RetryURL string
 }
 
+// Logout is the data of the sign-out confirmation page.
+type Logout struct {
+	Prefix   string
+	SignedIn bool
+	Email    string // of the session, if it has one
+	ReturnTo string // same-origin path to go to afterwards
+}
+
 // Reauth is the data of the page that asks an admin to sign in again
 // before a sensitive change.
 type Reauth struct {
@@ -62,7 +70,7 @@ type Reauth struct {
 // a buffer first so a template error never leaves a half-written page.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data any) {
 	csp := defaultCSP
-	if name == "login" || name == "reauth" {
+	if name == "login" || name == "reauth" || name == "logout" {
 		csp = loginCSP
 	}
 	r.render(w, status, name, data, csp)
@@ -71,7 +79,8 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data a
 // defaultCSP admits no script at all.
 const defaultCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// loginCSP is defaultCSP without form-action: the sign-in (and re-auth) form's post is
+// loginCSP is defaultCSP without form-action: the sign-in (and re-auth,
+// and sign-out, which may go on to the IdP's single logout) form's post is
 // answered with a redirect to the organization's IdP, and browsers
 // (Chromium) apply form-action to the redirect's target too, which can be
 // any IdP.

@@ -218,6 +218,7 @@ func Metadata(urls URLs, key crypto.Signer, cert *x509.Certificate) ([]byte, err
 		// refresh hint the metadata schema asks for instead.
 		MetadataOmitValidUntil: true,
 	}
+	advertiseSLO(&sp, urls) // slo.go
 	ed := sp.Metadata()
 	for i := range ed.SPSSODescriptors {
 		for j := range ed.SPSSODescriptors[i].KeyDescriptors {

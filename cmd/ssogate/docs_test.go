@@ -127,7 +127,8 @@ func exampleConfigs(t *testing.T) []docSnippet {
 			return err
 		}
 		if d.IsDir() {
-			if d.Name() == "testdata" {
+			// grafana/ holds a dashboard, JSON that is no Caddy config.
+			if d.Name() == "testdata" || d.Name() == "grafana" {
 				return filepath.SkipDir
 			}
 			return nil
@@ -578,6 +579,8 @@ func firstHost(route map[string]any) string {
 var identityHeaders = []string{
 	"X-SSO-User-Id", "X-SSO-User", "X-SSO-Email", "X-SSO-Name", "X-SSO-Groups", "X-SSO-Org", "X-SSO-Auth-Method",
 	"X-Forwarded-User", "X-Forwarded-Preferred-Username", "X-Forwarded-Email", "X-Forwarded-Groups",
+	"X-SSO-Subject", "X-Auth-Request-User", "X-Auth-Request-Preferred-Username", "X-Auth-Request-Email",
+	"X-Auth-Request-Groups", "X-SSO-JWT",
 }
 
 // spoofMark is in every spoofed value, so the upstream can recognise one

@@ -126,7 +126,14 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	if err := e.serve(cfg.IdP, idp.Handler()); err != nil {
 		return nil, err
 	}
-	if err := e.serve(cfg.Upstream, upstream.Handler(nil)); err != nil {
+	// The demo app checks the gateway's signed identity as an
+	// application should.
+	verifier := &upstream.Verifier{
+		JWKSURL:  e.GatewayURL + "/sso/.well-known/jwks.json",
+		Issuer:   e.GatewayURL,
+		Audience: e.GatewayURL,
+	}
+	if err := e.serve(cfg.Upstream, upstream.VerifyingHandler(nil, verifier)); err != nil {
 		e.Stop()
 		return nil, err
 	}
@@ -160,13 +167,19 @@ func (e *Env) Stop() {
 	}
 }
 
+// DefaultGatewayHandler is the demo's sso_gateway handler: default headers
+// and the signed identity token, which the demo app verifies.
+func DefaultGatewayHandler() map[string]any {
+	return map[string]any{"handler": "sso_gateway", "signed_identity": map[string]any{}}
+}
+
 // CaddyConfig is the gateway's JSON config, for reloads in tests.
 func (e *Env) CaddyConfig() []byte { return e.caddyConfig() }
 
 func (e *Env) caddyConfig() []byte {
 	gw := e.cfg.GatewayHandler
 	if gw == nil {
-		gw = map[string]any{"handler": "sso_gateway"}
+		gw = DefaultGatewayHandler()
 	}
 	cfg := map[string]any{
 		"admin": map[string]any{

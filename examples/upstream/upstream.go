@@ -21,18 +21,27 @@ const LogoutPath = "/sso/logout"
 
 // identityPrefixes select the headers shown whatever the configuration: the
 // gateway's defaults and the oauth2-proxy preset.
-var identityPrefixes = []string{"X-Sso-", "X-Forwarded-"}
+var identityPrefixes = []string{"X-Sso-", "X-Forwarded-", "X-Auth-Request-"}
 
 // Identity is what the JSON answer holds.
 type Identity struct {
 	Path    string            `json:"path"`
 	Headers map[string]string `json:"headers"`
+	// JWT is the outcome of checking the signed identity, when the
+	// handler has a Verifier.
+	JWT *JWTResult `json:"jwt,omitempty"`
 }
 
 // Handler answers every path with the identity headers of the request: the
 // headers whose names start with X-SSO- or X-Forwarded-, and those named in
 // headerNames (for custom header names).
 func Handler(headerNames []string) http.Handler {
+	return VerifyingHandler(headerNames, nil)
+}
+
+// VerifyingHandler is Handler that also checks the gateway's signed
+// identity token with v, and shows the outcome and the token's claims.
+func VerifyingHandler(headerNames []string, v *Verifier) http.Handler {
 	extra := make(map[string]bool, len(headerNames))
 	for _, name := range headerNames {
 		if name = strings.TrimSpace(name); name != "" {
@@ -41,6 +50,9 @@ func Handler(headerNames []string) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := Identity{Path: r.URL.Path, Headers: identityHeaders(r.Header, extra)}
+		if v != nil {
+			id.JWT = v.Check(r)
+		}
 		// The page shows who is signed in: never cache it.
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -122,13 +134,14 @@ type page struct {
 	User       string // a readable name for the heading, if any header has one
 	Headers    []headerRow
 	LogoutPath string
+	JWT        *JWTResult
 }
 
 // userHeaders are tried in order for the heading.
 var userHeaders = []string{"X-Sso-Name", "X-Sso-Email", "X-Sso-User", "X-Forwarded-Preferred-Username", "X-Forwarded-Email", "X-Forwarded-User"}
 
 func newPage(id Identity) page {
-	p := page{Path: id.Path, LogoutPath: LogoutPath}
+	p := page{Path: id.Path, LogoutPath: LogoutPath, JWT: id.JWT}
 	for name, value := range id.Headers {
 		p.Headers = append(p.Headers, headerRow{name, value})
 	}
@@ -158,6 +171,7 @@ th,td{text-align:left;padding:.5rem;border-bottom:1px solid #e5e7eb;vertical-ali
 td.name{font-family:ui-monospace,monospace;white-space:nowrap}
 td.value{font-family:ui-monospace,monospace;word-break:break-all}
 .empty{color:#991b1b}
+.ok{color:#166534}
 button{margin-top:1.5rem;padding:.5rem 1rem;border:1px solid #d1d5db;border-radius:.25rem;background:#fff;cursor:pointer;font-size:.9rem}
 </style>
 </head>
@@ -172,6 +186,9 @@ button{margin-top:1.5rem;padding:.5rem 1rem;border:1px solid #d1d5db;border-radi
 {{range .Headers}}<tr><td class="name">{{.Name}}</td><td class="value">{{.Value}}</td></tr>
 {{end}}</tbody>
 </table>
+{{with .JWT}}{{if .Verified}}<p class="ok">Signed identity (X-SSO-JWT) verified against the gateway's JWKS: sub <code>{{.Claims.Subject}}</code>, org <code>{{.Claims.Org}}</code>, expires {{.Claims.Expiry.Time.UTC.Format "15:04:05"}} UTC.</p>
+{{else if .Present}}<p class="empty">Signed identity (X-SSO-JWT) did NOT verify: {{.Error}}</p>
+{{else}}<p class="empty">No signed identity (X-SSO-JWT) received.</p>{{end}}{{end}}
 {{else}}
 <p class="empty">No identity headers were received: is this application reached through the gateway?</p>
 {{end}}

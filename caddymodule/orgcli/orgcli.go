@@ -1,4 +1,7 @@
-package main
+// Package orgcli is the `org` command of ssogate (and of any Caddy built
+// with the module): it manages organizations through the admin API of the
+// running server.
+package orgcli
 
 import (
 	"bytes"
@@ -9,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,12 +25,32 @@ import (
 // read; the admin API refuses larger request bodies anyway.
 const maxFileSize = 1 << 20
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
+// Command is the `org` command. The ssogate module's package registers it
+// (caddycmd.RegisterCommand), so that any Caddy built with the module, by
+// xcaddy as well as cmd/ssogate, has it.
+func Command() caddycmd.Command {
+	return caddycmd.Command{
 		Name:  "org",
 		Usage: "<command> [--address <interface>] [--config <path> [--adapter <name>]]",
 		Short: "Manages organizations (tenants) of the running gateway",
-		Long: `
+		// The help names the binary as it was invoked: `ssogate org` for
+		// cmd/ssogate, `caddy org` for an xcaddy build. Caddy names its
+		// root command the same way.
+		Long:      strings.ReplaceAll(longHelp, "BIN", invokedName()),
+		CobraFunc: orgCommands,
+	}
+}
+
+// invokedName is the name the binary was run as: `ssogate`, or `caddy` for
+// a Caddy built with xcaddy.
+func invokedName() string {
+	if len(os.Args) == 0 {
+		return "caddy"
+	}
+	return filepath.Base(os.Args[0])
+}
+
+const longHelp = `
 Creates and configures organizations through the admin API of the running
 ssogate (Caddy) instance, under /sso/ on the admin endpoint. The commands
 print the API's JSON response; on an error they print its message and exit
@@ -34,24 +58,40 @@ with a non-zero status.
 
 A typical sequence:
 
-  ssogate org create acme --name "Acme Inc." --owner it@acme.com   # prints the owner's set-password link
-  ssogate org add-domain acme acme.com          # shows the TXT record to publish
-  ssogate org verify-domain acme acme.com       # after publishing it
-  ssogate org set-idp acme --metadata idp-metadata.xml
-  ssogate org set-admin-group acme --name "Gateway admins" --id 00g1abc
-  ssogate org scim-token acme                   # token and base URL for the IdP's provisioning
-  ssogate org step acme register done           # likewise saml, scim, users, once done in the IdP
-  ssogate org activate acme                     # all seven steps green, backup login included
+  BIN org create acme --name "Acme Inc." --owner it@acme.com   # prints the owner's set-password link
+  BIN org add-domain acme acme.com          # shows the TXT record to publish
+  BIN org verify-domain acme acme.com       # after publishing it
+  BIN org set-idp acme --metadata idp-metadata.xml
+  BIN org set-admin-group acme --name "Gateway admins" --id 00g1abc
+  BIN org scim-token acme                   # token and base URL for the IdP's provisioning
+  BIN org step acme register done           # likewise saml, scim, users, once done in the IdP
+  BIN org activate acme                     # all seven steps green, backup login included
 
-The admin endpoint is found as for 'caddy reload': from --address, else from
+The admin endpoint is found as for 'BIN reload': from --address, else from
 the config given with --config (and --adapter), else the default.
-`,
-		CobraFunc: orgCommands,
-	})
-}
+`
 
 // orgCommands builds the `org` sub-commands.
 func orgCommands(cmd *cobra.Command) {
+	// Without this, cobra answers an unknown sub-command (`org bogus`)
+	// with the help text and exit status 0, so a script's typo would look
+	// like success.
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; see '%s org --help'", args[0], invokedName()+" org", invokedName())
+		}
+		return nil
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	// Caddy names its root command "caddy" whatever the binary is called;
+	// the help of these commands names the binary as invoked, so that
+	// what it shows can be pasted back.
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		c.Root().Use = invokedName()
+		help(c, args)
+	})
+
 	pf := cmd.PersistentFlags()
 	pf.String("address", "", "Address of the administration listener, if different from config")
 	pf.StringP("config", "c", "", "Configuration file to read the admin address from")
@@ -124,7 +164,7 @@ func orgCommands(cmd *cobra.Command) {
 			return orgRequest(c, http.MethodDelete, domainPath(args[0], args[1]), nil)
 		})
 
-	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... | --metadata <file> | --metadata-url <url>)",
+	setIdP := sub("set-idp <id> (--entity-id <id> --sso-url <url> --cert <file>... [--slo-url <url>] | --metadata <file> | --metadata-url <url>)",
 		"Sets the organization's SAML IdP", 1, runSetIdP)
 	setIdP.Flags().String("entity-id", "", "IdP entity ID (issuer)")
 	setIdP.Flags().String("sso-url", "", "IdP single sign-on URL (HTTP-Redirect binding)")
@@ -134,6 +174,9 @@ func orgCommands(cmd *cobra.Command) {
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "sso-url")
 	setIdP.MarkFlagsMutuallyExclusive("metadata", "cert")
 	setIdP.Flags().String("metadata-url", "", "https URL of the IdP's metadata, fetched by the gateway, instead of the flags above")
+	setIdP.Flags().String("slo-url", "", "IdP single logout URL (HTTP-Redirect binding), optional; metadata gives its own")
+	setIdP.MarkFlagsMutuallyExclusive("metadata", "slo-url")
+	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "slo-url")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "metadata")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "entity-id")
 	setIdP.MarkFlagsMutuallyExclusive("metadata-url", "sso-url")
@@ -223,7 +266,7 @@ func runAudit(c *cobra.Command, args []string) error {
 		events = append(events, page...)
 		if !all || next == "" {
 			if next != "" {
-				fmt.Fprintf(c.ErrOrStderr(), "More events: ssogate org audit %s --before %s\n", args[0], next)
+				fmt.Fprintf(c.ErrOrStderr(), "More events: %s org audit %s --before %s\n", invokedName(), args[0], next)
 			}
 			break
 		}
@@ -297,6 +340,7 @@ func runSetIdP(c *cobra.Command, args []string) error {
 		"entity_id":    mustFlag(c, "entity-id"),
 		"sso_url":      mustFlag(c, "sso-url"),
 		"certificates": certs,
+		"slo_url":      mustFlag(c, "slo-url"),
 	})
 }
 

@@ -1,0 +1,195 @@
+package samlsp
+
+import (
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/crewjam/saml"
+	dsig "github.com/russellhaering/goxmldsig"
+)
+
+// SAML Single Logout, HTTP-Redirect binding, in both directions: the
+// gateway asks the IdP to end its session when a user signs out
+// (SP-initiated), and the IdP tells the gateway to end the user's session
+// when they sign out elsewhere (IdP-initiated). Every message the gateway
+// sends is signed with the SP key; every message it accepts must be signed
+// by one of the org's IdP certificates, come from the org's IdP entity, be
+// addressed to the org's SLO URL, be fresh, and (a LogoutRequest) be new to
+// the replay cache, or (a LogoutResponse) answer a LogoutRequest this
+// browser sent: the same checks as for a sign-in response.
+
+// SLO names the two single-logout endpoints of an organization.
+type SLO struct {
+	SPURL  string // ours: <prefix>/saml/<org>/slo
+	IdPURL string // the org's IdP SingleLogoutService (HTTP-Redirect)
+}
+
+// SLOURL is the single logout endpoint of the SP whose entity ID is
+// entityID (the gateway derives its SP URLs from the entity ID).
+func SLOURL(entityID string) string { return entityID + "/slo" }
+
+// advertiseSLO puts the single logout endpoint (HTTP-Redirect) and the
+// key that signs logout messages into the SP's metadata, so that an IdP
+// importing it can verify our LogoutRequests and knows where to send its
+// own.
+func advertiseSLO(sp *saml.ServiceProvider, urls URLs) {
+	u, err := url.Parse(SLOURL(urls.EntityID))
+	if err != nil {
+		return
+	}
+	sp.SloURL = *u
+	sp.LogoutBindings = []string{saml.HTTPRedirectBinding}
+	switch sp.Key.Public().(type) {
+	case *rsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.RSASHA256SignatureMethod
+	case *ecdsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.ECDSASHA256SignatureMethod
+	}
+}
+
+// ErrNoSLO is returned when the org's IdP has no single logout endpoint.
+var ErrNoSLO = errors.New("samlsp: the IdP has no single logout endpoint")
+
+// MaxLogoutMessageSize caps an incoming SAMLRequest or SAMLResponse
+// (base64), checked before anything decodes it. Logout messages are small.
+const MaxLogoutMessageSize = 64 << 10
+
+// sloSP is the provider's SP with the logout endpoints and signing set.
+func (p *Provider) sloSP(slo SLO) (*saml.ServiceProvider, error) {
+	if slo.IdPURL == "" {
+		return nil, ErrNoSLO
+	}
+	spURL, err := url.Parse(slo.SPURL)
+	if err != nil || spURL.Scheme == "" || spURL.Host == "" {
+		return nil, fmt.Errorf("samlsp: SLO URL %q is not absolute", slo.SPURL)
+	}
+	sp := p.sp
+	sp.SloURL = *spURL
+	switch sp.Key.Public().(type) {
+	case *rsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.RSASHA256SignatureMethod
+	case *ecdsa.PublicKey:
+		sp.LogoutSignatureMethod = dsig.ECDSASHA256SignatureMethod
+	default:
+		return nil, errors.New("samlsp: SP key is neither RSA nor ECDSA")
+	}
+	md := *sp.IDPMetadata
+	md.IDPSSODescriptors = append([]saml.IDPSSODescriptor(nil), md.IDPSSODescriptors...)
+	if len(md.IDPSSODescriptors) != 1 {
+		return nil, errors.New("samlsp: IdP metadata must have one IDPSSODescriptor")
+	}
+	md.IDPSSODescriptors[0].SingleLogoutServices = []saml.Endpoint{{Binding: saml.HTTPRedirectBinding, Location: slo.IdPURL}}
+	sp.IDPMetadata = &md
+	return &sp, nil
+}
+
+// LogoutRequest makes a signed HTTP-Redirect LogoutRequest for nameID. It
+// returns the request's ID, which the caller must remember for this
+// browser to accept the IdP's answer, and the URL to send the browser to.
+func (p *Provider) LogoutRequest(slo SLO, nameID, relayState string) (id string, redirect *url.URL, err error) {
+	sp, err := p.sloSP(slo)
+	if err != nil {
+		return "", nil, err
+	}
+	req, err := sp.MakeLogoutRequest(slo.IdPURL, nameID)
+	if err != nil {
+		return "", nil, fmt.Errorf("samlsp: making LogoutRequest: %w", err)
+	}
+	u, err := sp.RedirectLogoutRequestURL(req, relayState)
+	if err != nil {
+		return "", nil, fmt.Errorf("samlsp: encoding LogoutRequest: %w", err)
+	}
+	return req.ID, u, nil
+}
+
+// tooLarge refuses a logout message over MaxLogoutMessageSize before it
+// is decoded.
+func tooLarge(r *http.Request, param string) error {
+	if len(r.URL.RawQuery) > 2*MaxLogoutMessageSize {
+		return fmt.Errorf("%w: query string too large", ErrRefused)
+	}
+	if v := r.URL.Query().Get(param); len(v) > MaxLogoutMessageSize {
+		return fmt.Errorf("%w: %s too large", ErrRefused, param)
+	}
+	return nil
+}
+
+// ParseLogoutResponse validates the IdP's answer to one of possibleIDs
+// (HTTP-Redirect binding) and requires its status to be Success.
+func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []string) error {
+	if err := tooLarge(r, "SAMLResponse"); err != nil {
+		return err
+	}
+	if r.URL.Query().Get("SAMLResponse") == "" {
+		return fmt.Errorf("%w: no SAMLResponse in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
+	}
+	sp, err := p.sloSP(slo)
+	if err != nil {
+		return err
+	}
+	resp, err := sp.ParseLogoutResponse(r, possibleIDs)
+	if err != nil {
+		return fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
+	}
+	if resp.Status.StatusCode.Value != saml.StatusSuccess {
+		return fmt.Errorf("%w: the IdP answered with status %q", ErrRefused, resp.Status.StatusCode.Value)
+	}
+	return nil
+}
+
+// ValidateLogoutRequest validates an IdP-initiated LogoutRequest
+// (HTTP-Redirect binding, signed) and records it in the replay cache.
+// It returns the NameID whose sessions are to end and the request's ID.
+func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requestID string, err error) {
+	if err := tooLarge(r, "SAMLRequest"); err != nil {
+		return "", "", err
+	}
+	q := r.URL.Query()
+	if q.Get("SAMLRequest") == "" {
+		return "", "", fmt.Errorf("%w: no SAMLRequest in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
+	}
+	// The binding's signature is over the query; an unsigned request
+	// could come from anyone who can make the browser follow a link.
+	if q.Get("Signature") == "" || q.Get("SigAlg") == "" {
+		return "", "", fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
+	}
+	sp, err := p.sloSP(slo)
+	if err != nil {
+		return "", "", err
+	}
+	req, err := sp.ValidateLogoutRequest(r)
+	if err != nil {
+		return "", "", fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
+	}
+	if req.NameID == nil || req.NameID.Value == "" {
+		return "", "", fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
+	}
+	return req.NameID.Value, req.ID, nil
+}
+
+// LogoutResponse makes the signed HTTP-Redirect answer to an IdP's
+// LogoutRequest.
+func (p *Provider) LogoutResponse(slo SLO, requestID, relayState string) (*url.URL, error) {
+	sp, err := p.sloSP(slo)
+	if err != nil {
+		return nil, err
+	}
+	u, err := sp.MakeRedirectLogoutResponse(requestID, relayState)
+	if err != nil {
+		return nil, fmt.Errorf("samlsp: making LogoutResponse: %w", err)
+	}
+	return u, nil
+}
+
+// privateErr is the detailed reason crewjam keeps out of Error().
+func privateErr(err error) string {
+	var ire *saml.InvalidResponseError
+	if errors.As(err, &ire) && ire.PrivateErr != nil {
+		return ire.PrivateErr.Error()
+	}
+	return err.Error()
+}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
+
+	"github.com/ssogate/ssogate/store"
 )
 
 // SAML Single Logout, HTTP-Redirect binding, in both directions: the
@@ -167,6 +169,18 @@ func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requ
 	}
 	if req.NameID == nil || req.NameID.Value == "" {
 		return "", "", fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
+	}
+	// Once only, as a response: crewjam checks no replay of its own here
+	// (the provider gives it no replay cache; see New). Kept as long as a
+	// request's IssueInstant could still pass.
+	if p.replay != nil {
+		until := req.IssueInstant.Add(MaxIssueDelay + MaxClockSkew)
+		switch err := p.replay.st.ConsumeOnce(p.replay.Key("logout:"+req.ID), until); {
+		case errors.Is(err, store.ErrReplayed):
+			return "", "", fmt.Errorf("%w: LogoutRequest %q was seen before", ErrRefused, req.ID)
+		case err != nil:
+			return "", "", fmt.Errorf("samlsp: recording LogoutRequest: %w", err)
+		}
 	}
 	return req.NameID.Value, req.ID, nil
 }

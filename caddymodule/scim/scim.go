@@ -235,11 +235,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Hand the request to the library with the path it expects and the
-	// organization in the context.
-	inner := r.WithContext(context.WithValue(r.Context(), ctxKey{}, org.ID))
+	// Hand the request to the library with the path it expects, the
+	// organization in the context, and a list filter parsed here
+	// (filterparse.go).
+	ctx := context.WithValue(r.Context(), ctxKey{}, org.ID)
 	u := *r.URL
 	u.Path, u.RawPath = sub, ""
+	if core, exts, ok := resourceSchemas(sub); ok && isList(r.Method, sub) {
+		raw, found := "", false
+		if r.Method == http.MethodGet {
+			q, _ := urlQuery(r) // checked by checkQuery
+			if raw = q.Get("filter"); raw != "" {
+				found = true
+				q.Del("filter")
+				u.RawQuery = q.Encode()
+			}
+		} else {
+			body, _ := io.ReadAll(r.Body) // the bytes read above
+			body, raw, found = takeSearchFilter(body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
+		if found {
+			expr, err := s.limits.parseFilter(raw, core, exts)
+			if err != nil {
+				writeError(w, asScimError(err))
+				return
+			}
+			ctx = context.WithValue(ctx, filterKey{}, expr)
+		}
+	}
+	inner := r.WithContext(ctx)
 	inner.URL = &u
 
 	srv, err := elimity.NewServer(&s.args,

@@ -47,8 +47,8 @@ func resourceSchemas(sub string) (core schema.Schema, exts []schema.Schema, ok b
 // parseFilter normalises, bounds, parses and validates a list filter.
 func (l Limits) parseFilter(raw string, core schema.Schema, exts []schema.Schema) (filter.Expression, error) {
 	s := normalizeFilter(raw)
-	// The rewrite moves text into brackets (and may add one pair of
-	// parentheses): the result is held to the same caps.
+	// The rewrite moves text into brackets: the result is held to the
+	// same caps.
 	if err := l.checkFilter(s); err != nil {
 		return nil, err
 	}
@@ -114,7 +114,9 @@ func leafSchema(p filter.AttributePath, core schema.Schema, exts []schema.Schema
 
 // normalizeFilter rewrites Entra ID's `attr[filter].sub op value`, which
 // is outside RFC 7644's grammar, as `attr[(filter) and sub op value]`: the
-// same test of one value of attr. Anything else is returned unchanged.
+// same test of one value of attr (Entra ID sends a single equality in the
+// brackets; one with "or" in them is left alone, and refused by the
+// parser). Anything else is returned unchanged.
 // Each rewrite removes a "]." outside a string, so this ends.
 func normalizeFilter(s string) string {
 	for {
@@ -147,8 +149,29 @@ func normalizeFilter(s string) string {
 			}
 			cmp += " " + s[v:end]
 		}
-		s = s[:open+1] + "(" + s[open+1:i] + ") and " + cmp + "]" + s[end:]
+		if hasOr(s[open+1 : i]) {
+			// The grammar's brackets take no parentheses, and "and"
+			// binds tighter than "or": no rewrite says the same.
+			return s
+		}
+		s = s[:open+1] + s[open+1:i] + " and " + cmp + "]" + s[end:]
 	}
+}
+
+// hasOr tells whether a value filter has an "or" outside its strings.
+func hasOr(s string) bool {
+	inString := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case inString && c == '\\':
+			i++
+		case c == '"':
+			inString = !inString
+		case !inString && (c == 'o' || c == 'O') && i > 0 && s[i-1] == ' ' && i+2 < len(s) && (s[i+1] == 'r' || s[i+1] == 'R') && s[i+2] == ' ':
+			return true
+		}
+	}
+	return false
 }
 
 // closingBeforeDot finds a ']' outside a string followed by '.'.

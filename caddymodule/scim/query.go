@@ -76,7 +76,7 @@ type listing[T any] struct {
 	load       func(id string) (T, error)
 	id         func(T) string
 	matches    func(T, filter.Expression) (bool, error)
-	resource   func(T) elimity.Resource
+	resource   func(T) (elimity.Resource, error)
 	storeError func(error) error
 	pageBytes  int
 	batch      int // records read at a time without a filter
@@ -115,15 +115,18 @@ func (l listing[T]) page(params elimity.ListRequestParams, expr filter.Expressio
 	budget := l.pageBytes
 	// add adds a resource to the page unless the page is full; the first
 	// one always goes in, or a client could never get past it.
-	add := func(it T) bool {
-		res := l.resource(it)
+	add := func(it T) (bool, error) {
+		res, err := l.resource(it)
+		if err != nil {
+			return false, err
+		}
 		n := resourceSize(res)
 		if len(page.Resources) > 0 && n > budget {
-			return false
+			return false, nil
 		}
 		budget -= n
 		page.Resources = append(page.Resources, res)
-		return true
+		return true, nil
 	}
 	if expr == nil {
 		offset := max(params.StartIndex-1, 0)
@@ -135,8 +138,8 @@ func (l listing[T]) page(params elimity.ListRequestParams, expr filter.Expressio
 			}
 			page.TotalResults = total
 			for _, it := range items {
-				if !add(it) {
-					return page, nil
+				if ok, err := add(it); err != nil || !ok {
+					return page, err
 				}
 			}
 			if len(items) < want || want <= 0 {
@@ -193,7 +196,9 @@ func (l listing[T]) page(params elimity.ListRequestParams, expr filter.Expressio
 		if err != nil {
 			return elimity.Page{}, l.storeError(err)
 		}
-		if !add(it) {
+		if ok, err := add(it); err != nil {
+			return elimity.Page{}, err
+		} else if !ok {
 			break
 		}
 	}
@@ -285,7 +290,7 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 				return passes(scimfilter.NewFilterValidator(asValuePath(leaf, userFilterSchema), userFilterSchema), view)
 			}), nil
 		},
-		resource:   func(u *store.User) elimity.Resource { return h.resource(u, p) },
+		resource:   func(u *store.User) (elimity.Resource, error) { return h.resource(u, p) },
 		storeError: func(err error) error { return h.srv.storeError(err, "", "") },
 		pageBytes:  h.srv.limits.MaxPageBytes,
 		batch:      userBatch,
@@ -366,7 +371,7 @@ func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p
 		matches: func(g *store.Group, expr filter.Expression) (bool, error) {
 			return h.matches(org, g, expr)
 		},
-		resource:   func(g *store.Group) elimity.Resource { return h.resource(g, p) },
+		resource:   func(g *store.Group) (elimity.Resource, error) { return h.resource(g, p), nil },
 		storeError: func(err error) error { return h.srv.storeError(err, "", "") },
 		pageBytes:  h.srv.limits.MaxPageBytes,
 		batch:      groupBatch,

@@ -220,6 +220,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if s.discovery(w, r, org.ID, sub) {
+		return
+	}
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		body, err := s.limits.checkBody(w, r, sub)
 		if err != nil {

@@ -205,8 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	if sub != "/v2" && !strings.HasPrefix(sub, "/v2/") {
-		writeError(w, scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Specified endpoint does not exist; the SCIM base URL ends in /v2."})
+	if !route(w, r, sub) {
 		return
 	}
 	if err := s.limits.checkQuery(r); err != nil {
@@ -228,6 +227,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			writeError(w, asScimError(err))
 			return
+		}
+		if r.Method == http.MethodPatch {
+			if err := checkPatchRequest(body); err != nil {
+				writeError(w, asScimError(err))
+				return
+			}
 		}
 		body = normalizeRequest(r.Method, sub, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))

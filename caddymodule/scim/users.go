@@ -137,6 +137,15 @@ func sameEmails(full []any, emails []store.Email) bool {
 // the IdP's ID should re-activate, deactivate or unlink anyone. Without it
 // (a patched full representation), absent means removed.
 func setUserAttributes(u *store.User, a map[string]any, keepAbsent bool) error {
+	// The library lets a single object through where the schema has an
+	// array; it would be dropped (emails) or kept in the wrong shape.
+	for _, attr := range userSchema.Attributes {
+		if v := a[findKey(a, attr.Name())]; attr.MultiValued() && v != nil {
+			if _, ok := v.([]any); !ok {
+				return badValue(attr.Name() + " must be an array of values.")
+			}
+		}
+	}
 	userName, _ := a[attrUserName].(string)
 	userName = strings.TrimSpace(userName)
 	if userName == "" {

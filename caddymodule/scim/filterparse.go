@@ -86,6 +86,11 @@ func validateFilter(expr filter.Expression, core schema.Schema, exts []schema.Sc
 		if !ok {
 			return invalidFilter(fmt.Sprintf("%q is not an attribute that can be filtered on.", p.String()))
 		}
+		if sch.ID == userSchema.ID && (strings.EqualFold(attr.Name(), attrGroups) || strings.EqualFold(attr.Name(), attrPassword)) {
+			// groups is computed per user when returned, and passwords
+			// are never kept: neither can be matched.
+			return invalidFilter(fmt.Sprintf("Users cannot be filtered on %s; for the members of a group, filter /Groups on members.value.", attr.Name()))
+		}
 		if vp, isVP := expr.(*filter.ValuePath); isVP && !attr.MultiValued() {
 			return invalidFilter(fmt.Sprintf("%q is not multi-valued; brackets select values of multi-valued attributes.", vp.AttributePath.String()))
 		}

@@ -213,7 +213,7 @@ func TestUserFilters(t *testing.T) {
 		}
 	}
 	// Operators an attribute's type does not have are refused.
-	for _, f := range []string{`active gt true`, `emails[nosuch eq "x"]`, `userName[value eq "x"]`, `urn:example:nosuch:attr eq "x"`} {
+	for _, f := range []string{`active gt true`, `emails[nosuch eq "x"]`, `userName[value eq "x"]`, `urn:example:nosuch:attr eq "x"`, `groups.value eq "x"`, `password pr`} {
 		e.scimError(e.call("acme", http.MethodGet, "/Users?filter="+url.QueryEscape(f), nil), http.StatusBadRequest, "invalidFilter")
 	}
 	e.scimError(e.call("acme", http.MethodGet, "/Users?filter="+url.QueryEscape(`nosuch eq "x"`), nil), http.StatusBadRequest, "invalidFilter")

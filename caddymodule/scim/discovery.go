@@ -185,10 +185,9 @@ func publishedSchemas(base string) []map[string]any {
 			dropSub(attrs, "members", "display")
 			setSub(attrs, "members", "type", "canonicalValues", []any{"User"})
 			setSub(attrs, "members", "$ref", "referenceTypes", []any{"User"})
-			// The admin-group mapping may name a group by displayName,
-			// so a name is held by one group of the organization (ASCII
-			// letters compared case-insensitively); duplicates get 409.
-			setAttr(attrs, "displayName", "uniqueness", "server")
+			// displayName keeps the standard's uniqueness "none": groups
+			// may share a name (an admin-group mapping by such a name
+			// admits nobody).
 		case enterpriseSchema.ID:
 			// The manager is kept as the IdP sends it; its displayName
 			// is not computed.
@@ -210,16 +209,12 @@ func findAttr(attrs []any, name string) map[string]any {
 	return nil
 }
 
-func setAttr(attrs []any, name, key string, v any) {
-	if a := findAttr(attrs, name); a != nil {
-		a[key] = v
-	}
-}
-
 func setSub(attrs []any, name, sub, key string, v any) {
 	if a := findAttr(attrs, name); a != nil {
 		subs, _ := a["subAttributes"].([]any)
-		setAttr(subs, sub, key, v)
+		if s := findAttr(subs, sub); s != nil {
+			s[key] = v
+		}
 	}
 }
 

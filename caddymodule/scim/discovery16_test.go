@@ -91,7 +91,7 @@ func TestDiscoveryIsTruthful(t *testing.T) {
 		t.Errorf("members.$ref referenceTypes: %v", v)
 	}
 	dn, _ := subNames(t, docs["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName")
-	if dn["uniqueness"] != "server" {
+	if dn["uniqueness"] != "none" {
 		t.Errorf("group displayName uniqueness: %v", dn["uniqueness"])
 	}
 	if _, names := subNames(t, docs[enterpriseURN], "manager"); slices.Contains(names, "displayName") {
@@ -219,5 +219,41 @@ func TestOktaSpecTestFirstUser(t *testing.T) {
 	// A provisioned user is returned as the IdP sent it.
 	if u := e.must(http.StatusOK, "acme", http.MethodGet, "/Users/"+scimUser, nil).body; u["name"] != nil || u["emails"] != nil {
 		t.Errorf("provisioned user got derived attributes: %v", u)
+	}
+}
+
+// Group displayNames have uniqueness "none" as published: Entra ID and
+// AD-sourced Okta groups can share names. externalId stays unique.
+func TestGroupsSharingANameThroughSCIM(t *testing.T) {
+	e := newEnv(t)
+	post := func(name, ext string) resp {
+		body := map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": name}
+		if ext != "" {
+			body["externalId"] = ext
+		}
+		return e.call("acme", http.MethodPost, "/Groups", body)
+	}
+	a := post("Sales", "g-1")
+	b := post("SALES", "g-2")
+	if a.status != http.StatusCreated || b.status != http.StatusCreated {
+		t.Fatalf("shared name: %s / %s", a.raw, b.raw)
+	}
+	e.scimError(post("Other", "g-1"), http.StatusConflict, "uniqueness")
+	r := e.must(http.StatusOK, "acme", http.MethodGet, "/Groups?filter="+url.QueryEscape(`displayName eq "sales"`), nil)
+	var got []string
+	for _, g := range resources(t, r) {
+		got = append(got, g["id"].(string))
+	}
+	want := []string{a.body["id"].(string), b.body["id"].(string)}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("displayName eq: %v, want %v", got, want)
+	}
+	// A rename onto a taken name is accepted too.
+	c := e.createGroup("acme", "Ops")
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Groups/"+c, patchOp(map[string]any{"op": "replace", "path": "displayName", "value": "Sales"}))
+	r = e.must(http.StatusOK, "acme", http.MethodGet, "/Groups?filter="+url.QueryEscape(`displayName eq "Sales"`)+"&excludedAttributes=members", nil)
+	if num(r.body["totalResults"]) != 3 {
+		t.Fatalf("after rename: %s", r.raw)
 	}
 }

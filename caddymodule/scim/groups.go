@@ -20,7 +20,10 @@ import (
 	"github.com/ssogate/ssogate/store"
 )
 
-const conflictGroup = "A group with this displayName or externalId already exists in this organization."
+// conflictGroup: externalIds are unique; displayNames may be shared, as in
+// the directories the IdPs push from (an admin-group mapping by a shared
+// name then admits nobody: see access.go).
+const conflictGroup = "A group with this externalId already exists in this organization."
 
 // groupHandler serves /Groups over the store. Members are user IDs of the
 // organization; membership of the org's admin group decides who may sign

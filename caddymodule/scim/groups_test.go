@@ -30,8 +30,10 @@ func TestGroupLifecycle(t *testing.T) {
 		t.Errorf("members: %s", r.raw)
 	}
 
+	// A duplicate externalId is refused; a shared displayName is not
+	// (issue 16: TestGroupsSharingANameThroughSCIM).
 	e.scimError(e.call("acme", http.MethodPost, "/Groups", map[string]any{
-		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": "gateway ADMINS",
+		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": "Elsewhere", "externalId": "00g1",
 	}), http.StatusConflict, "uniqueness")
 	for _, bad := range []string{"nope", stranger} {
 		r := e.call("acme", http.MethodPost, "/Groups", map[string]any{
@@ -116,8 +118,10 @@ func TestGroupLifecycle(t *testing.T) {
 	} {
 		e.scimError(e.call("acme", http.MethodPatch, "/Groups/"+gid, patchOp(c.op)), c.status, c.scimType)
 	}
-	e.createGroup("acme", "Taken")
-	e.scimError(e.call("acme", http.MethodPatch, "/Groups/"+gid, patchOp(map[string]any{"op": "replace", "path": "displayName", "value": "TAKEN"})), http.StatusConflict, "uniqueness")
+	e.must(http.StatusCreated, "acme", http.MethodPost, "/Groups", map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": "Taken", "externalId": "00gTaken",
+	})
+	e.scimError(e.call("acme", http.MethodPatch, "/Groups/"+gid, patchOp(map[string]any{"op": "replace", "path": "externalId", "value": "00gTaken"})), http.StatusConflict, "uniqueness")
 	if g := get("/Groups/" + gid); g["displayName"] != "Gateway Admins" || !slices.Equal(memberIDs(g), []string{a}) {
 		t.Errorf("refused PATCHes changed the group: %v", g)
 	}

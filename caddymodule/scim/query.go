@@ -467,7 +467,16 @@ func (h *groupHandler) candidates(org string, expr filter.Expression) (idSet, bo
 	var err error
 	switch strings.ToLower(e.AttributePath.AttributeName) {
 	case "displayname":
-		id, err = st.GroupIDByDisplayName(org, v)
+		// Names may be shared; more than the bound is tooMany later.
+		ids, err := st.GroupIDsByDisplayName(org, v, mostGroupCandidates+1)
+		if err != nil && !errors.Is(err, store.ErrInvalid) {
+			return nil, false, err
+		}
+		out := idSet{}
+		for _, id := range ids {
+			out[id] = struct{}{}
+		}
+		return out, true, nil
 	case "externalid":
 		id, err = st.GroupIDByExternalID(org, v)
 	case "id":

@@ -267,3 +267,19 @@ func TestGroupNameIndexFromVersion2(t *testing.T) {
 		t.Fatalf("two groups: %v", err)
 	}
 }
+
+// A database a newer ssogate migrated is refused rather than read with
+// the wrong index layout.
+func TestNewerIndexVersionRefused(t *testing.T) {
+	s, dir := openTestStore(t)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		_, err := setJSON(txn, key(pMeta, metaIndexVersionKey), indexVersion+1, 0)
+		return err
+	})
+	must(t, err)
+	must(t, s.Close())
+	if s2, err := Open(dir, Options{GCInterval: -1}); err == nil {
+		_ = s2.Close()
+		t.Fatal("Open accepted a newer index version")
+	}
+}

@@ -40,7 +40,13 @@ func (s *Store) migrateIndexes() error {
 	if err != nil && err != ErrNotFound {
 		return fmt.Errorf("store: reading index version: %w", err)
 	}
-	if v >= indexVersion {
+	if v > indexVersion {
+		// A newer ssogate moved the indexes: read with this one's layout,
+		// look-ups would miss (an admin group by name among them) and
+		// writes would mix the two.
+		return fmt.Errorf("store: the database's indexes are version %d, newer than this ssogate's %d; run the newer version", v, indexVersion)
+	}
+	if v == indexVersion {
 		return nil
 	}
 	var st migrateStats

@@ -257,3 +257,37 @@ func TestGroupsSharingANameThroughSCIM(t *testing.T) {
 		t.Fatalf("after rename: %s", r.raw)
 	}
 }
+
+// When a pushed group makes the admin group's name shared (and no group
+// has the mapping's ID), the organization's audit trail says so.
+func TestSharedAdminGroupNameAudited(t *testing.T) {
+	e := newEnv(t)
+	if _, err := e.store.UpdateOrg("acme", func(o *store.Org) error {
+		o.AdminGroup = store.GroupMapping{Name: "Gateway Admins", ID: "00gAdmins"}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	warned := func() bool {
+		events, err := e.store.ListAudit("acme", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events {
+			if ev.Action == "scim.group.admin_name_shared" {
+				return true
+			}
+		}
+		return false
+	}
+	e.createGroup("acme", "gateway admins")
+	e.createGroup("acme", "Other")
+	if warned() {
+		t.Fatal("warned with one group of the name")
+	}
+	other := e.createGroup("acme", "Ops")
+	e.must(http.StatusOK, "acme", http.MethodPatch, "/Groups/"+other, patchOp(map[string]any{"op": "replace", "path": "displayName", "value": "GATEWAY ADMINS"}))
+	if !warned() {
+		t.Fatal("no warning once two groups have the admin group's name")
+	}
+}

@@ -138,8 +138,13 @@ func sameEmails(full []any, emails []store.Email) bool {
 // (a patched full representation), absent means removed.
 func setUserAttributes(u *store.User, a map[string]any, keepAbsent bool) error {
 	// The library lets a single object through where the schema has an
-	// array; it would be dropped (emails) or kept in the wrong shape.
+	// array; it would be dropped (emails) or kept in the wrong shape. A
+	// PATCH is held to it for emails only, so that a user stored with
+	// such a value before stays patchable.
 	for _, attr := range userSchema.Attributes {
+		if !keepAbsent && attr.Name() != attrEmails {
+			continue
+		}
 		if v := a[findKey(a, attr.Name())]; attr.MultiValued() && v != nil {
 			if _, ok := v.([]any); !ok {
 				return badValue(attr.Name() + " must be an array of values.")

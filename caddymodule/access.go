@@ -196,6 +196,12 @@ func inGroup(st *store.Store, org *store.Org, m store.GroupMapping, user *store.
 			return false, nil // not provisioned, so not a member
 		}
 		return st.IsMember(org.ID, gid, user.ID)
+	} else if errors.Is(err, store.ErrAmbiguous) {
+		// Several provisioned groups have the mapped name: none of them
+		// decides, and neither do the asserted groups (one of those
+		// groups may be the real one, and may have removed the user).
+		// The mapping must name the group by its ID.
+		return false, nil
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return false, err
 	}

@@ -304,3 +304,50 @@ func TestSCIMTokensAreScopedToTheirOrganization(t *testing.T) {
 	}
 	signInOK(t, newBrowser(t), demo.AliceEmail)
 }
+
+// Groups may share a name (issue 16), so a mapping by name that several
+// provisioned groups match admits nobody, not even a member of one of
+// them and whatever the IdP asserts; the group's ID then decides.
+func TestSCIMSharedAdminGroupNameAdmitsNobody(t *testing.T) {
+	c := newSCIMClient(t, demo.OrgID)
+	b := newBrowser(t)
+	signInOK(t, b, demo.AliceEmail)
+	alice := c.userID(demo.AliceEmail)
+
+	var gids []string
+	t.Cleanup(func() {
+		for _, gid := range gids {
+			c.do(http.MethodDelete, "/Groups/"+gid, nil)
+		}
+	})
+	for i, name := range []string{demo.AdminGroupName, strings.ToUpper(demo.AdminGroupName)} {
+		members := []any{}
+		if i == 0 {
+			members = append(members, map[string]any{"value": alice})
+		}
+		g := c.must(http.StatusCreated, http.MethodPost, "/Groups", map[string]any{
+			"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+			"displayName": name,
+			"members":     members,
+		})
+		gids = append(gids, g["id"].(string))
+	}
+	assertSignedOut(t, b)
+	signInRefused(t, demo.AliceEmail, "not allowed")
+
+	// Both are listed under the name.
+	out := c.must(http.StatusOK, http.MethodGet, "/Groups?excludedAttributes=members&filter="+url.QueryEscape(`displayName eq "`+demo.AdminGroupName+`"`), nil)
+	if out["totalResults"].(float64) != 2 {
+		t.Fatalf("groups named %q: %v", demo.AdminGroupName, out)
+	}
+
+	// The group pushed with the mapped ID decides.
+	g := c.must(http.StatusCreated, http.MethodPost, "/Groups", map[string]any{
+		"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+		"externalId":  demo.AdminGroupID,
+		"displayName": demo.AdminGroupName,
+		"members":     []any{map[string]any{"value": alice}},
+	})
+	gids = append(gids, g["id"].(string))
+	signInOK(t, newBrowser(t), demo.AliceEmail)
+}

@@ -39,7 +39,7 @@
 //	uext/<org>/<externalId>          user ID (unique)
 //	umail/<org>/<email key>/<user>   user ID, one key per user and address (not unique)
 //	grp/<org>/<group>                Group
-//	gname/<org>/<folded displayName> group ID (unique); ASCII case folded only
+//	gname/<org>/<folded displayName>/<id> group ID (names may be shared); ASCII case folded only
 //	gext/<org>/<externalId>          group ID (unique)
 //	gmem/<org>/<user>/<group>        membership (GroupsOfUser scans one user, IsMember reads one key)
 //	udel/<org>/<kind>/<value>        deprovisioning marker (time): kind n = userName key,

@@ -9,6 +9,24 @@ import (
 )
 
 // dedupeMembers drops repeated member IDs, keeping the first occurrence.
+func groupNameKey(orgID, name, id string) []byte {
+	return key(pGName, orgID, groupKey(name), id)
+}
+
+// groupIDByName resolves a displayName to the one group that has it.
+func groupIDByName(op, orgID, name string) func(*badger.Txn) (string, error) {
+	return func(txn *badger.Txn) (string, error) {
+		ks := keysWithPrefix(txn, scanPrefix(pGName, orgID, groupKey(name)), nil, 2)
+		switch len(ks) {
+		case 0:
+			return "", wrapNotFound(ErrNotFound, op, "displayName", name)
+		case 1:
+			return lastSegment(ks[0]), nil
+		}
+		return "", fmt.Errorf("store: %s: several groups of organization %q are named %q: %w", op, orgID, name, ErrAmbiguous)
+	}
+}
+
 func dedupeMembers(op string, members []string) ([]string, error) {
 	if len(members) == 0 {
 		return nil, nil
@@ -27,8 +45,13 @@ func dedupeMembers(op string, members []string) ([]string, error) {
 	return out, nil
 }
 
+// groupUniqueKeys are a group's index keys. The displayName index holds
+// one key per group (gname/<org>/<name>/<id>): names may be shared, as in
+// the directories the IdPs push from, and a look-up by name that finds
+// several says so (ErrAmbiguous) rather than pick one. The externalId
+// index is unique.
 func groupUniqueKeys(g *Group) map[string]string {
-	ks := map[string]string{string(key(pGName, g.OrgID, groupKey(g.DisplayName))): fmt.Sprintf("displayName %q", g.DisplayName)}
+	ks := map[string]string{string(groupNameKey(g.OrgID, g.DisplayName, g.ID)): fmt.Sprintf("displayName %q", g.DisplayName)}
 	if g.ExternalID != "" {
 		ks[string(key(pGExt, g.OrgID, g.ExternalID))] = fmt.Sprintf("externalId %q", g.ExternalID)
 	}
@@ -101,8 +124,8 @@ func writeGroupIndexes(txn *badger.Txn, use *usage, op string, old, g *Group) er
 
 // CreateGroup stores a new group of g.OrgID, assigning a random UUID when
 // g.ID is empty and setting Created/Updated when zero; repeated members are
-// dropped. g is updated in place on success. ErrConflict if displayName
-// (case-insensitively) or externalId is used by another group of the org;
+// dropped. g is updated in place on success. ErrConflict if externalId is
+// used by another group of the org (displayNames may be shared);
 // an error wrapping ErrNotFound if a member is not a user of the org;
 // ErrQuota if opts set a cap the group does not fit in.
 func (s *Store) CreateGroup(g *Group, opts ...WriteOption) error {
@@ -169,13 +192,14 @@ func (s *Store) GetGroup(orgID, id string) (*Group, error) {
 	return s.groupVia(op, orgID, func(*badger.Txn) (string, error) { return id, nil })
 }
 
-// GroupByDisplayName finds a group by displayName, case-insensitively.
+// GroupByDisplayName finds the group with this displayName (ASCII letters
+// case-insensitively); ErrAmbiguous when several groups have it.
 func (s *Store) GroupByDisplayName(orgID, name string) (*Group, error) {
 	const op = "group by displayName"
 	if err := need(op, "org id", orgID, "displayName", name); err != nil {
 		return nil, err
 	}
-	return s.groupVia(op, orgID, indexLookup(op, key(pGName, orgID, groupKey(name)), "displayName", name))
+	return s.groupVia(op, orgID, groupIDByName(op, orgID, name))
 }
 
 // GroupByExternalID finds a group by externalId (exact match).

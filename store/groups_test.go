@@ -25,7 +25,6 @@ func TestGroups(t *testing.T) {
 	if g.ID == "" || !slices.Equal(g.Members, []string{a.ID, b.ID}) {
 		t.Fatalf("CreateGroup = %+v", g)
 	}
-	wantErr(t, s.CreateGroup(&Group{OrgID: "acme", DisplayName: "ADMINS"}), ErrConflict)
 	wantErr(t, s.CreateGroup(&Group{OrgID: "acme", DisplayName: "Other", ExternalID: "gx"}), ErrConflict)
 	must(t, s.CreateGroup(&Group{OrgID: "other", DisplayName: "Admins", ExternalID: "gx"}))
 
@@ -85,8 +84,6 @@ func TestGroups(t *testing.T) {
 	if _, err := s.GroupByDisplayName("acme", "ADMINISTRATORS"); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.UpdateGroup("acme", g.ID, func(g *Group) error { g.DisplayName = "devs"; return nil })
-	wantErr(t, err, ErrConflict)
 	_, err = s.UpdateGroup("acme", g.ID, func(g *Group) error { g.Members = append(g.Members, stranger.ID); return nil })
 	wantErr(t, err, ErrNotFound)
 	_, err = s.UpdateGroup("acme", g.ID, func(g *Group) error { g.OrgID = "other"; return nil })
@@ -119,4 +116,44 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("group count = %d", total)
 	}
 	must(t, s.CreateGroup(&Group{OrgID: "acme", DisplayName: "Administrators"}))
+}
+
+// Group names may be shared (directories have such groups); a look-up by
+// a shared name finds none of them and says why.
+func TestGroupsSharingAName(t *testing.T) {
+	s := newTestStore(t)
+	mkOrg(t, s, "acme")
+	g1 := &Group{OrgID: "acme", DisplayName: "Admins"}
+	must(t, s.CreateGroup(g1))
+	if id, err := s.GroupIDByDisplayName("acme", "admins"); err != nil || id != g1.ID {
+		t.Fatalf("one group: %q %v", id, err)
+	}
+	g2 := &Group{OrgID: "acme", DisplayName: "ADMINS"}
+	must(t, s.CreateGroup(g2))
+	_, err := s.GroupIDByDisplayName("acme", "Admins")
+	wantErr(t, err, ErrAmbiguous)
+	_, err = s.GroupByDisplayName("acme", "Admins")
+	wantErr(t, err, ErrAmbiguous)
+	ids, err := s.GroupIDsByDisplayName("acme", "aDmIns", 0)
+	must(t, err)
+	want := []string{g1.ID, g2.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Fatalf("GroupIDsByDisplayName = %v, want %v", ids, want)
+	}
+	// Renaming one away (or deleting it) makes the name unambiguous again.
+	_, err = s.UpdateGroup("acme", g2.ID, func(g *Group) error { g.DisplayName = "Devs"; return nil })
+	must(t, err)
+	if id, err := s.GroupIDByDisplayName("acme", "Admins"); err != nil || id != g1.ID {
+		t.Fatalf("after rename: %q %v", id, err)
+	}
+	_, err = s.UpdateGroup("acme", g2.ID, func(g *Group) error { g.DisplayName = "admins"; return nil })
+	must(t, err)
+	must(t, s.DeleteGroup("acme", g1.ID))
+	if id, err := s.GroupIDByDisplayName("acme", "Admins"); err != nil || id != g2.ID {
+		t.Fatalf("after delete: %q %v", id, err)
+	}
+	if keys := rawKeys(t, s, pGName+"/acme/"); len(keys) != 1 {
+		t.Fatalf("name index keys: %q", keys)
+	}
 }

@@ -112,7 +112,7 @@ func TestOpenMigratesLegacyIndexes(t *testing.T) {
 			_, err = setJSON(txn, key(pUMail, "oo", legacyFold(u.Emails[0].Value), u.ID), u.ID, 0)
 			must(t, err)
 		}
-		must(t, del(txn, key(pGName, "oo", groupKey(g.DisplayName))))
+		must(t, del(txn, groupNameKey("oo", g.DisplayName, g.ID)))
 		_, err := setJSON(txn, key(pGName, "oo", legacyFold(g.DisplayName)), g.ID, 0)
 		must(t, err)
 		for _, kind := range []string{udelUserName, udelEmail} {
@@ -230,5 +230,56 @@ func TestOpenMigrationSurvivesJoinedNames(t *testing.T) {
 	must(t, s.DeleteUser("oo", second.ID))
 	if u, err := s.UserByUserName("oo", "ann@xn--bcher-kva.de"); err != nil || u.ID != first.ID {
 		t.Errorf("after deleting the other: UserByUserName = %v, %v", u, err)
+	}
+}
+
+// Version 2 held one group per name (gname/<org>/<name>); version 3 one
+// key per group, so that names may be shared. Open moves the keys.
+func TestGroupNameIndexFromVersion2(t *testing.T) {
+	s, dir := openTestStore(t)
+	mkOrg(t, s, "oo")
+	g := &Group{OrgID: "oo", DisplayName: "Admins"}
+	must(t, s.CreateGroup(g))
+	err := s.db.Update(func(txn *badger.Txn) error {
+		must(t, del(txn, groupNameKey("oo", g.DisplayName, g.ID)))
+		_, err := setJSON(txn, key(pGName, "oo", groupKey(g.DisplayName)), g.ID, 0)
+		must(t, err)
+		_, err = setJSON(txn, key(pMeta, metaIndexVersionKey), 2, 0)
+		return err
+	})
+	must(t, err)
+	if _, err := s.GroupIDByDisplayName("oo", "admins"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("test premise: the version 2 key should not be found, got %v", err)
+	}
+	must(t, s.Close())
+	s, err = Open(dir, Options{GCInterval: -1})
+	must(t, err)
+	defer s.Close()
+	if id, err := s.GroupIDByDisplayName("oo", "ADMINS"); err != nil || id != g.ID {
+		t.Fatalf("after migration: %q, %v", id, err)
+	}
+	if keys := rawKeys(t, s, pGName+"/oo/"); len(keys) != 1 || keys[0] != string(groupNameKey("oo", "Admins", g.ID)) {
+		t.Fatalf("name index keys: %q", keys)
+	}
+	// A second group of that name now fits beside it.
+	must(t, s.CreateGroup(&Group{OrgID: "oo", DisplayName: "admins"}))
+	if _, err := s.GroupIDByDisplayName("oo", "Admins"); !errors.Is(err, ErrAmbiguous) {
+		t.Fatalf("two groups: %v", err)
+	}
+}
+
+// A database a newer ssogate migrated is refused rather than read with
+// the wrong index layout.
+func TestNewerIndexVersionRefused(t *testing.T) {
+	s, dir := openTestStore(t)
+	err := s.db.Update(func(txn *badger.Txn) error {
+		_, err := setJSON(txn, key(pMeta, metaIndexVersionKey), indexVersion+1, 0)
+		return err
+	})
+	must(t, err)
+	must(t, s.Close())
+	if s2, err := Open(dir, Options{GCInterval: -1}); err == nil {
+		_ = s2.Close()
+		t.Fatal("Open accepted a newer index version")
 	}
 }

@@ -17,8 +17,10 @@ import (
 // strings.ToLower, whose Unicode folding put "\u212Aim@example.com"
 // (KELVIN SIGN) under the key of "kim@example.com". Version 2 keys them
 // with userKey and groupKey (ASCII folding, IDNA A-label domains).
+// Version 3 keys the group displayName index by name and group ID
+// (gname/<org>/<name>/<id>), since names may be shared.
 const (
-	indexVersion        = 2
+	indexVersion        = 3
 	migrateBatch        = 500
 	metaIndexVersionKey = "index-version"
 )
@@ -38,7 +40,13 @@ func (s *Store) migrateIndexes() error {
 	if err != nil && err != ErrNotFound {
 		return fmt.Errorf("store: reading index version: %w", err)
 	}
-	if v >= indexVersion {
+	if v > indexVersion {
+		// A newer ssogate moved the indexes: read with this one's layout,
+		// look-ups would miss (an admin group by name among them) and
+		// writes would mix the two.
+		return fmt.Errorf("store: the database's indexes are version %d, newer than this ssogate's %d; run the newer version", v, indexVersion)
+	}
+	if v == indexVersion {
 		return nil
 	}
 	var st migrateStats
@@ -56,7 +64,7 @@ func (s *Store) migrateIndexes() error {
 		if err := json.Unmarshal(val, g); err != nil {
 			return err
 		}
-		return migrateKey(txn, key(pGName, g.OrgID, legacyFold(g.DisplayName)), key(pGName, g.OrgID, groupKey(g.DisplayName)), g.ID, true, &st)
+		return migrateGroup(txn, g, &st)
 	}); err != nil {
 		return fmt.Errorf("store: migrating group indexes: %w", err)
 	}
@@ -150,6 +158,25 @@ func migrateUser(txn *badger.Txn, u *User, st *migrateStats) error {
 	if u.Source == SourceLocal {
 		return migrateKey(txn, key(pLMail, legacyFold(u.UserName), u.OrgID), key(pLMail, userKey(u.UserName), u.OrgID), u.ID, true, st)
 	}
+	return nil
+}
+
+// migrateGroup moves a group's name index entry from the key of version 1
+// or 2 (one group per name) to the key of version 3 (one per group).
+func migrateGroup(txn *badger.Txn, g *Group, st *migrateStats) error {
+	for _, old := range [][]byte{key(pGName, g.OrgID, legacyFold(g.DisplayName)), key(pGName, g.OrgID, groupKey(g.DisplayName))} {
+		if err := dropIfHeld(txn, old, g.ID); err != nil {
+			return err
+		}
+	}
+	nk := groupNameKey(g.OrgID, g.DisplayName, g.ID)
+	if ok, err := exists(txn, nk); err != nil || ok {
+		return err
+	}
+	if _, err := setJSON(txn, nk, g.ID, 0); err != nil {
+		return err
+	}
+	st.rewritten++
 	return nil
 }
 

@@ -195,13 +195,39 @@ func (s *Store) GroupIDByExternalID(orgID, externalID string) (string, error) {
 }
 
 // GroupIDByDisplayName returns the ID of the group with this displayName
-// (case-insensitively) from the index alone.
+// (ASCII letters case-insensitively) from the index alone; ErrAmbiguous
+// when several groups have it.
 func (s *Store) GroupIDByDisplayName(orgID, name string) (string, error) {
 	const op = "group ID by displayName"
 	if err := need(op, "org id", orgID, "displayName", name); err != nil {
 		return "", err
 	}
-	return s.indexedID(indexLookup(op, key(pGName, orgID, groupKey(name)), "group displayName", name))
+	return s.indexedID(groupIDByName(op, orgID, name))
+}
+
+// GroupIDsByDisplayName returns the IDs of the groups with this
+// displayName (ASCII letters case-insensitively), in ID order, at most
+// limit of them (0: all); none is not an error.
+func (s *Store) GroupIDsByDisplayName(orgID, name string, limit int) ([]string, error) {
+	const op = "group IDs by displayName"
+	if err := need(op, "org id", orgID, "displayName", name); err != nil {
+		return nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	ids := []string{}
+	err := s.view(func(txn *badger.Txn) error {
+		for _, k := range keysWithPrefix(txn, scanPrefix(pGName, orgID, groupKey(name)), nil, limit) {
+			ids = append(ids, lastSegment(k))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
 }
 
 // UserIDsByEmail returns the IDs of the org's users that have this email

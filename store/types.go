@@ -22,6 +22,9 @@ var (
 	ErrClosed = errors.New("store closed")
 	// ErrInvalid: an argument is malformed (empty ID, bad org slug, ...).
 	ErrInvalid = errors.New("invalid argument")
+	// ErrAmbiguous: a look-up by a name that several records share
+	// (group displayNames) found more than one.
+	ErrAmbiguous = errors.New("ambiguous")
 )
 
 // Integration states of an organization.
@@ -161,7 +164,7 @@ type User struct {
 type Group struct {
 	ID          string    `json:"id"` // UUID, assigned by CreateGroup when empty
 	OrgID       string    `json:"org_id"`
-	DisplayName string    `json:"display_name"` // unique per org, case-insensitively
+	DisplayName string    `json:"display_name"` // not unique: see GroupByDisplayName
 	ExternalID  string    `json:"external_id,omitempty"`
 	Members     []string  `json:"members,omitempty"` // user IDs of this org
 	Created     time.Time `json:"created"`

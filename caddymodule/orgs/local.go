@@ -530,6 +530,11 @@ func (s *Service) adminGroupMembers(o *store.Org) (map[string]bool, bool, error)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, false, nil
 	}
+	if errors.Is(err, store.ErrAmbiguous) {
+		// Several provisioned groups have the mapped name: nobody is
+		// admitted by it (see authorized in package caddymodule).
+		return map[string]bool{}, true, nil
+	}
 	if err != nil {
 		return nil, false, orgErr(o.ID, err, "reading the admin group of")
 	}

@@ -256,6 +256,20 @@ func TestListUsers(t *testing.T) {
 	if all["scim@acme.com"] == nil || all["saml@acme.com"] != nil {
 		t.Errorf("admins with SCIM group = %v (saml user %s)", all, samlUser.ID)
 	}
+	// Two provisioned groups with the mapped name and neither with its
+	// ID: the name admits nobody (issue 16), and the list still loads.
+	if err := e.store.DeleteGroup("acme", g.ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, members := range [][]string{{scimUser.ID}, nil} {
+		if err := e.store.CreateGroup(&store.Group{OrgID: "acme", DisplayName: "ADMINS", Members: members}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all = list("?role=admin")
+	if all["scim@acme.com"] != nil || all["saml@acme.com"] != nil {
+		t.Errorf("admins with an ambiguous group name = %v", all)
+	}
 	e.must(http.StatusBadRequest, "GET", "/sso/orgs/acme/users?role=root", nil)
 	e.must(http.StatusBadRequest, "GET", "/sso/orgs/acme/users?status=gone", nil)
 	e.must(http.StatusNotFound, "GET", "/sso/orgs/nope/users", nil)

@@ -174,6 +174,8 @@ func FuzzSCIMFilter(f *testing.F) {
 		`name.givenName ew "a" or title lt 3`,
 		`userName eq`,
 		`(((`,
+		`emails[type eq "work"].value eq "fuzz.target@acme.test"`,
+		`urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department eq "x" and userName pr`,
 		`urn:ietf:params:scim:schemas:core:2.0:User:userName eq "a"`,
 		strings.Repeat("(", 17) + `userName eq "a"` + strings.Repeat(")", 17),
 		strings.Repeat("not(", 16) + `userName eq "a"` + strings.Repeat(")", 16),
@@ -296,5 +298,19 @@ func FuzzFilterDepth(f *testing.F) {
 		// per level, so it cannot run away).
 		_, _ = filter.ParseFilter([]byte(s))
 		_, _ = filter.ParsePath([]byte(s))
+	})
+}
+
+// FuzzNormalizeFilter: the rewrite of Entra ID's filters ends, never
+// panics, and changes only filters that have a "]." outside a string.
+func FuzzNormalizeFilter(f *testing.F) {
+	for _, s := range []string{`emails[type eq "work"].value eq "x@y"`, `a[b eq "]."].c pr`, `].`, `a["`, `emails[type eq "w"].value eq "\"".x`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		out := normalizeFilter(s)
+		if closingBeforeDot(s) < 0 && out != s {
+			t.Fatalf("normalizeFilter(%q) = %q", s, out)
+		}
 	})
 }

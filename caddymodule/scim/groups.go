@@ -16,11 +16,16 @@ import (
 	"github.com/elimity-com/scim/schema"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/scim2/filter-parser/v2"
+	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
-const conflictGroup = "A group with this displayName or externalId already exists in this organization."
+// conflictGroup: externalIds are unique; displayNames may be shared, as in
+// the directories the IdPs push from (an admin-group mapping by a shared
+// name then admits nobody: see access.go).
+const conflictGroup = "A group with this externalId already exists in this organization."
 
 // groupHandler serves /Groups over the store. Members are user IDs of the
 // organization; membership of the org's admin group decides who may sign
@@ -157,6 +162,7 @@ func (h *groupHandler) Create(r *http.Request, attrs elimity.ResourceAttributes)
 		return elimity.Resource{}, h.srv.storeError(err, "", conflictGroup)
 	}
 	h.audit(r, "scim.group.create", g, len(g.Members), 0)
+	h.checkAdminName(r, g)
 	return h.resource(g, projectionOf(r)), nil
 }
 
@@ -262,6 +268,7 @@ func (h *groupHandler) update(r *http.Request, id string, change func(*store.Gro
 		delete(before, m)
 	}
 	h.audit(r, "scim.group.update", g, added, len(before))
+	h.checkAdminName(r, g)
 	if echo != nil && !echo(g) {
 		return elimity.Resource{}, nil
 	}
@@ -294,6 +301,37 @@ func (h *groupHandler) audit(r *http.Request, action string, g *store.Group, add
 		details["members_removed"] = strconv.Itoa(removed)
 	}
 	h.srv.audit(g.OrgID, h.srv.cfg.ClientIP(r), action, "success", details)
+}
+
+// checkAdminName tells the organization, in its audit trail and the log,
+// when g makes the admin-group mapping's name one that several
+// provisioned groups have and no group has the mapping's ID: from then on
+// that name admits nobody (see authorized in package caddymodule), and
+// the mapping must name the group by its ID. The write stands; the IdP
+// only pushed what its directory has.
+func (h *groupHandler) checkAdminName(r *http.Request, g *store.Group) {
+	st := h.srv.cfg.Store
+	o, err := st.GetOrg(g.OrgID)
+	if err != nil {
+		return
+	}
+	m := o.AdminGroup
+	if m.Name == "" || !identity.EqualFold(m.Name, g.DisplayName) {
+		return
+	}
+	if m.ID != "" {
+		if _, err := st.GroupIDByExternalID(o.ID, m.ID); err == nil {
+			return
+		}
+	}
+	ids, err := st.GroupIDsByDisplayName(o.ID, m.Name, 2)
+	if err != nil || len(ids) < 2 {
+		return
+	}
+	h.srv.log.Warn("several provisioned groups have the admin group's name, which now admits nobody; map the admin group by its ID",
+		zap.String("org", o.ID), zap.String("group_id", g.ID))
+	h.srv.audit(o.ID, h.srv.cfg.ClientIP(r), "scim.group.admin_name_shared", "warning",
+		map[string]string{"group_id": g.ID, "displayName": g.DisplayName})
 }
 
 // memberSet is a group's members in order, with constant-time look-ups.

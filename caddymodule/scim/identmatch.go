@@ -1,6 +1,8 @@
 package scim
 
 import (
+	"strings"
+
 	"github.com/scim2/filter-parser/v2"
 
 	"github.com/ssogate/ssogate/identity"
@@ -14,35 +16,85 @@ import (
 // equality on an identity attribute is decided here instead, by the rule
 // the store's indexes use (package identity).
 
-// userIdentityLeaf decides an equality leaf on userName or an email
-// value; ok is false for any other leaf.
+// userIdentityLeaf decides a string comparison (eq, ne, co, sw, ew) on
+// userName or an email value; ok is false for any other leaf.
 func userIdentityLeaf(leaf filter.Expression, u *store.User) (match, ok bool) {
 	switch e := leaf.(type) {
 	case *filter.AttributeExpression:
 		v, isString := e.CompareValue.(string)
-		if !isString || e.Operator != filter.EQ || !coreURI(e.AttributePath, userSchema.ID) {
+		if !isString || !stringOp(e.Operator) || !coreURI(e.AttributePath, userSchema.ID) {
 			return false, false
 		}
 		name, sub := identity.Fold(e.AttributePath.AttributeName), identity.Fold(e.AttributePath.SubAttributeName())
 		switch {
 		case name == "username" && sub == "":
-			return identity.Key(u.UserName) == identity.Key(v), true
+			return compareKeys(e.Operator, identity.Key(u.UserName), identity.Key(v)), true
 		case name == "emails" && (sub == "value" || sub == ""):
-			return hasEmail(u, v), true
+			return anyEmail(u, e.Operator, v), true
 		}
 	case *filter.ValuePath:
-		// emails[value eq "…"] alone; a bracket with more in it is left to
+		// emails[value op "…"] alone; a bracket with more in it is left to
 		// the library, after the candidates came from the exact index.
 		if identity.Fold(e.AttributePath.AttributeName) != "emails" || !coreURI(e.AttributePath, userSchema.ID) {
 			return false, false
 		}
-		if a, isAttr := e.ValueFilter.(*filter.AttributeExpression); isAttr {
-			if v, eq := valueEquality(a); eq {
-				return hasEmail(u, v), true
-			}
+		a, isAttr := e.ValueFilter.(*filter.AttributeExpression)
+		if !isAttr || a.AttributePath.SubAttribute != nil || identity.Fold(a.AttributePath.AttributeName) != "value" {
+			return false, false
+		}
+		if v, isString := a.CompareValue.(string); isString && stringOp(a.Operator) {
+			return anyEmail(u, a.Operator, v), true
 		}
 	}
 	return false, false
+}
+
+// stringOp tells the operators decided here on identity attributes.
+func stringOp(op filter.CompareOperator) bool {
+	switch op {
+	case filter.EQ, filter.NE, filter.CO, filter.SW, filter.EW:
+		return true
+	}
+	return false
+}
+
+// compareKeys applies a string operator to two values in matching form.
+func compareKeys(op filter.CompareOperator, have, want string) bool {
+	switch op {
+	case filter.EQ:
+		return have == want
+	case filter.NE:
+		return have != want
+	case filter.CO:
+		return strings.Contains(have, want)
+	case filter.SW:
+		return strings.HasPrefix(have, want)
+	case filter.EW:
+		return strings.HasSuffix(have, want)
+	}
+	return false
+}
+
+// anyEmail tells whether some address of u passes the comparison (for
+// ne: whether none equals v, as "emails.value ne" is read by the IdPs).
+func anyEmail(u *store.User, op filter.CompareOperator, v string) bool {
+	if op == filter.NE {
+		return !hasEmail(u, v)
+	}
+	want := identity.Key(v)
+	if op != filter.EQ {
+		want = identity.Fold(v)
+	}
+	for _, e := range u.Emails {
+		have := identity.Key(e.Value)
+		if op != filter.EQ {
+			have = identity.Fold(e.Value)
+		}
+		if compareKeys(op, have, want) {
+			return true
+		}
+	}
+	return false
 }
 
 func hasEmail(u *store.User, v string) bool {
@@ -55,10 +107,10 @@ func hasEmail(u *store.User, v string) bool {
 	return false
 }
 
-// groupIdentityLeaf decides an equality leaf on a group's displayName.
+// groupIdentityLeaf decides a string comparison on a group's displayName.
 func groupIdentityLeaf(leaf filter.Expression, g *store.Group) (match, ok bool) {
 	e, isAttr := leaf.(*filter.AttributeExpression)
-	if !isAttr || e.Operator != filter.EQ || e.AttributePath.SubAttribute != nil || !coreURI(e.AttributePath, groupSchema.ID) ||
+	if !isAttr || !stringOp(e.Operator) || e.AttributePath.SubAttribute != nil || !coreURI(e.AttributePath, groupSchema.ID) ||
 		identity.Fold(e.AttributePath.AttributeName) != "displayname" {
 		return false, false
 	}
@@ -66,5 +118,5 @@ func groupIdentityLeaf(leaf filter.Expression, g *store.Group) (match, ok bool) 
 	if !isString {
 		return false, false
 	}
-	return identity.EqualFold(g.DisplayName, v), true
+	return compareKeys(e.Operator, identity.Fold(g.DisplayName), identity.Fold(v)), true
 }

@@ -63,11 +63,21 @@ func normalizeRequest(method, sub string, body []byte) []byte {
 				continue
 			}
 			vk := findKey(op, "value")
+			pk := findKey(op, "path")
+			path, _ := op[pk].(string)
+			// RFC 7644 §3.5.2.3: replacing with null clears the
+			// attribute, which the library only does as a remove.
+			if ok := findKey(op, "op"); vk != "" && op[vk] == nil && strings.TrimSpace(path) != "" {
+				if name, _ := op[ok].(string); strings.EqualFold(name, "replace") {
+					op[ok] = "remove"
+					delete(op, vk)
+					changed = true
+					continue
+				}
+			}
 			if vk == "" {
 				continue
 			}
-			pk := findKey(op, "path")
-			path, _ := op[pk].(string)
 			if q := qualify(path, core, exts); q != path {
 				op[pk], path, changed = q, q, true
 			}

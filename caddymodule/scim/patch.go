@@ -252,12 +252,23 @@ func applyFiltered(holder map[string]any, attr schema.CoreAttribute, op string, 
 
 	if op == elimity.PatchOperationRemove {
 		if sub != "" {
-			for _, i := range hits {
-				m := copyMap(list[i].(map[string]any))
-				delete(m, sub)
-				list[i] = m
+			kept := list[:0:0]
+			for i, el := range list {
+				if containsInt(hits, i) {
+					m := copyMap(el.(map[string]any))
+					delete(m, sub)
+					// Entra ID removes a phone number as
+					// phoneNumbers[type eq "mobile"].value: what is
+					// left without a value is no value at all.
+					_, valued := attr.SubAttributes().ContainsAttribute("value")
+					if _, hasValue := m["value"]; valued && !hasValue {
+						continue
+					}
+					el = m
+				}
+				kept = append(kept, el)
 			}
-			setList(holder, name, list)
+			setList(holder, name, kept)
 			return nil
 		}
 		kept := list[:0:0]

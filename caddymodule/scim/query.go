@@ -18,17 +18,16 @@ import (
 	"github.com/ssogate/ssogate/store"
 )
 
-// Filters are answered from the store's indexes, never by scanning an
-// organization's users or groups: a filter must contain, at its top or in
-// every branch of an "or", an equality the indexes can answer — userName,
-// externalId, id or emails.value for users; displayName, externalId, id or
-// members.value for groups. The candidates found are then checked against
-// the whole filter, so "and" may add any condition (`userName eq "x" and
-// active eq true`). Other filters are refused with invalidFilter rather
-// than scanned.
-
-const unsupportedUserFilter = "Filters must use equality on userName, externalId, id or emails.value (combined with and/or); other filters are not supported."
-const unsupportedGroupFilter = "Filters must use equality on displayName, externalId, id or members.value (combined with and/or); other filters are not supported."
+// Filters are answered from the store's indexes where they can be: when a
+// filter contains, at its top or in every branch of an "or", an equality
+// the indexes answer — userName, externalId, id or emails.value for users;
+// displayName, externalId, id or members.value for groups — only those
+// candidates are read and checked against the whole filter. Any other
+// filter (ne, co, sw, ew, pr, gt/ge/lt/le, not, meta.lastModified for
+// delta sync, extension attributes) is checked against every resource of
+// the organization, which is allowed up to the same bound as candidates
+// (mostUserCandidates, mostGroupCandidates); a larger organization gets
+// tooMany and must add an indexed equality. Results are in id order.
 
 // Schemas the filters are checked against: the core schema with the
 // common attributes (id, externalId, meta), as the library validates them.
@@ -52,8 +51,8 @@ func filterView(a map[string]any, id, externalID string, created, updated time.T
 	}
 	a["meta"] = map[string]any{
 		"resourceType": resourceType,
-		"created":      created.Format(time.RFC3339),
-		"lastModified": updated.Format(time.RFC3339),
+		"created":      created.Format(time.RFC3339Nano),
+		"lastModified": updated.Format(time.RFC3339Nano),
 	}
 	return a
 }
@@ -72,16 +71,16 @@ func window(n, startIndex, count int) (int, int) {
 // read again. Either way the page ends early once it holds pageBytes of
 // resources.
 type listing[T any] struct {
-	all         func(offset, count int) ([]T, int, error)
-	candidates  func(filter.Expression) (idSet, bool, error)
-	load        func(id string) (T, error)
-	matches     func(T, filter.Expression) (bool, error)
-	resource    func(T) elimity.Resource
-	storeError  func(error) error
-	unsupported string // invalidFilter detail for filters the indexes cannot bound
-	pageBytes   int
-	batch       int // records read at a time without a filter
-	most        int // candidates a filter may have (tooMany beyond)
+	all        func(offset, count int) ([]T, int, error)
+	candidates func(filter.Expression) (idSet, bool, error)
+	load       func(id string) (T, error)
+	id         func(T) string
+	matches    func(T, filter.Expression) (bool, error)
+	resource   func(T) (elimity.Resource, error)
+	storeError func(error) error
+	pageBytes  int
+	batch      int // records read at a time without a filter
+	most       int // candidates a filter may have (tooMany beyond)
 }
 
 // idSet is a set of resource IDs.
@@ -111,22 +110,25 @@ const (
 	groupBatch = 1
 )
 
-func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error) {
+func (l listing[T]) page(params elimity.ListRequestParams, expr filter.Expression) (elimity.Page, error) {
 	page := elimity.Page{Resources: []elimity.Resource{}}
 	budget := l.pageBytes
 	// add adds a resource to the page unless the page is full; the first
 	// one always goes in, or a client could never get past it.
-	add := func(it T) bool {
-		res := l.resource(it)
+	add := func(it T) (bool, error) {
+		res, err := l.resource(it)
+		if err != nil {
+			return false, err
+		}
 		n := resourceSize(res)
 		if len(page.Resources) > 0 && n > budget {
-			return false
+			return false, nil
 		}
 		budget -= n
 		page.Resources = append(page.Resources, res)
-		return true
+		return true, nil
 	}
-	if params.FilterValidator == nil {
+	if expr == nil {
 		offset := max(params.StartIndex-1, 0)
 		for {
 			want := min(params.Count-len(page.Resources), l.batch)
@@ -136,8 +138,8 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 			}
 			page.TotalResults = total
 			for _, it := range items {
-				if !add(it) {
-					return page, nil
+				if ok, err := add(it); err != nil || !ok {
+					return page, err
 				}
 			}
 			if len(items) < want || want <= 0 {
@@ -147,7 +149,6 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 		}
 	}
 
-	expr := params.FilterValidator.GetFilter()
 	cands, ok, err := l.candidates(expr)
 	var se scimerrors.ScimError
 	if errors.As(err, &se) {
@@ -156,35 +157,34 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 	if err != nil {
 		return elimity.Page{}, l.storeError(err)
 	}
-	if !ok {
-		e := scimerrors.ScimErrorInvalidFilter
-		e.Detail = l.unsupported
-		return elimity.Page{}, e
-	}
-	if len(cands) > l.most {
-		return elimity.Page{}, tooMany(l.most)
-	}
-	ids := make([]string, 0, len(cands))
-	for id := range cands {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
 	var matched []string
-	for _, id := range ids {
-		it, err := l.load(id)
-		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
-			continue
+	if ok {
+		if len(cands) > l.most {
+			return elimity.Page{}, tooMany(l.most)
 		}
-		if err != nil {
-			return elimity.Page{}, l.storeError(err)
+		ids := make([]string, 0, len(cands))
+		for id := range cands {
+			ids = append(ids, id)
 		}
-		ok, err := l.matches(it, expr)
-		if err != nil {
-			return elimity.Page{}, l.storeError(err)
+		slices.Sort(ids)
+		for _, id := range ids {
+			it, err := l.load(id)
+			if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+				continue
+			}
+			if err != nil {
+				return elimity.Page{}, l.storeError(err)
+			}
+			ok, err := l.matches(it, expr)
+			if err != nil {
+				return elimity.Page{}, l.storeError(err)
+			}
+			if ok {
+				matched = append(matched, l.id(it))
+			}
 		}
-		if ok {
-			matched = append(matched, id)
-		}
+	} else if matched, err = l.scan(expr); err != nil {
+		return elimity.Page{}, err
 	}
 	from, to := window(len(matched), params.StartIndex, params.Count)
 	page.TotalResults = len(matched)
@@ -196,11 +196,50 @@ func (l listing[T]) page(params elimity.ListRequestParams) (elimity.Page, error)
 		if err != nil {
 			return elimity.Page{}, l.storeError(err)
 		}
-		if !add(it) {
+		if ok, err := add(it); err != nil {
+			return elimity.Page{}, err
+		} else if !ok {
 			break
 		}
 	}
 	return page, nil
+}
+
+// scan checks every resource of the organization against a filter the
+// indexes cannot bound (ne, co, sw, pr, gt, not, meta.lastModified, …),
+// reading batch records at a time in the store's order (by id). Its cost
+// is bounded like an index's: an organization with more than most
+// resources gets tooMany, and the IdP must narrow the filter with an
+// indexed equality.
+func (l listing[T]) scan(expr filter.Expression) ([]string, error) {
+	_, total, err := l.all(0, 0)
+	if err != nil {
+		return nil, l.storeError(err)
+	}
+	if total > l.most {
+		return nil, tooMany(l.most)
+	}
+	var matched []string
+	for offset := 0; offset <= l.most; {
+		items, _, err := l.all(offset, l.batch)
+		if err != nil {
+			return nil, l.storeError(err)
+		}
+		for _, it := range items {
+			ok, err := l.matches(it, expr)
+			if err != nil {
+				return nil, l.storeError(err)
+			}
+			if ok {
+				matched = append(matched, l.id(it))
+			}
+		}
+		if len(items) < l.batch {
+			break
+		}
+		offset += len(items)
+	}
+	return matched, nil
 }
 
 // resourceSize is about how many bytes a resource takes in a response:
@@ -234,23 +273,29 @@ func (h *userHandler) list(r *http.Request, params elimity.ListRequestParams, p 
 			return h.candidates(org, expr)
 		},
 		load: func(id string) (*store.User, error) { return st.GetUser(org, id) },
+		id:   func(u *store.User) string { return u.ID },
 		matches: func(u *store.User, expr filter.Expression) (bool, error) {
 			view := filterView(userAttributes(u), u.ID, u.ExternalID, u.Created, u.Updated, "User")
 			return matches(expr, func(leaf filter.Expression) bool {
 				if match, ok := userIdentityLeaf(leaf, u); ok {
 					return match
 				}
-				leaf = asValuePath(leaf, userFilterSchema)
-				return passes(scimfilter.NewFilterValidator(leaf, userFilterSchema, enterpriseSchema), view)
+				sch, _, _ := leafSchema(leafAttribute(leaf), userFilterSchema, []schema.Schema{enterpriseSchema})
+				if sch.ID != userFilterSchema.ID {
+					// An extension's attributes live in the object under
+					// its URN, where the library does not look.
+					ext, _ := view[findKey(view, sch.ID)].(map[string]any)
+					return passes(scimfilter.NewFilterValidator(asValuePath(leaf, sch), sch), ext)
+				}
+				return passes(scimfilter.NewFilterValidator(asValuePath(leaf, userFilterSchema), userFilterSchema), view)
 			}), nil
 		},
-		resource:    func(u *store.User) elimity.Resource { return h.resource(u, p) },
-		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
-		unsupported: unsupportedUserFilter,
-		pageBytes:   h.srv.limits.MaxPageBytes,
-		batch:       userBatch,
-		most:        mostUserCandidates,
-	}.page(params)
+		resource:   func(u *store.User) (elimity.Resource, error) { return h.resource(u, p) },
+		storeError: func(err error) error { return h.srv.storeError(err, "", "") },
+		pageBytes:  h.srv.limits.MaxPageBytes,
+		batch:      userBatch,
+		most:       mostUserCandidates,
+	}.page(params, filterOf(r.Context()))
 }
 
 // candidates returns, from the indexes, the IDs of a superset of the
@@ -322,16 +367,16 @@ func (h *groupHandler) list(r *http.Request, params elimity.ListRequestParams, p
 			return h.candidates(org, expr)
 		},
 		load: func(id string) (*store.Group, error) { return st.GetGroup(org, id) },
+		id:   func(g *store.Group) string { return g.ID },
 		matches: func(g *store.Group, expr filter.Expression) (bool, error) {
 			return h.matches(org, g, expr)
 		},
-		resource:    func(g *store.Group) elimity.Resource { return h.resource(g, p) },
-		storeError:  func(err error) error { return h.srv.storeError(err, "", "") },
-		unsupported: unsupportedGroupFilter,
-		pageBytes:   h.srv.limits.MaxPageBytes,
-		batch:       groupBatch,
-		most:        mostGroupCandidates,
-	}.page(params)
+		resource:   func(g *store.Group) (elimity.Resource, error) { return h.resource(g, p), nil },
+		storeError: func(err error) error { return h.srv.storeError(err, "", "") },
+		pageBytes:  h.srv.limits.MaxPageBytes,
+		batch:      groupBatch,
+		most:       mostGroupCandidates,
+	}.page(params, filterOf(r.Context()))
 }
 
 // matches checks the whole filter on g. Membership tests (Entra ID asks
@@ -422,7 +467,16 @@ func (h *groupHandler) candidates(org string, expr filter.Expression) (idSet, bo
 	var err error
 	switch strings.ToLower(e.AttributePath.AttributeName) {
 	case "displayname":
-		id, err = st.GroupIDByDisplayName(org, v)
+		// Names may be shared; more than the bound is tooMany later.
+		ids, err := st.GroupIDsByDisplayName(org, v, mostGroupCandidates+1)
+		if err != nil && !errors.Is(err, store.ErrInvalid) {
+			return nil, false, err
+		}
+		out := idSet{}
+		for _, id := range ids {
+			out[id] = struct{}{}
+		}
+		return out, true, nil
 	case "externalid":
 		id, err = st.GroupIDByExternalID(org, v)
 	case "id":

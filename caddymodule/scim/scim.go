@@ -205,8 +205,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	if sub != "/v2" && !strings.HasPrefix(sub, "/v2/") {
-		writeError(w, scimerrors.ScimError{Status: http.StatusNotFound, Detail: "Specified endpoint does not exist; the SCIM base URL ends in /v2."})
+	if !route(w, r, sub) {
 		return
 	}
 	if err := s.limits.checkQuery(r); err != nil {
@@ -220,11 +219,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
+	if s.discovery(w, r, org.ID, sub) {
+		return
+	}
 	if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
 		body, err := s.limits.checkBody(w, r, sub)
 		if err != nil {
 			writeError(w, asScimError(err))
 			return
+		}
+		if r.Method == http.MethodPatch {
+			if err := checkPatchRequest(body); err != nil {
+				writeError(w, asScimError(err))
+				return
+			}
 		}
 		body = normalizeRequest(r.Method, sub, body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
@@ -235,11 +243,37 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	// Hand the request to the library with the path it expects and the
-	// organization in the context.
-	inner := r.WithContext(context.WithValue(r.Context(), ctxKey{}, org.ID))
+	// Hand the request to the library with the path it expects, the
+	// organization in the context, and a list filter parsed here
+	// (filterparse.go).
+	ctx := context.WithValue(r.Context(), ctxKey{}, org.ID)
 	u := *r.URL
 	u.Path, u.RawPath = sub, ""
+	if core, exts, ok := resourceSchemas(sub); ok && isList(r.Method, sub) {
+		raw, found := "", false
+		if r.Method == http.MethodGet {
+			q, _ := urlQuery(r) // checked by checkQuery
+			if raw = q.Get("filter"); raw != "" {
+				found = true
+				q.Del("filter")
+				u.RawQuery = q.Encode()
+			}
+		} else {
+			body, _ := io.ReadAll(r.Body) // the bytes read above
+			body, raw, found = takeSearchFilter(body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+		}
+		if found {
+			expr, err := s.limits.parseFilter(raw, core, exts)
+			if err != nil {
+				writeError(w, asScimError(err))
+				return
+			}
+			ctx = context.WithValue(ctx, filterKey{}, expr)
+		}
+	}
+	inner := r.WithContext(ctx)
 	inner.URL = &u
 
 	srv, err := elimity.NewServer(&s.args,

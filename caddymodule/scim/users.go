@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/elimity-com/scim/optional"
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -135,6 +137,20 @@ func sameEmails(full []any, emails []store.Email) bool {
 // the IdP's ID should re-activate, deactivate or unlink anyone. Without it
 // (a patched full representation), absent means removed.
 func setUserAttributes(u *store.User, a map[string]any, keepAbsent bool) error {
+	// The library lets a single object through where the schema has an
+	// array; it would be dropped (emails) or kept in the wrong shape. A
+	// PATCH is held to it for emails only, so that a user stored with
+	// such a value before stays patchable.
+	for _, attr := range userSchema.Attributes {
+		if !keepAbsent && attr.Name() != attrEmails {
+			continue
+		}
+		if v := a[findKey(a, attr.Name())]; attr.MultiValued() && v != nil {
+			if _, ok := v.([]any); !ok {
+				return badValue(attr.Name() + " must be an array of values.")
+			}
+		}
+	}
 	userName, _ := a[attrUserName].(string)
 	userName = strings.TrimSpace(userName)
 	if userName == "" {
@@ -245,17 +261,80 @@ func empty(v any) bool {
 	return false
 }
 
-// resource is the user as the library returns it.
-func (h *userHandler) resource(u *store.User, p projection) elimity.Resource {
+// resource is the user as the library returns it: the stored attributes,
+// what can be derived for users that sign-in or the operator created
+// (derived), and the groups the user is a direct member of.
+func (h *userHandler) resource(u *store.User, p projection) (elimity.Resource, error) {
+	a := userAttributes(u)
+	derive(a, u)
+	if p.wants(attrGroups) {
+		ids, err := h.srv.cfg.Store.GroupsOfUser(u.OrgID, u.ID)
+		if err != nil {
+			return elimity.Resource{}, h.srv.storeError(err, "", "")
+		}
+		if len(ids) > 0 {
+			base := h.srv.BaseURL(u.OrgID) + "/Groups/"
+			groups := make([]any, len(ids))
+			for i, id := range ids {
+				groups[i] = map[string]any{"value": id, "$ref": base + url.PathEscape(id), "type": "direct"}
+			}
+			a[attrGroups] = groups
+		}
+	}
 	res := elimity.Resource{
 		ID:         u.ID,
-		Attributes: p.apply(userAttributes(u)),
+		Attributes: p.apply(a),
 		Meta:       elimity.Meta{Created: &u.Created, LastModified: &u.Updated},
 	}
 	if u.ExternalID != "" && p.wants(attrExternalID) {
 		res.ExternalID = optional.NewString(u.ExternalID)
 	}
-	return res
+	return res, nil
+}
+
+// derive completes the representation of a user that sign-in or the
+// operator created, which holds what the SAML assertion or the operator
+// gave: clients such as Okta's spec test expect every user to have a name
+// and an email. The derived values are only returned, never stored, and
+// users provisioned over SCIM are returned exactly as the IdP sent them.
+//
+//   - name: givenName and familyName as stored, else split from the
+//     display name at its last space ("Mary Ann Lee" → "Mary Ann",
+//     "Lee"); formatted from those or the display name.
+//   - emails: the userName, when it is an email address and the user
+//     has none.
+func derive(a map[string]any, u *store.User) {
+	if u.Source == store.SourceSCIM {
+		return
+	}
+	if _, ok := a[attrName]; !ok {
+		given, family := u.GivenName, u.FamilyName
+		if given == "" && family == "" {
+			if i := strings.LastIndexByte(u.DisplayName, ' '); i > 0 {
+				given, family = strings.TrimSpace(u.DisplayName[:i]), strings.TrimSpace(u.DisplayName[i+1:])
+			}
+		}
+		name := map[string]any{}
+		if given != "" {
+			name["givenName"] = given
+		}
+		if family != "" {
+			name["familyName"] = family
+		}
+		if f := strings.TrimSpace(given + " " + family); f != "" {
+			name["formatted"] = f
+		} else if u.DisplayName != "" {
+			name["formatted"] = u.DisplayName
+		}
+		if len(name) > 0 {
+			a[attrName] = name
+		}
+	}
+	if _, ok := a[attrEmails]; !ok {
+		if addr, err := identity.ParseEmail(u.UserName); err == nil {
+			a[attrEmails] = []any{map[string]any{"value": addr, "type": "work", "primary": true}}
+		}
+	}
 }
 
 // Create provisions a user. A user that an earlier SAML sign-in created
@@ -298,7 +377,7 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 		}
 	}
 	h.audit(r, "scim.user.create", u, details)
-	return h.resource(u, projectionOf(r)), nil
+	return h.resource(u, projectionOf(r))
 }
 
 // errChangedMeanwhile aborts an update whose user changed between its
@@ -380,7 +459,7 @@ func (h *userHandler) Get(r *http.Request, id string) (elimity.Resource, error) 
 	if err != nil {
 		return elimity.Resource{}, h.srv.storeError(err, id, "")
 	}
-	return h.resource(u, projectionOf(r)), nil
+	return h.resource(u, projectionOf(r))
 }
 
 // GetAll lists users, filtered through the store's indexes (query.go).
@@ -501,7 +580,7 @@ func (h *userHandler) update(r *http.Request, id string, change func(*store.User
 		action = "scim.user.reactivate"
 	}
 	h.audit(r, action, u, nil)
-	return h.resource(u, projectionOf(r)), nil
+	return h.resource(u, projectionOf(r))
 }
 
 // withoutActive is the user as JSON, but for the fields a deactivation

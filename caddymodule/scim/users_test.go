@@ -179,6 +179,25 @@ func TestUserFilters(t *testing.T) {
 		{`emails.value eq "MAIL1@acme.com"`, []string{"user1@acme.com", "user3@acme.com"}},
 		{`emails[type eq "work" and value eq "mail0@acme.com"]`, []string{"user0@acme.com", "user2@acme.com", "user4@acme.com"}},
 		{`emails[value eq "mail0@acme.com"] and not (userName eq "user2@acme.com")`, []string{"user0@acme.com", "user4@acme.com"}},
+		// Filters the indexes cannot bound are checked against every user
+		// of the organization (issue 16).
+		{`displayName eq "x"`, nil},
+		{`userName sw "USER"`, []string{"user0@acme.com", "user1@acme.com", "user2@acme.com", "user3@acme.com", "user4@acme.com"}},
+		{`userName co "r2@"`, []string{"user2@acme.com"}},
+		{`userName ew "4@ACME.com"`, []string{"user4@acme.com"}},
+		{`userName ne "user1@acme.com"`, []string{"user0@acme.com", "user2@acme.com", "user3@acme.com", "user4@acme.com"}},
+		{`active eq true`, []string{"user0@acme.com", "user1@acme.com", "user2@acme.com", "user4@acme.com"}},
+		{`userName eq "user1@acme.com" or active eq false`, []string{"user1@acme.com", "user3@acme.com"}},
+		{`not (userName eq "user1@acme.com")`, []string{"user0@acme.com", "user2@acme.com", "user3@acme.com", "user4@acme.com"}},
+		{`userName pr`, []string{"user0@acme.com", "user1@acme.com", "user2@acme.com", "user3@acme.com", "user4@acme.com"}},
+		{`displayName pr`, nil},
+		{`externalId ge "Ext-3"`, []string{"user3@acme.com", "user4@acme.com"}},
+		{`externalId lt "Ext-1"`, []string{"user0@acme.com"}},
+		{`emails.value sw "MAIL1@"`, []string{"user1@acme.com", "user3@acme.com"}},
+		{`emails[value ew "l0@acme.com"] and userName ne "user0@acme.com"`, []string{"user2@acme.com", "user4@acme.com"}},
+		{`meta.lastModified gt "2000-01-01T00:00:00Z"`, []string{"user0@acme.com", "user1@acme.com", "user2@acme.com", "user3@acme.com", "user4@acme.com"}},
+		{`meta.lastModified gt "2100-01-01T00:00:00Z"`, nil},
+		{`userName co "\u212A"`, nil}, // no Unicode folding: KELVIN SIGN is not k
 	} {
 		r := find(c.filter)
 		var got []string
@@ -193,8 +212,8 @@ func TestUserFilters(t *testing.T) {
 			t.Errorf("%s: empty result is not []: %s", c.filter, r.raw)
 		}
 	}
-	// Filters the indexes cannot answer are refused, not scanned.
-	for _, f := range []string{`displayName eq "x"`, `userName sw "user"`, `userName ne "x"`, `active eq true`, `userName eq "user1@acme.com" or active eq true`, `not (userName eq "x")`, `userName pr`} {
+	// Operators an attribute's type does not have are refused.
+	for _, f := range []string{`active gt true`, `emails[nosuch eq "x"]`, `userName[value eq "x"]`, `urn:example:nosuch:attr eq "x"`, `groups.value eq "x"`, `password pr`} {
 		e.scimError(e.call("acme", http.MethodGet, "/Users?filter="+url.QueryEscape(f), nil), http.StatusBadRequest, "invalidFilter")
 	}
 	e.scimError(e.call("acme", http.MethodGet, "/Users?filter="+url.QueryEscape(`nosuch eq "x"`), nil), http.StatusBadRequest, "invalidFilter")
@@ -387,7 +406,7 @@ func TestUserPatchShapes(t *testing.T) {
 	} {
 		e.scimError(e.call("acme", http.MethodPatch, "/Users/"+id, patchOp(c.op)), c.status, c.scimType)
 	}
-	e.scimError(e.call("acme", http.MethodPatch, "/Users/"+id, map[string]any{"Operations": []any{map[string]any{"op": "remove", "path": "title"}}}), http.StatusBadRequest, "invalidValue")
+	e.scimError(e.call("acme", http.MethodPatch, "/Users/"+id, map[string]any{"Operations": []any{map[string]any{"op": "remove", "path": "title"}}}), http.StatusBadRequest, "invalidSyntax") // no PatchOp schema (issue 16)
 	if s, _ := e.store.GetUser("acme", id); s.SCIM["title"] != "T" || s.UserName != "errors@acme.com" {
 		t.Errorf("a refused PATCH changed the user: %+v", s)
 	}

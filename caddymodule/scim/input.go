@@ -246,6 +246,12 @@ func (l Limits) checkJSON(body []byte) error {
 			seen = append(seen, nil)
 		case '}', ']':
 			seen = seen[:len(seen)-1]
+		case '0':
+			// encoding/json, which decodes the body next, refuses a
+			// number beyond float64's range: refuse it here first.
+			if _, err := strconv.ParseFloat(tok.String(), 64); err != nil {
+				return bad("A number in the request body is out of range: " + strconv.Quote(tok.String()) + ".")
+			}
 		case '"':
 			s := tok.String()
 			if len(s) > maxString {

@@ -2,8 +2,6 @@ package samlsp
 
 import (
 	"encoding/xml"
-	"errors"
-	"fmt"
 	"strings"
 
 	"github.com/crewjam/saml"
@@ -115,17 +113,17 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	// SPEC §3.3: an empty NameID is refused even when attributes name the
 	// user; the subject of an assertion is its NameID.
 	if id.NameID == "" {
-		return nil, errors.New("assertion has an empty NameID")
+		return nil, refuseAs(KindNoNameID, "assertion has an empty NameID")
 	}
 	if id.Email == "" {
-		return nil, errors.New("assertion names no email (attribute \"name\" or the NameID)")
+		return nil, refuseAs(KindNoEmail, "assertion names no email (attribute \"name\" or the NameID)")
 	}
 	// One address, in its canonical form (identity.ParseEmail): a value
 	// such as "alice@evil.test@example.com" or "a@example.com, b@example.com"
 	// would otherwise pass the domain check as one person and reach the
 	// upstream as another.
 	if _, err := identity.ParseEmail(id.Email); err != nil {
-		return nil, fmt.Errorf("asserted login is not an email address: %w", err)
+		return nil, refuseAs(KindBadEmail, "asserted login is not an email address: %v", err)
 	}
 	return id, nil
 }

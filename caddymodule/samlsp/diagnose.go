@@ -12,6 +12,7 @@ import (
 	"github.com/crewjam/saml"
 
 	"github.com/ssogate/ssogate/identity"
+	"github.com/ssogate/ssogate/store"
 )
 
 // Kinds of refusal that crewjam has no class for. ParseResponse's errors
@@ -114,7 +115,7 @@ func init() {
 // tells a SHA-1 signature from another signature failure.
 func ReasonFor(err error, shape *Shape) Reason {
 	code := "other"
-	sha1 := shape != nil && shape.usesSHA1()
+	sha1 := shape != nil && usesSHA1(shape)
 	switch {
 	case errors.Is(err, KindTooLarge):
 		code = "too-large"
@@ -168,28 +169,8 @@ const (
 )
 
 // Shape is what a response looked like, for the IT admin who has to fix
-// the IdP: never the assertion, and of attribute values only how many
-// group values there were. Read before (or without) validation, so every
-// field is as the sender claims it; the attempts view says so.
-type Shape struct {
-	Issuer       string `json:"issuer,omitempty"`
-	Destination  string `json:"destination,omitempty"`
-	StatusCode   string `json:"status_code,omitempty"`
-	NameIDFormat string `json:"nameid_format,omitempty"`
-	// Signed lists the signed parts: "response", "assertion".
-	Signed    []string `json:"signed"`
-	Encrypted bool     `json:"encrypted,omitempty"`
-	// SignatureAlgorithms and DigestAlgorithms are the URIs used.
-	SignatureAlgorithms []string `json:"signature_algorithms,omitempty"`
-	DigestAlgorithms    []string `json:"digest_algorithms,omitempty"`
-	// ClockDifference is the response's IssueInstant minus our clock on
-	// arrival, in seconds: positive when the IdP's clock is ahead.
-	ClockDifference *int64 `json:"clock_difference_seconds,omitempty"`
-	// AttributeNames are the Name attributes of the assertion's
-	// attributes (empty while the assertion is encrypted).
-	AttributeNames []string `json:"attribute_names,omitempty"`
-	GroupValues    int      `json:"group_values"`
-}
+// the IdP (see store.SignInShape).
+type Shape = store.SignInShape
 
 // Inspect describes a base64 SAMLResponse without validating it. It
 // applies ParseResponse's limits first (size, no DOCTYPE, depth) and
@@ -225,7 +206,7 @@ func Inspect(encoded string, now time.Time) *Shape {
 			s.StatusCode = clip(code)
 		}
 	}
-	s.sigOf(root, "response")
+	sigOf(s, root, "response")
 	if childEl(root, assertionNS, "EncryptedAssertion") != nil {
 		s.Encrypted = true
 	}
@@ -233,7 +214,7 @@ func Inspect(encoded string, now time.Time) *Shape {
 	if a == nil {
 		return s
 	}
-	s.sigOf(a, "assertion")
+	sigOf(s, a, "assertion")
 	if s.Issuer == "" {
 		if iss := childEl(a, assertionNS, "Issuer"); iss != nil {
 			s.Issuer = clip(strings.TrimSpace(iss.Text()))
@@ -269,7 +250,7 @@ func Inspect(encoded string, now time.Time) *Shape {
 }
 
 // sigOf notes el's own ds:Signature, if it has one.
-func (s *Shape) sigOf(el *etree.Element, part string) {
+func sigOf(s *Shape, el *etree.Element, part string) {
 	const dsig = "http://www.w3.org/2000/09/xmldsig#"
 	sig := childEl(el, dsig, "Signature")
 	if sig == nil {
@@ -292,7 +273,7 @@ func (s *Shape) sigOf(el *etree.Element, part string) {
 	}
 }
 
-func (s *Shape) usesSHA1() bool {
+func usesSHA1(s *Shape) bool {
 	for _, a := range slices.Concat(s.SignatureAlgorithms, s.DigestAlgorithms) {
 		if strings.HasSuffix(a, "sha1") {
 			return true

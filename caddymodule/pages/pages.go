@@ -47,6 +47,9 @@ type Message struct {
 	Hint string
 	// RetryURL, when set, is offered as a way back to the sign-in page.
 	RetryURL string
+	// Reference, when set, is the code that finds this refusal in the
+	// organization's sign-in attempts.
+	Reference string
 }
 
 // Reauth is the data of the page that asks an admin to sign in again

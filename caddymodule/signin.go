@@ -305,6 +305,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	if q := byID[ident.InResponseTo]; q != nil {
 		att.test = q.Test
 	}
+	samlsp.Decrypted(att.shape, ident)
 	if ident.InResponseTo != "" && byID[ident.InResponseTo] == nil {
 		// ParseResponse matched it against possible; this is a guard.
 		g.refuse(w, r, st, att, org.ID, ident.Email, "response answers no request of this browser", "request-mismatch", http.StatusBadRequest, "Sign-in failed",

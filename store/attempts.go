@@ -30,9 +30,11 @@ const (
 // never the assertion, and of attribute values only how many group values
 // there were. Every field is as the sender claims it.
 type SignInShape struct {
-	Issuer       string `json:"issuer,omitempty"`
-	Destination  string `json:"destination,omitempty"`
-	StatusCode   string `json:"status_code,omitempty"`
+	Issuer      string `json:"issuer,omitempty"`
+	Destination string `json:"destination,omitempty"`
+	StatusCode  string `json:"status_code,omitempty"`
+	// Unsolicited: the Response answers no request (IdP-initiated).
+	Unsolicited  bool   `json:"unsolicited,omitempty"`
 	NameIDFormat string `json:"nameid_format,omitempty"`
 	// Signed lists the signed parts: "response", "assertion".
 	Signed    []string `json:"signed"`

@@ -145,6 +145,8 @@ func ReasonFor(err error, shape *Shape) Reason {
 		code = "signature"
 	case errors.Is(err, saml.ErrAudienceMismatch):
 		code = "audience"
+	case errors.Is(err, saml.ErrRequestIDMismatch) && shape != nil && shape.Unsolicited:
+		code = "unsolicited"
 	case errors.Is(err, saml.ErrRequestIDMismatch):
 		code = "request-mismatch"
 	case errors.Is(err, saml.ErrNotYetValid):
@@ -157,6 +159,9 @@ func ReasonFor(err error, shape *Shape) Reason {
 		code = "unsupported"
 	case errors.Is(err, saml.ErrMalformedMessage):
 		code = "malformed"
+	case strings.Contains(err.Error(), "signature element not present"), shape != nil && len(shape.Signed) == 0 && !shape.Encrypted:
+		// crewjam's error for no signature at all has no class.
+		code = "signature"
 	}
 	return Reasons[code]
 }
@@ -190,6 +195,7 @@ func Inspect(encoded string, now time.Time) *Shape {
 	root := doc.Root()
 	s := &Shape{Signed: []string{}}
 	s.Destination = clip(root.SelectAttrValue("Destination", ""))
+	s.Unsolicited = root.SelectAttrValue("InResponseTo", "") == ""
 	if t, err := time.Parse(time.RFC3339, root.SelectAttrValue("IssueInstant", "")); err == nil {
 		d := int64(t.Sub(now).Round(time.Second) / time.Second)
 		s.ClockDifference = &d
@@ -324,4 +330,20 @@ func clip(s string) string {
 		cut--
 	}
 	return s[:cut] + "…"
+}
+
+// Decrypted fills in what an encrypted assertion hid from Inspect, once
+// ParseResponse has decrypted and validated it.
+func Decrypted(s *Shape, id *Identity) {
+	if s == nil || !s.Encrypted || id == nil {
+		return
+	}
+	s.NameIDFormat = clip(id.NameIDFormat)
+	s.AttributeNames = nil
+	for _, n := range id.AttributeNames {
+		if len(s.AttributeNames) < maxShapeNames {
+			s.AttributeNames = append(s.AttributeNames, clip(n))
+		}
+	}
+	s.GroupValues = len(id.Groups)
 }

@@ -2,6 +2,7 @@ package samlsp
 
 import (
 	"encoding/xml"
+	"slices"
 	"strings"
 
 	"github.com/crewjam/saml"
@@ -98,6 +99,13 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	id.GivenName = first(attrs, givenNameNames)
 	id.FamilyName = first(attrs, familyNameNames)
 	id.Groups = all(attrs, groupNames)
+	for _, st := range a.AttributeStatements {
+		for _, attr := range st.Attributes {
+			if !slices.Contains(id.AttributeNames, attr.Name) {
+				id.AttributeNames = append(id.AttributeNames, attr.Name)
+			}
+		}
+	}
 	id.GroupsOverage = first(attrs, groupOverageNames) != ""
 	for _, st := range a.AuthnStatements {
 		if st.SessionNotOnOrAfter != nil && (id.SessionNotOnOrAfter.IsZero() || st.SessionNotOnOrAfter.Before(id.SessionNotOnOrAfter)) {

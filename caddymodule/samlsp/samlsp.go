@@ -270,6 +270,9 @@ type Identity struct {
 	GivenName   string
 	FamilyName  string
 	Groups      []string
+	// AttributeNames are the names of the assertion's attributes, for the
+	// sign-in attempts view.
+	AttributeNames []string
 	// GroupsOverage is set when Entra ID sent a groups.link claim instead
 	// of the groups (more than 150 groups): SCIM membership must decide.
 	GroupsOverage bool

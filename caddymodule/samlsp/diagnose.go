@@ -346,4 +346,7 @@ func Decrypted(s *Shape, id *Identity) {
 		}
 	}
 	s.GroupValues = len(id.Groups)
+	if id.AssertionSigned && !slices.Contains(s.Signed, "assertion") {
+		s.Signed = append(s.Signed, "assertion")
+	}
 }

@@ -68,7 +68,7 @@ var (
 
 // identityOf reads the user out of a validated assertion.
 func identityOf(a *saml.Assertion) (*Identity, error) {
-	id := &Identity{AssertionID: a.ID}
+	id := &Identity{AssertionID: a.ID, AssertionSigned: a.Signature != nil}
 	if a.Subject != nil {
 		for _, sc := range a.Subject.SubjectConfirmations {
 			if d := sc.SubjectConfirmationData; d != nil && d.InResponseTo != "" {

@@ -273,6 +273,9 @@ type Identity struct {
 	// AttributeNames are the names of the assertion's attributes, for the
 	// sign-in attempts view.
 	AttributeNames []string
+	// AssertionSigned: the assertion carried its own signature (which an
+	// encrypted assertion hides until it is decrypted).
+	AssertionSigned bool
 	// GroupsOverage is set when Entra ID sent a groups.link claim instead
 	// of the groups (more than 150 groups): SCIM membership must decide.
 	GroupsOverage bool

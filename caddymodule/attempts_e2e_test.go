@@ -211,7 +211,7 @@ func TestTestSignIn(t *testing.T) {
 	}
 
 	p := runTest(asTester)
-	if p.status != http.StatusOK || !strings.Contains(p.body, "signed in") || !strings.Contains(p.body, ">test<") || !strings.Contains(p.body, tester) {
+	if p.status != http.StatusOK || !strings.Contains(p.body, `<span class="badge ok">signed in</span> <span class="badge">test</span><br>`+tester) {
 		t.Fatalf("the test's result page:\n%s", p.body)
 	}
 	if _, err := st.UserByUserName(org, tester); !errors.Is(err, store.ErrNotFound) {
@@ -226,7 +226,7 @@ func TestTestSignIn(t *testing.T) {
 
 	// A refused test shows the refusal and its fix.
 	p = runTest(func(a *saml.Assertion) { asTester(a); withoutAttribute(demoidp.AttrGroups)(a) })
-	if !strings.Contains(p.body, "refused") || !strings.Contains(p.body, "Add a group claim") {
+	if !strings.Contains(p.body, `<span class="badge warn">refused</span> <span class="badge">test</span>`) || !strings.Contains(p.body, "Add a group claim") {
 		t.Errorf("a refused test's result page:\n%s", p.body)
 	}
 

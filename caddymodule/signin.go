@@ -368,8 +368,9 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 	if att.test {
-		// The IdP round trip worked; nothing else happens: no user is
-		// saved, no session starts, the admin's own session stays.
+		// The request and the assertion are used up, as a sign-in's
+		// are; nothing else happens: no user is saved, no session
+		// starts, the admin's own session stays.
 		g.testPassed(w, r, st, att, org, ident)
 		return
 	}

@@ -65,7 +65,7 @@ type Reauth struct {
 // a buffer first so a template error never leaves a half-written page.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data any) {
 	csp := defaultCSP
-	if name == "login" || name == "reauth" {
+	if name == "login" || name == "reauth" || name == "attempts" { // attempts: its Test sign-in form goes to the IdP
 		csp = loginCSP
 	}
 	r.render(w, status, name, data, csp)
@@ -74,7 +74,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data a
 // defaultCSP admits no script at all.
 const defaultCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
-// loginCSP is defaultCSP without form-action: the sign-in (and re-auth) form's post is
+// loginCSP is defaultCSP without form-action: the sign-in (re-auth, Test sign-in) form's post is
 // answered with a redirect to the organization's IdP, and browsers
 // (Chromium) apply form-action to the redirect's target too, which can be
 // any IdP.

@@ -101,7 +101,7 @@ func cleanRef(s string) string {
 		return ""
 	}
 	for _, c := range s {
-		if !strings.ContainsRune("23456789ABCDEFGHJKMNPQRSTUVWXYZ", c) {
+		if !strings.ContainsRune(store.RefAlphabet, c) {
 			return ""
 		}
 	}
@@ -112,8 +112,12 @@ func cleanRef(s string) string {
 // code finds nothing rather than everything.
 func listAttempts(st *gatewayState, orgID, rawRef string) (string, []*store.SignInAttempt, error) {
 	ref := cleanRef(rawRef)
-	if strings.TrimSpace(rawRef) != "" && ref == "" {
-		return strings.TrimSpace(rawRef), []*store.SignInAttempt{}, nil
+	if typed := strings.TrimSpace(rawRef); typed != "" && ref == "" {
+		// Shown back on the page as typed, within reason.
+		if len(typed) > 2*store.RefLength {
+			typed = typed[:2*store.RefLength] + "…"
+		}
+		return strings.ToValidUTF8(typed, ""), []*store.SignInAttempt{}, nil
 	}
 	list, err := st.store.ListSignInAttempts(orgID, ref)
 	if err != nil {
@@ -216,7 +220,7 @@ func (g *Gateway) attemptsTest(w http.ResponseWriter, r *http.Request, st *gatew
 		g.renderAttempts(w, r, st, a, pages.Attempts{Error: "The identity provider's settings are incomplete: enter them in the SAML step first."}, http.StatusConflict)
 		return
 	}
-	g.audit(st, r, org.ID, a.actor, "login.saml.test", "started", nil)
+	g.audit(st, r, org.ID, a.actor, "login.saml.test.start", "success", nil)
 	g.startSAML(w, r, st, org, "", false, true)
 }
 

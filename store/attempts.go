@@ -19,9 +19,9 @@ const (
 
 	// maxAttemptText caps every free-text field of an attempt.
 	maxAttemptText = 512
-	// refAlphabet has no 0/O or 1/I/L, so a code read aloud or retyped
-	// from a screenshot comes out right.
-	refAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+	// RefAlphabet is the reference codes' alphabet: no 0/O or 1/I/L, so
+	// a code read aloud or retyped from a screenshot comes out right.
+	RefAlphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 	// RefLength is the length of a reference code: 31^8 is about 2^39.
 	RefLength = 8
 )
@@ -163,7 +163,7 @@ func newRef() (string, error) {
 	for i, v := range b {
 		// 256 % 31 = 8: the first few letters are 1/32 likelier; a
 		// reference code is a lookup key, not a secret.
-		b[i] = refAlphabet[int(v)%len(refAlphabet)]
+		b[i] = RefAlphabet[int(v)%len(RefAlphabet)]
 	}
 	return string(b), nil
 }

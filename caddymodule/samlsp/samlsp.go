@@ -51,7 +51,8 @@ const MinSessionTime = time.Minute
 const MaxResponseSize = 256 << 10
 
 // ErrRefused wraps every reason a response is not accepted. The reason is
-// for logs; users get a generic message.
+// for logs and the org's sign-in attempts (ReasonFor classifies it); users
+// get a generic message with a reference code.
 var ErrRefused = errors.New("SAML response refused")
 
 // URLs are the SP endpoints of one organization.

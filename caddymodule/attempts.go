@@ -62,7 +62,7 @@ func (g *Gateway) recordAttempt(st *gatewayState, r *http.Request, att *attempt,
 // groups, no groups attribute at all, or groups without the admin group.
 func groupRefusal(st *store.Store, org *store.Org, ident *samlsp.Identity) (reason, code, hint string) {
 	if _, err := scimAdminGroupID(st, org); err == nil {
-		return "not in the provisioned admin group", "not-in-group",
+		return "not in the admin group (as provisioned by SCIM)", "not-in-group",
 			"Provisioning (SCIM) does not list you in the " + org.AdminGroup.Name + " group. Ask your IT administrator to add you to it."
 	}
 	switch {

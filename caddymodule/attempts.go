@@ -44,10 +44,7 @@ func (g *Gateway) recordAttempt(st *gatewayState, r *http.Request, att *attempt,
 		SourceIP: clientIP(r), Shape: att.shape,
 	}
 	if code != "" {
-		reason, ok := samlsp.Reasons[code]
-		if !ok {
-			reason = samlsp.Reasons["other"]
-		}
+		reason := samlsp.ReasonByCode(code)
 		a.Reason, a.Problem, a.Fix = reason.Code, reason.Problem, reason.Fix
 	}
 	if err := st.store.AddSignInAttempt(a); err != nil {

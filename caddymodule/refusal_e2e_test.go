@@ -174,7 +174,7 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 		}}},
 	}
 	// The sign-in attempts entry each refusal's reference code finds: the
-	// troubleshooting table's reason (samlsp.Reasons).
+	// troubleshooting table's reason (samlsp.ReasonByCode).
 	reasons := map[string]string{
 		"IdP session already ended":                     "session-ended",
 		"Success with a nested AuthnFailed":             "idp-status",

@@ -404,7 +404,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 // refuse ends a sign-in attempt with a page, an audit event, a log line
 // that carries the reason (never the assertion), and an entry in the org's
 // sign-in attempts whose reference code the page shows. code is the
-// reason's key in samlsp.Reasons. A Test sign-in goes to its result on
+// reason's key in samlsp.ReasonByCode. A Test sign-in goes to its result on
 // the attempts view instead.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, actor, reason, code string, status int, title, text, hint string) {
 	ref := g.recordAttempt(st, r, att, orgID, actor, "refused", reason, code)

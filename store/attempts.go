@@ -63,7 +63,7 @@ type SignInAttempt struct {
 	Outcome string `json:"outcome"`
 	// Test is set for an org admin's Test sign-in, which starts no session.
 	Test bool `json:"test,omitempty"`
-	// Reason is the troubleshooting table's code (samlsp.Reasons); Problem
+	// Reason is the troubleshooting table's code (samlsp.ReasonByCode); Problem
 	// and Fix its words; Detail the precise reason, as logged.
 	Reason  string `json:"reason,omitempty"`
 	Problem string `json:"problem,omitempty"`

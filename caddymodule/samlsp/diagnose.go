@@ -38,10 +38,11 @@ type Reason struct {
 	Fix     string `json:"fix"`
 }
 
-// Reasons is the troubleshooting table, by Code. The gateway's own
-// refusals (after the response validated) are here too, so that one
-// table covers every reason a sign-in is refused.
-var Reasons = map[string]Reason{
+// reasons is the troubleshooting table, by Code (filled in by init and
+// never changed after). The gateway's own refusals (after the response
+// validated) are here too, so that one table covers every reason a
+// sign-in is refused.
+var reasons = map[string]Reason{
 	"too-large": {Problem: "The response from the identity provider was larger than 256 KiB.",
 		Fix: "Usually thousands of group values. Send only the groups assigned to the application (Entra ID: group claim \"Groups assigned to the application\"; Okta: a group filter), or none and use SCIM provisioning."},
 	"malformed": {Problem: "What arrived is not a SAML 2.0 Response this gateway can read (bad encoding or XML, a DOCTYPE, or more than one assertion).",
@@ -105,10 +106,19 @@ var Reasons = map[string]Reason{
 }
 
 func init() {
-	for c, r := range Reasons {
+	for c, r := range reasons {
 		r.Code = c
-		Reasons[c] = r
+		reasons[c] = r
 	}
+}
+
+// ReasonByCode returns the troubleshooting table's entry for code, or the
+// catch-all "other" for a code it does not have.
+func ReasonByCode(code string) Reason {
+	if r, ok := reasons[code]; ok {
+		return r
+	}
+	return reasons["other"]
 }
 
 // ReasonFor maps a ParseResponse error to its Reason; shape (may be nil)
@@ -163,7 +173,7 @@ func ReasonFor(err error, shape *Shape) Reason {
 		// crewjam's error for no signature at all has no class.
 		code = "signature"
 	}
-	return Reasons[code]
+	return reasons[code]
 }
 
 // Caps on what Inspect records: it describes strangers' input, so each

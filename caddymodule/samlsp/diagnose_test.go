@@ -104,7 +104,7 @@ func TestTroubleshootingTableInREADME(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for code, r := range Reasons {
+	for code, r := range reasons {
 		if r.Code != code || r.Problem == "" || r.Fix == "" {
 			t.Errorf("reason %q: %+v", code, r)
 		}

@@ -291,7 +291,8 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 
 	// Everything up to ConsumeSignIn only reads: a refusal must leave the
 	// AuthnRequest outstanding, the assertion unrecorded and the user
-	// store as it was, so that nothing but the audit event shows it.
+	// store as it was, so that nothing but the audit event and the sign-in
+	// attempt show it.
 	ident, err := sp.ParseResponse(encoded, possible)
 	if errors.Is(err, samlsp.ErrRefused) {
 		g.refuse(w, r, st, att, org.ID, "", err.Error(), samlsp.ReasonFor(err, att.shape).Code, http.StatusForbidden, "Sign-in failed",
@@ -404,7 +405,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 // refuse ends a sign-in attempt with a page, an audit event, a log line
 // that carries the reason (never the assertion), and an entry in the org's
 // sign-in attempts whose reference code the page shows. code is the
-// reason's key in samlsp.ReasonByCode. A Test sign-in goes to its result on
+// reason's code for samlsp.ReasonByCode. A Test sign-in goes to its result on
 // the attempts view instead.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, actor, reason, code string, status int, title, text, hint string) {
 	ref := g.recordAttempt(st, r, att, orgID, actor, "refused", reason, code)

@@ -6,7 +6,8 @@
 // persistent replay cache, and the org's settings taken from the store,
 // never from the message. Validation writes nothing: the caller records
 // the assertion as used (store.ConsumeSignIn) only once it has decided to
-// admit the sign-in, so a refusal leaves no trace but its audit event.
+// admit the sign-in, so a refusal leaves no trace but its audit event and
+// its entry in the org's sign-in attempts.
 package samlsp
 
 import (

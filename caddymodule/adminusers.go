@@ -88,6 +88,14 @@ func (g *Gateway) serveAdminUsers(w http.ResponseWriter, r *http.Request, rest s
 		default:
 			return false
 		}
+	case rest == "/admin/signin-attempts": // attempts.go
+		routes = []route{{http.MethodGet, false, g.attemptsPage}}
+	case rest == "/admin/signin-attempts/test":
+		routes = []route{{http.MethodPost, false, g.attemptsTest}}
+	case rest == "/admin/signin-attempts/idp-initiated":
+		routes = []route{{http.MethodPost, false, g.attemptsIdPInitiated}}
+	case rest == "/admin/api/signin-attempts":
+		routes = []route{{http.MethodGet, true, g.apiAttempts}}
 	case rest == "/admin/api/session":
 		routes = []route{{http.MethodGet, true, g.apiSession}}
 	case rest == "/admin/api/users":

@@ -46,6 +46,9 @@ func needsFreshSignIn(method, rest string) bool {
 		return false
 	case method == http.MethodPost && strings.HasPrefix(rest, "/admin/api/domains/") && strings.HasSuffix(rest, "/verify"):
 		return false
+	// A Test sign-in starts no session and changes no setting (attempts.go).
+	case method == http.MethodPost && rest == "/admin/signin-attempts/test":
+		return false
 	// Ticks on the checklist are the admin's notes.
 	case method == http.MethodPost && strings.HasPrefix(rest, "/admin/steps/"):
 		return false
@@ -150,5 +153,5 @@ func (g *Gateway) serveReauth(w http.ResponseWriter, r *http.Request) {
 		g.message(w, http.StatusForbidden, "Sign-in unavailable", "Single sign-on is not active for your organization.", "Sign in with a password instead.", true)
 		return
 	}
-	g.startSAML(w, r, st, org, ret, true, sess.Email)
+	g.startSAML(w, r, st, org, ret, true, false, sess.Email)
 }

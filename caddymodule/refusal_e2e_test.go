@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +173,29 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 			a.ID = usedAssertionID
 		}}},
 	}
+	// The sign-in attempts entry each refusal's reference code finds: the
+	// troubleshooting table's reason (samlsp.ReasonByCode).
+	reasons := map[string]string{
+		"IdP session already ended":                     "session-ended",
+		"Success with a nested AuthnFailed":             "idp-status",
+		"status not Success":                            "idp-status",
+		"response issued 120 s in the future":           "not-yet-valid",
+		"assertion issued 120 s in the future":          "not-yet-valid",
+		"Conditions NotBefore 120 s ahead":              "not-yet-valid",
+		"Conditions NotOnOrAfter 120 s past":            "expired",
+		"confirmation NotBefore 120 s ahead":            "not-yet-valid",
+		"confirmation NotOnOrAfter 120 s past":          "expired",
+		"AuthnInstant 120 s ahead":                      "not-yet-valid",
+		"wrong audience":                                "audience",
+		"unsigned":                                      "signature",
+		"email outside the verified domains":            "domain",
+		"objectidentifier differs from the one on file": "identity-mismatch",
+		"not in the admin group":                        "not-in-group",
+		"user deactivated":                              "deactivated",
+		"org inactive":                                  "org-inactive",
+		"unsolicited":                                   "unsolicited",
+		"assertion ID already used":                     "replayed",
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			email := c.email
@@ -233,9 +257,38 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 				t.Errorf("the refusal changed the number of sessions from %d to %d", before.Sessions, after.Sessions)
 			}
 			assertSignedOut(t, b)
+			checkAttemptRecorded(t, st, p.body, reasons[c.name])
 		})
 	}
 }
+
+// checkAttemptRecorded: a refusal page shows a reference code, and that
+// code finds the org's sign-in attempt with the wanted reason, its fix,
+// and the shape of what arrived.
+func checkAttemptRecorded(t *testing.T, st *store.Store, body, wantReason string) *store.SignInAttempt {
+	t.Helper()
+	m := refPattern.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("the refusal page shows no reference code:\n%.2000s", body)
+	}
+	got, err := st.ListSignInAttempts(demo.OrgID, m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("reference code %s finds %d attempts", m[1], len(got))
+	}
+	a := got[0]
+	if a.Outcome != "refused" || a.Reason != wantReason || a.Problem == "" || a.Fix == "" || a.Detail == "" {
+		t.Fatalf("attempt %s: outcome %q reason %q (want %q), problem %q, fix %q, detail %q", a.Ref, a.Outcome, a.Reason, wantReason, a.Problem, a.Fix, a.Detail)
+	}
+	if a.Shape == nil || a.Shape.Issuer == "" || a.Shape.Destination == "" {
+		t.Fatalf("attempt %s does not say what arrived: %+v", a.Ref, a.Shape)
+	}
+	return a
+}
+
+var refPattern = regexp.MustCompile(`data-ref="([2-9A-Z]{8})"`)
 
 func setActive(t *testing.T, st *store.Store, userID string, active bool) {
 	t.Helper()

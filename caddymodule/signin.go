@@ -173,17 +173,18 @@ func (g *Gateway) login(w http.ResponseWriter, r *http.Request) {
 		g.pages.Render(w, http.StatusOK, "login", form)
 		return
 	}
-	g.startSAML(w, r, st, org, ret, false, email)
+	g.startSAML(w, r, st, org, ret, false, false, email)
 }
 
 // startSAML sends the browser to org's IdP with an AuthnRequest that it
 // remembers for this browser; force asks the IdP to authenticate the user
-// anew (re-authentication before a sensitive change). hint, the address
-// the user typed, goes along as login_hint (Entra ID and others prefill
-// their form with it, so nobody types their email twice; IdPs that do not
-// know it ignore it, and the redirect binding's signature does not cover
+// anew (re-authentication before a sensitive change); test makes it an org
+// admin's Test sign-in, whose answer starts no session (attempts.go). hint,
+// the address the user typed, goes along as login_hint (Entra ID and others
+// prefill their form with it, so nobody types their email twice; IdPs that do
+// not know it ignore it, and the redirect binding's signature does not cover
 // it, so it changes nothing else).
-func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, ret string, force bool, hint string) {
+func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, ret string, force, test bool, hint string) {
 	sp, err := g.provider(st, org)
 	if err != nil {
 		g.logger.Error("organization is active but its SAML settings are unusable", zap.String("org", org.ID), zap.Error(err))
@@ -206,7 +207,7 @@ func (g *Gateway) startSAML(w http.ResponseWriter, r *http.Request, st *gatewayS
 	}
 	now := time.Now()
 	if err := st.store.PutAuthnRequest(&store.AuthnRequest{
-		ID: reqID, OrgID: org.ID, Binding: binding, ReturnTo: ret,
+		ID: reqID, OrgID: org.ID, Binding: binding, ReturnTo: ret, Test: test,
 		Created: now, ExpiresAt: now.Add(time.Duration(g.app.AuthnRequestTTL)),
 	}); err != nil {
 		g.internalError(w, r, "saving AuthnRequest", err)
@@ -249,6 +250,9 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		g.internalError(w, r, "opening state", err)
 		return
 	}
+	// What arrived, for the org's sign-in attempts view, read under the
+	// same limits as the validation below and before it can refuse.
+	att := &attempt{shape: samlsp.Inspect(encoded, time.Now())}
 	org, err := st.store.GetOrg(orgID)
 	if errors.Is(err, store.ErrNotFound) {
 		g.message(w, http.StatusNotFound, "Sign-in failed", "This sign-in address does not belong to any organization.", "", true)
@@ -258,12 +262,12 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		g.internalError(w, r, "loading org", err)
 		return
 	}
-	if org.State != store.OrgActive {
-		g.refuse(w, r, st, org.ID, "", "org inactive", http.StatusForbidden, "Sign-in unavailable",
+	sp, err := g.provider(st, org)
+	if err != nil && org.State != store.OrgActive {
+		g.refuse(w, r, st, att, org.ID, "", "org inactive", "org-inactive", http.StatusForbidden, "Sign-in unavailable",
 			"Single sign-on is not active for your organization.", "Ask your IT administrator.")
 		return
 	}
-	sp, err := g.provider(st, org)
 	if err != nil {
 		g.internalError(w, r, "building provider", err)
 		return
@@ -279,34 +283,51 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 			return
 		}
 		for _, q := range reqs {
-			if q.OrgID == org.ID {
+			// Before activation, only an admin's Test sign-in is answered.
+			if q.OrgID == org.ID && (q.Test || org.State == store.OrgActive) {
 				possible = append(possible, q.ID)
 				byID[q.ID] = q
 			}
 		}
 	}
+	// Until the response says which request it answers, it is a test if
+	// every request it could answer is one.
+	att.test = len(possible) > 0
+	for _, q := range byID {
+		att.test = att.test && q.Test
+	}
+	if org.State != store.OrgActive && len(possible) == 0 {
+		g.refuse(w, r, st, att, org.ID, "", "org inactive", "org-inactive", http.StatusForbidden, "Sign-in unavailable",
+			"Single sign-on is not active for your organization.", "Ask your IT administrator.")
+		return
+	}
 	if len(possible) == 0 && !org.AllowIdPInitiated {
-		g.refuse(w, r, st, org.ID, "", "no outstanding request for this browser", http.StatusBadRequest, "Sign-in failed",
+		g.refuse(w, r, st, att, org.ID, "", "no outstanding request for this browser", "unsolicited", http.StatusBadRequest, "Sign-in failed",
 			"This sign-in was not started here, or took too long.", "Start again from the sign-in page, in the same browser.")
 		return
 	}
 
 	// Everything up to ConsumeSignIn only reads: a refusal must leave the
 	// AuthnRequest outstanding, the assertion unrecorded and the user
-	// store as it was, so that nothing but the audit event shows it.
+	// store as it was, so that nothing but the audit event and the sign-in
+	// attempt show it.
 	ident, err := sp.ParseResponse(encoded, possible)
 	if errors.Is(err, samlsp.ErrRefused) {
-		g.refuse(w, r, st, org.ID, "", err.Error(), http.StatusForbidden, "Sign-in failed",
-			"The response from your identity provider could not be accepted.", "Try again. If it keeps happening, ask your IT administrator to check the SAML settings.")
+		g.refuse(w, r, st, att, org.ID, "", err.Error(), samlsp.ReasonFor(err, att.shape).Code, http.StatusForbidden, "Sign-in failed",
+			"The response from your identity provider could not be accepted.", "Try again. If it keeps happening, give your IT administrator the reference code below.")
 		return
 	}
 	if err != nil {
 		g.internalError(w, r, "validating SAML response", err)
 		return
 	}
+	if q := byID[ident.InResponseTo]; q != nil {
+		att.test = q.Test
+	}
+	samlsp.Decrypted(att.shape, ident)
 	if ident.InResponseTo != "" && byID[ident.InResponseTo] == nil {
 		// ParseResponse matched it against possible; this is a guard.
-		g.refuse(w, r, st, org.ID, ident.Email, "response answers no request of this browser", http.StatusBadRequest, "Sign-in failed",
+		g.refuse(w, r, st, att, org.ID, ident.Email, "response answers no request of this browser", "request-mismatch", http.StatusBadRequest, "Sign-in failed",
 			"This sign-in was not started here, or took too long.", "Start again from the sign-in page, in the same browser.")
 		return
 	}
@@ -314,14 +335,14 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	// The asserted identity must be in one of this org's verified domains:
 	// an IdP can only vouch for its own organization's people.
 	if owner, err := st.store.OrgForDomain(samlsp.EmailDomain(ident.Email)); err != nil || owner != org.ID {
-		g.refuse(w, r, st, org.ID, ident.Email, "asserted email outside the org's verified domains", http.StatusForbidden, "Access denied",
+		g.refuse(w, r, st, att, org.ID, ident.Email, "asserted email outside the org's verified domains", "domain", http.StatusForbidden, "Access denied",
 			"Your account's email domain is not verified for this organization.", "Ask your IT administrator.")
 		return
 	}
 
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
-		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
+		g.refuse(w, r, st, att, org.ID, ident.Email, err.Error(), "identity-mismatch", http.StatusForbidden, "Access denied",
 			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account. If your identity provider account was replaced, they can unlink the old one on the Users page.")
 		return
 	}
@@ -330,7 +351,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 	if user != nil && !user.Active {
-		g.refuse(w, r, st, org.ID, ident.Email, "user deactivated", http.StatusForbidden, "Access denied",
+		g.refuse(w, r, st, att, org.ID, ident.Email, "user deactivated", "deactivated", http.StatusForbidden, "Access denied",
 			"Your account is deactivated in your organization's directory.", "Ask your IT administrator.")
 		return
 	}
@@ -344,11 +365,8 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 	if !ok {
-		hint := "Ask your IT administrator to add you to the " + org.AdminGroup.Name + " group."
-		if ident.GroupsOverage {
-			hint = "Your identity provider sent a link to your groups instead of the groups (you are in many groups), and provisioning has not told us your admin group membership. Ask your IT administrator to set up user provisioning (SCIM)."
-		}
-		g.refuse(w, r, st, org.ID, ident.Email, "not in the admin group", http.StatusForbidden, "Access denied",
+		reason, code, hint := groupRefusal(st.store, org, ident)
+		g.refuse(w, r, st, att, org.ID, ident.Email, reason, code, http.StatusForbidden, "Access denied",
 			"Your account is not allowed to use this application.", hint)
 		return
 	}
@@ -357,15 +375,22 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
-		g.refuse(w, r, st, org.ID, ident.Email, "assertion already used", http.StatusBadRequest, "Sign-in failed",
+		g.refuse(w, r, st, att, org.ID, ident.Email, "assertion already used", "replayed", http.StatusBadRequest, "Sign-in failed",
 			"This sign-in was already completed.", "Start again from the sign-in page.")
 		return
 	case errors.Is(err, store.ErrNotFound):
-		g.refuse(w, r, st, org.ID, ident.Email, "AuthnRequest already answered", http.StatusBadRequest, "Sign-in failed",
+		g.refuse(w, r, st, att, org.ID, ident.Email, "AuthnRequest already answered", "already-answered", http.StatusBadRequest, "Sign-in failed",
 			"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
 		return
 	case err != nil:
 		g.internalError(w, r, "recording sign-in", err)
+		return
+	}
+	if att.test {
+		// The request and the assertion are used up, as a sign-in's
+		// are; nothing else happens: no user is saved, no session
+		// starts, the admin's own session stays.
+		g.testPassed(w, r, st, att, org, ident)
 		return
 	}
 	returnTo := "/"
@@ -389,20 +414,31 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	// left; a later sign-in gets a new one.
 	st.sessions.ClearBinding(w)
 	g.audit(st, r, org.ID, user.UserName, "login.saml", "success", nil)
+	g.recordAttempt(st, r, att, org.ID, ident.Email, "success", "", "")
 	g.logger.Info("signed in", zap.String("org", org.ID), zap.String("user_id", user.ID), zap.String("method", authSAML))
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
 }
 
-// refuse ends a sign-in attempt with a page, an audit event and a log line
-// that carries the reason (never the assertion).
-func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayState, orgID, actor, reason string, status int, title, text, hint string) {
-	g.logger.Warn("sign-in refused", zap.String("org", orgID), zap.String("reason", reason), zap.String("remote_ip", clientIP(r)))
+// refuse ends a sign-in attempt with a page, an audit event, a log line
+// that carries the reason (never the assertion), and an entry in the org's
+// sign-in attempts whose reference code the page shows. code is the
+// reason's code for samlsp.ReasonByCode. A Test sign-in goes to its result on
+// the attempts view instead.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, actor, reason, code string, status int, title, text, hint string) {
+	ref := g.recordAttempt(st, r, att, orgID, actor, "refused", reason, code)
+	g.logger.Warn("sign-in refused", zap.String("org", orgID), zap.String("reason", reason), zap.String("code", code),
+		zap.String("ref", ref), zap.Bool("test", att.test), zap.String("remote_ip", clientIP(r)))
 	if actor == "" {
 		actor = "anonymous"
 	}
 	g.audit(st, r, orgID, actor, "login.saml", "denied", map[string]string{"reason": reason})
-	g.message(w, status, title, text, hint, true)
+	if att.test && ref != "" {
+		g.showAttempt(w, r, ref)
+		return
+	}
+	m := pages.Message{Prefix: g.Prefix, Title: title, Text: text, Hint: hint, RetryURL: g.Prefix + "/login", Reference: ref}
+	g.pages.Render(w, status, "message", m)
 }
 
 // audit records a gateway event. Anyone can cause failures (a refused

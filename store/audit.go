@@ -302,11 +302,14 @@ func (a *AuditEvent) absorb(e *AuditEvent) {
 }
 
 // clipText cuts s to maxAggregatedText bytes, on a character boundary.
-func clipText(s string) string {
-	if len(s) <= maxAggregatedText {
+func clipText(s string) string { return clipTo(s, maxAggregatedText) }
+
+// clipTo cuts s to max bytes, on a character boundary.
+func clipTo(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := maxAggregatedText
+	cut := max
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

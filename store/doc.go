@@ -59,6 +59,8 @@
 //	audit/<org>/<time>/<event>       AuditEvent; <org> is empty for gateway-wide events,
 //	                                 <time> is ^UnixNano in hex so that scans run newest first;
 //	                                 pruned by age and count per org (AuditPolicy)
+//	signin/<org>/<time>/<ref>        SignInAttempt, newest first as in audit/; Badger TTL 30 days,
+//	                                 at most MaxSignInAttempts per org (AddSignInAttempt prunes)
 //	secret/<name>                    secret bytes
 //	meta/index-version               version of the key forms above (see migrate.go)
 //

@@ -340,6 +340,7 @@ const (
 	pCount    = "count"
 	pUDel     = "udel"
 	pMeta     = "meta"
+	pSignIn   = "signin"
 )
 
 // esc percent-encodes '%' and '/' so that a segment can sit anywhere in a

@@ -196,10 +196,13 @@ type Session struct {
 // response must answer it and so that the return URL never travels through
 // the IdP.
 type AuthnRequest struct {
-	ID        string    `json:"id"` // the AuthnRequest's ID attribute
-	OrgID     string    `json:"org_id"`
-	Binding   string    `json:"binding"`             // ties it to one browser (hash of a cookie value)
-	ReturnTo  string    `json:"return_to,omitempty"` // same-origin path
+	ID       string `json:"id"` // the AuthnRequest's ID attribute
+	OrgID    string `json:"org_id"`
+	Binding  string `json:"binding"`             // ties it to one browser (hash of a cookie value)
+	ReturnTo string `json:"return_to,omitempty"` // same-origin path
+	// Test marks an org admin's Test sign-in: its answer is validated and
+	// recorded as a sign-in attempt, and starts no session.
+	Test      bool      `json:"test,omitempty"`
 	Created   time.Time `json:"created"`
 	ExpiresAt time.Time `json:"expires_at"`
 }

@@ -47,6 +47,9 @@ type Message struct {
 	Hint string
 	// RetryURL, when set, is offered as a way back to the sign-in page.
 	RetryURL string
+	// Reference, when set, is the code that finds this refusal in the
+	// organization's sign-in attempts.
+	Reference string
 }
 
 // Logout is the data of the sign-out confirmation page.
@@ -70,7 +73,7 @@ type Reauth struct {
 // a buffer first so a template error never leaves a half-written page.
 func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data any) {
 	csp := defaultCSP
-	if name == "login" || name == "reauth" || name == "logout" {
+	if name == "login" || name == "reauth" || name == "logout" || name == "attempts" { // attempts: its Test sign-in form goes to the IdP
 		csp = loginCSP
 	}
 	r.render(w, status, name, data, csp)
@@ -80,7 +83,7 @@ func (r *Renderer) Render(w http.ResponseWriter, status int, name string, data a
 const defaultCSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 // loginCSP is defaultCSP without form-action: the sign-in (and re-auth,
-// and sign-out, which may go on to the IdP's single logout) form's post is
+// Test sign-in, and sign-out, which may go on to the IdP's single logout) form's post is
 // answered with a redirect to the organization's IdP, and browsers
 // (Chromium) apply form-action to the redirect's target too, which can be
 // any IdP.

@@ -2,8 +2,7 @@ package samlsp
 
 import (
 	"encoding/xml"
-	"errors"
-	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/crewjam/saml"
@@ -69,7 +68,7 @@ var (
 
 // identityOf reads the user out of a validated assertion.
 func identityOf(a *saml.Assertion) (*Identity, error) {
-	id := &Identity{AssertionID: a.ID}
+	id := &Identity{AssertionID: a.ID, AssertionSigned: a.Signature != nil}
 	if a.Subject != nil {
 		for _, sc := range a.Subject.SubjectConfirmations {
 			if d := sc.SubjectConfirmationData; d != nil && d.InResponseTo != "" {
@@ -100,6 +99,13 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	id.GivenName = first(attrs, givenNameNames)
 	id.FamilyName = first(attrs, familyNameNames)
 	id.Groups = all(attrs, groupNames)
+	for _, st := range a.AttributeStatements {
+		for _, attr := range st.Attributes {
+			if !slices.Contains(id.AttributeNames, attr.Name) {
+				id.AttributeNames = append(id.AttributeNames, attr.Name)
+			}
+		}
+	}
 	id.GroupsOverage = first(attrs, groupOverageNames) != ""
 	for _, st := range a.AuthnStatements {
 		if st.SessionNotOnOrAfter != nil && (id.SessionNotOnOrAfter.IsZero() || st.SessionNotOnOrAfter.Before(id.SessionNotOnOrAfter)) {
@@ -115,17 +121,17 @@ func identityOf(a *saml.Assertion) (*Identity, error) {
 	// SPEC §3.3: an empty NameID is refused even when attributes name the
 	// user; the subject of an assertion is its NameID.
 	if id.NameID == "" {
-		return nil, errors.New("assertion has an empty NameID")
+		return nil, refuseAs(KindNoNameID, "assertion has an empty NameID")
 	}
 	if id.Email == "" {
-		return nil, errors.New("assertion names no email (attribute \"name\" or the NameID)")
+		return nil, refuseAs(KindNoEmail, "assertion names no email (attribute \"name\" or the NameID)")
 	}
 	// One address, in its canonical form (identity.ParseEmail): a value
 	// such as "alice@evil.test@example.com" or "a@example.com, b@example.com"
 	// would otherwise pass the domain check as one person and reach the
 	// upstream as another.
 	if _, err := identity.ParseEmail(id.Email); err != nil {
-		return nil, fmt.Errorf("asserted login is not an email address: %w", err)
+		return nil, refuseAs(KindBadEmail, "asserted login is not an email address: %v", err)
 	}
 	return id, nil
 }

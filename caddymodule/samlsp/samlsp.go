@@ -6,7 +6,8 @@
 // persistent replay cache, and the org's settings taken from the store,
 // never from the message. Validation writes nothing: the caller records
 // the assertion as used (store.ConsumeSignIn) only once it has decided to
-// admit the sign-in, so a refusal leaves no trace but its audit event.
+// admit the sign-in, so a refusal leaves no trace but its audit event and
+// its entry in the org's sign-in attempts.
 package samlsp
 
 import (
@@ -51,7 +52,8 @@ const MinSessionTime = time.Minute
 const MaxResponseSize = 256 << 10
 
 // ErrRefused wraps every reason a response is not accepted. The reason is
-// for logs; users get a generic message.
+// for logs and the org's sign-in attempts (ReasonFor classifies it); users
+// get a generic message with a reference code.
 var ErrRefused = errors.New("SAML response refused")
 
 // URLs are the SP endpoints of one organization.
@@ -271,6 +273,12 @@ type Identity struct {
 	GivenName   string
 	FamilyName  string
 	Groups      []string
+	// AttributeNames are the names of the assertion's attributes, for the
+	// sign-in attempts view.
+	AttributeNames []string
+	// AssertionSigned: the assertion carried its own signature (which an
+	// encrypted assertion hides until it is decrypted).
+	AssertionSigned bool
 	// GroupsOverage is set when Entra ID sent a groups.link claim instead
 	// of the groups (more than 150 groups): SCIM membership must decide.
 	GroupsOverage bool
@@ -295,33 +303,33 @@ type Identity struct {
 // asserts. Every error wraps ErrRefused.
 func (p *Provider) ParseResponse(encoded string, possibleRequestIDs []string) (*Identity, error) {
 	if len(encoded) > MaxResponseSize {
-		return nil, refuse("response of %d bytes exceeds %d", len(encoded), MaxResponseSize)
+		return nil, refuseAs(KindTooLarge, "response of %d bytes exceeds %d", len(encoded), MaxResponseSize)
 	}
 	raw, err := base64.StdEncoding.DecodeString(stripSpace(encoded))
 	if err != nil {
-		return nil, refuse("response is not base64: %v", err)
+		return nil, refuseAs(saml.ErrMalformedMessage, "response is not base64: %v", err)
 	}
 	issued, err := precheck(raw)
 	if err != nil {
-		return nil, refuse("%v", err)
+		return nil, refuseErr(err)
 	}
 	assertion, err := p.sp.ParseXMLResponse(raw, possibleRequestIDs, p.sp.AcsURL)
 	if err != nil {
-		return nil, refuse("%v", describe(err))
+		return nil, refuseErr(describe(err))
 	}
 	now := p.now()
 	if err := checkTimes(issued, assertion, now); err != nil {
-		return nil, refuse("%v", err)
+		return nil, refuseErr(err)
 	}
 	id, err := identityOf(assertion)
 	if err != nil {
-		return nil, refuse("%v", err)
+		return nil, refuseErr(err)
 	}
 	if !id.SessionNotOnOrAfter.IsZero() {
 		id.SessionNotOnOrAfter = id.SessionNotOnOrAfter.Add(MaxClockSkew)
 	}
 	if assertion.ID == "" {
-		return nil, refuse("assertion has no ID to check for replay")
+		return nil, refuseAs(saml.ErrMissingElement, "assertion has no ID to check for replay")
 	}
 	// No copy of the assertion passes checkTimes once its IssueInstant is
 	// MaxIssueDelay old; the skew allowance on top is a margin.
@@ -333,7 +341,7 @@ func (p *Provider) ParseResponse(encoded string, possibleRequestIDs []string) (*
 			return nil, fmt.Errorf("samlsp: reading the replay cache: %w", err)
 		}
 		if used {
-			return nil, refuse("assertion %q has already been used", assertion.ID)
+			return nil, refuseAs(KindReplayed, "assertion %q has already been used", assertion.ID)
 		}
 	}
 	return id, nil
@@ -349,8 +357,28 @@ func describe(err error) error {
 	return err
 }
 
-func refuse(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+// refusal is a ParseResponse error: its text is the reason for logs, and
+// it matches ErrRefused and the kind of refusal (a Kind* error or one of
+// crewjam's classes, such as saml.ErrInvalidSignature) with errors.Is, so
+// that Explain can tell an IT admin what to change.
+type refusal struct {
+	kind error
+	msg  string
+}
+
+func (r *refusal) Error() string   { return ErrRefused.Error() + ": " + r.msg }
+func (r *refusal) Unwrap() []error { return []error{ErrRefused, r.kind} }
+
+func refuseAs(kind error, format string, args ...any) error {
+	return &refusal{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// refuseErr refuses with err's text, keeping its kind when it has one.
+func refuseErr(err error) error {
+	if r := (*refusal)(nil); errors.As(err, &r) {
+		return r
+	}
+	return &refusal{kind: err, msg: err.Error()}
 }
 
 func stripSpace(s string) string {
@@ -372,25 +400,25 @@ func stripSpace(s string) string {
 // IssueInstant, which checkTimes judges once the signatures are verified.
 func precheck(raw []byte) (time.Time, error) {
 	if bytes.Contains(bytes.ToLower(raw), []byte("<!doctype")) {
-		return time.Time{}, errors.New("document has a DOCTYPE")
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "document has a DOCTYPE")
 	}
 	if err := CheckXMLDepth(raw, MaxXMLDepth); err != nil {
-		return time.Time{}, err
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "%v", err)
 	}
 	doc := etree.NewDocument()
 	if err := doc.ReadFromBytes(raw); err != nil {
-		return time.Time{}, fmt.Errorf("malformed XML: %v", err)
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "malformed XML: %v", err)
 	}
 	root := doc.Root()
 	if root == nil || root.Tag != "Response" || root.NamespaceURI() != protocolNS {
-		return time.Time{}, errors.New("root element is not a samlp:Response")
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "root element is not a samlp:Response")
 	}
 	if root.SelectAttrValue("Destination", "") == "" {
-		return time.Time{}, errors.New("response has no Destination")
+		return time.Time{}, refuseAs(KindNoDestination, "response has no Destination")
 	}
 	issued, err := time.Parse(time.RFC3339, root.SelectAttrValue("IssueInstant", ""))
 	if err != nil {
-		return time.Time{}, fmt.Errorf("response IssueInstant is not a UTC date and time: %v", err)
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "response IssueInstant is not a UTC date and time: %v", err)
 	}
 	if err := checkStatus(root); err != nil {
 		return time.Time{}, err
@@ -404,10 +432,10 @@ func precheck(raw []byte) (time.Time, error) {
 		}
 	}
 	if len(issuers) != 1 || strings.TrimSpace(issuers[0].Text()) == "" {
-		return time.Time{}, errors.New("response must have exactly one Issuer, not empty")
+		return time.Time{}, refuseAs(saml.ErrIssuerMismatch, "response must have exactly one Issuer, not empty")
 	}
 	if n := countAssertions(root); n != 1 {
-		return time.Time{}, fmt.Errorf("document holds %d assertions, want exactly one", n)
+		return time.Time{}, refuseAs(saml.ErrMalformedMessage, "document holds %d assertions, want exactly one", n)
 	}
 	return issued, nil
 }
@@ -431,7 +459,7 @@ func checkStatus(root *etree.Element) error {
 		}
 	}
 	if len(status) != 1 {
-		return fmt.Errorf("response must have exactly one Status, has %d", len(status))
+		return refuseAs(KindIdPStatus, "response must have exactly one Status, has %d", len(status))
 	}
 	level, parent := 1, status[0]
 	for {
@@ -445,15 +473,15 @@ func checkStatus(root *etree.Element) error {
 		case len(codes) == 0 && level > 1:
 			return nil
 		case len(codes) != 1:
-			return fmt.Errorf("response Status must have exactly one StatusCode at level %d, has %d", level, len(codes))
+			return refuseAs(KindIdPStatus, "response Status must have exactly one StatusCode at level %d, has %d", level, len(codes))
 		}
 		if v := codes[0].SelectAttrValue("Value", ""); v != saml.StatusSuccess {
-			return fmt.Errorf("response status is not Success: level %d StatusCode is %q", level, v)
+			return refuseAs(KindIdPStatus, "response status is not Success: level %d StatusCode is %q", level, v)
 		}
 		// A 200-level nesting is not a status, it is an attack on
 		// whoever walks it; no IdP nests more than two.
 		if level++; level > 4 {
-			return errors.New("response StatusCode nested too deeply")
+			return refuseAs(KindIdPStatus, "response StatusCode nested too deeply")
 		}
 		parent = codes[0]
 	}
@@ -488,21 +516,21 @@ func checkTimes(responseIssued time.Time, a *saml.Assertion, now time.Time) erro
 		t    time.Time
 	}{{"response", responseIssued}, {"assertion", a.IssueInstant}} {
 		if in.t.IsZero() {
-			return fmt.Errorf("%s has no IssueInstant", in.what)
+			return refuseAs(saml.ErrMissingElement, "%s has no IssueInstant", in.what)
 		}
 		if future(in.t) {
-			return fmt.Errorf("%s IssueInstant %s is more than %s in the future", in.what, stamp(in.t), MaxClockSkew)
+			return refuseAs(saml.ErrNotYetValid, "%s IssueInstant %s is more than %s in the future", in.what, stamp(in.t), MaxClockSkew)
 		}
 		if in.t.Before(now.Add(-MaxIssueDelay)) {
-			return fmt.Errorf("%s IssueInstant %s is more than %s old", in.what, stamp(in.t), MaxIssueDelay)
+			return refuseAs(saml.ErrExpired, "%s IssueInstant %s is more than %s old", in.what, stamp(in.t), MaxIssueDelay)
 		}
 	}
 	if c := a.Conditions; c != nil {
 		if future(c.NotBefore) {
-			return fmt.Errorf("assertion not yet valid: Conditions NotBefore %s is more than %s in the future", stamp(c.NotBefore), MaxClockSkew)
+			return refuseAs(saml.ErrNotYetValid, "assertion not yet valid: Conditions NotBefore %s is more than %s in the future", stamp(c.NotBefore), MaxClockSkew)
 		}
 		if !c.NotOnOrAfter.IsZero() && ended(c.NotOnOrAfter) {
-			return fmt.Errorf("assertion expired: Conditions NotOnOrAfter %s is more than %s past", stamp(c.NotOnOrAfter), MaxClockSkew)
+			return refuseAs(saml.ErrExpired, "assertion expired: Conditions NotOnOrAfter %s is more than %s past", stamp(c.NotOnOrAfter), MaxClockSkew)
 		}
 	}
 	if a.Subject != nil {
@@ -512,10 +540,10 @@ func checkTimes(responseIssued time.Time, a *saml.Assertion, now time.Time) erro
 				continue
 			}
 			if future(d.NotBefore) {
-				return fmt.Errorf("subject confirmation not yet valid: NotBefore %s is more than %s in the future", stamp(d.NotBefore), MaxClockSkew)
+				return refuseAs(saml.ErrNotYetValid, "subject confirmation not yet valid: NotBefore %s is more than %s in the future", stamp(d.NotBefore), MaxClockSkew)
 			}
 			if !d.NotOnOrAfter.IsZero() && ended(d.NotOnOrAfter) {
-				return fmt.Errorf("subject confirmation expired: NotOnOrAfter %s is more than %s past", stamp(d.NotOnOrAfter), MaxClockSkew)
+				return refuseAs(saml.ErrExpired, "subject confirmation expired: NotOnOrAfter %s is more than %s past", stamp(d.NotOnOrAfter), MaxClockSkew)
 			}
 		}
 	}
@@ -523,13 +551,13 @@ func checkTimes(responseIssued time.Time, a *saml.Assertion, now time.Time) erro
 		// AuthnInstant is required (saml-core §2.7.2); how long ago the
 		// user authenticated at the IdP is the IdP's policy.
 		if st.AuthnInstant.IsZero() {
-			return errors.New("AuthnStatement has no AuthnInstant")
+			return refuseAs(saml.ErrMissingElement, "AuthnStatement has no AuthnInstant")
 		}
 		if future(st.AuthnInstant) {
-			return fmt.Errorf("AuthnInstant %s is more than %s in the future", stamp(st.AuthnInstant), MaxClockSkew)
+			return refuseAs(saml.ErrNotYetValid, "AuthnInstant %s is more than %s in the future", stamp(st.AuthnInstant), MaxClockSkew)
 		}
 		if end := st.SessionNotOnOrAfter; end != nil && !now.Add(MinSessionTime).Before(end.Add(MaxClockSkew)) {
-			return fmt.Errorf("the IdP's session has ended: SessionNotOnOrAfter %s leaves less than %s after the %s allowance", stamp(*end), MinSessionTime, MaxClockSkew)
+			return refuseAs(KindSessionEnded, "the IdP's session has ended: SessionNotOnOrAfter %s leaves less than %s after the %s allowance", stamp(*end), MinSessionTime, MaxClockSkew)
 		}
 	}
 	return nil

@@ -118,7 +118,7 @@ func TestBrowserSignInAttempts(t *testing.T) {
 	if v := adminJSON(t, http.MethodGet, base, nil); v["state"] != "inactive" {
 		t.Errorf("a Test sign-in changed the org's state to %v", v["state"])
 	}
-	if s := text(t, ctx, ".topbar"); !strings.Contains(s, owner) {
+	if s := text(t, ctx, "header.bar .who"); !strings.Contains(s, owner) {
 		t.Errorf("after the test the admin is no longer signed in as %s: %q", owner, s)
 	}
 
@@ -143,12 +143,12 @@ func TestBrowserSignInAttempts(t *testing.T) {
 	}
 
 	// IdP-initiated sign-in: off by default, its risk stated, switched on.
-	if s := text(t, ctx, "main"); !strings.Contains(s, "Risk:") || !strings.Contains(s, "login CSRF") {
+	if s := text(t, ctx, ".wrap"); !strings.Contains(s, "Risk:") || !strings.Contains(s, "login CSRF") {
 		t.Errorf("the IdP-initiated switch does not state its risk")
 	}
 	do(t, ctx, "turn on IdP-initiated sign-in",
 		chromedp.Click(chromedp.CSS(`form[action$="/admin/signin-attempts/idp-initiated"] button`)),
-		chromedp.WaitVisible(chromedp.CSS(".notice")),
+		chromedp.WaitVisible(chromedp.CSS(".flash.ok")),
 	)
 	if v := adminJSON(t, http.MethodGet, base, nil); v["allow_idp_initiated"] != true {
 		t.Errorf("after Turn on: allow_idp_initiated = %v", v["allow_idp_initiated"])

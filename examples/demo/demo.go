@@ -54,6 +54,9 @@ const (
 	BobEmail        = "bob@example.com"
 )
 
+// AliceGroups are the groups the demo IdP asserts for Alice.
+func AliceGroups() []string { return []string{AdminGroupName, ConfigGroupName, "staff"} }
+
 // Config says where each part listens.
 type Config struct {
 	Gateway, IdP, Upstream, Admin string // listen addresses (host:port)
@@ -115,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Env, error) {
 	idp, err := demoidp.New(demoidp.Config{
 		BaseURL: e.IdPURL,
 		Users: []demoidp.User{
-			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: []string{AdminGroupName, ConfigGroupName, "staff"}},
+			{Email: AliceEmail, Password: cfg.Password, DisplayName: "Alice Admin", GivenName: "Alice", FamilyName: "Admin", Groups: AliceGroups()},
 			{Email: BobEmail, Password: cfg.Password, DisplayName: "Bob Builder", GivenName: "Bob", FamilyName: "Builder", Groups: []string{"staff"}},
 		},
 	})

@@ -141,27 +141,63 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 			return "address's domain no longer verified for the organization", identity{}
 		}
 	}
+	// The stored userName and emails are whatever the org's SCIM client
+	// or admins wrote, in any domain; an upstream keys accounts on them.
+	// Only an address in a domain this org proved it owns goes out, else
+	// the address the IdP asserted at sign-in (checked above), else none.
+	asserted := ""
+	if sess.AuthMethod == authSAML {
+		asserted = verifiedAddress(st, org.ID, sess.Email)
+	}
+	userName := verifiedAddress(st, org.ID, user.UserName)
+	if userName == "" {
+		userName = asserted
+	}
+	email := verifiedAddress(st, org.ID, primaryEmail(user))
+	if email == "" {
+		email = asserted
+	}
 	return "", identity{
 		UserID:     user.ID,
-		User:       user.UserName,
-		Email:      primaryEmail(user),
+		User:       userName,
+		Email:      email,
 		Name:       user.DisplayName,
 		Groups:     sess.Groups,
 		Org:        org.ID,
 		AuthMethod: reportedMethod(org, sess),
-		Subject:    subjectOf(user, sess),
+		Subject:    subjectOf(org.ID, user, sess),
 	}
 }
 
-// subjectOf is identity.Subject: what the IdP knows the user by.
-func subjectOf(u *store.User, sess *store.Session) string {
+// verifiedAddress returns addr if it is an address in one of orgID's
+// verified domains, else "".
+func verifiedAddress(st *store.Store, orgID, addr string) string {
+	d := ident.EmailDomain(addr)
+	if d == "" {
+		return ""
+	}
+	owner, err := st.OrgForDomain(d)
+	if err != nil || owner != orgID {
+		return ""
+	}
+	return addr
+}
+
+// subjectOf is identity.Subject. The IdP's identifier is chosen by the
+// org's IdP or SCIM client, so another org's can be made equal to it: it
+// goes out qualified by the org ("acme/00u1okta"; org IDs hold no '/').
+// A user no IdP knows (a local account) gets ssogate's user id, a UUID
+// with no '/', so it can equal no qualified subject either.
+func subjectOf(orgID string, u *store.User, sess *store.Session) string {
 	switch {
 	case u.ExternalID != "":
-		return u.ExternalID
+		return orgID + "/" + u.ExternalID
 	case sess.NameID != "":
-		return sess.NameID
+		return orgID + "/" + sess.NameID
+	case strings.Contains(u.ID, "/"):
+		return "" // not a store-assigned UUID; never ambiguous
 	}
-	return u.UserName
+	return u.ID
 }
 
 // Authentication methods, as the X-SSO-Auth-Method header reports them.

@@ -117,3 +117,32 @@ func TestSubjectIsUniqueAcrossOrganizations(t *testing.T) {
 		t.Errorf("claims idp_sub %q org %q, want %q %q", c.IdPSubject, c.Org, sub, orgB)
 	}
 }
+
+// TestLocalAccountIdentityBeforeDomainVerification: an org's owner signs
+// in with a password before the org verified any domain. The address is
+// the org's own say-so, so it reaches the app as no address; the subject
+// is the user id, which no IdP identifier of any org can equal.
+func TestLocalAccountIdentityBeforeDomainVerification(t *testing.T) {
+	org := uniqueOrg("hdr-local")
+	owner := "owner@" + org + ".test"
+	link := newLocalOrg(t, org, owner, "")
+	b := newBrowserFrom(t, "127.0.0.31")
+	if p := b.setPassword(link, strongPassword); p.status != http.StatusOK {
+		t.Fatalf("set password: %d\n%s", p.status, p.body)
+	}
+	if p := b.backupSignIn(owner, strongPassword, org); p.status != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d\n%s", p.status, p.body)
+	}
+	h := signedIn(t, b)
+	if h["X-Sso-Org"] != org || h["X-Sso-Auth-Method"] != "password" {
+		t.Fatalf("identity: %v", h)
+	}
+	for _, name := range []string{"X-Sso-User", "X-Sso-Email"} {
+		if v, ok := h[name]; ok {
+			t.Errorf("%s = %q, an address in a domain the org never verified", name, v)
+		}
+	}
+	if id := h["X-Sso-User-Id"]; id == "" || h["X-Sso-Subject"] != id || strings.Contains(id, "/") {
+		t.Errorf("subject %q, want the user id %q", h["X-Sso-Subject"], id)
+	}
+}

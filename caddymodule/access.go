@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ssogate/ssogate/caddymodule/samlsp"
 	ident "github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
@@ -121,6 +120,8 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 	if reason := recheckLocal(st, org, user, sess); reason != "" {
 		return reason, identity{}
 	}
+	verified := verifiedDomains{st: st, org: org.ID}
+	var asserted string // by the IdP at sign-in, in a verified domain
 	if sess.AuthMethod == authSAML {
 		if org.State != store.OrgActive {
 			return "organization's SSO deactivated", identity{}
@@ -136,24 +137,19 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		if email == "" { // a record from before sessions kept it
 			email = primaryEmail(user)
 		}
-		owner, err := st.OrgForDomain(samlsp.EmailDomain(email))
-		if err != nil || owner != org.ID {
+		if asserted = verified.address(email); asserted == "" {
 			return "address's domain no longer verified for the organization", identity{}
 		}
 	}
 	// The stored userName and emails are whatever the org's SCIM client
-	// or admins wrote, in any domain; an upstream keys accounts on them.
-	// Only an address in a domain this org proved it owns goes out, else
-	// the address the IdP asserted at sign-in (checked above), else none.
-	asserted := ""
-	if sess.AuthMethod == authSAML {
-		asserted = verifiedAddress(st, org.ID, sess.Email)
-	}
-	userName := verifiedAddress(st, org.ID, user.UserName)
+	// or admins wrote, in any domain, and an upstream keys accounts on
+	// them. Only an address in a domain this org proved it owns goes out,
+	// else the address the IdP asserted at sign-in, else none.
+	userName := verified.address(user.UserName)
 	if userName == "" {
 		userName = asserted
 	}
-	email := verifiedAddress(st, org.ID, primaryEmail(user))
+	email := verified.address(primaryEmail(user))
 	if email == "" {
 		email = asserted
 	}
@@ -169,15 +165,28 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 	}
 }
 
-// verifiedAddress returns addr if it is an address in one of orgID's
-// verified domains, else "".
-func verifiedAddress(st *store.Store, orgID, addr string) string {
+// verifiedDomains tells which addresses are in an org's verified
+// domains. It remembers the last domain looked up: a user's userName,
+// email and asserted address are mostly in one domain.
+type verifiedDomains struct {
+	st     *store.Store
+	org    string
+	domain string
+	ok     bool
+}
+
+// address returns addr if it is an address in one of the org's verified
+// domains, else "".
+func (v *verifiedDomains) address(addr string) string {
 	d := ident.EmailDomain(addr)
 	if d == "" {
 		return ""
 	}
-	owner, err := st.OrgForDomain(d)
-	if err != nil || owner != orgID {
+	if d != v.domain {
+		owner, err := v.st.OrgForDomain(d)
+		v.domain, v.ok = d, err == nil && owner == v.org
+	}
+	if !v.ok {
 		return ""
 	}
 	return addr

@@ -204,7 +204,9 @@ func subjectOf(orgID string, u *store.User, sess *store.Session) string {
 	case sess.NameID != "":
 		return orgID + "/" + sess.NameID
 	case strings.Contains(u.ID, "/"):
-		return "" // not a store-assigned UUID; never ambiguous
+		// Not a store-assigned UUID: it could read as another org's
+		// qualified subject, so none goes out.
+		return ""
 	}
 	return u.ID
 }

@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/ssogate/ssogate/caddymodule/samlsp"
 	ident "github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
@@ -121,6 +120,8 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 	if reason := recheckLocal(st, org, user, sess); reason != "" {
 		return reason, identity{}
 	}
+	verified := verifiedDomains{st: st, org: org.ID}
+	var asserted string // by the IdP at sign-in, in a verified domain
 	if sess.AuthMethod == authSAML {
 		if org.State != store.OrgActive {
 			return "organization's SSO deactivated", identity{}
@@ -136,32 +137,78 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		if email == "" { // a record from before sessions kept it
 			email = primaryEmail(user)
 		}
-		owner, err := st.OrgForDomain(samlsp.EmailDomain(email))
-		if err != nil || owner != org.ID {
+		if asserted = verified.address(email); asserted == "" {
 			return "address's domain no longer verified for the organization", identity{}
 		}
 	}
+	// The stored userName and emails are whatever the org's SCIM client
+	// or admins wrote, in any domain, and an upstream keys accounts on
+	// them. Only an address in a domain this org proved it owns goes out,
+	// else the address the IdP asserted at sign-in, else none.
+	userName := verified.address(user.UserName)
+	if userName == "" {
+		userName = asserted
+	}
+	email := verified.address(primaryEmail(user))
+	if email == "" {
+		email = asserted
+	}
 	return "", identity{
 		UserID:     user.ID,
-		User:       user.UserName,
-		Email:      primaryEmail(user),
+		User:       userName,
+		Email:      email,
 		Name:       user.DisplayName,
 		Groups:     sess.Groups,
 		Org:        org.ID,
 		AuthMethod: reportedMethod(org, sess),
-		Subject:    subjectOf(user, sess),
+		Subject:    subjectOf(org.ID, user, sess),
 	}
 }
 
-// subjectOf is identity.Subject: what the IdP knows the user by.
-func subjectOf(u *store.User, sess *store.Session) string {
+// verifiedDomains tells which addresses are in an org's verified
+// domains. It remembers the last domain looked up: a user's userName,
+// email and asserted address are mostly in one domain.
+type verifiedDomains struct {
+	st     *store.Store
+	org    string
+	domain string
+	ok     bool
+}
+
+// address returns addr if it is an address in one of the org's verified
+// domains, else "".
+func (v *verifiedDomains) address(addr string) string {
+	d := ident.EmailDomain(addr)
+	if d == "" {
+		return ""
+	}
+	if d != v.domain {
+		owner, err := v.st.OrgForDomain(d)
+		v.domain, v.ok = d, err == nil && owner == v.org
+	}
+	if !v.ok {
+		return ""
+	}
+	return addr
+}
+
+// subjectOf is identity.Subject. The IdP's identifier is chosen by the
+// org's IdP or SCIM client, so another org's can be made equal to it: it
+// goes out qualified by the org ("acme/00u1okta"; org IDs hold no '/').
+// A user no IdP knows (a local account) gets ssogate's user id, a UUID
+// with no '/', so it can equal no qualified subject either.
+func subjectOf(orgID string, u *store.User, sess *store.Session) string {
 	switch {
 	case u.ExternalID != "":
-		return u.ExternalID
+		return orgID + "/" + u.ExternalID
 	case sess.NameID != "":
-		return sess.NameID
+		return orgID + "/" + sess.NameID
+	case strings.Contains(u.ID, "/"):
+		// Not a store-assigned UUID: it could read as another org's
+		// qualified subject, so none goes out.
+		return ""
 	}
-	return u.UserName
+	return u.ID
 }
 
 // Authentication methods, as the X-SSO-Auth-Method header reports them.

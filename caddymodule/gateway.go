@@ -48,7 +48,7 @@ type Gateway struct {
 	// Identity header names: `default` (X-SSO-*) or `oauth2-proxy`
 	// (X-Forwarded-User, -Email, -Groups, -Preferred-Username, each also
 	// as X-Auth-Request-*, with oauth2-proxy's meanings: X-Forwarded-User
-	// is the IdP's identifier of the user).
+	// is the IdP's identifier of the user, qualified by the org).
 	HeaderPreset string `json:"header_preset,omitempty"`
 
 	// Per-header overrides of the preset; `-` leaves a header out.
@@ -337,11 +337,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	// After authenticate, which reads the session cookie: the upstream
 	// never sees the gateway's cookies, so its logs cannot leak them.
 	stripOwnCookies(r.Header)
-	g.headers.apply(r, id)
+	// The token first: a request that fails here goes on to the site's
+	// handle_errors, which may proxy it to the app, so it must carry no
+	// identity the gateway could not vouch for as configured.
+	var tok string
 	if g.SignedIdentity != nil {
-		if err := g.applySignedIdentity(st, r, id); err != nil {
+		if tok, err = g.signedToken(st, id); err != nil {
+			g.logger.Error("signing the upstream identity token", zap.Error(err))
 			return caddyhttp.Error(http.StatusServiceUnavailable, err)
 		}
+	}
+	g.headers.apply(r, id)
+	if tok != "" {
+		r.Header[g.SignedIdentity.Header] = []string{tok}
 	}
 	return next.ServeHTTP(w, r)
 }

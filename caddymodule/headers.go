@@ -67,7 +67,8 @@ var presets = map[string]HeaderNames{
 	},
 	// Apps written for oauth2-proxy read these, with oauth2-proxy's
 	// meanings: X-Forwarded-User is the IdP's identifier of the user (its
-	// `user`, an OIDC `sub`), not ssogate's id; X-Forwarded-* is what
+	// `user`, an OIDC `sub`), not ssogate's id, qualified by the org
+	// since one app serves many IdPs; X-Forwarded-* is what
 	// oauth2-proxy passes upstream (--pass-user-headers), X-Auth-Request-*
 	// what it answers nginx's auth_request with (--set-xauthrequest),
 	// which nginx set-ups forward under the same names. What oauth2-proxy
@@ -166,10 +167,11 @@ type identity struct {
 	UserID, User, Email, Name, Org, AuthMethod string
 	Groups                                     []string
 	// Subject is the IdP's identifier of the user, what oauth2-proxy
-	// sends as X-Forwarded-User: the IdP's object ID (SCIM externalId or
-	// the objectidentifier attribute) when known, else the SAML NameID of
-	// the sign-in, else, for local accounts, which no IdP knows, the
-	// userName. Unique within an org, not across orgs.
+	// sends as X-Forwarded-User, qualified by the org: "<org>/<id>", with
+	// the IdP's object ID (SCIM externalId or the objectidentifier
+	// attribute) when known, else the SAML NameID of the sign-in; for
+	// local accounts, which no IdP knows, ssogate's user id. Unique
+	// across orgs (see subjectOf).
 	Subject string
 }
 

@@ -93,20 +93,6 @@ func (g *Gateway) signedToken(st *gatewayState, v *identityValues) (string, erro
 	return tok, nil
 }
 
-// applySignedIdentity sets the token header. On failure the request must
-// not go on: an application that relies on the token would refuse it
-// anyway, and one that does not should not get a request the gateway
-// could not vouch for as configured.
-func (g *Gateway) applySignedIdentity(st *gatewayState, r *http.Request, v *identityValues) error {
-	tok, err := g.signedToken(st, v)
-	if err != nil {
-		g.logger.Error("signing the upstream identity token", zap.Error(err))
-		return err
-	}
-	r.Header[g.SignedIdentity.Header] = []string{tok}
-	return nil
-}
-
 // serveJWKS publishes the public keys of the identity tokens.
 func (g *Gateway) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	if g.SignedIdentity == nil {

@@ -164,7 +164,9 @@ func TestSingleLogoutIdPInitiated(t *testing.T) {
 	signedIn(t, other)
 
 	// An unsigned request is refused and ends nothing.
-	u, err := idp.sp.MakeRedirectLogoutRequest(h["X-Sso-Subject"], "")
+	// The IdP names the user as it knows them: the subject without the
+	// org that qualifies it for the upstream.
+	u, err := idp.sp.MakeRedirectLogoutRequest(strings.TrimPrefix(h["X-Sso-Subject"], demo.OrgID+"/"), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func (k *Keyring) JWKS(now time.Time) ([]byte, error) {
 // Identity is what a token says about the user.
 type Identity struct {
 	UserID            string // sub: ssogate's id, unique across organizations
-	Subject           string // the IdP's identifier, unique within the org
+	Subject           string // the IdP's identifier, qualified by the org ("<org>/<id>")
 	PreferredUsername string
 	Email             string
 	Name              string

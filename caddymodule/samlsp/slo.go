@@ -1,10 +1,15 @@
 package samlsp
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 
@@ -60,6 +65,18 @@ var ErrNoSLO = errors.New("samlsp: the IdP has no single logout endpoint")
 // (base64), checked before anything decodes it. Logout messages are small.
 const MaxLogoutMessageSize = 64 << 10
 
+// MaxLogoutXMLSize caps a logout message once inflated, and
+// MaxLogoutElements the elements it holds. Real ones are about 1 KiB and
+// 10 elements (20 with an enveloped signature). Deflate packs a megabyte
+// of repeated elements into a kilobyte of query, and crewjam inflates up
+// to 1 MiB and builds a tree of it before it looks at the signature, so
+// a stranger's link would cost hundreds of megabytes; these caps are
+// checked first, on a copy inflated here.
+const (
+	MaxLogoutXMLSize  = 64 << 10
+	MaxLogoutElements = 1000
+)
+
 // sloSP is the provider's SP with the logout endpoints and signing set.
 func (p *Provider) sloSP(slo SLO) (*saml.ServiceProvider, error) {
 	if slo.IdPURL == "" {
@@ -108,26 +125,75 @@ func (p *Provider) LogoutRequest(slo SLO, nameID, relayState string) (id string,
 	return req.ID, u, nil
 }
 
-// tooLarge refuses a logout message over MaxLogoutMessageSize before it
-// is decoded.
-func tooLarge(r *http.Request, param string) error {
+// checkLogoutMessage refuses a logout message (the HTTP-Redirect
+// binding's param) that is too large, encoded, inflated or as XML,
+// before crewjam decodes it: every limit here holds for what crewjam then
+// inflates and parses, as it is the same value.
+func checkLogoutMessage(r *http.Request, param string) error {
 	if len(r.URL.RawQuery) > 2*MaxLogoutMessageSize {
 		return fmt.Errorf("%w: query string too large", ErrRefused)
 	}
-	if v := r.URL.Query().Get(param); len(v) > MaxLogoutMessageSize {
+	v := r.URL.Query().Get(param)
+	if v == "" {
+		return fmt.Errorf("%w: no %s in the query (only the HTTP-Redirect binding is accepted)", ErrRefused, param)
+	}
+	if len(v) > MaxLogoutMessageSize {
 		return fmt.Errorf("%w: %s too large", ErrRefused, param)
 	}
+	deflated, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not base64: %v", ErrRefused, param, err)
+	}
+	fr := flate.NewReader(bytes.NewReader(deflated))
+	defer fr.Close()
+	raw, err := io.ReadAll(io.LimitReader(fr, MaxLogoutXMLSize+1))
+	if err != nil {
+		return fmt.Errorf("%w: %s does not inflate: %v", ErrRefused, param, err)
+	}
+	if len(raw) > MaxLogoutXMLSize {
+		return fmt.Errorf("%w: %s inflates to more than %d bytes", ErrRefused, param, MaxLogoutXMLSize)
+	}
+	if err := checkXMLShape(raw, MaxXMLDepth, MaxLogoutElements); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrRefused, param, err)
+	}
 	return nil
+}
+
+// checkXMLShape refuses a document nesting elements more than maxDepth
+// deep or holding more than maxElements, reading tokens only (as
+// CheckXMLDepth, which it extends with the count).
+func checkXMLShape(raw []byte, maxDepth, maxElements int) error {
+	dec := xml.NewDecoder(bytes.NewReader(raw))
+	depth, elements := 0, 0
+	for {
+		tok, err := dec.RawToken()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("malformed XML: %v", err)
+		}
+		switch tok.(type) {
+		case xml.StartElement:
+			depth++
+			elements++
+			if depth > maxDepth {
+				return fmt.Errorf("XML nests elements more than %d deep", maxDepth)
+			}
+			if elements > maxElements {
+				return fmt.Errorf("XML has more than %d elements", maxElements)
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
 }
 
 // ParseLogoutResponse validates the IdP's answer to one of possibleIDs
 // (HTTP-Redirect binding) and requires its status to be Success.
 func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []string) error {
-	if err := tooLarge(r, "SAMLResponse"); err != nil {
+	if err := checkLogoutMessage(r, "SAMLResponse"); err != nil {
 		return err
-	}
-	if r.URL.Query().Get("SAMLResponse") == "" {
-		return fmt.Errorf("%w: no SAMLResponse in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
 	}
 	sp, err := p.sloSP(slo)
 	if err != nil {
@@ -147,16 +213,12 @@ func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []s
 // (HTTP-Redirect binding, signed) and records it in the replay cache.
 // It returns the NameID whose sessions are to end and the request's ID.
 func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requestID string, err error) {
-	if err := tooLarge(r, "SAMLRequest"); err != nil {
+	if err := checkLogoutMessage(r, "SAMLRequest"); err != nil {
 		return "", "", err
-	}
-	q := r.URL.Query()
-	if q.Get("SAMLRequest") == "" {
-		return "", "", fmt.Errorf("%w: no SAMLRequest in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
 	}
 	// The binding's signature is over the query; an unsigned request
 	// could come from anyone who can make the browser follow a link.
-	if q.Get("Signature") == "" || q.Get("SigAlg") == "" {
+	if q := r.URL.Query(); q.Get("Signature") == "" || q.Get("SigAlg") == "" {
 		return "", "", fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
 	}
 	sp, err := p.sloSP(slo)

@@ -65,16 +65,18 @@ var ErrNoSLO = errors.New("samlsp: the IdP has no single logout endpoint")
 // (base64), checked before anything decodes it. Logout messages are small.
 const MaxLogoutMessageSize = 64 << 10
 
-// MaxLogoutXMLSize caps a logout message once inflated, and
-// MaxLogoutElements the elements it holds. Real ones are about 1 KiB and
-// 10 elements (20 with an enveloped signature). Deflate packs a megabyte
+// MaxLogoutXMLSize caps a logout message once inflated, MaxLogoutElements
+// the elements it holds and MaxLogoutAttributes their attributes
+// (namespace declarations included). Real ones are about 1 KiB, 10
+// elements and 15 attributes (twice that with an enveloped signature). Deflate packs a megabyte
 // of repeated elements into a kilobyte of query, and crewjam inflates up
 // to 1 MiB and builds a tree of it before it looks at the signature, so
 // a stranger's link would cost hundreds of megabytes; these caps are
 // checked first, on a copy inflated here.
 const (
-	MaxLogoutXMLSize  = 64 << 10
-	MaxLogoutElements = 1000
+	MaxLogoutXMLSize    = 64 << 10
+	MaxLogoutElements   = 1000
+	MaxLogoutAttributes = 1000
 )
 
 // sloSP is the provider's SP with the logout endpoints and signing set.
@@ -153,18 +155,20 @@ func checkLogoutMessage(r *http.Request, param string) error {
 	if len(raw) > MaxLogoutXMLSize {
 		return fmt.Errorf("%w: %s inflates to more than %d bytes", ErrRefused, param, MaxLogoutXMLSize)
 	}
-	if err := checkXMLShape(raw, MaxXMLDepth, MaxLogoutElements); err != nil {
+	if err := checkXMLShape(raw, MaxXMLDepth, MaxLogoutElements, MaxLogoutAttributes); err != nil {
 		return fmt.Errorf("%w: %s: %v", ErrRefused, param, err)
 	}
 	return nil
 }
 
 // checkXMLShape refuses a document nesting elements more than maxDepth
-// deep or holding more than maxElements, reading tokens only (as
-// CheckXMLDepth, which it extends with the count).
-func checkXMLShape(raw []byte, maxDepth, maxElements int) error {
+// deep, or holding more than maxElements elements or maxAttrs attributes,
+// reading tokens only (as CheckXMLDepth, which it extends with the
+// counts). Attributes count because the tree builders and the namespace
+// handling behind crewjam spend on each, as on an element.
+func checkXMLShape(raw []byte, maxDepth, maxElements, maxAttrs int) error {
 	dec := xml.NewDecoder(bytes.NewReader(raw))
-	depth, elements := 0, 0
+	depth, elements, attrs := 0, 0, 0
 	for {
 		tok, err := dec.RawToken()
 		if errors.Is(err, io.EOF) {
@@ -173,15 +177,19 @@ func checkXMLShape(raw []byte, maxDepth, maxElements int) error {
 		if err != nil {
 			return fmt.Errorf("malformed XML: %v", err)
 		}
-		switch tok.(type) {
+		switch tok := tok.(type) {
 		case xml.StartElement:
 			depth++
 			elements++
+			attrs += len(tok.Attr)
 			if depth > maxDepth {
 				return fmt.Errorf("XML nests elements more than %d deep", maxDepth)
 			}
 			if elements > maxElements {
 				return fmt.Errorf("XML has more than %d elements", maxElements)
+			}
+			if attrs > maxAttrs {
+				return fmt.Errorf("XML has more than %d attributes", maxAttrs)
 			}
 		case xml.EndElement:
 			depth--

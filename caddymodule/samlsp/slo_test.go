@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"errors"
+	"fmt"
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -221,12 +222,14 @@ func TestLogoutMessageBombRefusedCheaply(t *testing.T) {
 }
 
 // TestLogoutMessageShapeCapped: under the size cap, a message with too
-// many elements, or nested too deep, is refused before crewjam parses it.
+// many elements or attributes (10,000 attributes in 60 KiB cost crewjam
+// 8 MiB), or nested too deep, is refused before crewjam parses it.
 func TestLogoutMessageShapeCapped(t *testing.T) {
 	f := newSLOFixture(t)
 	open := `<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">`
 	for _, tc := range []struct{ name, doc, want string }{
 		{"many", open + strings.Repeat("<a/>", MaxLogoutElements) + "</samlp:LogoutRequest>", "more than 1000 elements"},
+		{"attributes", `<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol"` + manyAttrs(MaxLogoutAttributes) + "/>", "more than 1000 attributes"},
 		{"deep", open + strings.Repeat("<a>", MaxXMLDepth) + strings.Repeat("</a>", MaxXMLDepth) + "</samlp:LogoutRequest>", "deep"},
 		{"not base64", "", "not base64"},
 		{"not deflated", "", "does not inflate"},
@@ -243,4 +246,13 @@ func TestLogoutMessageShapeCapped(t *testing.T) {
 			t.Errorf("%s: %v, want refused with %q", tc.name, err, tc.want)
 		}
 	}
+}
+
+// manyAttrs is n distinct empty attributes.
+func manyAttrs(n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, ` a%d=""`, i)
+	}
+	return b.String()
 }

@@ -1,10 +1,13 @@
 package caddymodule_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"encoding/xml"
 	"errors"
@@ -13,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -191,4 +195,41 @@ func TestSingleLogoutIdPInitiated(t *testing.T) {
 		t.Errorf("replayed LogoutRequest: %d", p.status)
 	}
 	signedIn(t, c)
+}
+
+// TestSingleLogoutBombRefusedThroughCaddy: the security review's request,
+// a 1.5 KB link whose logout message inflates to a megabyte of elements
+// (crewjam built a 239 MiB tree of it before it checked the signature),
+// is refused at the SLO endpoint as a LogoutRequest and as a
+// LogoutResponse without large allocation, and signs no one out. The
+// bound is generous: the gateway and the test share the process.
+func TestSingleLogoutBombRefusedThroughCaddy(t *testing.T) {
+	newSLOIdP(t)
+	b := newBrowser(t)
+	b.signIn(demo.AliceEmail, demo.DefaultPassword, "")
+	signedIn(t, b)
+	for _, m := range []struct{ param, root string }{
+		{"SAMLRequest", "samlp:LogoutRequest"},
+		{"SAMLResponse", "samlp:LogoutResponse"},
+	} {
+		doc := `<` + m.root + ` xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">` + strings.Repeat("<a/>", 262000) + `</` + m.root + `>`
+		var buf bytes.Buffer
+		w, _ := flate.NewWriter(&buf, flate.BestCompression)
+		_, _ = w.Write([]byte(doc))
+		_ = w.Close()
+		u := env.GatewayURL + "/sso/saml/" + demo.OrgID + "/slo?" + m.param + "=" + url.QueryEscape(base64.StdEncoding.EncodeToString(buf.Bytes())) +
+			"&SigAlg=" + url.QueryEscape(dsig.RSASHA256SignatureMethod) + "&Signature=AAAA"
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		p := b.get(u)
+		runtime.ReadMemStats(&m1)
+		if p.status != http.StatusBadRequest {
+			t.Errorf("%s bomb: %d, want 400", m.param, p.status)
+		}
+		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 16<<20 {
+			t.Errorf("%s bomb: answering it allocated %d MiB", m.param, alloc>>20)
+		}
+	}
+	signedIn(t, b)
 }

@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/ssogate/ssogate/examples/demo"
+	"github.com/ssogate/ssogate/examples/demoidp"
 )
 
 // sloIdP is an IdP single logout endpoint for the demo org, served over
@@ -155,20 +157,20 @@ func TestSingleLogoutSPInitiated(t *testing.T) {
 	}
 }
 
-// TestSingleLogoutIdPInitiated: the IdP's signed LogoutRequest ends every
-// session of the user in the org, and is answered; a replay or an
-// unsigned copy changes nothing.
+// TestSingleLogoutIdPInitiated: the IdP's signed LogoutRequest for the
+// NameID it asserted ends every SAML session of that NameID in the org,
+// and is answered; a replay or an unsigned copy changes nothing.
 func TestSingleLogoutIdPInitiated(t *testing.T) {
 	idp := newSLOIdP(t)
 	b := newBrowser(t)
 	b.signIn(demo.AliceEmail, demo.DefaultPassword, "")
 	other := newBrowser(t)
 	other.signIn(demo.AliceEmail, demo.DefaultPassword, "")
-	h := signedIn(t, b)
+	signedIn(t, b)
 	signedIn(t, other)
 
 	// An unsigned request is refused and ends nothing.
-	u, err := idp.sp.MakeRedirectLogoutRequest(h["X-Sso-Subject"], "")
+	u, err := idp.sp.MakeRedirectLogoutRequest(demo.AliceEmail, "") // the demo IdP's NameID
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,7 +189,7 @@ func TestSingleLogoutIdPInitiated(t *testing.T) {
 		t.Fatalf("LogoutRequest: %d %q\n%s", p.status, p.location, p.body)
 	}
 	assertSignedOut(t, b)
-	assertSignedOut(t, other) // every session of the user
+	assertSignedOut(t, other) // every session of the NameID
 
 	c := newBrowser(t)
 	c.signIn(demo.AliceEmail, demo.DefaultPassword, "")
@@ -232,4 +234,63 @@ func TestSingleLogoutBombRefusedThroughCaddy(t *testing.T) {
 		}
 	}
 	signedIn(t, b)
+}
+
+// TestSingleLogoutIdPInitiatedEndsSessionsOfTheNameID: a LogoutRequest
+// names the subject of the assertions the IdP issued, not an account. It
+// ends, in any browser, the SAML sessions started by assertions about
+// exactly its NameID, a transient one too (which no account holds), and
+// only of the IdP sessions it names if it names any. The account's
+// sessions under another NameID stay, even when its stored externalId
+// equals the LogoutRequest's NameID (a SCIM client sets any).
+func TestSingleLogoutIdPInitiatedEndsSessionsOfTheNameID(t *testing.T) {
+	idp := newSLOIdP(t)
+	st := runningStore(t)
+	alice, err := st.UserByUserName(demo.OrgID, demo.AliceEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlinked(t, st, alice) // a transient sign-in never takes over a linked user
+	nameID := "_slo-transient-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	as := func(sessionIndex string) demoidp.RespondOptions {
+		return demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = nameID
+			demoidp.SetAttribute(a, demoidp.AttrObjectID)
+			for i := range a.AuthnStatements {
+				a.AuthnStatements[i].SessionIndex = sessionIndex
+			}
+		}}
+	}
+	first, second := newBrowser(t), newBrowser(t)
+	for b, idx := range map[*browser]string{first: "idx-first", second: "idx-second"} {
+		if p := respond(t, b, demo.AliceEmail, as(idx)); p.status != http.StatusSeeOther {
+			t.Fatalf("transient sign-in: %d\n%s", p.status, p.body)
+		}
+		signedIn(t, b)
+	}
+	byEmail := newBrowser(t) // the demo IdP's usual NameID, her email
+	byEmail.signIn(demo.AliceEmail, demo.DefaultPassword, "")
+	signedIn(t, byEmail)
+	setExternalID(t, st, alice.ID, nameID)
+
+	// Front channel, in a browser with no session of its own.
+	logout := func(opts ...saml.LogoutRequestOption) {
+		t.Helper()
+		u, err := idp.sp.MakeRedirectLogoutRequest(nameID, "", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := follow(newBrowser(t), u.String()); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, idp.srv.URL+"/slo?SAMLResponse=") {
+			t.Fatalf("LogoutRequest: %d %q\n%s", p.status, p.location, p.body)
+		}
+	}
+	logout(saml.WithSessionIndex("idx-first"))
+	assertSignedOut(t, first)
+	signedIn(t, second) // another IdP session of the same NameID
+	signedIn(t, byEmail)
+
+	logout()
+	assertSignedOut(t, second)
+	signedIn(t, byEmail)
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -217,28 +218,37 @@ func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []s
 	return nil
 }
 
+// IdPLogout is what a valid LogoutRequest from the IdP asks for: end the
+// sessions started by assertions about NameID (exact value) and, if
+// SessionIndexes is not empty, only those of these IdP sessions.
+type IdPLogout struct {
+	NameID         string
+	SessionIndexes []string
+	RequestID      string // answered by LogoutResponse
+}
+
 // ValidateLogoutRequest validates an IdP-initiated LogoutRequest
 // (HTTP-Redirect binding, signed) and records it in the replay cache.
-// It returns the NameID whose sessions are to end and the request's ID.
-func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requestID string, err error) {
+func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (*IdPLogout, error) {
 	if err := checkLogoutMessage(r, "SAMLRequest"); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	// The binding's signature is over the query; an unsigned request
 	// could come from anyone who can make the browser follow a link.
 	if q := r.URL.Query(); q.Get("Signature") == "" || q.Get("SigAlg") == "" {
-		return "", "", fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
+		return nil, fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
 	}
 	sp, err := p.sloSP(slo)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	req, err := sp.ValidateLogoutRequest(r)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
+		return nil, fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
 	}
-	if req.NameID == nil || req.NameID.Value == "" {
-		return "", "", fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
+	// Trimmed as at sign-in (identity.go), so that the two compare.
+	if req.NameID == nil || strings.TrimSpace(req.NameID.Value) == "" {
+		return nil, fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
 	}
 	// Once only, as a response: crewjam checks no replay of its own here
 	// (the provider gives it no replay cache; see New). Kept as long as a
@@ -247,12 +257,18 @@ func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requ
 		until := req.IssueInstant.Add(MaxIssueDelay + MaxClockSkew)
 		switch err := p.replay.st.ConsumeOnce(p.replay.Key("logout:"+req.ID), until); {
 		case errors.Is(err, store.ErrReplayed):
-			return "", "", fmt.Errorf("%w: LogoutRequest %q was seen before", ErrRefused, req.ID)
+			return nil, fmt.Errorf("%w: LogoutRequest %q was seen before", ErrRefused, req.ID)
 		case err != nil:
-			return "", "", fmt.Errorf("samlsp: recording LogoutRequest: %w", err)
+			return nil, fmt.Errorf("samlsp: recording LogoutRequest: %w", err)
 		}
 	}
-	return req.NameID.Value, req.ID, nil
+	l := &IdPLogout{NameID: strings.TrimSpace(req.NameID.Value), RequestID: req.ID}
+	for _, si := range req.AllSessionIndexes() {
+		if si.Value != "" { // compared as recorded at sign-in
+			l.SessionIndexes = append(l.SessionIndexes, si.Value)
+		}
+	}
+	return l, nil
 }
 
 // LogoutResponse makes the signed HTTP-Redirect answer to an IdP's

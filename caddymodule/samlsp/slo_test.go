@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -117,19 +118,19 @@ func TestIdPInitiatedLogoutValidatedLikeResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	good := u.String()
-	nameID, reqID, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", good, nil))
+	l, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", good, nil))
 	if err != nil {
 		t.Fatalf("valid LogoutRequest refused: %v", err)
 	}
-	if nameID != aliceEmail || reqID == "" {
-		t.Fatalf("nameID %q id %q", nameID, reqID)
+	if l.NameID != aliceEmail || l.RequestID == "" {
+		t.Fatalf("logout %+v", l)
 	}
-	back, err := f.p.LogoutResponse(f.slo, reqID, "relay")
+	back, err := f.p.LogoutResponse(f.slo, l.RequestID, "relay")
 	if err != nil || !strings.HasPrefix(back.String(), sloIdPURL+"?") || back.Query().Get("Signature") == "" {
 		t.Fatalf("LogoutResponse %v %v", back, err)
 	}
 
-	if _, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", good, nil)); err == nil {
+	if _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", good, nil)); err == nil {
 		t.Error("a replayed LogoutRequest was accepted")
 	}
 
@@ -139,7 +140,7 @@ func TestIdPInitiatedLogoutValidatedLikeResponses(t *testing.T) {
 	q.Del("Signature")
 	q.Del("SigAlg")
 	unsigned.RawQuery = q.Encode()
-	if _, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", unsigned.String(), nil)); err == nil {
+	if _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", unsigned.String(), nil)); err == nil {
 		t.Error("an unsigned LogoutRequest was accepted")
 	}
 
@@ -147,18 +148,24 @@ func TestIdPInitiatedLogoutValidatedLikeResponses(t *testing.T) {
 	_, spCert := newSPKeyPair(t)
 	forger := mirrorIdP(otherKey, otherCert, f.spID, f.slo.SPURL, spCert)
 	forged, _ := forger.MakeRedirectLogoutRequest(aliceEmail, "")
-	if _, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", forged.String(), nil)); err == nil {
+	if _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", forged.String(), nil)); err == nil {
 		t.Error("a LogoutRequest signed by another key was accepted")
 	}
 
 	elsewhere := mirrorIdP(f.idp.Key.(*rsa.PrivateKey), f.idp.Certificate, f.spID, "https://sso.example.com/sso/saml/other/slo", spCert)
 	mis, _ := elsewhere.MakeRedirectLogoutRequest(aliceEmail, "")
-	if _, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", mis.String(), nil)); err == nil {
+	if _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", mis.String(), nil)); err == nil {
 		t.Error("a LogoutRequest addressed to another org's SLO URL was accepted")
 	}
 
+	withIdx, _ := f.idp.MakeRedirectLogoutRequest(" "+aliceEmail+" ", "", saml.WithSessionIndexes("s1", "s2"))
+	if l, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", withIdx.String(), nil)); err != nil ||
+		l.NameID != aliceEmail || !slices.Equal(l.SessionIndexes, []string{"s1", "s2"}) {
+		t.Errorf("LogoutRequest with session indexes: %+v %v", l, err)
+	}
+
 	huge := f.slo.SPURL + "?SAMLRequest=" + strings.Repeat("A", MaxLogoutMessageSize+1) + "&SigAlg=x&Signature=y"
-	if _, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", huge, nil)); err == nil || !strings.Contains(err.Error(), "too large") {
+	if _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", huge, nil)); err == nil || !strings.Contains(err.Error(), "too large") {
 		t.Errorf("oversized LogoutRequest: %v", err)
 	}
 }
@@ -194,7 +201,7 @@ func TestLogoutMessageBombRefusedCheaply(t *testing.T) {
 		call        func(*http.Request) error
 	}{
 		{"SAMLRequest", "samlp:LogoutRequest", func(r *http.Request) error {
-			_, _, err := f.p.ValidateLogoutRequest(f.slo, r)
+			_, err := f.p.ValidateLogoutRequest(f.slo, r)
 			return err
 		}},
 		{"SAMLResponse", "samlp:LogoutResponse", func(r *http.Request) error {
@@ -241,7 +248,7 @@ func TestLogoutMessageShapeCapped(t *testing.T) {
 		case "not deflated":
 			q = "SAMLRequest=" + url.QueryEscape(base64.StdEncoding.EncodeToString([]byte("<x/>"))) + "&SigAlg=x&Signature=y"
 		}
-		_, _, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", f.slo.SPURL+"?"+q, nil))
+		_, err := f.p.ValidateLogoutRequest(f.slo, httptest.NewRequest("GET", f.slo.SPURL+"?"+q, nil))
 		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want refused with %q", tc.name, err, tc.want)
 		}

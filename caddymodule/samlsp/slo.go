@@ -69,11 +69,11 @@ const MaxLogoutMessageSize = 64 << 10
 // MaxLogoutXMLSize caps a logout message once inflated, MaxLogoutElements
 // the elements it holds and MaxLogoutAttributes their attributes
 // (namespace declarations included). Real ones are about 1 KiB, 10
-// elements and 15 attributes (twice that with an enveloped signature). Deflate packs a megabyte
-// of repeated elements into a kilobyte of query, and crewjam inflates up
-// to 1 MiB and builds a tree of it before it looks at the signature, so
-// a stranger's link would cost hundreds of megabytes; these caps are
-// checked first, on a copy inflated here.
+// elements and 15 attributes (twice that with an enveloped signature).
+// Deflate packs a megabyte of repeated elements into a kilobyte of query,
+// and crewjam inflates up to 1 MiB and builds a tree of it before it
+// looks at the signature, so a stranger's link would cost hundreds of
+// megabytes; these caps are checked first, on a copy inflated here.
 const (
 	MaxLogoutXMLSize    = 64 << 10
 	MaxLogoutElements   = 1000

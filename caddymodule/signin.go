@@ -405,7 +405,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	// Start ends the session this browser had, whoever it was for.
 	if _, err := st.sessions.Start(w, r, store.Session{
 		OrgID: org.ID, UserID: user.ID, AuthMethod: authSAML, Groups: groups, NameID: ident.NameID,
-		Email: ident.Email, AuthTime: ident.AuthnInstant,
+		Email: ident.Email, AuthTime: ident.AuthnInstant, SessionIndex: ident.SessionIndex,
 	}, ident.SessionNotOnOrAfter); err != nil {
 		g.internalError(w, r, "starting session", err)
 		return

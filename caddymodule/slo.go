@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -132,65 +133,43 @@ func (g *Gateway) sloResponse(w http.ResponseWriter, r *http.Request, st *gatewa
 	g.pages.Render(w, http.StatusOK, "login", pages.Login{Prefix: g.Prefix, Notice: "You have signed out, here and at your organization's sign-in service."})
 }
 
-// sloRequest ends the sessions of the user the IdP signed out, and
-// answers the IdP.
+// sloRequest ends the sessions the IdP signed out, and answers the IdP.
+// A LogoutRequest names a subject, not an account: it ends the org's
+// SAML sessions started by assertions about exactly that NameID (and of
+// the IdP sessions it names, if any), in this browser or any other, and
+// never a password or backup session.
 func (g *Gateway) sloRequest(w http.ResponseWriter, r *http.Request, st *gatewayState, org *store.Org, sp *samlsp.Provider) {
 	slo := g.sloURLs(org)
-	nameID, reqID, err := sp.ValidateLogoutRequest(slo, r)
+	l, err := sp.ValidateLogoutRequest(slo, r)
 	if err != nil {
 		g.logger.Warn("single logout request refused", zap.String("org", org.ID), zap.Error(err), zap.String("remote_ip", clientIP(r)))
 		g.audit(st, r, org.ID, "anonymous", "logout.idp", "denied", map[string]string{"reason": sloReason(err)})
 		g.message(w, http.StatusBadRequest, "Sign-out refused", "The sign-out request could not be verified.", "", false)
 		return
 	}
-	ended := 0
-	// The browser's own session, if it is this user's in this org.
-	if sess, err := st.sessions.Load(r); err == nil && sess.OrgID == org.ID && sess.AuthMethod == authSAML && sess.NameID == nameID {
-		n, err := st.store.DeleteUserSessions(org.ID, sess.UserID)
-		if err != nil {
-			g.internalError(w, r, "ending sessions", err)
-			return
-		}
-		ended += n
-		_ = st.sessions.End(w, r)
-	} else if u := userByNameID(st.store, org.ID, nameID); u != nil {
-		// Front-channel logout may reach a browser without the cookie
-		// (another browser, or it expired): still end the user's SAML
-		// sessions, which is what the IdP asked.
-		n, err := st.store.DeleteUserSessions(org.ID, u.ID)
-		if err != nil {
-			g.internalError(w, r, "ending sessions", err)
-			return
-		}
-		ended += n
+	// Read before the sessions go: whether this browser's was among them.
+	own, _ := st.sessions.Load(r)
+	ended, err := st.store.DeleteSAMLSessions(org.ID, l.NameID, l.SessionIndexes)
+	if err != nil {
+		g.internalError(w, r, "ending sessions", err)
+		return
 	}
-	g.audit(st, r, org.ID, nameID, "logout.idp", "success", map[string]string{"sessions_ended": strconv.Itoa(ended)})
+	if own != nil && own.OrgID == org.ID && own.AuthMethod == authSAML && own.NameID == l.NameID &&
+		(len(l.SessionIndexes) == 0 || own.SessionIndex == "" || slices.Contains(l.SessionIndexes, own.SessionIndex)) {
+		_ = st.sessions.End(w, r)
+	}
+	g.audit(st, r, org.ID, l.NameID, "logout.idp", "success", map[string]string{"sessions_ended": strconv.Itoa(ended)})
 	relay := r.URL.Query().Get("RelayState")
 	if len(relay) > 80 { // the binding's limit; never echo more
 		relay = ""
 	}
-	u, err := sp.LogoutResponse(slo, reqID, relay)
+	u, err := sp.LogoutResponse(slo, l.RequestID, relay)
 	if err != nil {
 		g.internalError(w, r, "answering the IdP", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, u.String(), http.StatusSeeOther)
-}
-
-// userByNameID finds the user a NameID names: the IdP's object ID
-// (externalId) or, for email-format NameIDs, the userName. Exact
-// comparison only.
-func userByNameID(st *store.Store, orgID, nameID string) *store.User {
-	if u, err := st.UserByExternalID(orgID, nameID); err == nil {
-		return u
-	}
-	if strings.Contains(nameID, "@") {
-		if u, err := st.UserByUserName(orgID, samlsp.NormalizeEmail(nameID)); err == nil {
-			return u
-		}
-	}
-	return nil
 }
 
 // sloReason is a bounded audit reason.

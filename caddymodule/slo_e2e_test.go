@@ -1,10 +1,13 @@
 package caddymodule_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"encoding/xml"
 	"errors"
@@ -13,6 +16,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +26,7 @@ import (
 	dsig "github.com/russellhaering/goxmldsig"
 
 	"github.com/ssogate/ssogate/examples/demo"
+	"github.com/ssogate/ssogate/examples/demoidp"
 )
 
 // sloIdP is an IdP single logout endpoint for the demo org, served over
@@ -151,22 +157,20 @@ func TestSingleLogoutSPInitiated(t *testing.T) {
 	}
 }
 
-// TestSingleLogoutIdPInitiated: the IdP's signed LogoutRequest ends every
-// session of the user in the org, and is answered; a replay or an
-// unsigned copy changes nothing.
+// TestSingleLogoutIdPInitiated: the IdP's signed LogoutRequest for the
+// NameID it asserted ends every SAML session of that NameID in the org,
+// and is answered; a replay or an unsigned copy changes nothing.
 func TestSingleLogoutIdPInitiated(t *testing.T) {
 	idp := newSLOIdP(t)
 	b := newBrowser(t)
 	b.signIn(demo.AliceEmail, demo.DefaultPassword, "")
 	other := newBrowser(t)
 	other.signIn(demo.AliceEmail, demo.DefaultPassword, "")
-	h := signedIn(t, b)
+	signedIn(t, b)
 	signedIn(t, other)
 
 	// An unsigned request is refused and ends nothing.
-	// The IdP names the user as it knows them: the subject without the
-	// org that qualifies it for the upstream.
-	u, err := idp.sp.MakeRedirectLogoutRequest(strings.TrimPrefix(h["X-Sso-Subject"], demo.OrgID+"/"), "")
+	u, err := idp.sp.MakeRedirectLogoutRequest(demo.AliceEmail, "") // the demo IdP's NameID
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +189,7 @@ func TestSingleLogoutIdPInitiated(t *testing.T) {
 		t.Fatalf("LogoutRequest: %d %q\n%s", p.status, p.location, p.body)
 	}
 	assertSignedOut(t, b)
-	assertSignedOut(t, other) // every session of the user
+	assertSignedOut(t, other) // every session of the NameID
 
 	c := newBrowser(t)
 	c.signIn(demo.AliceEmail, demo.DefaultPassword, "")
@@ -193,4 +197,100 @@ func TestSingleLogoutIdPInitiated(t *testing.T) {
 		t.Errorf("replayed LogoutRequest: %d", p.status)
 	}
 	signedIn(t, c)
+}
+
+// TestSingleLogoutBombRefusedThroughCaddy: the security review's request,
+// a 1.5 KB link whose logout message inflates to a megabyte of elements
+// (crewjam built a 239 MiB tree of it before it checked the signature),
+// is refused at the SLO endpoint as a LogoutRequest and as a
+// LogoutResponse without large allocation, and signs no one out. The
+// bound is generous: the gateway and the test share the process.
+func TestSingleLogoutBombRefusedThroughCaddy(t *testing.T) {
+	newSLOIdP(t)
+	b := newBrowser(t)
+	b.signIn(demo.AliceEmail, demo.DefaultPassword, "")
+	signedIn(t, b)
+	for _, m := range []struct{ param, root string }{
+		{"SAMLRequest", "samlp:LogoutRequest"},
+		{"SAMLResponse", "samlp:LogoutResponse"},
+	} {
+		doc := `<` + m.root + ` xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol">` + strings.Repeat("<a/>", 262000) + `</` + m.root + `>`
+		var buf bytes.Buffer
+		w, _ := flate.NewWriter(&buf, flate.BestCompression)
+		_, _ = w.Write([]byte(doc))
+		_ = w.Close()
+		u := env.GatewayURL + "/sso/saml/" + demo.OrgID + "/slo?" + m.param + "=" + url.QueryEscape(base64.StdEncoding.EncodeToString(buf.Bytes())) +
+			"&SigAlg=" + url.QueryEscape(dsig.RSASHA256SignatureMethod) + "&Signature=AAAA"
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
+		p := b.get(u)
+		runtime.ReadMemStats(&m1)
+		if p.status != http.StatusBadRequest {
+			t.Errorf("%s bomb: %d, want 400", m.param, p.status)
+		}
+		if alloc := m1.TotalAlloc - m0.TotalAlloc; alloc > 16<<20 {
+			t.Errorf("%s bomb: answering it allocated %d MiB", m.param, alloc>>20)
+		}
+	}
+	signedIn(t, b)
+}
+
+// TestSingleLogoutIdPInitiatedEndsSessionsOfTheNameID: a LogoutRequest
+// names the subject of the assertions the IdP issued, not an account. It
+// ends, in any browser, the SAML sessions started by assertions about
+// exactly its NameID, a transient one too (which no account holds), and
+// only of the IdP sessions it names if it names any. The account's
+// sessions under another NameID stay, even when its stored externalId
+// equals the LogoutRequest's NameID (a SCIM client sets any).
+func TestSingleLogoutIdPInitiatedEndsSessionsOfTheNameID(t *testing.T) {
+	idp := newSLOIdP(t)
+	st := runningStore(t)
+	alice, err := st.UserByUserName(demo.OrgID, demo.AliceEmail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlinked(t, st, alice) // a transient sign-in never takes over a linked user
+	nameID := "_slo-transient-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	as := func(sessionIndex string) demoidp.RespondOptions {
+		return demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			a.Subject.NameID.Format = string(saml.TransientNameIDFormat)
+			a.Subject.NameID.Value = nameID
+			demoidp.SetAttribute(a, demoidp.AttrObjectID)
+			for i := range a.AuthnStatements {
+				a.AuthnStatements[i].SessionIndex = sessionIndex
+			}
+		}}
+	}
+	first, second := newBrowser(t), newBrowser(t)
+	for b, idx := range map[*browser]string{first: "idx-first", second: "idx-second"} {
+		if p := respond(t, b, demo.AliceEmail, as(idx)); p.status != http.StatusSeeOther {
+			t.Fatalf("transient sign-in: %d\n%s", p.status, p.body)
+		}
+		signedIn(t, b)
+	}
+	byEmail := newBrowser(t) // the demo IdP's usual NameID, her email
+	byEmail.signIn(demo.AliceEmail, demo.DefaultPassword, "")
+	signedIn(t, byEmail)
+	setExternalID(t, st, alice.ID, nameID)
+
+	// Front channel, in a browser with no session of its own.
+	logout := func(opts ...saml.LogoutRequestOption) {
+		t.Helper()
+		u, err := idp.sp.MakeRedirectLogoutRequest(nameID, "", opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := follow(newBrowser(t), u.String()); p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, idp.srv.URL+"/slo?SAMLResponse=") {
+			t.Fatalf("LogoutRequest: %d %q\n%s", p.status, p.location, p.body)
+		}
+	}
+	logout(saml.WithSessionIndex("idx-first"))
+	assertSignedOut(t, first)
+	signedIn(t, second) // another IdP session of the same NameID
+	signedIn(t, byEmail)
+
+	logout()
+	assertSignedOut(t, second)
+	signedIn(t, byEmail)
 }

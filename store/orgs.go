@@ -239,7 +239,7 @@ func (s *Store) purgeOrg(orgID string) error {
 	}); err != nil {
 		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 	}
-	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pAuthnOrg, pUDel, pSignIn} {
+	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pSessName, pAuthnOrg, pUDel, pSignIn} {
 		if err := s.deletePrefix(scanPrefix(p, orgID)); err != nil {
 			return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 		}

@@ -67,8 +67,14 @@ func (s *Store) CreateSession(sess *Session) error {
 		if _, err := setJSON(txn, key(pSessOrg, c.OrgID, c.ID), sessRef{c.UserID, c.AuthMethod}, ttl); err != nil {
 			return err
 		}
-		_, err := setJSON(txn, key(pSessUser, c.OrgID, c.UserID, c.ID), true, ttl)
-		return err
+		if _, err := setJSON(txn, key(pSessUser, c.OrgID, c.UserID, c.ID), true, ttl); err != nil {
+			return err
+		}
+		if c.NameID != "" {
+			_, err := setJSON(txn, sessNameKey(&c), true, ttl)
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return err
@@ -247,6 +253,9 @@ func (s *Store) DeleteSession(id string) error {
 			}
 			return err
 		}
+		if err := deleteSessionNameKey(txn, sess); err != nil {
+			return err
+		}
 		return deleteSessionKeys(txn, sess.OrgID, sess.UserID, id)
 	})
 	s.touchMu.Lock()
@@ -277,6 +286,9 @@ func deleteSessionsByUser(txn *badger.Txn, orgID, userID string) (int, error) {
 			// a session that is not this org's and this user's.
 			if sess.OrgID == orgID && sess.UserID == userID {
 				if err := del(txn, key(pSess, id)); err != nil {
+					return 0, err
+				}
+				if err := deleteSessionNameKey(txn, sess); err != nil {
 					return 0, err
 				}
 				n++
@@ -351,6 +363,9 @@ func (s *Store) deleteOrgSessions(orgID string, authMethod string) (int, error) 
 			case err == nil:
 				if sess.OrgID == orgID {
 					if err := del(txn, key(pSess, id)); err != nil {
+						return 0, err
+					}
+					if err := deleteSessionNameKey(txn, sess); err != nil {
 						return 0, err
 					}
 					n++

@@ -331,6 +331,7 @@ const (
 	pSess     = "sess"
 	pSessOrg  = "sessorg"
 	pSessUser = "sessuser"
+	pSessName = "sessname"
 	pAuthn    = "authn"
 	pAuthnB   = "authnb"
 	pAuthnOrg = "authnorg"

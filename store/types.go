@@ -190,6 +190,9 @@ type Session struct {
 	// AuthTime is when the user authenticated at the IdP or with a
 	// password; zero in records from before it was kept (Created then).
 	AuthTime time.Time `json:"auth_time,omitzero"`
+	// SessionIndex is the IdP session the assertion came from, which an
+	// IdP's LogoutRequest may name (SAML sessions only).
+	SessionIndex string `json:"session_index,omitempty"`
 }
 
 // AuthnRequest is an outstanding SAML AuthnRequest, remembered so that the

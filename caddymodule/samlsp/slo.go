@@ -1,12 +1,18 @@
 package samlsp
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/ecdsa"
 	"crypto/rsa"
+	"encoding/base64"
+	"encoding/xml"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/crewjam/saml"
 	dsig "github.com/russellhaering/goxmldsig"
@@ -60,6 +66,20 @@ var ErrNoSLO = errors.New("samlsp: the IdP has no single logout endpoint")
 // (base64), checked before anything decodes it. Logout messages are small.
 const MaxLogoutMessageSize = 64 << 10
 
+// MaxLogoutXMLSize caps a logout message once inflated, MaxLogoutElements
+// the elements it holds and MaxLogoutAttributes their attributes
+// (namespace declarations included). Real ones are about 1 KiB, 10
+// elements and 15 attributes (twice that with an enveloped signature).
+// Deflate packs a megabyte of repeated elements into a kilobyte of query,
+// and crewjam inflates up to 1 MiB and builds a tree of it before it
+// looks at the signature, so a stranger's link would cost hundreds of
+// megabytes; these caps are checked first, on a copy inflated here.
+const (
+	MaxLogoutXMLSize    = 64 << 10
+	MaxLogoutElements   = 1000
+	MaxLogoutAttributes = 1000
+)
+
 // sloSP is the provider's SP with the logout endpoints and signing set.
 func (p *Provider) sloSP(slo SLO) (*saml.ServiceProvider, error) {
 	if slo.IdPURL == "" {
@@ -108,26 +128,81 @@ func (p *Provider) LogoutRequest(slo SLO, nameID, relayState string) (id string,
 	return req.ID, u, nil
 }
 
-// tooLarge refuses a logout message over MaxLogoutMessageSize before it
-// is decoded.
-func tooLarge(r *http.Request, param string) error {
+// checkLogoutMessage refuses a logout message (the HTTP-Redirect
+// binding's param) that is too large, encoded, inflated or as XML,
+// before crewjam decodes it: every limit here holds for what crewjam then
+// inflates and parses, as it is the same value.
+func checkLogoutMessage(r *http.Request, param string) error {
 	if len(r.URL.RawQuery) > 2*MaxLogoutMessageSize {
 		return fmt.Errorf("%w: query string too large", ErrRefused)
 	}
-	if v := r.URL.Query().Get(param); len(v) > MaxLogoutMessageSize {
+	v := r.URL.Query().Get(param)
+	if v == "" {
+		return fmt.Errorf("%w: no %s in the query (only the HTTP-Redirect binding is accepted)", ErrRefused, param)
+	}
+	if len(v) > MaxLogoutMessageSize {
 		return fmt.Errorf("%w: %s too large", ErrRefused, param)
 	}
+	deflated, err := base64.StdEncoding.DecodeString(v)
+	if err != nil {
+		return fmt.Errorf("%w: %s is not base64: %v", ErrRefused, param, err)
+	}
+	fr := flate.NewReader(bytes.NewReader(deflated))
+	defer fr.Close()
+	raw, err := io.ReadAll(io.LimitReader(fr, MaxLogoutXMLSize+1))
+	if err != nil {
+		return fmt.Errorf("%w: %s does not inflate: %v", ErrRefused, param, err)
+	}
+	if len(raw) > MaxLogoutXMLSize {
+		return fmt.Errorf("%w: %s inflates to more than %d bytes", ErrRefused, param, MaxLogoutXMLSize)
+	}
+	if err := checkXMLShape(raw, MaxXMLDepth, MaxLogoutElements, MaxLogoutAttributes); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrRefused, param, err)
+	}
 	return nil
+}
+
+// checkXMLShape refuses a document nesting elements more than maxDepth
+// deep, or holding more than maxElements elements or maxAttrs attributes,
+// reading tokens only (as CheckXMLDepth, which it extends with the
+// counts). Attributes count because the tree builders and the namespace
+// handling behind crewjam spend on each, as on an element.
+func checkXMLShape(raw []byte, maxDepth, maxElements, maxAttrs int) error {
+	dec := xml.NewDecoder(bytes.NewReader(raw))
+	depth, elements, attrs := 0, 0, 0
+	for {
+		tok, err := dec.RawToken()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("malformed XML: %v", err)
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			depth++
+			elements++
+			attrs += len(tok.Attr)
+			if depth > maxDepth {
+				return fmt.Errorf("XML nests elements more than %d deep", maxDepth)
+			}
+			if elements > maxElements {
+				return fmt.Errorf("XML has more than %d elements", maxElements)
+			}
+			if attrs > maxAttrs {
+				return fmt.Errorf("XML has more than %d attributes", maxAttrs)
+			}
+		case xml.EndElement:
+			depth--
+		}
+	}
 }
 
 // ParseLogoutResponse validates the IdP's answer to one of possibleIDs
 // (HTTP-Redirect binding) and requires its status to be Success.
 func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []string) error {
-	if err := tooLarge(r, "SAMLResponse"); err != nil {
+	if err := checkLogoutMessage(r, "SAMLResponse"); err != nil {
 		return err
-	}
-	if r.URL.Query().Get("SAMLResponse") == "" {
-		return fmt.Errorf("%w: no SAMLResponse in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
 	}
 	sp, err := p.sloSP(slo)
 	if err != nil {
@@ -143,32 +218,37 @@ func (p *Provider) ParseLogoutResponse(slo SLO, r *http.Request, possibleIDs []s
 	return nil
 }
 
+// IdPLogout is what a valid LogoutRequest from the IdP asks for: end the
+// sessions started by assertions about NameID (exact value) and, if
+// SessionIndexes is not empty, only those of these IdP sessions.
+type IdPLogout struct {
+	NameID         string
+	SessionIndexes []string
+	RequestID      string // answered by LogoutResponse
+}
+
 // ValidateLogoutRequest validates an IdP-initiated LogoutRequest
 // (HTTP-Redirect binding, signed) and records it in the replay cache.
-// It returns the NameID whose sessions are to end and the request's ID.
-func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requestID string, err error) {
-	if err := tooLarge(r, "SAMLRequest"); err != nil {
-		return "", "", err
-	}
-	q := r.URL.Query()
-	if q.Get("SAMLRequest") == "" {
-		return "", "", fmt.Errorf("%w: no SAMLRequest in the query (only the HTTP-Redirect binding is accepted)", ErrRefused)
+func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (*IdPLogout, error) {
+	if err := checkLogoutMessage(r, "SAMLRequest"); err != nil {
+		return nil, err
 	}
 	// The binding's signature is over the query; an unsigned request
 	// could come from anyone who can make the browser follow a link.
-	if q.Get("Signature") == "" || q.Get("SigAlg") == "" {
-		return "", "", fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
+	if q := r.URL.Query(); q.Get("Signature") == "" || q.Get("SigAlg") == "" {
+		return nil, fmt.Errorf("%w: LogoutRequest is not signed", ErrRefused)
 	}
 	sp, err := p.sloSP(slo)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	req, err := sp.ValidateLogoutRequest(r)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
+		return nil, fmt.Errorf("%w: %s", ErrRefused, privateErr(err))
 	}
-	if req.NameID == nil || req.NameID.Value == "" {
-		return "", "", fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
+	// Trimmed as at sign-in (identity.go), so that the two compare.
+	if req.NameID == nil || strings.TrimSpace(req.NameID.Value) == "" {
+		return nil, fmt.Errorf("%w: LogoutRequest has no NameID", ErrRefused)
 	}
 	// Once only, as a response: crewjam checks no replay of its own here
 	// (the provider gives it no replay cache; see New). Kept as long as a
@@ -177,12 +257,18 @@ func (p *Provider) ValidateLogoutRequest(slo SLO, r *http.Request) (nameID, requ
 		until := req.IssueInstant.Add(MaxIssueDelay + MaxClockSkew)
 		switch err := p.replay.st.ConsumeOnce(p.replay.Key("logout:"+req.ID), until); {
 		case errors.Is(err, store.ErrReplayed):
-			return "", "", fmt.Errorf("%w: LogoutRequest %q was seen before", ErrRefused, req.ID)
+			return nil, fmt.Errorf("%w: LogoutRequest %q was seen before", ErrRefused, req.ID)
 		case err != nil:
-			return "", "", fmt.Errorf("samlsp: recording LogoutRequest: %w", err)
+			return nil, fmt.Errorf("samlsp: recording LogoutRequest: %w", err)
 		}
 	}
-	return req.NameID.Value, req.ID, nil
+	l := &IdPLogout{NameID: strings.TrimSpace(req.NameID.Value), RequestID: req.ID}
+	for _, si := range req.AllSessionIndexes() {
+		if si.Value != "" { // compared as recorded at sign-in
+			l.SessionIndexes = append(l.SessionIndexes, si.Value)
+		}
+	}
+	return l, nil
 }
 
 // LogoutResponse makes the signed HTTP-Redirect answer to an IdP's

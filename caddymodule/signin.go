@@ -319,6 +319,12 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
+	limits := g.app.orgLimits()
+	if err := checkAsserted(ident, limits); err != nil {
+		g.refuseOverLimit(w, r, st, org.ID, ident.Email, err)
+		return
+	}
+
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, org.ID, ident.Email, err.Error(), http.StatusForbidden, "Access denied",
@@ -352,6 +358,16 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 			"Your account is not allowed to use this application.", hint)
 		return
 	}
+	// The org's limits hold for users that sign-ins create as for SCIM's.
+	refresh, err := planSave(st.store, org, user, ident, limits)
+	if _, ok := errors.AsType[*limitRefusal](err); ok {
+		g.refuseOverLimit(w, r, st, org.ID, ident.Email, err)
+		return
+	}
+	if err != nil {
+		g.internalError(w, r, "checking the organization's limits", err)
+		return
+	}
 	// Admitted: the first write. Of two posts of the same response, or
 	// two answers to one request, only one gets past it.
 	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
@@ -372,7 +388,11 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	if q != nil && q.ReturnTo != "" {
 		returnTo = q.ReturnTo
 	}
-	if user, err = saveUser(st.store, org, user, ident); err != nil {
+	if user, err = saveUser(st.store, org, user, ident, limits, refresh); err != nil {
+		if errors.Is(err, store.ErrQuota) { // another sign-in took the room after planSave
+			g.refuseOverLimit(w, r, st, org.ID, ident.Email, errStorageFull(limits))
+			return
+		}
 		g.internalError(w, r, "saving user", err)
 		return
 	}
@@ -403,6 +423,16 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayStat
 	}
 	g.audit(st, r, orgID, actor, "login.saml", "denied", map[string]string{"reason": reason})
 	g.message(w, status, title, text, hint, true)
+}
+
+// refuseOverLimit refuses a sign-in that a limitRefusal names.
+func (g *Gateway) refuseOverLimit(w http.ResponseWriter, r *http.Request, st *gatewayState, orgID, actor string, err error) {
+	e, _ := errors.AsType[*limitRefusal](err)
+	title, hint := "Sign-in failed", "Ask your IT administrator to check the attributes and groups your identity provider sends (its group filter, for one)."
+	if e.status == http.StatusForbidden {
+		title, hint = "Sign-in unavailable", "Ask your IT administrator: removing the accounts of people who left makes room, or the gateway's operator can raise the limit."
+	}
+	g.refuse(w, r, st, orgID, actor, e.reason, e.status, title, e.text, hint)
 }
 
 // audit records a gateway event. Anyone can cause failures (a refused

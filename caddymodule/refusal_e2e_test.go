@@ -206,6 +206,13 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 		tc{name: "a group name over 1 KiB", says: "group name of 1025 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
 			demoidp.SetAttribute(a, demoidp.AttrGroups, demo.AdminGroupName, strings.Repeat("g", 1025))
 		}}},
+		tc{name: "group names over 64 KiB in all", says: "take 100014 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			groups := []string{demo.AdminGroupName}
+			for i := range 100 {
+				groups = append(groups, fmt.Sprintf("%03d", i)+strings.Repeat("g", 997))
+			}
+			demoidp.SetAttribute(a, demoidp.AttrGroups, groups...)
+		}}},
 		tc{name: "new user over max_users", says: "number of accounts", opts: demoidp.RespondOptions{Mutate: newcomer}, before: func(t *testing.T) {
 			n, err := st.CountUsers(demo.OrgID)
 			if err != nil {

@@ -368,6 +368,9 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		g.internalError(w, r, "checking the organization's limits", err)
 		return
 	}
+	if user != nil && user.Source != store.SourceSCIM && !refresh {
+		g.logger.Warn("profile not refreshed: organization at its storage limit", zap.String("org", org.ID), zap.String("user_id", user.ID))
+	}
 	// Admitted: the first write. Of two posts of the same response, or
 	// two answers to one request, only one gets past it.
 	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)

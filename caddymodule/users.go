@@ -99,10 +99,11 @@ func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User
 // ID sends at most 150 (beyond, a groups.link) and Okta what its group
 // filter matches; a longer list is better narrowed by that filter. A
 // name may be as long as an admin group's name (256 characters of up to
-// 4 bytes).
+// 4 bytes); all names together fit an upstream's header limits.
 const (
-	maxAssertedGroups     = 1000
-	maxAssertedGroupBytes = 1024
+	maxAssertedGroups          = 1000
+	maxAssertedGroupBytes      = 1024
+	maxAssertedGroupTotalBytes = 64 << 10
 )
 
 // limitRefusal is a sign-in refused by the organization's limits (the
@@ -146,12 +147,19 @@ func checkAsserted(id *samlsp.Identity, l scim.Limits) error {
 			reason: fmt.Sprintf("asserted %d groups, more than %d", n, maxAssertedGroups),
 			text:   fmt.Sprintf("The response from your identity provider lists %d groups; at most %d are accepted.", n, maxAssertedGroups)}
 	}
+	total := 0
 	for _, g := range id.Groups {
 		if len(g) > maxAssertedGroupBytes {
 			return &limitRefusal{status: http.StatusBadRequest,
 				reason: fmt.Sprintf("asserted group name of %d bytes, more than %d", len(g), maxAssertedGroupBytes),
 				text:   fmt.Sprintf("The response from your identity provider has a group name of %d bytes; at most %d are accepted.", len(g), maxAssertedGroupBytes)}
 		}
+		total += len(g)
+	}
+	if total > maxAssertedGroupTotalBytes {
+		return &limitRefusal{status: http.StatusBadRequest,
+			reason: fmt.Sprintf("asserted group names of %d bytes in all, more than %d", total, maxAssertedGroupTotalBytes),
+			text:   fmt.Sprintf("The response from your identity provider lists groups whose names take %d bytes; at most %d are accepted.", total, maxAssertedGroupTotalBytes)}
 	}
 	return nil
 }

@@ -320,8 +320,8 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	}
 
 	limits := g.app.orgLimits()
-	if err := checkAsserted(ident, limits); err != nil {
-		g.refuseOverLimit(w, r, st, org.ID, ident.Email, err)
+	if e := checkAsserted(ident, limits); e != nil {
+		g.refuseOverLimit(w, r, st, org.ID, ident.Email, e)
 		return
 	}
 
@@ -360,8 +360,8 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	}
 	// The org's limits hold for users that sign-ins create as for SCIM's.
 	refresh, err := planSave(st.store, org, user, ident, limits)
-	if _, ok := errors.AsType[*limitRefusal](err); ok {
-		g.refuseOverLimit(w, r, st, org.ID, ident.Email, err)
+	if e, ok := errors.AsType[*limitRefusal](err); ok {
+		g.refuseOverLimit(w, r, st, org.ID, ident.Email, e)
 		return
 	}
 	if err != nil {
@@ -428,9 +428,8 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayStat
 	g.message(w, status, title, text, hint, true)
 }
 
-// refuseOverLimit refuses a sign-in that a limitRefusal names.
-func (g *Gateway) refuseOverLimit(w http.ResponseWriter, r *http.Request, st *gatewayState, orgID, actor string, err error) {
-	e, _ := errors.AsType[*limitRefusal](err)
+// refuseOverLimit refuses a sign-in over one of the org's limits.
+func (g *Gateway) refuseOverLimit(w http.ResponseWriter, r *http.Request, st *gatewayState, orgID, actor string, e *limitRefusal) {
 	title, hint := "Sign-in failed", "Ask your IT administrator to check the attributes and groups your identity provider sends (its group filter, for one)."
 	if e.status == http.StatusForbidden {
 		title, hint = "Sign-in unavailable", "Ask your IT administrator: removing the accounts of people who left makes room, or the gateway's operator can raise the limit."

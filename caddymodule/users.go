@@ -128,8 +128,8 @@ func (a *App) orgLimits() scim.Limits {
 // checkAsserted holds what the IdP asserts to the limits SCIM input is
 // held to: a tenant's IdP must not store through sign-ins what its SCIM
 // client could not. It reads nothing and writes nothing.
-func checkAsserted(id *samlsp.Identity, l scim.Limits) error {
-	tooLong := func(what string, n int) error {
+func checkAsserted(id *samlsp.Identity, l scim.Limits) *limitRefusal {
+	tooLong := func(what string, n int) *limitRefusal {
 		return &limitRefusal{status: http.StatusBadRequest,
 			reason: fmt.Sprintf("asserted %s of %d bytes, more than %d", what, n, l.MaxStringLength),
 			text:   fmt.Sprintf("The response from your identity provider has a %s of %d bytes; at most %d are accepted.", what, n, l.MaxStringLength)}

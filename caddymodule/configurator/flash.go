@@ -25,7 +25,7 @@ import (
 // maxOrgFlashes, and making room for one evicts only that organization's
 // own (an admin of one tenant with many sessions cannot push out another
 // tenant's new SCIM token); the store keeps at most maxFlashes and
-// maxStoredBytes, and beyond those the organization holding the most
+// maxTotalBytes, and beyond those the organization holding the most
 // gives up its oldest.
 type Flashes struct {
 	mu    sync.Mutex
@@ -66,8 +66,8 @@ const (
 	// maxFlashBytes is the most one flash may hold: two echoed fields
 	// of MaxEcho (metadata XML, a certificate) plus short ones.
 	maxFlashBytes = 4 * MaxEcho
-	// maxStoredBytes bounds the memory of all flashes together.
-	maxStoredBytes = 64 << 20
+	// maxTotalBytes bounds the memory of all flashes together.
+	maxTotalBytes = 64 << 20
 	// flashOverhead is charged per entry for the map slot, the ID and
 	// the value's own structure.
 	flashOverhead = 512
@@ -113,7 +113,7 @@ func (f *Flashes) Put(org, session string, v Flash) (string, error) {
 	for f.orgs[org] != nil && f.orgs[org].n >= maxOrgFlashes {
 		f.dropOldest(org)
 	}
-	for len(f.m) >= maxFlashes || f.bytes+size > maxStoredBytes {
+	for len(f.m) >= maxFlashes || f.bytes+size > maxTotalBytes {
 		heaviest, most := "", 0
 		for name, o := range f.orgs {
 			if o.bytes > most {

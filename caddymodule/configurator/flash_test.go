@@ -90,15 +90,15 @@ func TestFlashesOrgEvictsOnlyItsOwn(t *testing.T) {
 }
 
 // TestFlashesBounded: however many orgs post, the store keeps at most
-// maxFlashes and maxStoredBytes, and the one holding the most gives way.
+// maxFlashes and maxTotalBytes, and the one holding the most gives way.
 func TestFlashesBounded(t *testing.T) {
 	f := NewFlashes()
 	small := put(t, f, "small", "s", "token")
 	big := strings.Repeat("m", maxFlashBytes-flashOverhead)
-	for i := range maxStoredBytes/maxFlashBytes + 50 {
+	for i := range maxTotalBytes/maxFlashBytes + 50 {
 		put(t, f, fmt.Sprint("org", i/maxOrgFlashes), fmt.Sprint("b", i), big)
-		if f.bytes > maxStoredBytes {
-			t.Fatalf("%d bytes kept, budget is %d", f.bytes, maxStoredBytes)
+		if f.bytes > maxTotalBytes {
+			t.Fatalf("%d bytes kept, budget is %d", f.bytes, maxTotalBytes)
 		}
 	}
 	if v := took(f, "s", small); v != "token" {

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/configurator"
 	"github.com/ssogate/ssogate/caddymodule/orgs"
 	"github.com/ssogate/ssogate/caddymodule/pages"
 	"github.com/ssogate/ssogate/caddymodule/session"
@@ -286,8 +287,8 @@ func (g *Gateway) usersPage(w http.ResponseWriter, r *http.Request, st *gatewayS
 			g.internalError(w, r, "opening state", err)
 			return
 		}
-		if f, ok := ps.flashes.Take(a.sess.ID, id).(*pages.Users); ok {
-			page = *f
+		if f, ok := ps.flashes.Take(a.sess.ID, id).(*usersOutcome); ok {
+			page = f.page
 		} else {
 			page.Notice = "This page was reloaded: an invitation link is shown only once. Use New link on the account to issue another."
 		}
@@ -400,13 +401,29 @@ func (g *Gateway) usersFlash(w http.ResponseWriter, r *http.Request, a *orgAdmin
 		g.internalError(w, r, "opening state", err)
 		return
 	}
-	id, err := ps.flashes.Put(a.sess.ID, page)
+	id, err := ps.flashes.Put(a.sess.OrgID, a.sess.ID, &usersOutcome{page: *page})
 	if err != nil {
 		g.internalError(w, r, "keeping the result", err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, g.Prefix+"/admin/users?r="+id, http.StatusSeeOther)
+}
+
+// usersOutcome is the users page's flash: a post's notice, error or new
+// link, and nothing else of the page.
+type usersOutcome struct{ page pages.Users }
+
+// Detach implements configurator.Flash.
+func (o *usersOutcome) Detach() int {
+	p := pages.Users{Notice: configurator.OwnMessage(o.page.Notice), Error: configurator.OwnMessage(o.page.Error)}
+	n := len(p.Notice) + len(p.Error)
+	if l := o.page.NewLink; l != nil {
+		p.NewLink = &pages.NewLink{Email: strings.Clone(l.Email), URL: strings.Clone(l.URL), Expires: strings.Clone(l.Expires), SSOOnly: l.SSOOnly}
+		n += len(l.Email) + len(l.URL) + len(l.Expires)
+	}
+	o.page = p
+	return n
 }
 
 func (g *Gateway) usersRemoveForm(w http.ResponseWriter, r *http.Request, _ *gatewayState, _ *localState, a *orgAdmin, id string) {

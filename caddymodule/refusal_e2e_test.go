@@ -3,6 +3,7 @@ package caddymodule_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
 	"regexp"
@@ -106,6 +107,8 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 		// its cleanup undoes it.
 		before func(t *testing.T)
 		want   int // status; default 4xx
+		// says, when set, is in the refusal page: its reason.
+		says string
 	}
 	ended := now.Add(-10 * time.Minute)
 	cases := []tc{
@@ -173,6 +176,59 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 			a.ID = usedAssertionID
 		}}},
 	}
+	// Issue 10 review: sign-ins are held to the org's limits (scim_limits)
+	// as SCIM is, before anything is written.
+	newcomer := func(a *saml.Assertion) {
+		demoidp.SetAttribute(a, "name", "newcomer@"+demo.Domain)
+		demoidp.SetAttribute(a, demoidp.AttrObjectID, "newcomer-oid")
+		a.Subject.NameID.Value = "newcomer@" + demo.Domain
+	}
+	manyGroups := []string{demo.AdminGroupName}
+	for i := range 1000 {
+		manyGroups = append(manyGroups, fmt.Sprint("group-", i))
+	}
+	limit := func(t *testing.T, limits map[string]any) {
+		t.Helper()
+		reloadWithSSO(t, map[string]any{"scim_limits": limits})
+	}
+	cases = append(cases,
+		tc{name: "display name over max_string_length", says: "display name of 5000 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			demoidp.SetAttribute(a, demoidp.AttrDisplayName, strings.Repeat("A", 5000))
+		}}},
+		tc{name: "family name over max_string_length", says: "family name of 1025 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			demoidp.SetAttribute(a, demoidp.AttrLastName, strings.Repeat("A", 1025))
+		}}},
+		tc{name: "NameID over max_string_length", says: "NameID of 2000 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			a.Subject.NameID.Value = strings.Repeat("n", 2000)
+		}}},
+		tc{name: "1,001 groups", says: "lists 1001 groups", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			demoidp.SetAttribute(a, demoidp.AttrGroups, manyGroups...)
+		}}},
+		tc{name: "a group name over 1 KiB", says: "group name of 1025 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			demoidp.SetAttribute(a, demoidp.AttrGroups, demo.AdminGroupName, strings.Repeat("g", 1025))
+		}}},
+		tc{name: "group names over 64 KiB in all", says: "take 100014 bytes", opts: demoidp.RespondOptions{Mutate: func(a *saml.Assertion) {
+			groups := []string{demo.AdminGroupName}
+			for i := range 100 {
+				groups = append(groups, fmt.Sprintf("%03d", i)+strings.Repeat("g", 997))
+			}
+			demoidp.SetAttribute(a, demoidp.AttrGroups, groups...)
+		}}},
+		tc{name: "new user over max_users", says: "number of accounts", opts: demoidp.RespondOptions{Mutate: newcomer}, before: func(t *testing.T) {
+			n, err := st.CountUsers(demo.OrgID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit(t, map[string]any{"max_users": n})
+		}},
+		tc{name: "new user over max_stored_bytes", says: "used all the storage", opts: demoidp.RespondOptions{Mutate: newcomer}, before: func(t *testing.T) {
+			n, err := st.StoredBytes(demo.OrgID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			limit(t, map[string]any{"max_stored_bytes": n + 64})
+		}},
+	)
 	// The sign-in attempts entry each refusal's reference code finds: the
 	// troubleshooting table's reason (samlsp.ReasonByCode).
 	reasons := map[string]string{
@@ -195,6 +251,14 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 		"org inactive":                                  "org-inactive",
 		"unsolicited":                                   "unsolicited",
 		"assertion ID already used":                     "replayed",
+		"display name over max_string_length":           "too-large-values",
+		"family name over max_string_length":            "too-large-values",
+		"NameID over max_string_length":                 "too-large-values",
+		"1,001 groups":                                  "too-large-values",
+		"a group name over 1 KiB":                       "too-large-values",
+		"group names over 64 KiB in all":                "too-large-values",
+		"new user over max_users":                       "org-full",
+		"new user over max_stored_bytes":                "org-full",
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -243,6 +307,9 @@ func TestACSRefusalHasNoSideEffect(t *testing.T) {
 			}
 			if p.status < 400 || p.status >= 500 {
 				t.Fatalf("want a 4xx refusal page, got %d %q\n%.2000s", p.status, p.location, p.body)
+			}
+			if !strings.Contains(p.body, c.says) {
+				t.Errorf("the refusal page does not say %q:\n%.2000s", c.says, p.body)
 			}
 			if before.RequestPending != after.RequestPending {
 				t.Errorf("the refusal consumed the AuthnRequest")

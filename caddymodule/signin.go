@@ -340,6 +340,12 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
+	limits := g.app.orgLimits()
+	if e := checkAsserted(ident, limits); e != nil {
+		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, e)
+		return
+	}
+
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, att, org.ID, ident.Email, err.Error(), "identity-mismatch", http.StatusForbidden, "Access denied",
@@ -370,6 +376,19 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 			"Your account is not allowed to use this application.", hint)
 		return
 	}
+	// The org's limits hold for users that sign-ins create as for SCIM's.
+	refresh, err := planSave(st.store, org, user, ident, limits)
+	if e, ok := errors.AsType[*limitRefusal](err); ok {
+		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, e)
+		return
+	}
+	if err != nil {
+		g.internalError(w, r, "checking the organization's limits", err)
+		return
+	}
+	if user != nil && user.Source != store.SourceSCIM && !refresh {
+		g.logger.Warn("profile not refreshed: organization at its storage limit", zap.String("org", org.ID), zap.String("user_id", user.ID))
+	}
 	// Admitted: the first write. Of two posts of the same response, or
 	// two answers to one request, only one gets past it.
 	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
@@ -397,7 +416,11 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	if q != nil && q.ReturnTo != "" {
 		returnTo = q.ReturnTo
 	}
-	if user, err = saveUser(st.store, org, user, ident); err != nil {
+	if user, err = saveUser(st.store, org, user, ident, limits, refresh); err != nil {
+		if errors.Is(err, store.ErrQuota) { // another sign-in took the room after planSave
+			g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errStorageFull(limits))
+			return
+		}
 		g.internalError(w, r, "saving user", err)
 		return
 	}
@@ -439,6 +462,15 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, st *gatewayStat
 	}
 	m := pages.Message{Prefix: g.Prefix, Title: title, Text: text, Hint: hint, RetryURL: g.Prefix + "/login", Reference: ref}
 	g.pages.Render(w, status, "message", m)
+}
+
+// refuseOverLimit refuses a sign-in over one of the org's limits.
+func (g *Gateway) refuseOverLimit(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, actor string, e *limitRefusal) {
+	code, title, hint := "too-large-values", "Sign-in failed", "Ask your IT administrator to check the attributes and groups your identity provider sends (its group filter, for one)."
+	if e.status == http.StatusForbidden {
+		code, title, hint = "org-full", "Sign-in unavailable", "Ask your IT administrator: removing the accounts of people who left makes room, or the gateway's operator can raise the limit."
+	}
+	g.refuse(w, r, st, att, orgID, actor, e.reason, code, e.status, title, e.text, hint)
 }
 
 // audit records a gateway event. Anyone can cause failures (a refused

@@ -1,11 +1,14 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/ssogate/ssogate/caddymodule/samlsp"
+	"github.com/ssogate/ssogate/caddymodule/scim"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -91,28 +94,192 @@ func findUser(st *store.Store, org *store.Org, id *samlsp.Identity) (*store.User
 	return nil, nil
 }
 
-// saveUser records an admitted SAML sign-in: it creates the user findUser
-// did not find (u == nil, source saml) or refreshes the one it found.
-func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity) (*store.User, error) {
-	now := time.Now()
-	if u == nil {
-		nu := &store.User{
-			OrgID:       org.ID,
-			UserName:    id.Email,
-			ExternalID:  id.ObjectID,
-			Emails:      []store.Email{{Value: id.Email, Type: "work", Primary: true}},
-			DisplayName: id.DisplayName,
-			GivenName:   id.GivenName,
-			FamilyName:  id.FamilyName,
-			Active:      true,
-			Source:      store.SourceSAML,
-			LastLogin:   now,
+// Caps on the groups a sign-in asserts, which every session record
+// keeps and every request carries to the upstream (X-SSO-Groups). Entra
+// ID sends at most 150 (beyond, a groups.link) and Okta what its group
+// filter matches; a longer list is better narrowed by that filter. A
+// name may be as long as an admin group's name (256 characters of up to
+// 4 bytes); all names together fit an upstream's header limits.
+const (
+	maxAssertedGroups          = 1000
+	maxAssertedGroupBytes      = 1024
+	maxAssertedGroupTotalBytes = 64 << 10
+)
+
+// limitRefusal is a sign-in refused by the organization's limits (the
+// `sso` app's scim_limits, which hold for users of every source): reason
+// goes to the log and audit trail, text to the user's page.
+type limitRefusal struct {
+	status       int
+	reason, text string
+}
+
+func (e *limitRefusal) Error() string { return e.reason }
+
+// orgLimits are the per-organization limits of the `sso` app.
+func (a *App) orgLimits() scim.Limits {
+	var l scim.Limits
+	if a.SCIMLimits != nil {
+		l = *a.SCIMLimits
+	}
+	return l.WithDefaults()
+}
+
+// checkAsserted holds what the IdP asserts to the limits SCIM input is
+// held to: a tenant's IdP must not store through sign-ins what its SCIM
+// client could not. It reads nothing and writes nothing.
+func checkAsserted(id *samlsp.Identity, l scim.Limits) *limitRefusal {
+	tooLong := func(what string, n int) *limitRefusal {
+		return &limitRefusal{status: http.StatusBadRequest,
+			reason: fmt.Sprintf("asserted %s of %d bytes, more than %d", what, n, l.MaxStringLength),
+			text:   fmt.Sprintf("The response from your identity provider has a %s of %d bytes; at most %d are accepted.", what, n, l.MaxStringLength)}
+	}
+	for _, f := range []struct{ what, v string }{
+		{"NameID", id.NameID}, {"stable user ID", id.ObjectID}, {"display name", id.DisplayName},
+		{"given name", id.GivenName}, {"family name", id.FamilyName},
+	} {
+		if len(f.v) > l.MaxStringLength {
+			return tooLong(f.what, len(f.v))
 		}
-		if err := st.CreateUser(nu); err != nil {
+	}
+	if n := len(id.Groups); n > maxAssertedGroups {
+		return &limitRefusal{status: http.StatusBadRequest,
+			reason: fmt.Sprintf("asserted %d groups, more than %d", n, maxAssertedGroups),
+			text:   fmt.Sprintf("The response from your identity provider lists %d groups; at most %d are accepted.", n, maxAssertedGroups)}
+	}
+	total := 0
+	for _, g := range id.Groups {
+		if len(g) > maxAssertedGroupBytes {
+			return &limitRefusal{status: http.StatusBadRequest,
+				reason: fmt.Sprintf("asserted group name of %d bytes, more than %d", len(g), maxAssertedGroupBytes),
+				text:   fmt.Sprintf("The response from your identity provider has a group name of %d bytes; at most %d are accepted.", len(g), maxAssertedGroupBytes)}
+		}
+		total += len(g)
+	}
+	if total > maxAssertedGroupTotalBytes {
+		return &limitRefusal{status: http.StatusBadRequest,
+			reason: fmt.Sprintf("asserted group names of %d bytes in all, more than %d", total, maxAssertedGroupTotalBytes),
+			text:   fmt.Sprintf("The response from your identity provider lists groups whose names take %d bytes; at most %d are accepted.", total, maxAssertedGroupTotalBytes)}
+	}
+	return nil
+}
+
+// errStorageFull refuses a sign-in whose new user the organization's
+// max_stored_bytes has no room for.
+func errStorageFull(l scim.Limits) *limitRefusal {
+	return &limitRefusal{status: http.StatusForbidden,
+		reason: fmt.Sprintf("organization at its storage limit (max_stored_bytes %d)", l.MaxStoredBytes),
+		text:   "Your organization has used all the storage this gateway keeps for its accounts, so no new account can be created."}
+}
+
+// planSave decides, before anything is written, whether the writes of an
+// admitted sign-in fit the organization's limits: a new user must fit
+// max_users and max_stored_bytes, or the sign-in is refused (a
+// limitRefusal) with nothing written. An existing user always signs in;
+// refresh says whether the profile it asserts fits (a user stuck at the
+// limit keeps the profile on file).
+//
+// The checks read the totals committed just before; sign-ins in flight
+// at the same moment may together overshoot them by what they add, as
+// SCIM writes may (see store.MaxStoredBytes). saveUser's write carries
+// the store's own byte cap as well.
+func planSave(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits) (refresh bool, err error) {
+	if u != nil && u.Source == store.SourceSCIM {
+		return false, nil // SCIM owns its users' profiles; nothing grows
+	}
+	if u == nil {
+		n, err := st.CountUsers(org.ID)
+		if err != nil {
+			return false, fmt.Errorf("counting users: %w", err)
+		}
+		if n >= l.MaxUsers {
+			return false, &limitRefusal{status: http.StatusForbidden,
+				reason: fmt.Sprintf("organization at its user limit (max_users %d)", l.MaxUsers),
+				text:   fmt.Sprintf("Your organization has reached the number of accounts this gateway keeps for it (%d), so no new account can be created.", l.MaxUsers)}
+		}
+		size, err := newUserSize(newSAMLUser(org, id))
+		if err != nil {
+			return false, err
+		}
+		over, err := overStorage(st, org, size, l)
+		if err != nil {
+			return false, err
+		}
+		if over {
+			return false, errStorageFull(l)
+		}
+		return true, nil
+	}
+	var grow int64
+	for _, f := range [][2]string{{u.DisplayName, id.DisplayName}, {u.GivenName, id.GivenName}, {u.FamilyName, id.FamilyName}} {
+		if f[1] != "" {
+			grow += int64(len(f[1]) - len(f[0]))
+		}
+	}
+	if grow <= 0 {
+		return true, nil
+	}
+	over, err := overStorage(st, org, grow, l)
+	return !over, err
+}
+
+// overStorage says whether adding grow bytes takes org past
+// max_stored_bytes.
+func overStorage(st *store.Store, org *store.Org, grow int64, l scim.Limits) (bool, error) {
+	stored, err := st.StoredBytes(org.ID)
+	if err != nil {
+		return false, fmt.Errorf("reading stored bytes: %w", err)
+	}
+	return stored+grow > l.MaxStoredBytes, nil
+}
+
+// newUserSize is at least what the store charges for creating u: its
+// record (as JSON, with timestamps) and its index keys, each key's
+// segments escaped (at most 3 bytes each) plus its value.
+func newUserSize(u *store.User) (int64, error) {
+	c := *u
+	c.ID = "00000000-0000-0000-0000-000000000000"
+	c.Created, c.Updated = c.LastLogin, c.LastLogin
+	raw, err := json.Marshal(&c)
+	if err != nil {
+		return 0, fmt.Errorf("sizing user: %w", err)
+	}
+	keys := 3*(3*len(u.UserName)+len(u.ExternalID)) + 4*(3*len(u.OrgID)+128)
+	return int64(len(raw) + keys), nil
+}
+
+// newSAMLUser is the user a first sign-in creates.
+func newSAMLUser(org *store.Org, id *samlsp.Identity) *store.User {
+	return &store.User{
+		OrgID:       org.ID,
+		UserName:    id.Email,
+		ExternalID:  id.ObjectID,
+		Emails:      []store.Email{{Value: id.Email, Type: "work", Primary: true}},
+		DisplayName: id.DisplayName,
+		GivenName:   id.GivenName,
+		FamilyName:  id.FamilyName,
+		Active:      true,
+		Source:      store.SourceSAML,
+		LastLogin:   time.Now(),
+	}
+}
+
+// saveUser records an admitted SAML sign-in: it creates the user findUser
+// did not find (u == nil, source saml) or refreshes the one it found;
+// refresh and l come from planSave. The creation is held to
+// max_stored_bytes by the store too (store.ErrQuota, for sign-ins that
+// raced past planSave). An update adds at most the stable ID of a user
+// that had none and a timestamp, both bounded per user, so it always
+// goes through: a user on file is never locked out by the limit.
+func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits, refresh bool) (*store.User, error) {
+	if u == nil {
+		nu := newSAMLUser(org, id)
+		if err := st.CreateUser(nu, store.MaxStoredBytes(l.MaxStoredBytes)); err != nil {
 			return nil, fmt.Errorf("creating user: %w", err)
 		}
 		return nu, nil
 	}
+	now := time.Now()
 	u, err := st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
 		// A provisioned user's externalId belongs to the SCIM client.
 		if u.ExternalID == "" && u.Source != store.SourceSCIM {
@@ -120,7 +287,7 @@ func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identit
 		}
 		// SCIM is the source of truth for the profile of users it
 		// provisions; for the others the latest assertion is.
-		if u.Source != store.SourceSCIM {
+		if u.Source != store.SourceSCIM && refresh {
 			if id.DisplayName != "" {
 				u.DisplayName = id.DisplayName
 			}

@@ -287,7 +287,6 @@ func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err er
 		return
 	}
 	st.err, st.open = e, step
-	st.dropLargeEcho()
 	// No #fragment: it would keep the browser from focusing the field
 	// at fault (autofocus yields to a fragment's target).
 	h.redirectFlash(w, r, a, "", st)
@@ -295,7 +294,7 @@ func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err er
 
 // redirectFlash keeps st for the page and redirects there.
 func (h *Handler) redirectFlash(w http.ResponseWriter, r *http.Request, a *Admin, step string, st *state) {
-	id, err := h.Flashes.Put(a.Session, st)
+	id, err := h.Flashes.Put(a.OrgID, a.Session, st)
 	if err != nil {
 		h.Fail(w, r, err)
 		return
@@ -308,15 +307,43 @@ func (h *Handler) redirectFlash(w http.ResponseWriter, r *http.Request, a *Admin
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
-// dropLargeEcho forgets input too large to keep in memory for the page;
-// the error is still shown, the admin pastes again.
-func (st *state) dropLargeEcho() {
-	if st.idp != nil && len(st.idp.MetadataXML)+len(st.idp.Certificate)+len(st.idp.MetadataURL)+len(st.idp.EntityID)+len(st.idp.SSOURL) > MaxEcho {
-		st.idp = &pages.IdPForm{Mode: st.idp.Mode}
+// Detach implements Flash: every string st keeps becomes its own copy,
+// and an echoed input too large to keep is dropped (the error is still
+// shown; the admin pastes again).
+func (st *state) Detach() int {
+	n := 0
+	own := func(s *string, max int) {
+		*s = Own(*s, max)
+		n += len(*s)
 	}
-	if len(st.newDomain)+len(st.groupName)+len(st.groupID)+len(st.cfgName)+len(st.cfgID) > MaxEcho {
-		st.newDomain, st.groupName, st.groupID, st.cfgName, st.cfgID = "", "", "", "", ""
+	for _, s := range []*string{&st.open, &st.form, &st.field, &st.newDomain, &st.groupName, &st.groupID, &st.cfgName, &st.cfgID} {
+		own(s, MaxShortEcho)
 	}
+	st.notice = OwnMessage(st.notice)
+	st.newToken = strings.Clone(st.newToken)
+	n += len(st.notice) + len(st.newToken)
+	if st.idp != nil {
+		idp := *st.idp
+		for _, s := range []*string{&idp.Mode, &idp.EntityID, &idp.SSOURL, &idp.MetadataURL} {
+			own(s, MaxShortEcho)
+		}
+		own(&idp.MetadataXML, MaxEcho)
+		own(&idp.Certificate, MaxEcho)
+		st.idp = &idp
+	}
+	if st.err != nil {
+		e := &orgs.Error{Status: st.err.Status, Field: Own(st.err.Field, MaxShortEcho), Message: OwnMessage(st.err.Message)}
+		n += len(e.Field) + len(e.Message)
+		for i, m := range st.err.Missing {
+			if i == 16 {
+				break
+			}
+			e.Missing = append(e.Missing, OwnMessage(m))
+			n += len(e.Missing[i])
+		}
+		st.err = e
+	}
+	return n
 }
 
 // errorKey is where the page shows a refused post's error.

@@ -101,6 +101,10 @@ var reasons = map[string]Reason{
 		Fix: "Set up SCIM provisioning with the admin group assigned, or limit the group claim to groups assigned to the application."},
 	"not-in-group": {Problem: "The user is not a member of the organization's admin group.",
 		Fix: "Add the user to the admin group in the IdP (with SCIM, wait for the next provisioning cycle); check that the group claim sends group IDs if the mapping uses an ID."},
+	"too-large-values": {Problem: "A value the IdP sent is over the organization's limits: a name, NameID or user ID longer than max_string_length, more than 1,000 groups, a group name over 1 KiB, or group names over 64 KiB in all.",
+		Fix: "Send shorter names, and limit the group claim to the groups assigned to the application (Entra ID: Groups assigned to the application; Okta: a group filter)."},
+	"org-full": {Problem: "The sign-in would create a new user, and the organization already has as many users, or uses as much storage, as the gateway allows (max_users, max_stored_bytes).",
+		Fix: "Remove the accounts of people who left (deprovision them in the IdP), or ask the gateway's operator to raise the limit."},
 	"other": {Problem: "The response could not be accepted.",
 		Fix: "See the detail; if it does not help, check the IdP's SAML settings against the SP metadata."},
 }

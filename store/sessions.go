@@ -543,20 +543,26 @@ func (s *Store) ConsumeOnce(replayKey string, expiresAt time.Time) error {
 	}
 	defer s.leave()
 	return s.update(op, func(txn *badger.Txn) error {
-		t := now()
-		k := key(pReplay, replayKey)
-		var until time.Time
-		switch err := getJSON(txn, k, &until); {
-		case err == nil && t.Before(until):
-			return fmt.Errorf("store: %s: %w", op, ErrReplayed)
-		case err != nil && err != ErrNotFound:
-			return err
-		}
-		until = expiresAt.UTC().Round(0)
-		if floor := t.Add(s.replayKeep); until.Before(floor) {
-			until = floor
-		}
-		_, err := setJSON(txn, k, until, ttlSeconds(until))
-		return err
+		return s.consumeReplay(txn, op, replayKey, expiresAt, now())
 	})
+}
+
+// consumeReplay records replayKey as used until expiresAt (at least the
+// store's replay floor), failing with ErrReplayed while an earlier use is
+// still recorded.
+func (s *Store) consumeReplay(txn *badger.Txn, op, replayKey string, expiresAt, t time.Time) error {
+	k := key(pReplay, replayKey)
+	var until time.Time
+	switch err := getJSON(txn, k, &until); {
+	case err == nil && t.Before(until):
+		return fmt.Errorf("store: %s: %w", op, ErrReplayed)
+	case err != nil && err != ErrNotFound:
+		return err
+	}
+	until = expiresAt.UTC().Round(0)
+	if floor := t.Add(s.replayKeep); until.Before(floor) {
+		until = floor
+	}
+	_, err := setJSON(txn, k, until, ttlSeconds(until))
+	return err
 }

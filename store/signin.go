@@ -41,20 +41,7 @@ func (s *Store) ConsumeSignIn(orgID, requestID, replayKey string, replayUntil ti
 			}
 			req = r
 		}
-		k := key(pReplay, replayKey)
-		var until time.Time
-		switch err := getJSON(txn, k, &until); {
-		case err == nil && t.Before(until):
-			return fmt.Errorf("store: %s: %w", op, ErrReplayed)
-		case err != nil && err != ErrNotFound:
-			return err
-		}
-		until = replayUntil.UTC().Round(0)
-		if floor := t.Add(s.replayKeep); until.Before(floor) {
-			until = floor
-		}
-		_, err := setJSON(txn, k, until, ttlSeconds(until))
-		return err
+		return s.consumeReplay(txn, op, replayKey, replayUntil, t)
 	})
 	if err != nil {
 		return nil, err

@@ -118,44 +118,15 @@ func NormalizeDomain(raw string) (string, error) {
 	if len(ascii) > 253 {
 		return "", invalid(field, "domain name is too long")
 	}
-	for _, l := range labels {
-		if !validLabel(l) {
-			return "", invalid(field, "%q is not a valid domain name", s)
-		}
-	}
-	if isDigits(labels[len(labels)-1]) {
-		return "", invalid(field, "%q is not a valid domain name (numeric top-level label)", s)
+	// The same rule as every address's domain (package identity), so that
+	// a verified domain and the addresses in it meet in one form.
+	if d, err := identity.Domain(ascii); err != nil || d != ascii {
+		return "", invalid(field, "%q is not a valid domain name", s)
 	}
 	if suffix, _ := publicsuffix.PublicSuffix(ascii); suffix == ascii {
 		return "", invalid(field, "%q is a public suffix; give a domain registered under it", s)
 	}
 	return ascii, nil
-}
-
-// validLabel checks a DNS label in ASCII form: letters, digits, inner
-// hyphens, 1 to 63 characters. (The IDNA profile checks most of this
-// already; host names end up in DNS queries and log lines, so it is
-// checked again here in plain terms.)
-func validLabel(l string) bool {
-	if len(l) == 0 || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-		return false
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func isDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // lookupDomainName turns a name given to find an existing domain into the

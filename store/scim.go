@@ -213,21 +213,7 @@ func (s *Store) GroupIDsByDisplayName(orgID, name string, limit int) ([]string, 
 	if err := need(op, "org id", orgID, "displayName", name); err != nil {
 		return nil, err
 	}
-	if err := s.enter(); err != nil {
-		return nil, err
-	}
-	defer s.leave()
-	ids := []string{}
-	err := s.view(func(txn *badger.Txn) error {
-		for _, k := range keysWithPrefix(txn, scanPrefix(pGName, orgID, groupKey(name)), nil, limit) {
-			ids = append(ids, lastSegment(k))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return ids, nil
+	return s.indexedIDs(scanPrefix(pGName, orgID, groupKey(name)), limit)
 }
 
 // UserIDsByEmail returns the IDs of the org's users that have this email
@@ -237,13 +223,19 @@ func (s *Store) UserIDsByEmail(orgID, email string) ([]string, error) {
 	if err := need(op, "org id", orgID, "email", email); err != nil {
 		return nil, err
 	}
+	return s.indexedIDs(scanPrefix(pUMail, orgID, userKey(email)), 0)
+}
+
+// indexedIDs returns the IDs (last key segments) of the non-unique index
+// entries under prefix, in key order, at most limit of them (0: all).
+func (s *Store) indexedIDs(prefix []byte, limit int) ([]string, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.leave()
 	ids := []string{}
 	err := s.view(func(txn *badger.Txn) error {
-		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, userKey(email)), nil, 0) {
+		for _, k := range keysWithPrefix(txn, prefix, nil, limit) {
 			ids = append(ids, lastSegment(k))
 		}
 		return nil

@@ -265,6 +265,21 @@ func (s *Service) issueLink(actor, orgID string, u *store.User, purpose string) 
 // localUser loads a local account of the organization by ID or, when ref
 // contains '@', by address.
 func (s *Service) localUser(orgID, ref string) (*store.User, error) {
+	u, err := s.userByRef(orgID, ref, false)
+	if err != nil {
+		return nil, err
+	}
+	if u == nil || u.Source != store.SourceLocal {
+		return nil, notFound("organization %q has no local account %q", orgID, ref)
+	}
+	return u, nil
+}
+
+// userByRef loads a user of the organization by ID or, when ref contains
+// '@', by userName (and, with anyAddress, then by any of its addresses).
+// A user that is not there is nil, without an error: callers name what
+// they looked for.
+func (s *Service) userByRef(orgID, ref string, anyAddress bool) (*store.User, error) {
 	if _, err := s.getOrg(orgID); err != nil {
 		return nil, err
 	}
@@ -275,14 +290,18 @@ func (s *Service) localUser(orgID, ref string) (*store.User, error) {
 	var u *store.User
 	var err error
 	if strings.Contains(ref, "@") {
-		u, err = s.store.UserByUserName(orgID, local.NormalizeEmail(ref))
+		email := local.NormalizeEmail(ref)
+		u, err = s.store.UserByUserName(orgID, email)
+		if anyAddress && errors.Is(err, store.ErrNotFound) {
+			u, err = s.store.UserByEmail(orgID, email)
+		}
 	} else {
 		u, err = s.store.GetUser(orgID, ref)
 	}
-	if errors.Is(err, store.ErrNotFound) || (err == nil && u.Source != store.SourceLocal) {
-		return nil, notFound("organization %q has no local account %q", orgID, ref)
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, nil
+	case err != nil:
 		return nil, orgErr(orgID, err, "reading a user of")
 	}
 	return u, nil

@@ -4,9 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 
-	"github.com/ssogate/ssogate/caddymodule/local"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -33,29 +31,12 @@ var errProvisioned = errors.New("provisioned by SCIM")
 // is a user ID or an email address. Users provisioned by SCIM are refused:
 // their externalId is the IdP provisioning's to change.
 func (s *Service) UnlinkUser(actor, orgID, ref string) (*Unlinked, error) {
-	if _, err := s.getOrg(orgID); err != nil {
+	u, err := s.userByRef(orgID, ref, true)
+	if err != nil {
 		return nil, err
 	}
-	ref = strings.TrimSpace(ref)
-	if ref == "" {
-		return nil, invalid("user", "is required (a user ID or email address)")
-	}
-	var u *store.User
-	var err error
-	if strings.Contains(ref, "@") {
-		email := local.NormalizeEmail(ref)
-		u, err = s.store.UserByUserName(orgID, email)
-		if errors.Is(err, store.ErrNotFound) {
-			u, err = s.store.UserByEmail(orgID, email)
-		}
-	} else {
-		u, err = s.store.GetUser(orgID, ref)
-	}
-	if errors.Is(err, store.ErrNotFound) {
+	if u == nil {
 		return nil, notFound("organization %q has no user %q", orgID, ref)
-	}
-	if err != nil {
-		return nil, orgErr(orgID, err, "reading a user of")
 	}
 	out := &Unlinked{UserID: u.ID, UserName: u.UserName}
 	_, err = s.store.UpdateUser(orgID, u.ID, func(u *store.User) error {

@@ -165,22 +165,19 @@ func normalizeFilter(s string) string {
 
 // hasOr tells whether a value filter has an "or" outside its strings.
 func hasOr(s string) bool {
-	inString := false
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case inString && c == '\\':
-			i++
-		case c == '"':
-			inString = !inString
-		case !inString && (c == 'o' || c == 'O') && i > 0 && s[i-1] == ' ' && i+2 < len(s) && (s[i+1] == 'r' || s[i+1] == 'R') && s[i+2] == ' ':
-			return true
-		}
-	}
-	return false
+	return indexOutsideStrings(s, func(i int) bool {
+		return (s[i] == 'o' || s[i] == 'O') && i > 0 && s[i-1] == ' ' && i+2 < len(s) && (s[i+1] == 'r' || s[i+1] == 'R') && s[i+2] == ' '
+	}) >= 0
 }
 
 // closingBeforeDot finds a ']' outside a string followed by '.'.
 func closingBeforeDot(s string) int {
+	return indexOutsideStrings(s, func(i int) bool { return s[i] == ']' && i+1 < len(s) && s[i+1] == '.' })
+}
+
+// indexOutsideStrings returns the first index outside the filter's string
+// literals at which at holds, or -1.
+func indexOutsideStrings(s string, at func(i int) bool) int {
 	inString := false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
@@ -188,7 +185,7 @@ func closingBeforeDot(s string) int {
 			i++
 		case c == '"':
 			inString = !inString
-		case !inString && c == ']' && i+1 < len(s) && s[i+1] == '.':
+		case !inString && at(i):
 			return i
 		}
 	}

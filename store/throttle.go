@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"time"
 
@@ -231,7 +232,7 @@ func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.T
 	if err != nil {
 		return nil, ThrottleVerdict{}, err
 	}
-	s.maybePruneThrottle(scope, rule.maxKeys(), count, now)
+	s.maybePruneThrottle(scope, rule.maxKeys(), count, now, k)
 	return ticket, verdict, nil
 }
 
@@ -264,7 +265,7 @@ func (s *Store) FailThrottle(scope, key string, rule ThrottleRule, now time.Time
 	if err != nil {
 		return 0, err
 	}
-	s.maybePruneThrottle(scope, rule.maxKeys(), count, now)
+	s.maybePruneThrottle(scope, rule.maxKeys(), count, now, k)
 	return lock, nil
 }
 
@@ -419,7 +420,7 @@ func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, max
 	if err != nil {
 		return false, 0, err
 	}
-	s.maybePruneThrottle(scope, maxKeys, count, now)
+	s.maybePruneThrottle(scope, maxKeys, count, now, k)
 	return ok, retry, nil
 }
 
@@ -452,7 +453,7 @@ func (s *Store) CountThrottle(scope string, now time.Time) (int, error) {
 // maybePruneThrottle prunes scope when a stripe of its record count
 // passed its share of maxKeys. Expired records leave without lowering
 // the count, so the count only ever overestimates and a prune recounts.
-func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now time.Time) {
+func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now time.Time, just []byte) {
 	if stripeCount == 0 || stripeCount <= max(1, maxKeys/thrStripes) {
 		return
 	}
@@ -462,20 +463,21 @@ func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now t
 		return
 	}
 	defer s.thrPruning.Delete(scope)
-	if err := s.pruneThrottle(scope, maxKeys, now); err != nil {
+	if err := s.pruneThrottle(scope, maxKeys, now, just); err != nil {
 		s.log.Warn("pruning throttle records", zap.String("scope", scope), zap.Error(err))
 	}
 }
 
 // pruneThrottle drops scope's records that would start from zero anyway
 // and, if more than nine tenths of maxKeys remain, the oldest (by last
-// failure) down to that: an attacker who fills the scope with fresh keys
+// failure) down to that, never the record just written (just), whose
+// creation asked for room: an attacker who fills the scope with fresh keys
 // can thus release old locks, but only by failing maxKeys/10 times, which
 // the per-source throttle slows down. It scans a snapshot and then deletes
 // without reading, so that it does not conflict with (or retry behind)
 // the failures counted meanwhile; one of those whose record it deletes is
 // forgotten, as an eviction would forget it.
-func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time) error {
+func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []byte) error {
 	type aged struct {
 		k    []byte
 		last int64
@@ -493,6 +495,8 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time) error {
 			case !found:
 			case !ok:
 				stale = append(stale, k)
+			case string(k) == string(just):
+				live = append(live, aged{k, math.MaxInt64}) // sorts last: kept
 			default:
 				live = append(live, aged{k, rec.Last})
 			}
@@ -545,4 +549,3 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time) error {
 func (s *Store) updateThrottle(op string, fn func(txn *badger.Txn) error) error {
 	return s.update(op, fn)
 }
-

@@ -55,8 +55,8 @@ func newSigninEnv(t *testing.T) *signinEnv {
 	devices.Now = c.now
 	e := &signinEnv{t: t, st: st, hasher: h, clock: c, auth: &Authenticator{
 		Store: st, Hasher: h,
-		Accounts: NewThrottle(cfg), Devices: NewThrottle(cfg),
-		Sources:      NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		Accounts: NewThrottle(st, ScopeAccount, cfg), Devices: NewThrottle(st, ScopeDevice, cfg),
+		Sources:      NewThrottle(st, ScopeSource, ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
 		DeviceTokens: devices,
 	}}
 	return e
@@ -468,7 +468,7 @@ func TestAttemptsInFlightPerSourceAreBounded(t *testing.T) {
 	close(gated.gate)
 	wg.Wait()
 	// Refused unchecked means not counted: the account has no failure.
-	if v := e.auth.Accounts.Check("it@acme.com"); v.Locked {
+	if v, err := e.auth.Accounts.Check("it@acme.com"); err != nil || v.Locked {
 		t.Error("busy refusal locked the account")
 	}
 	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"}); res.Outcome != OutcomeSuccess {

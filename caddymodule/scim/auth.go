@@ -177,9 +177,10 @@ const limiterScope = "scim-auth"
 // allow no more failures than one) and neither a reload nor a restart
 // refills them. It is safe for concurrent use.
 type FailureLimiter struct {
-	st    *store.Store
-	burst int
-	every time.Duration
+	st      *store.Store
+	burst   int
+	every   time.Duration
+	maxKeys int // maxTrackedSources; tests lower it
 }
 
 // NewFailureLimiter returns a limiter that keeps its buckets in st and
@@ -192,7 +193,7 @@ func NewFailureLimiter(st *store.Store, burst int, every time.Duration) *Failure
 	if every <= 0 {
 		every = 6 * time.Second
 	}
-	return &FailureLimiter{st: st, burst: burst, every: every}
+	return &FailureLimiter{st: st, burst: burst, every: every, maxKeys: maxTrackedSources}
 }
 
 // fail records a failure of key at now. It reports whether the failure
@@ -200,7 +201,7 @@ func NewFailureLimiter(st *store.Store, burst int, every time.Duration) *Failure
 // the duration returned); a failure over the limit takes no token, so a
 // flood does not extend the wait.
 func (l *FailureLimiter) fail(key string, now time.Time) (bool, time.Duration, error) {
-	ok, retry, err := l.st.TakeToken(limiterScope, key, l.burst, l.every, maxTrackedSources, now)
+	ok, retry, err := l.st.TakeToken(limiterScope, key, l.burst, l.every, l.maxKeys, now)
 	if err != nil {
 		return false, 0, fmt.Errorf("counting SCIM authentication failure: %w", err)
 	}

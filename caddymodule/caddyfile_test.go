@@ -115,7 +115,7 @@ func TestStorageCaddyfile(t *testing.T) {
 	for src, want := range map[string]map[string]any{
 		"storage postgres {\n dsn {env.SSOGATE_DATABASE_URL}\n schema gw1\n max_conns 20\n connect_timeout 5s\n }": {
 			"module": "postgres", "dsn": "{env.SSOGATE_DATABASE_URL}", "schema": "gw1", "max_conns": float64(20), "connect_timeout": float64(5e9)},
-		"storage badger /var/lib/ssogate":             {"module": "badger", "path": "/var/lib/ssogate"},
+		"storage badger /var/lib/ssogate":              {"module": "badger", "path": "/var/lib/ssogate"},
 		"storage badger {\n path /var/lib/ssogate\n }": {"module": "badger", "path": "/var/lib/ssogate"},
 	} {
 		cfg, err := adapt(t, "{\n sso {\n base_url https://app.example.com\n "+src+"\n }\n}\n:80\n")

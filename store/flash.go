@@ -4,8 +4,6 @@ import (
 	"crypto/subtle"
 	"errors"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Flashes: the one-time outcome of an admin's form post, kept for the page
@@ -52,7 +50,7 @@ func (s *Store) PutFlash(org, session string, idHash, sealed []byte, expires tim
 	now := time.Now()
 	rec := flashRecord{ID: idHash, Expires: expires.UnixNano(), Sealed: sealed}
 	k := key(pFlash, org, session)
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, org); err != nil {
 			return err
 		}
@@ -113,7 +111,7 @@ func (s *Store) TakeFlash(org, session string, idHash []byte) ([]byte, error) {
 	defer s.leave()
 	k := key(pFlash, org, session)
 	var sealed []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		sealed = nil
 		var r flashRecord
 		if err := getJSON(txn, k, &r); err != nil {

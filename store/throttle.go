@@ -12,7 +12,6 @@ import (
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 )
 
@@ -130,7 +129,7 @@ func thrTTL(expires int64, now time.Time) uint64 {
 
 // loadThrottle reads key's record; found is false for an absent one and
 // for one that would start from zero at now.
-func loadThrottle(txn *badger.Txn, k []byte, now int64) (rec throttleRecord, found, live bool, err error) {
+func loadThrottle(txn Txn, k []byte, now int64) (rec throttleRecord, found, live bool, err error) {
 	switch err := getJSON(txn, k, &rec); {
 	case errors.Is(err, ErrNotFound):
 		return throttleRecord{}, false, false, nil
@@ -145,7 +144,7 @@ func loadThrottle(txn *badger.Txn, k []byte, now int64) (rec throttleRecord, fou
 
 // saveThrottle writes rec; a record that did not exist is counted in its
 // scope, and the count returned says whether the scope needs pruning.
-func saveThrottle(txn *badger.Txn, scope, key string, k []byte, rec *throttleRecord, existed bool, now time.Time) (int, error) {
+func saveThrottle(txn Txn, scope, key string, k []byte, rec *throttleRecord, existed bool, now time.Time) (int, error) {
 	if _, err := setJSON(txn, k, rec, thrTTL(rec.Expires, now)); err != nil {
 		return 0, err
 	}
@@ -208,7 +207,7 @@ func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.T
 		verdict ThrottleVerdict
 		count   int
 	)
-	err := s.updateThrottle(op, func(txn *badger.Txn) error {
+	err := s.updateThrottle(op, func(txn Txn) error {
 		ticket, verdict, count = nil, ThrottleVerdict{}, 0
 		rec, found, _, err := loadThrottle(txn, k, t)
 		if err != nil {
@@ -253,7 +252,7 @@ func (s *Store) FailThrottle(scope, key string, rule ThrottleRule, now time.Time
 	k, t := thrKey(scope, key), now.UnixNano()
 	var lock time.Duration
 	var count int
-	err := s.updateThrottle(op, func(txn *badger.Txn) error {
+	err := s.updateThrottle(op, func(txn Txn) error {
 		rec, found, _, err := loadThrottle(txn, k, t)
 		if err != nil {
 			return err
@@ -282,7 +281,7 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 	defer s.leave()
 	k, t := thrKey(scope, key), now.UnixNano()
 	var verdict ThrottleVerdict
-	read := func(txn *badger.Txn) (throttleRecord, error) {
+	read := func(txn Txn) (throttleRecord, error) {
 		rec, _, _, err := loadThrottle(txn, k, t)
 		if err != nil {
 			return rec, err
@@ -295,13 +294,13 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 	}
 	// The common answers (not locked, or locked and reported) need no
 	// write transaction.
-	if err := s.view(func(txn *badger.Txn) error { _, err := read(txn); return err }); err != nil {
+	if err := s.view(func(txn Txn) error { _, err := read(txn); return err }); err != nil {
 		return ThrottleVerdict{}, err
 	}
 	if !verdict.FirstRefusal {
 		return verdict, nil
 	}
-	err := s.updateThrottle(op, func(txn *badger.Txn) error {
+	err := s.updateThrottle(op, func(txn Txn) error {
 		rec, err := read(txn)
 		if err != nil || !verdict.FirstRefusal {
 			return err
@@ -332,7 +331,7 @@ func (s *Store) RefundThrottle(ticket *ThrottleTicket, now time.Time) error {
 	}
 	defer s.leave()
 	k, t := thrKey(ticket.Scope, ticket.Key), now.UnixNano()
-	return s.updateThrottle(op, func(txn *badger.Txn) error {
+	return s.updateThrottle(op, func(txn Txn) error {
 		rec, _, live, err := loadThrottle(txn, k, t)
 		if err != nil || !live {
 			return err // reset or forgotten since: nothing left to take back
@@ -361,7 +360,7 @@ func (s *Store) ResetThrottle(scope, key string) error {
 	}
 	defer s.leave()
 	k := thrKey(scope, key)
-	return s.updateThrottle(op, func(txn *badger.Txn) error {
+	return s.updateThrottle(op, func(txn Txn) error {
 		ok, err := exists(txn, k)
 		if err != nil || !ok {
 			return err
@@ -395,7 +394,7 @@ func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, max
 	defer s.leave()
 	k, t := thrKey(scope, key), now.UnixNano()
 	var count int
-	err = s.updateThrottle(op, func(txn *badger.Txn) error {
+	err = s.updateThrottle(op, func(txn Txn) error {
 		ok, retry, count = false, 0, 0
 		rec, found, live, err := loadThrottle(txn, k, t)
 		if err != nil {
@@ -432,7 +431,7 @@ func (s *Store) CountThrottle(scope string, now time.Time) (int, error) {
 	}
 	defer s.leave()
 	n, t := 0, now.UnixNano()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return listJSON(txn, scanPrefix(pThr, scope), 0, -1, func(b []byte) error {
 			var rec throttleRecord
 			if err := json.Unmarshal(b, &rec); err != nil {
@@ -485,7 +484,7 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	var live []aged
 	var stale [][]byte
 	t, p := now.UnixNano(), scanPrefix(pThr, scope)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		keys := keysWithPrefix(txn, p, nil, 0)
 		for _, k := range keys {
 			rec, found, ok, err := loadThrottle(txn, k, t)
@@ -517,7 +516,7 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	for len(stale) > 0 {
 		batch := stale[:min(len(stale), purgeBatch)]
 		stale = stale[len(batch):]
-		if err := s.updateThrottle("prune throttle", func(txn *badger.Txn) error {
+		if err := s.updateThrottle("prune throttle", func(txn Txn) error {
 			for _, k := range batch {
 				if err := del(txn, k); err != nil {
 					return err
@@ -530,7 +529,7 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	}
 	// The count restarts from what is left, spread evenly: each stripe
 	// only decides when to prune.
-	return s.updateThrottle("prune throttle", func(txn *badger.Txn) error {
+	return s.updateThrottle("prune throttle", func(txn Txn) error {
 		for i := range thrStripes {
 			n := len(live) / thrStripes
 			if i < len(live)%thrStripes {
@@ -544,8 +543,10 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	})
 }
 
-// updateThrottle is the write path of throttle counters: see the top of
-// this file for why a crash may lose them.
-func (s *Store) updateThrottle(op string, fn func(txn *badger.Txn) error) error {
-	return s.update(op, fn)
+// updateThrottle is the write path of throttle counters: not synced
+// (Backend.UpdateNoSync), see the top of this file for why a crash may
+// lose them. Atomicity and isolation are kept: the check and the count
+// are still one serializable transaction.
+func (s *Store) updateThrottle(op string, fn func(txn Txn) error) error {
+	return s.updateNoSync(op, fn)
 }

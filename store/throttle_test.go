@@ -6,8 +6,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // throttlePair returns two Stores on one backend, as two gateway
@@ -134,7 +132,7 @@ func TestThrottleRecordsExpireInTheBackend(t *testing.T) {
 	k := thrKey("account", "k")
 	present := func() bool {
 		var ok bool
-		must(t, s.view(func(txn *badger.Txn) error {
+		must(t, s.view(func(txn Txn) error {
 			var err error
 			ok, err = exists(txn, k)
 			return err
@@ -177,7 +175,7 @@ func TestThrottleBounded(t *testing.T) {
 	}
 	// Every key in the store, not only live ones, stays bounded.
 	var keys int
-	must(t, s.view(func(txn *badger.Txn) error {
+	must(t, s.view(func(txn Txn) error {
 		keys = len(keysWithPrefix(txn, scanPrefix(pThr, "source"), nil, 0))
 		return nil
 	}))

@@ -231,3 +231,41 @@ func TestThrottleRejectsBadRules(t *testing.T) {
 		t.Error("empty bucket accepted")
 	}
 }
+
+// BenchmarkThrottle: what a password attempt's throttling costs (reserve
+// on a fresh key, and refusal on a locked one), and a SCIM failure's
+// token take.
+func BenchmarkThrottle(b *testing.B) {
+	s := newTestStore(b)
+	now := time.Now()
+	b.Run("reserve-new-key", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if _, _, err := s.ReserveThrottle("account", fmt.Sprint(now.UnixNano(), "-", i, "-", &i), testRule, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+	b.Run("refused-locked-key", func(b *testing.B) {
+		for range testRule.Free + 1 {
+			_, _, _ = s.ReserveThrottle("source", "locked", testRule, now)
+		}
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, v, err := s.ReserveThrottle("source", "locked", testRule, now); err != nil || !v.Locked {
+					b.Fatal(v, err)
+				}
+			}
+		})
+	})
+	b.Run("take-token", func(b *testing.B) {
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				if _, _, err := s.TakeToken("scim", fmt.Sprint(i%1000, "-", &i), 10, 6*time.Second, 0, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}

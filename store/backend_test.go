@@ -7,12 +7,25 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zaptest"
 )
 
 // TestBackendContract runs the Backend contract (backend.go) against every
 // backend; a backend is added with one line.
 func TestBackendContract(t *testing.T) {
+	t.Run("badger", func(t *testing.T) { runBackendContract(t, openTestBadgerBackend) })
 	t.Run("postgres", func(t *testing.T) { runBackendContract(t, openTestPostgres) })
+}
+
+func openTestBadgerBackend(t *testing.T) Backend {
+	t.Helper()
+	b, err := newBadgerBackend(t.TempDir(), zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("newBadgerBackend: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
 }
 
 // runBackendContract checks what the Store relies on from a Backend. open
@@ -149,12 +162,21 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			{"seek inside", IterOptions{Prefix: []byte("p")}, "p\xff\x00", []string{"p\xff\x00", "p\xff\xff", "p\xff\xff\x01"}},
 			{"seek between", IterOptions{Prefix: []byte("p")}, "p\x01", []string{"p\xfe\xff", "p\xff", "p\xff\x00", "p\xff\xff", "p\xff\xff\x01"}},
 			{"seek past", IterOptions{Prefix: []byte("p")}, "q", nil},
+			// Seeks outside the prefix's range land where Badger's do:
+			// on the nearest key, valid only if it has the prefix.
+			{"seek before, a key between", IterOptions{Prefix: []byte("p")}, "o", nil},
+			{"seek before, none between", IterOptions{Prefix: []byte("p\xff")}, "p\xfe\xff\x00", []string{"p\xff", "p\xff\x00", "p\xff\xff", "p\xff\xff\x01"}},
+			{"seek before all-0xff prefix", IterOptions{Prefix: []byte("\xff")}, "a", nil},
 			{"reverse all", IterOptions{Reverse: true}, "\xff", []string{"q", "p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff", "p\xfe\xff", "p\x00", "p", "o\xff"}},
 			{"reverse prefix p", IterOptions{Prefix: []byte("p"), Reverse: true}, "p\xff\xff\xff", []string{"p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff", "p\xfe\xff", "p\x00", "p"}},
-			{"reverse prefix p\\xff past its end", IterOptions{Prefix: []byte("p\xff"), Reverse: true}, "q", []string{"p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff"}},
+			{"reverse prefix p\\xff", IterOptions{Prefix: []byte("p\xff"), Reverse: true}, "p\xff\xff\xff\xff", []string{"p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff"}},
+			{"reverse seek past, a key between", IterOptions{Prefix: []byte("p\xff"), Reverse: true}, "q", nil},
+			{"reverse seek past, none between", IterOptions{Prefix: []byte("p\xff"), Reverse: true}, "p\xff\xff\x02", []string{"p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff"}},
 			{"reverse seek inside", IterOptions{Prefix: []byte("p"), Reverse: true}, "p\xff\x01", []string{"p\xff\x00", "p\xff", "p\xfe\xff", "p\x00", "p"}},
 			{"reverse seek before", IterOptions{Prefix: []byte("p"), Reverse: true}, "o\xff\xff", nil},
 			{"reverse seek at prefix", IterOptions{Prefix: []byte("p"), Reverse: true}, "p", []string{"p"}},
+			{"reverse empty seek means the prefix", IterOptions{Prefix: []byte("p\xff"), Reverse: true}, "", []string{"p\xff"}},
+			{"reverse rewind", IterOptions{Reverse: true}, "", []string{"q", "p\xff\xff\x01", "p\xff\xff", "p\xff\x00", "p\xff", "p\xfe\xff", "p\x00", "p", "o\xff"}},
 		} {
 			got := keys(t, b, c.o, []byte(c.seek))
 			if want := joinKeys(c.want); got != want {

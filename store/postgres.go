@@ -126,6 +126,8 @@ type Postgres struct {
 type pgQueries struct {
 	table string
 	get   string
+	getV  string // with the row version
+	getX  string // the expiry
 	set   string
 	del   string
 	purge string
@@ -207,6 +209,10 @@ func newPGQueries(schema string) pgQueries {
 	return pgQueries{
 		table: t,
 		get:   "SELECT v FROM " + t + " WHERE k = $1 AND (expires_at = 0 OR expires_at > $2)",
+		// xmin is the transaction that wrote this version of the row: it
+		// changes with every write of k.
+		getV: "SELECT v, xmin::text::bigint FROM " + t + " WHERE k = $1 AND (expires_at = 0 OR expires_at > $2)",
+		getX: "SELECT expires_at FROM " + t + " WHERE k = $1 AND (expires_at = 0 OR expires_at > $2)",
 		set: "INSERT INTO " + t + " (k, v, expires_at) VALUES ($1, $2, $3) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
 		del: "DELETE FROM " + t + " WHERE k = $1",

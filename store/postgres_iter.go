@@ -47,30 +47,20 @@ func prefixEnd(p []byte) []byte {
 	return nil
 }
 
-// Seek positions the iterator at the first key >= k (<= k when reversed)
-// within the prefix.
+// Seek positions the iterator at the first key >= k (<= k when reversed),
+// as Badger's does: among all keys, not only the prefix's, so a seek
+// outside the prefix's range lands on a key outside it (Valid is false)
+// unless no key lies in between. The range queried is cut at the prefix's
+// far end only, which changes nothing: Valid stops there anyway.
+// An empty k means the prefix; both empty, the first key (the last,
+// reversed). Badger does the same.
 func (it *pgIter) Seek(k []byte) {
 	it.rows, it.i, it.more = nil, 0, false
 	if it.t.err != nil {
 		return
 	}
-	if !it.o.Reverse {
-		from := k
-		if bytes.Compare(from, it.o.Prefix) < 0 {
-			from = it.o.Prefix
-		}
-		if it.hi != nil && bytes.Compare(from, it.hi) >= 0 {
-			return
-		}
-		it.fetch(from, true)
-		return
-	}
-	if bytes.Compare(k, it.o.Prefix) < 0 {
-		return // every key of the prefix is greater than k
-	}
-	if it.hi != nil && bytes.Compare(k, it.hi) >= 0 {
-		it.fetch(it.hi, false) // the whole prefix, from its last key
-		return
+	if len(k) == 0 {
+		k = it.o.Prefix
 	}
 	it.fetch(k, true)
 }
@@ -87,28 +77,31 @@ func (it *pgIter) fetch(from []byte, inclusive bool) {
 	}
 	sql = append(sql, ", octet_length(v) FROM "...)
 	sql = append(sql, it.t.p.q.table...)
-	sql = append(sql, " WHERE (expires_at = 0 OR expires_at > $1) AND k "...)
+	sql = append(sql, " WHERE (expires_at = 0 OR expires_at > $1) AND "...)
 	// pgx sends a nil slice as NULL, which no key would compare with.
-	args := []any{it.t.now, nonNil(from), nonNil(it.o.Prefix), it.size}
-	cmp := ">"
-	if it.o.Reverse {
-		cmp = "<"
-	}
-	if inclusive {
-		cmp += "="
-	}
-	sql = append(sql, cmp...)
-	sql = append(sql, " $2"...)
-	if it.o.Reverse {
-		sql = append(sql, " AND k >= $3 ORDER BY k DESC LIMIT $4"...)
+	args := []any{it.t.now, nonNil(from), it.size}
+	if it.o.Reverse && len(from) == 0 {
+		sql = append(sql, "$2::bytea IS NOT NULL"...) // from the very last key
 	} else {
-		if it.hi != nil {
-			sql = append(sql, " AND k < $3"...)
-			args[2] = it.hi
-		} else {
-			sql = append(sql, " AND k >= $3"...) // true: from >= prefix
+		cmp := "k >"
+		if it.o.Reverse {
+			cmp = "k <"
 		}
-		sql = append(sql, " ORDER BY k LIMIT $4"...)
+		if inclusive {
+			cmp += "="
+		}
+		sql = append(sql, cmp...)
+		sql = append(sql, " $2"...)
+	}
+	switch {
+	case it.o.Reverse:
+		sql = append(sql, " AND k >= $4 ORDER BY k DESC LIMIT $3"...)
+		args = append(args, nonNil(it.o.Prefix))
+	case it.hi != nil:
+		sql = append(sql, " AND k < $4 ORDER BY k LIMIT $3"...)
+		args = append(args, it.hi)
+	default:
+		sql = append(sql, " ORDER BY k LIMIT $3"...)
 	}
 	rows := it.rows[:0]
 	err := it.t.roundTrip(pgStmt{sql: string(sql), args: args, scan: func(r pgx.Rows) error {
@@ -129,7 +122,7 @@ func (it *pgIter) fetch(from []byte, inclusive bool) {
 }
 
 func (it *pgIter) Valid() bool {
-	return it.t.err == nil && it.i < len(it.rows)
+	return it.t.err == nil && it.i < len(it.rows) && bytes.HasPrefix(it.rows[it.i].k, it.o.Prefix)
 }
 
 func (it *pgIter) Next() {
@@ -137,7 +130,7 @@ func (it *pgIter) Next() {
 		return
 	}
 	it.i++
-	if it.i == len(it.rows) && it.more {
+	if it.i == len(it.rows) && it.more && it.t.err == nil {
 		last := it.rows[len(it.rows)-1].k
 		it.fetch(last, false)
 	}

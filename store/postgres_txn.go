@@ -42,17 +42,47 @@ type pgStmt struct {
 var errReadOnlyTxn = errors.New("store: postgres: write in a read-only transaction")
 
 func (t *pgTxn) Get(k []byte) ([]byte, error) {
+	var v []byte
+	if _, err := t.getRow(t.p.q.get, k, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// GetVersion returns k's value and a number that changes with every
+// write of k (the writing transaction's ID), for paging hints.
+func (t *pgTxn) GetVersion(k []byte) ([]byte, uint64, error) {
+	var v []byte
+	var version int64
+	found, err := t.getRow(t.p.q.getV, k, &v, &version)
+	if err != nil || !found {
+		return nil, 0, err
+	}
+	return v, uint64(version), nil
+}
+
+// ExpiresAt returns k's expiry (Unix seconds, 0 = never).
+func (t *pgTxn) ExpiresAt(k []byte) (uint64, error) {
+	var at int64
+	found, err := t.getRow(t.p.q.getX, k, &at)
+	if err != nil || !found {
+		return 0, err
+	}
+	return uint64(at), nil
+}
+
+// getRow scans the row of k that sql selects; absent is ErrNoKey.
+func (t *pgTxn) getRow(sql string, k []byte, dest ...any) (bool, error) {
 	if t.err != nil {
-		return nil, t.err
+		return false, t.err
 	}
 	if len(k) == 0 {
-		return nil, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
+		return false, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
 	}
-	var v []byte
 	found := false
-	err := t.roundTrip(pgStmt{sql: t.p.q.get, args: []any{k, t.now}, scan: func(rows pgx.Rows) error {
+	err := t.roundTrip(pgStmt{sql: sql, args: []any{k, t.now}, scan: func(rows pgx.Rows) error {
 		for rows.Next() {
-			if err := rows.Scan(&v); err != nil {
+			if err := rows.Scan(dest...); err != nil {
 				return err
 			}
 			found = true
@@ -60,12 +90,12 @@ func (t *pgTxn) Get(k []byte) ([]byte, error) {
 		return rows.Err()
 	}})
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if !found {
-		return nil, ErrNoKey
+		return false, ErrNoKey
 	}
-	return v, nil
+	return true, nil
 }
 
 func (t *pgTxn) Set(k, v []byte, expiresAt uint64) error {

@@ -6,15 +6,31 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
-// throttlePair returns two Stores on one backend, as two gateway
+// throttlePairs returns pairs of Stores on one backend, as two gateway
 // processes see it. Badger allows one Store per directory, so there it is
-// one Store twice; pairs on one PostgreSQL schema are added where the
-// backend is available (see throttlePairs).
+// one Store twice; on PostgreSQL it is two Stores, each with its own
+// connection pool, on one schema (skipped where no PostgreSQL can be had,
+// required in CI: see pgtest).
 func throttlePairs(t *testing.T) map[string][2]*Store {
 	s := newTestStore(t)
-	return map[string][2]*Store{"badger": {s, s}}
+	dsn, schema := pgtest.Schema(t)
+	var pg [2]*Store
+	for i := range pg {
+		st, err := OpenBackend(openPostgresAt(t, dsn, schema), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		if st.b.Name() != "postgres" {
+			t.Fatalf("backend %q", st.b.Name())
+		}
+		pg[i] = st
+	}
+	return map[string][2]*Store{"badger": {s, s}, "postgres": pg}
 }
 
 var testRule = ThrottleRule{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour}
@@ -95,7 +111,12 @@ func TestThrottleReserveIsAtomic(t *testing.T) {
 // TestThrottleForgetsAndExpires: a key quiet for Forget starts from
 // zero, and its record leaves the store.
 func TestThrottleForgetsAndExpires(t *testing.T) {
-	s := newTestStore(t)
+	for name, p := range throttlePairs(t) {
+		t.Run(name, func(t *testing.T) { testThrottleForgetsAndExpires(t, p[0]) })
+	}
+}
+
+func testThrottleForgetsAndExpires(t *testing.T, s *Store) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rule := ThrottleRule{Free: 2, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute}
 	if _, err := s.FailThrottle("account", "k", rule, now); err != nil {
@@ -123,7 +144,12 @@ func TestThrottleRecordsExpireInTheBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a TTL")
 	}
-	s := newTestStore(t)
+	for name, p := range throttlePairs(t) {
+		t.Run(name, func(t *testing.T) { testThrottleRecordsExpire(t, p[0]) })
+	}
+}
+
+func testThrottleRecordsExpire(t *testing.T, s *Store) {
 	rule := ThrottleRule{Free: 5, Base: time.Second, Max: time.Second, Forget: time.Second}
 	fixed := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC) // a fake clock far in the past
 	if _, err := s.FailThrottle("account", "k", rule, fixed); err != nil {
@@ -155,11 +181,18 @@ func TestThrottleRecordsExpireInTheBackend(t *testing.T) {
 // TestThrottleBounded: however many keys fail, a scope keeps at most
 // MaxKeys records; the oldest go first, and the newest stay locked.
 func TestThrottleBounded(t *testing.T) {
-	s := newTestStore(t)
+	for name, p := range throttlePairs(t) {
+		t.Run(name, func(t *testing.T) { testThrottleBounded(t, p[0], p[1]) })
+	}
+}
+
+// testThrottleBounded fails keys through a and b alternately.
+func testThrottleBounded(t *testing.T, a, b *Store) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	rule := ThrottleRule{Free: 1, Base: time.Minute, Max: time.Hour, Forget: time.Hour, MaxKeys: 64}
+	s := a
 	for i := range 400 {
-		if _, err := s.FailThrottle("source", fmt.Sprint("k", i), rule, now); err != nil {
+		if _, err := []*Store{a, b}[i%2].FailThrottle("source", fmt.Sprint("k", i), rule, now); err != nil {
 			t.Fatal(err)
 		}
 		now = now.Add(time.Millisecond)

@@ -15,7 +15,7 @@ import (
 // one Store twice; on PostgreSQL it is two Stores, each with its own
 // connection pool, on one schema (skipped where no PostgreSQL can be had,
 // required in CI: see pgtest).
-func throttlePairs(t *testing.T) map[string][2]*Store {
+func throttlePairs(t testing.TB) map[string][2]*Store {
 	s := newTestStore(t)
 	dsn, schema := pgtest.Schema(t)
 	var pg [2]*Store
@@ -269,7 +269,12 @@ func TestThrottleRejectsBadRules(t *testing.T) {
 // on a fresh key, and refusal on a locked one), and a SCIM failure's
 // token take.
 func BenchmarkThrottle(b *testing.B) {
-	s := newTestStore(b)
+	for _, name := range []string{"badger", "postgres"} {
+		b.Run(name, func(b *testing.B) { benchmarkThrottle(b, throttlePairs(b)[name][0]) })
+	}
+}
+
+func benchmarkThrottle(b *testing.B, s *Store) {
 	now := time.Now()
 	b.Run("reserve-new-key", func(b *testing.B) {
 		b.RunParallel(func(pb *testing.PB) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
@@ -485,16 +486,24 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	var stale [][]byte
 	t, p := now.UnixNano(), scanPrefix(pThr, scope)
 	err := s.view(func(txn Txn) error {
-		keys := keysWithPrefix(txn, p, nil, 0)
-		for _, k := range keys {
-			rec, found, ok, err := loadThrottle(txn, k, t)
+		// One ordered scan of keys and values: a read per key would be
+		// a round trip each on PostgreSQL.
+		it := txn.Iterator(IterOptions{Prefix: p})
+		defer it.Close()
+		for it.Seek(p); it.Valid(); it.Next() {
+			k := bytes.Clone(it.Key())
+			v, err := it.Value()
+			if err != nil {
+				return fmt.Errorf("store: read %q: %w", k, err)
+			}
+			var rec throttleRecord
+			if err := json.Unmarshal(v, &rec); err != nil {
+				return fmt.Errorf("store: decode %q: %w", k, err)
+			}
 			switch {
-			case err != nil:
-				return err
-			case !found:
-			case !ok:
+			case t >= rec.Expires:
 				stale = append(stale, k)
-			case string(k) == string(just):
+			case bytes.Equal(k, just):
 				live = append(live, aged{k, math.MaxInt64}) // sorts last: kept
 			default:
 				live = append(live, aged{k, rec.Last})

@@ -3,10 +3,10 @@ package store
 import (
 	"bytes"
 	"context"
-	"os"
-	"strings"
 	"encoding/json"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 

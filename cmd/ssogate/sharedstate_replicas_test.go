@@ -22,19 +22,19 @@ import (
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
-// replicaEnvDSN carries the PostgreSQL DSN to the replicas; the
+// sharedStateDSNEnv carries the PostgreSQL DSN to the replicas; the
 // Caddyfile names the variable, so the DSN is in no file.
-const replicaEnvDSN = "SSOGATE_TEST_REPLICA_DSN"
+const sharedStateDSNEnv = "SSOGATE_TEST_SHARED_STATE_DSN"
 
-// replica is one ssogate process of a pair on one PostgreSQL schema.
-type replica struct {
+// sharedStateReplica is one ssogate process of a pair on one PostgreSQL schema.
+type sharedStateReplica struct {
 	t                    *testing.T
 	name                 string
 	gatewayURL, adminURL string
 	log                  string
 }
 
-func startReplica(t *testing.T, name, dsn, schema string) *replica {
+func startSharedStateReplica(t *testing.T, name, dsn, schema string) *sharedStateReplica {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	home := filepath.Join(dir, "home")
@@ -42,7 +42,7 @@ func startReplica(t *testing.T, name, dsn, schema string) *replica {
 		t.Fatal(err)
 	}
 	gateway, admin := freeLoopbackAddr(t), freeLoopbackAddr(t)
-	r := &replica{t: t, name: name, gatewayURL: "http://" + gateway, adminURL: "http://" + admin, log: filepath.Join(dir, "run.log")}
+	r := &sharedStateReplica{t: t, name: name, gatewayURL: "http://" + gateway, adminURL: "http://" + admin, log: filepath.Join(dir, "run.log")}
 	_, port, _ := strings.Cut(gateway, ":")
 	cfg := fmt.Sprintf(`{
 	admin %s
@@ -67,7 +67,7 @@ http://127.0.0.1:%s {
 	sso_gateway
 	respond "upstream"
 }
-`, admin, r.gatewayURL, replicaEnvDSN, schema, port)
+`, admin, r.gatewayURL, sharedStateDSNEnv, schema, port)
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(caddyfile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -78,7 +78,7 @@ http://127.0.0.1:%s {
 	}
 	cmd := exec.Command(os.Args[0], "run", "--config", caddyfile, "--adapter", "caddyfile")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), runAsSSOGate+"=1", replicaEnvDSN+"="+dsn,
+	cmd.Env = append(os.Environ(), runAsSSOGate+"=1", sharedStateDSNEnv+"="+dsn,
 		"HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
@@ -118,7 +118,7 @@ http://127.0.0.1:%s {
 }
 
 // admin calls the replica's operator admin API.
-func (r *replica) admin(method, path string, body any) map[string]any {
+func (r *sharedStateReplica) admin(method, path string, body any) map[string]any {
 	r.t.Helper()
 	raw, _ := json.Marshal(body)
 	req, _ := http.NewRequest(method, r.adminURL+"/sso"+path, bytes.NewReader(raw))
@@ -137,24 +137,24 @@ func (r *replica) admin(method, path string, body any) map[string]any {
 	return m
 }
 
-// replicaBrowser is a cookie jar shared by both replicas: they listen on
+// sharedStateBrowser is a cookie jar shared by both replicas: they listen on
 // one host, and cookies do not tell ports apart, as a load balancer's
 // single origin would not either.
-type replicaBrowser struct {
+type sharedStateBrowser struct {
 	t      *testing.T
 	client *http.Client
 }
 
-func newReplicaBrowser(t *testing.T) *replicaBrowser {
+func newSharedStateBrowser(t *testing.T) *sharedStateBrowser {
 	jar, _ := cookiejar.New(nil)
-	return &replicaBrowser{t: t, client: &http.Client{
+	return &sharedStateBrowser{t: t, client: &http.Client{
 		Jar:           jar,
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }
 
-func (b *replicaBrowser) do(method, u string, form url.Values) (int, string, string) {
+func (b *sharedStateBrowser) do(method, u string, form url.Values) (int, string, string) {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -174,12 +174,12 @@ func (b *replicaBrowser) do(method, u string, form url.Values) (int, string, str
 	return resp.StatusCode, resp.Header.Get("Location"), string(out)
 }
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var sharedStateCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrfOf returns the CSRF token of the page's forms.
-func (b *replicaBrowser) csrfOf(page string) string {
+func (b *sharedStateBrowser) csrfOf(page string) string {
 	b.t.Helper()
-	m := csrfField.FindStringSubmatch(page)
+	m := sharedStateCSRF.FindStringSubmatch(page)
 	if m == nil {
 		b.t.Fatalf("no CSRF token in\n%.2000s", page)
 	}
@@ -197,8 +197,8 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 		t.Skip("starts two gateway processes")
 	}
 	dsn, schema := pgtest.Schema(t)
-	a := startReplica(t, "A", dsn, schema)
-	b := startReplica(t, "B", dsn, schema)
+	a := startSharedStateReplica(t, "A", dsn, schema)
+	b := startSharedStateReplica(t, "B", dsn, schema)
 
 	const org, owner, password = "replicas", "owner@replicas.test", "orbit lantern meadow 42"
 	created := a.admin(http.MethodPost, "/orgs", map[string]any{"id": org, "name": "Replicas", "owner_email": owner})
@@ -209,7 +209,7 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 
 	// The owner sets a password through B, with a link A issued, and
 	// signs in through A.
-	br := newReplicaBrowser(t)
+	br := newSharedStateBrowser(t)
 	onB := strings.Replace(link, a.gatewayURL, b.gatewayURL, 1)
 	status, _, page := br.do(http.MethodGet, onB, nil)
 	if status != http.StatusOK {
@@ -241,7 +241,7 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 	if status, _, page = br.do(http.MethodGet, b.gatewayURL+loc, nil); status != http.StatusOK || !strings.Contains(page, shown) {
 		t.Fatalf("the redirect on B does not show the new token: %d\n%.3000s", status, page)
 	}
-	for _, r := range []*replica{a, b} {
+	for _, r := range []*sharedStateReplica{a, b} {
 		if _, _, page = br.do(http.MethodGet, r.gatewayURL+loc, nil); strings.Contains(page, shown) {
 			t.Errorf("the token was shown again by %s", r.name)
 		}
@@ -249,7 +249,7 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 
 	// SCIM: the ten failures a source gets are counted across replicas.
 	tok, _ := a.admin(http.MethodPost, "/orgs/"+org+"/scim-token", nil)["token"].(string)
-	scim := func(r *replica, token string) int {
+	scim := func(r *sharedStateReplica, token string) int {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodGet, r.gatewayURL+"/sso/scim/"+org+"/v2/Users", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
@@ -261,12 +261,12 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 		return resp.StatusCode
 	}
 	for i := range 10 {
-		r := []*replica{a, b}[i%2]
+		r := []*sharedStateReplica{a, b}[i%2]
 		if s := scim(r, "wrong-token"); s != http.StatusUnauthorized {
 			t.Fatalf("SCIM failure %d on %s: %d", i+1, r.name, s)
 		}
 	}
-	for _, r := range []*replica{a, b} {
+	for _, r := range []*sharedStateReplica{a, b} {
 		if s := scim(r, "wrong-token"); s != http.StatusTooManyRequests {
 			t.Errorf("SCIM failure past the limit on %s: %d, want 429", r.name, s)
 		}
@@ -284,7 +284,7 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 	csrf = br.csrfOf(page)
 	admitted := 0
 	for i := 0; ; i++ {
-		r := []*replica{a, b}[i%2]
+		r := []*sharedStateReplica{a, b}[i%2]
 		status, _, _ := br.do(http.MethodPost, r.gatewayURL+"/sso/backup", url.Values{"csrf": {csrf}, "email": {"nobody@replicas.test"}, "password": {fmt.Sprint("guess ", i)}})
 		if status == http.StatusTooManyRequests {
 			t.Logf("first lock after %d admitted guesses (on %s)", admitted, r.name)

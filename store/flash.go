@@ -15,8 +15,9 @@ import (
 
 const pFlash = "flash" // flash/<org>/<session>   flashRecord, TTL = its expiry
 
-// MaxFlashBytes bounds one sealed flash.
-const MaxFlashBytes = 1 << 20
+// MaxFlashBytes bounds one sealed flash: room for the configurator's
+// largest (256 KiB of echoed input, which JSON may escape up to sixfold).
+const MaxFlashBytes = 2 << 20
 
 type flashRecord struct {
 	// ID is the hash of the ID the redirect carries: a flash is given

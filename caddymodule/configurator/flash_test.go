@@ -242,6 +242,10 @@ func TestFlashesBounded(t *testing.T) {
 		t.Errorf("a flash was kept for an organization that does not exist")
 	}
 	big := strings.Repeat("<m\"", (maxFlashBytes-flashOverhead)/3)
+	// Control characters are what JSON escapes most (sixfold).
+	if _, err := e.f1.Put("oo", "s", k, &text{strings.Repeat("\x01", maxFlashBytes-flashOverhead)}); err != nil {
+		t.Errorf("a flash at the bound that JSON escapes sixfold: %v", err)
+	}
 	id := put(t, e.f1, "oo", "s", k, big)
 	if v := took(t, e.f2, "oo", "s", k, id); v != big {
 		t.Errorf("a flash at the bound came back with %d bytes", len(v))

@@ -1,0 +1,418 @@
+//go:build unix
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssogate/ssogate/examples/demo"
+	"github.com/ssogate/ssogate/store/pgtest"
+)
+
+// Issue 12: several gateway replicas on one PostgreSQL database. Each test
+// runs two real ssogate processes (see replicas_env_test.go) and skips
+// without PostgreSQL, unless SSOGATE_POSTGRES_TESTS=required (CI).
+
+// A session made on one replica is good on the other, and each revocation
+// taken by one replica (SCIM deactivation, logout, org deactivation) ends
+// it on the other within a second, though that replica had the session's
+// re-check in its cache: only the published change can have told it.
+func TestReplicasShareSessionsAndRevocations(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	e := startReplicas(t, dsn, schema)
+	onA, onB := e.scimOn(e.a), e.scimOn(e.b)
+	var delays []time.Duration
+
+	// 1. Sign in through A, browse through B (and through the balancer,
+	// which alternates).
+	b := e.newBrowser()
+	b.requireRefused("b")
+	b.signIn("a", "a")
+	b.requireAlice("b")
+	b.requireAlice("")
+	b.requireAlice("")
+
+	// 2. SCIM deactivation through B: refused at once on B, which took
+	// the write, and within the bound on A.
+	alice := aliceID(t, onB)
+	b.warm(e.a)
+	setActive(t, onB, alice, false)
+	at := time.Now()
+	b.requireRefused("b")
+	delays = append(delays, b.revocationDelay(e.a, at, "SCIM deactivation through B"))
+	// The session is gone for good: reactivation does not revive it.
+	setActive(t, onA, alice, true)
+	b.requireRefused("a")
+	b.requireRefused("b")
+
+	// 3a. Logout through A ends the session on B.
+	b = e.newBrowser()
+	b.signIn("b", "a")
+	b.requireAlice("a")
+	b.warm(e.b)
+	saved := b.client.Jar.Cookies(mustURL(t, e.baseURL))
+	p := b.must("a", http.MethodPost, e.baseURL+"/sso/logout", nil)
+	if p.status != http.StatusOK || !strings.Contains(p.body, "signed out") {
+		t.Fatalf("logout through A: %d\n%s", p.status, p.body)
+	}
+	at = time.Now()
+	// The browser's cookie is cleared by the logout; a copy kept from
+	// before it is what an attacker or a second tab would hold.
+	stale := e.newBrowser()
+	stale.client.Jar.SetCookies(mustURL(t, e.baseURL), saved)
+	delays = append(delays, stale.revocationDelay(e.b, at, "logout through A"))
+	stale.requireRefused("a")
+
+	// 3b. Org deactivation through B's admin API ends access on A.
+	b = e.newBrowser()
+	b.signIn("a", "b")
+	b.warm(e.a)
+	e.b.admin(t, http.MethodPost, "/sso/orgs/"+demo.OrgID+"/deactivate", nil)
+	at = time.Now()
+	delays = append(delays, b.revocationDelay(e.a, at, "org deactivation through B"))
+	b.requireRefused("b")
+	e.a.admin(t, http.MethodPost, "/sso/orgs/"+demo.OrgID+"/activate", nil)
+	b = e.newBrowser()
+	b.signIn("b", "a")
+	b.requireAlice("a")
+	b.requireAlice("b")
+
+	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+	t.Logf("revocation delays on the other replica: %v (bound %v)", delays, revocationBound)
+	e.a.checkLogs(t, true)
+	e.b.checkLogs(t, true)
+}
+
+// One SAML response posted to A and B at the same moment signs in once:
+// one ACS answers 303 to the app, the other refuses the replay.
+func TestReplicasAcceptAResponseOnce(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	e := startReplicas(t, dsn, schema)
+	signIns := func() float64 {
+		return e.a.metric(t, "ssogate_signins_total", "outcome", "success") +
+			e.b.metric(t, "ssogate_signins_total", "outcome", "success")
+	}
+	before := signIns()
+	const rounds = 5
+	for round := range rounds {
+		b := e.newBrowser()
+		start := []string{"a", "b"}[round%2]
+		acsURL, form, err := e.idp.Respond(b.startLogin(start), demo.AliceEmail, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var (
+			wg    sync.WaitGroup
+			pages [2]replicaPage
+			errs  [2]error
+			go1   = make(chan struct{})
+		)
+		for i, r := range []string{"a", "b"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-go1
+				pages[i], errs[i] = b.send(r, http.MethodPost, acsURL, form, "text/html")
+			}()
+		}
+		close(go1)
+		wg.Wait()
+		accepted := 0
+		for i, r := range []string{"a", "b"} {
+			switch {
+			case errs[i] != nil:
+				t.Fatalf("round %d: ACS on %s: %v", round, r, errs[i])
+			case pages[i].status == http.StatusSeeOther:
+				accepted++
+			case pages[i].status < 400 || pages[i].status >= 500:
+				t.Errorf("round %d: ACS on %s: want 303 or a refusal, got %d\n%s", round, r, pages[i].status, pages[i].body)
+			}
+		}
+		if accepted != 1 {
+			t.Fatalf("round %d: %d of the two posts of one response accepted (statuses %d, %d)", round, accepted, pages[0].status, pages[1].status)
+		}
+		b.requireAlice("a")
+		b.requireAlice("b")
+	}
+	if got := signIns() - before; got != rounds {
+		t.Errorf("%v successful sign-ins counted by A and B, want %d", got, rounds)
+	}
+	e.a.checkLogs(t, true)
+	e.b.checkLogs(t, true)
+}
+
+// kill -9 of A while an IdP streams user creations into it loses none
+// that A acknowledged: B finds every one, and B serves throughout.
+func TestReplicasKillUnderLoadLosesNoAcknowledgedWrite(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	e := startReplicas(t, dsn, schema)
+	onA, onB := e.scimOn(e.a), e.scimOn(e.b)
+	b := e.newBrowser()
+	b.signIn("b", "b")
+	model := &userModel{others: countUsers(t, onB)}
+
+	// B is watched from before the load until the end of the checks: the
+	// session is let through and SCIM answers, on every request.
+	watchStop, watchDone := make(chan struct{}), make(chan string, 1)
+	watched := 0
+	go func() {
+		for {
+			select {
+			case <-watchStop:
+				watchDone <- ""
+				return
+			default:
+			}
+			status, email, err := b.whoami("b")
+			if err != nil || status != http.StatusOK || email != demo.AliceEmail {
+				watchDone <- fmt.Sprintf("B during the crash of A: session: %d %q %v", status, email, err)
+				return
+			}
+			status, out, err := onB.do(context.Background(), http.MethodGet, "/Users?count=1", nil)
+			if err != nil || status != http.StatusOK {
+				watchDone <- fmt.Sprintf("B during the crash of A: SCIM: %d %v %v", status, out, err)
+				return
+			}
+			watched++
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		acked  int
+		armed  = make(chan struct{})
+		failed = make(chan string, workers)
+		wg     sync.WaitGroup
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for seq := 0; ; seq++ {
+				n := fmt.Sprintf("kill-w%dn%d", w, seq)
+				r := &userRecord{worker: w, userName: n + "@" + demo.Domain, externalID: "ext-" + n, createInFlight: true}
+				model.add(r)
+				status, out, err := onA.do(ctx, http.MethodPost, "/Users", userBody(r, "v0"))
+				if err != nil {
+					return // A is gone: this create's fate is checked below
+				}
+				id, _ := out["id"].(string)
+				if status != http.StatusCreated || id == "" {
+					failed <- fmt.Sprintf("create %s on A: %d %v", r.userName, status, out)
+					return
+				}
+				model.mu.Lock()
+				r.id, r.acked, r.createInFlight = id, "v0", false
+				model.mu.Unlock()
+				mu.Lock()
+				if acked++; acked == ackedBeforeKill {
+					close(armed)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	select {
+	case <-armed:
+		// The kill lands between, during and after commits alike.
+		time.Sleep(time.Duration(rand.IntN(300)) * time.Millisecond)
+	case msg := <-failed:
+		t.Error(msg)
+	case <-time.After(time.Minute):
+		t.Error("too few creations acknowledged by A in a minute")
+	}
+	e.a.kill(t)
+	wg.Wait()
+	close(failed)
+	for msg := range failed {
+		t.Error(msg)
+	}
+	mu.Lock()
+	t.Logf("A acknowledged %d creations before SIGKILL", acked)
+	mu.Unlock()
+
+	// Everything A acknowledged, read through B; a create cut off by the
+	// kill is there whole or not at all.
+	landed := 0
+	for _, r := range model.users {
+		res := filterUsers(t, onB, "userName", r.userName)
+		switch {
+		case r.id != "":
+			if len(res) != 1 || res[0]["id"] != r.id || res[0]["externalId"] != r.externalID {
+				t.Errorf("acknowledged user %s (%s) read through B: %v", r.userName, r.id, res)
+			}
+			status, out, err := onB.do(context.Background(), http.MethodGet, "/Users/"+r.id, nil)
+			if err != nil || status != http.StatusOK || out["userName"] != r.userName {
+				t.Errorf("GET acknowledged user %s through B: %d %v %v", r.id, status, out, err)
+			}
+		case len(res) == 1:
+			landed++
+			if res[0]["displayName"] != "v0" || res[0]["externalId"] != r.externalID {
+				t.Errorf("cut-off create %s landed half: %v", r.userName, res[0])
+			}
+		case len(res) > 1:
+			t.Errorf("cut-off create %s landed %d times", r.userName, len(res))
+		}
+	}
+	mu.Lock()
+	want := model.others + acked + landed
+	mu.Unlock()
+	if got := countUsers(t, onB); got != want {
+		t.Errorf("B counts %d users, want %d (%d before, %d acknowledged, %d cut off but landed)", got, want, model.others, acked, landed)
+	}
+
+	close(watchStop)
+	if msg := <-watchDone; msg != "" {
+		t.Error(msg)
+	}
+	t.Logf("B answered %d session and SCIM checks while A was killed and its writes verified", watched)
+
+	// A comes back on the same database and serves the same session.
+	if err := e.a.start(); err != nil {
+		t.Fatal(err)
+	}
+	b.requireAlice("a")
+	if got := countUsers(t, e.scimOn(e.a)); got != want {
+		t.Errorf("restarted A counts %d users, want %d", got, want)
+	}
+	e.a.checkLogs(t, true)
+	e.b.checkLogs(t, true)
+}
+
+// A restart of PostgreSQL under running replicas: meanwhile nothing is
+// let through that was not checked (an error, never a panic), afterwards
+// both serve again without a restart of their own, and the change
+// notifications are back (a deactivation through B reaches A, which had
+// the session cached, within the bound).
+func TestReplicasSurvivePostgresRestart(t *testing.T) {
+	srv := pgtest.StartServer(t)
+	e := startReplicas(t, srv.DSN(), "ssogate")
+	onA, onB := e.scimOn(e.a), e.scimOn(e.b)
+	b := e.newBrowser()
+	b.signIn("a", "b")
+	b.requireAlice("a")
+	b.requireAlice("b")
+
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	for _, r := range []*replica{e.a, e.b} {
+		// Each replica drops its re-check cache once its notification
+		// connection is lost; until then it may still reuse the outcome
+		// of a check made before the outage, during which nothing could
+		// change. Past a generous bound it must refuse.
+		var first time.Duration
+		for {
+			status, email, err := b.whoami(r.name)
+			if err != nil {
+				t.Fatalf("replica %s during the outage: %v", r.name, err)
+			}
+			if status != http.StatusOK {
+				first = time.Since(stopped)
+				break
+			}
+			if email != demo.AliceEmail {
+				t.Fatalf("replica %s during the outage let through %q", r.name, email)
+			}
+			if time.Since(stopped) > 10*time.Second {
+				t.Fatalf("replica %s still lets the session through 10 s into the outage", r.name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		seen := map[string]int{}
+		for range 5 {
+			status, _, err := b.whoami(r.name)
+			if err != nil || status == http.StatusOK {
+				t.Fatalf("replica %s during the outage: session let through: %d %v", r.name, status, err)
+			}
+			seen[fmt.Sprintf("session %d", status)]++
+			p, err := b.send(r.name, http.MethodPost, e.baseURL+"/sso/login", url.Values{"email": {demo.AliceEmail}}, "text/html")
+			if err != nil || p.status < 500 {
+				t.Fatalf("replica %s during the outage: sign-in start: want an error page, got %d %q %v\n%s", r.name, p.status, p.location, err, p.body)
+			}
+			seen[fmt.Sprintf("login %d", p.status)]++
+			status, out, err := e.scimOn(r).do(context.Background(), http.MethodGet, "/Users?count=1", nil)
+			if err != nil || status < 500 {
+				t.Fatalf("replica %s during the outage: SCIM: want an error, got %d %v %v", r.name, status, out, err)
+			}
+			seen[fmt.Sprintf("scim %d", status)]++
+		}
+		t.Logf("replica %s: refusing %v into the outage; answers: %v", r.name, first.Round(time.Millisecond), seen)
+	}
+
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted := time.Now()
+	for _, r := range []*replica{e.a, e.b} {
+		for {
+			status, email, err := b.whoami(r.name)
+			if err == nil && status == http.StatusOK && email == demo.AliceEmail {
+				break
+			}
+			if time.Since(restarted) > time.Minute {
+				t.Fatalf("replica %s does not serve the session a minute after the database came back: %d %q %v", r.name, status, email, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("both replicas serve again %v after the database came back", time.Since(restarted).Round(time.Millisecond))
+
+	// Writes work again on both, and the notifications are back: A
+	// serves from its cache (warm), then learns of B's write.
+	model := &userModel{others: countUsers(t, onA)}
+	r := &userRecord{userName: "after-restart@" + demo.Domain, externalID: "ext-after-restart"}
+	if status, out, err := onA.do(context.Background(), http.MethodPost, "/Users", userBody(r, "v0")); err != nil || status != http.StatusCreated {
+		t.Fatalf("SCIM create through A after the restart: %d %v %v", status, out, err)
+	}
+	if got := countUsers(t, onB); got != model.others+1 {
+		t.Errorf("B counts %d users after A's create, want %d", got, model.others+1)
+	}
+	b.warm(e.a)
+	setActive(t, onB, aliceID(t, onB), false)
+	at := time.Now()
+	b.requireRefused("b")
+	b.revocationDelay(e.a, at, "SCIM deactivation through B after the database restart")
+
+	// An outage is logged, but nothing panics.
+	e.a.checkLogs(t, false)
+	e.b.checkLogs(t, false)
+}
+
+func mustURL(t *testing.T, raw string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// filterUsers returns the users whose attr equals value.
+func filterUsers(t *testing.T, c *scimConn, attr, value string) []map[string]any {
+	t.Helper()
+	status, out, err := c.do(context.Background(), http.MethodGet, "/Users?filter="+url.QueryEscape(attr+` eq "`+value+`"`), nil)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("filter %s eq %q: %d %v %v", attr, value, status, out, err)
+	}
+	raw, _ := out["Resources"].([]any)
+	res := make([]map[string]any, 0, len(raw))
+	for _, u := range raw {
+		m, _ := u.(map[string]any)
+		res = append(res, m)
+	}
+	return res
+}

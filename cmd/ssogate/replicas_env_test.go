@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -401,7 +400,7 @@ func (e *replicaEnv) newBrowser() *replicaBrowser {
 	}
 	return &replicaBrowser{t: e.t, e: e, client: &http.Client{
 		Jar:           jar,
-		Timeout:       30 * time.Second,
+		Timeout:       outageBound,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
 }

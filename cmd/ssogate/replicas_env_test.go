@@ -65,6 +65,9 @@ type replica struct {
 	gatewayURL, adminURL string // direct, bypassing the load balancer
 	caddyfile            string
 	env                  []string
+	// secrets must appear in no log line: the DSN (with a password) and
+	// the session key.
+	secrets []string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -78,6 +81,7 @@ type replica struct {
 // organization through A's admin API.
 func startReplicas(t *testing.T, dsn, schema string) *replicaEnv {
 	t.Helper()
+	dsn, password := withDecoyPassword(t, dsn)
 	dir := t.TempDir()
 	e := &replicaEnv{t: t}
 
@@ -168,6 +172,7 @@ http://:%s {
 		if err := os.WriteFile(r.caddyfile, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
+		r.secrets = []string{dsn, password, sessionKey}
 		r.env = append(os.Environ(), runAsSSOGate+"=1", "SSOGATE_DATABASE_URL="+dsn,
 			"HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
 		t.Cleanup(r.killIfRunning)
@@ -198,6 +203,32 @@ http://:%s {
 	}
 	e.scim = tok
 	return e
+}
+
+// withDecoyPassword adds a password to a DSN that has none, so that the
+// logs can be searched for it: the test servers trust loopback clients and
+// ignore it. A DSN with a password of its own is returned as it is.
+func withDecoyPassword(t *testing.T, dsn string) (string, string) {
+	t.Helper()
+	if strings.Contains(dsn, "://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			t.Fatalf("the test database's DSN does not parse: %v", err)
+		}
+		if p, ok := u.User.Password(); ok {
+			return dsn, p
+		}
+		name := "postgres"
+		if u.User != nil {
+			name = u.User.Username()
+		}
+		u.User = url.UserPassword(name, "decoy-replica-secret")
+		return u.String(), "decoy-replica-secret"
+	}
+	if m := regexp.MustCompile(`(?:^|\s)password=(\S+)`).FindStringSubmatch(dsn); m != nil {
+		return dsn, m[1]
+	}
+	return dsn + " password=decoy-replica-secret", "decoy-replica-secret"
 }
 
 func serveHTTP(t *testing.T, addr string, h http.Handler) {
@@ -302,6 +333,11 @@ func (r *replica) checkLogs(t *testing.T, quiet bool) {
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
+			for _, secret := range r.secrets {
+				if strings.Contains(line, secret) {
+					t.Errorf("replica %s run %d logged a secret: %s", r.name, i, line)
+				}
+			}
 			var entry struct {
 				Level string `json:"level"`
 				Msg   string `json:"msg"`

@@ -23,8 +23,8 @@ import (
 // without PostgreSQL, unless SSOGATE_POSTGRES_TESTS=required (CI).
 
 // A session made on one replica is good on the other, and each revocation
-// taken by one replica (SCIM deactivation, logout, org deactivation) ends
-// it on the other within a second, though that replica had the session's
+// taken by one replica (SCIM deactivation, logout, org deactivation,
+// removal from the admin group) ends it on the other within a second, though that replica had the session's
 // re-check in its cache: only the published change can have told it.
 func TestReplicasShareSessionsAndRevocations(t *testing.T) {
 	dsn, schema := pgtest.Schema(t)
@@ -85,6 +85,24 @@ func TestReplicasShareSessionsAndRevocations(t *testing.T) {
 	b.signIn("b", "a")
 	b.requireAlice("a")
 	b.requireAlice("b")
+
+	// 3c. Once SCIM has pushed the mapped admin group (through A), its
+	// membership decides; removal from it through B ends access on A.
+	g := scimMust(t, onA, http.StatusCreated, http.MethodPost, "/Groups", map[string]any{
+		"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+		"externalId":  demo.AdminGroupID,
+		"displayName": demo.AdminGroupName,
+		"members":     []any{map[string]any{"value": alice}},
+	})
+	gid, _ := g["id"].(string)
+	b.warm(e.a)
+	scimMust(t, onB, http.StatusOK, http.MethodPatch, "/Groups/"+gid, map[string]any{
+		"schemas":    []string{"urn:ietf:params:scim:api:messages:2.0:PatchOp"},
+		"Operations": []any{map[string]any{"op": "remove", "path": `members[value eq "` + alice + `"]`}},
+	})
+	at = time.Now()
+	b.requireRefused("b")
+	delays = append(delays, b.revocationDelay(e.a, at, "removal from the admin group through B"))
 
 	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
 	t.Logf("revocation delays on the other replica: %v (bound %v)", delays, revocationBound)
@@ -529,6 +547,16 @@ func mustURL(t *testing.T, raw string) *url.URL {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// scimMust sends one SCIM request through c and requires the status want.
+func scimMust(t *testing.T, c *scimConn, want int, method, path string, body any) map[string]any {
+	t.Helper()
+	status, out, err := c.do(context.Background(), method, path, body)
+	if err != nil || status != want {
+		t.Fatalf("SCIM %s %s: %d %v %v, want %d", method, path, status, out, err, want)
+	}
+	return out
 }
 
 // filterUsers returns the users whose attr equals value.

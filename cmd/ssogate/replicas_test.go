@@ -177,14 +177,17 @@ func TestReplicasKillUnderLoadLosesNoAcknowledgedWrite(t *testing.T) {
 	onA, onB := e.scimOn(e.a), e.scimOn(e.b)
 	b := e.newBrowser()
 	b.signIn("b", "b")
-	model := &userModel{others: countUsers(t, onB)}
 
 	// B is watched from before the load until the end of the checks: the
-	// session is let through and SCIM answers, on every request.
+	// session is let through, SCIM reads answer and SCIM writes are
+	// acknowledged (renames of a user of B's own), on every request.
+	mine := &userRecord{userName: "watch@" + demo.Domain, externalID: "ext-watch"}
+	mineID, _ := scimMust(t, onB, http.StatusCreated, http.MethodPost, "/Users", userBody(mine, "v0"))["id"].(string)
+	model := &userModel{others: countUsers(t, onB)}
 	watchStop, watchDone := make(chan struct{}), make(chan string, 1)
 	watched := 0
 	go func() {
-		for {
+		for seq := 0; ; seq++ {
 			select {
 			case <-watchStop:
 				watchDone <- ""
@@ -198,7 +201,13 @@ func TestReplicasKillUnderLoadLosesNoAcknowledgedWrite(t *testing.T) {
 			}
 			status, out, err := onB.do(context.Background(), http.MethodGet, "/Users?count=1", nil)
 			if err != nil || status != http.StatusOK {
-				watchDone <- fmt.Sprintf("B during the crash of A: SCIM: %d %v %v", status, out, err)
+				watchDone <- fmt.Sprintf("B during the crash of A: SCIM read: %d %v %v", status, out, err)
+				return
+			}
+			name := fmt.Sprintf("s%d", seq)
+			status, out, err = onB.do(context.Background(), http.MethodPut, "/Users/"+mineID, userBody(mine, name))
+			if err != nil || status != http.StatusOK || out["displayName"] != name {
+				watchDone <- fmt.Sprintf("B during the crash of A: SCIM write: %d %v %v", status, out, err)
 				return
 			}
 			watched++
@@ -273,7 +282,7 @@ func TestReplicasKillUnderLoadLosesNoAcknowledgedWrite(t *testing.T) {
 	if msg := <-watchDone; msg != "" {
 		t.Error(msg)
 	}
-	t.Logf("B answered %d session and SCIM checks while A was killed and its writes verified", watched)
+	t.Logf("B answered %d rounds of session check, SCIM read and SCIM write while A was killed and its writes verified", watched)
 
 	// A comes back on the same database and serves the same session.
 	if err := e.a.start(); err != nil {

@@ -302,6 +302,28 @@ func (r *replica) kill(t *testing.T) {
 	<-r.exited
 }
 
+// stop asks the process to stop through its admin API and requires a
+// clean exit.
+func (r *replica) stop(t *testing.T) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	resp, err := http.Post(r.adminURL+"/stop", "application/json", nil)
+	if err == nil {
+		resp.Body.Close()
+	}
+	select {
+	case <-r.exited:
+		if r.exitErr != nil {
+			t.Errorf("replica %s exited with %v after /stop", r.name, r.exitErr)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("replica %s did not stop", r.name)
+		_ = r.cmd.Process.Signal(syscall.SIGKILL)
+		<-r.exited
+	}
+}
+
 func (r *replica) killIfRunning() {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -88,6 +88,20 @@ func TestReplicasShareSessionsAndRevocations(t *testing.T) {
 	b.requireAlice("a")
 	b.requireAlice("b")
 
+	// A rolling restart signs nobody out: B stops cleanly while A
+	// serves, and B comes back with the same sessions.
+	b = e.newBrowser()
+	b.signIn("b", "b")
+	e.b.stop(t)
+	b.requireAlice("a")
+	if err := e.b.start(); err != nil {
+		t.Fatal(err)
+	}
+	b.requireAlice("b")
+	if n := strings.Count(readFile(e.b.logs[0]), `"msg":"closed store"`); n != 1 {
+		t.Errorf("replica b, stopped through its admin API, closed its store %d times, want 1", n)
+	}
+
 	// 3c. Once SCIM has pushed the mapped admin group (through A), its
 	// membership decides; removal from it through B ends access on A.
 	g := scimMust(t, onA, http.StatusCreated, http.MethodPost, "/Groups", map[string]any{

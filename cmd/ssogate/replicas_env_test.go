@@ -210,25 +210,27 @@ http://:%s {
 // ignore it. A DSN with a password of its own is returned as it is.
 func withDecoyPassword(t *testing.T, dsn string) (string, string) {
 	t.Helper()
+	const decoy = "decoy-replica-secret"
 	if strings.Contains(dsn, "://") {
 		u, err := url.Parse(dsn)
 		if err != nil {
 			t.Fatalf("the test database's DSN does not parse: %v", err)
 		}
-		if p, ok := u.User.Password(); ok {
+		if p, ok := u.User.Password(); ok && p != "" {
 			return dsn, p
 		}
-		name := "postgres"
-		if u.User != nil {
-			name = u.User.Username()
+		q := u.Query()
+		if p := q.Get("password"); p != "" {
+			return dsn, p
 		}
-		u.User = url.UserPassword(name, "decoy-replica-secret")
-		return u.String(), "decoy-replica-secret"
+		q.Set("password", decoy)
+		u.RawQuery = q.Encode()
+		return u.String(), decoy
 	}
 	if m := regexp.MustCompile(`(?:^|\s)password=(\S+)`).FindStringSubmatch(dsn); m != nil {
 		return dsn, m[1]
 	}
-	return dsn + " password=decoy-replica-secret", "decoy-replica-secret"
+	return dsn + " password=" + decoy, decoy
 }
 
 func serveHTTP(t *testing.T, addr string, h http.Handler) {

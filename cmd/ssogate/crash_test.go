@@ -112,7 +112,7 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	// Stops the PostgreSQL server the replica tests may have started.
+	// pgtest stops the PostgreSQL server it may start for the tests.
 	pgtest.Main(m)
 }
 

@@ -559,3 +559,35 @@ func TestDeviceTrustEndsWithTheCredentials(t *testing.T) {
 		t.Errorf("token after its lifetime: %+v", res)
 	}
 }
+
+// TestThrottleStoreFailureFailsClosed: when a throttle cannot count (its
+// store is gone), an attempt is not checked at all, even with the right
+// password: no uncounted guesses while the store is down.
+func TestThrottleStoreFailureFailsClosed(t *testing.T) {
+	broken, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, scope := range []string{ScopeSource, ScopeAccount} {
+		e := newSigninEnv(t)
+		e.org("acme", "owner@acme.com")
+		cfg := ThrottleConfig{Now: e.clock.now}
+		switch scope {
+		case ScopeSource:
+			e.auth.Sources = NewThrottle(broken, scope, cfg)
+		case ScopeAccount:
+			e.auth.Accounts = NewThrottle(broken, scope, cfg)
+		}
+		before := e.hasher.verifies.Load()
+		res, err := e.auth.Authenticate(context.Background(), Attempt{Email: "owner@acme.com", Password: goodPassword, SourceIP: "192.0.2.1"})
+		if err == nil || res.Outcome == OutcomeSuccess {
+			t.Errorf("%s throttle down: outcome %q, error %v", scope, res.Outcome, err)
+		}
+		if n := e.hasher.verifies.Load() - before; n != 0 {
+			t.Errorf("%s throttle down: %d passwords checked", scope, n)
+		}
+	}
+}

@@ -265,3 +265,24 @@ func TestRotatedTokenStopsWorking(t *testing.T) {
 		t.Fatalf("new token: %d", r.status)
 	}
 }
+
+// TestLimiterStoreFailureFailsClosed: a failure the limiter cannot count
+// is answered with an error, not a plain 401 that would let guesses go
+// uncounted; a valid token does not need the limiter and still passes.
+func TestLimiterStoreFailureFailsClosed(t *testing.T) {
+	broken, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.Limiter = NewFailureLimiter(broken, 2, time.Minute) })
+	users := testPrefix + "/scim/acme/v2/Users"
+	if r := e.callWith("guess", http.MethodGet, users, nil); r.status != http.StatusInternalServerError {
+		t.Errorf("an uncountable failure: %d, want 500", r.status)
+	}
+	if r := e.callWith(e.tokens["acme"], http.MethodGet, users, nil); r.status != http.StatusOK {
+		t.Errorf("the valid token: %d", r.status)
+	}
+}

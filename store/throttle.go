@@ -25,10 +25,14 @@ import (
 //
 // Each check-and-count is one transaction, so attempts racing on several
 // processes are serialized by the backend (the loser of a conflict runs
-// again and sees the winner's count). A counter lost in a crash costs an
-// attacker's record of a few seconds' failures at most, which the next
-// failures rebuild; syncing every failed guess to disk would instead let a
-// flood of guesses cost the gateway a disk sync each.
+// again and sees the winner's count). Counts are written on the no-sync
+// path (Backend.UpdateNoSync: on PostgreSQL the commit does not wait for
+// the WAL flush, so only a crash of the database server can lose the last
+// fraction of a second of commits; Badger syncs anyway). Losing them is
+// acceptable: it hands an attacker back a handful of guesses at most,
+// which the next failures count again, and the locks they cause are
+// seconds to minutes long; syncing every failed guess would instead let a
+// flood of guesses cost a disk flush each.
 //
 // Keys are stored as SHA-256 hashes: a record names no address, account or
 // device token part, and a key of any length costs the same. Records

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // The portable export: what `ssogate store export` writes and `ssogate
@@ -204,7 +202,7 @@ func (s *Store) Export(w io.Writer, opts ExportOptions) (ExportStats, error) {
 		records++
 		return nil
 	}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		all := len(opts.Orgs) == 0
 		var orgIDs []string
 		if all {
@@ -267,7 +265,7 @@ func (s *Store) Export(w io.Writer, opts ExportOptions) (ExportStats, error) {
 }
 
 // exportOrg writes one organization's section.
-func exportOrg(txn *badger.Txn, id string, withSecrets bool, put func(string, any) error) error {
+func exportOrg(txn Txn, id string, withSecrets bool, put func(string, any) error) error {
 	o := new(Org)
 	if err := getJSON(txn, key(pOrg, id), o); err != nil {
 		return wrapNotFound(err, "export", "organization", id)
@@ -358,7 +356,7 @@ func exportOrg(txn *badger.Txn, id string, withSecrets bool, put func(string, an
 
 // exportAudit writes the audit trail of one organization ("": the
 // gateway-wide one).
-func exportAudit(txn *badger.Txn, orgID string, put func(string, any) error) error {
+func exportAudit(txn Txn, orgID string, put func(string, any) error) error {
 	return listJSON(txn, scanPrefix(pAudit, orgID), 0, -1, func(b []byte) error {
 		e := new(AuditEvent)
 		if err := json.Unmarshal(b, e); err != nil {
@@ -370,7 +368,7 @@ func exportAudit(txn *badger.Txn, orgID string, put func(string, any) error) err
 
 // eachValue calls fn with each key under p and its raw value, reading the
 // keys a page at a time so that memory stays bounded.
-func eachValue(txn *badger.Txn, p []byte, fn func(k []byte, v json.RawMessage) error) error {
+func eachValue(txn Txn, p []byte, fn func(k []byte, v json.RawMessage) error) error {
 	var from []byte
 	for {
 		keys := keysWithPrefix(txn, p, from, importBatch)

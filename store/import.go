@@ -10,8 +10,6 @@ import (
 	"io"
 	"slices"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Import reads a file Export wrote and stores what it holds (all of it, or
@@ -503,7 +501,7 @@ func (s *Store) checkImportTarget(c *importCheck, replace bool) error {
 		return err
 	}
 	defer s.leave()
-	return s.view(func(txn *badger.Txn) error {
+	return s.view(func(txn Txn) error {
 		for _, id := range c.header.Orgs {
 			if !orgs[id] {
 				continue
@@ -587,7 +585,7 @@ func (w *importWriter) write(line int, typ string, raw []byte) error {
 		if err = decodeStrict(raw, &r); err != nil {
 			return lineErr(line, "%v", err)
 		}
-		err = w.s.updateOpen("import secret", func(txn *badger.Txn) error {
+		err = w.s.updateOpen("import secret", func(txn Txn) error {
 			_, err := setJSON(txn, key(pSecret, r.Name), r.Value, 0)
 			return err
 		})
@@ -646,7 +644,7 @@ func (w *importWriter) write(line int, typ string, raw []byte) error {
 			w.stats["invitation_expired"]++
 			return nil // nobody can use it any more
 		}
-		err = w.s.updateOpen("import invitation", func(txn *badger.Txn) error { return putInvitation(txn, r.Invitation) })
+		err = w.s.updateOpen("import invitation", func(txn Txn) error { return putInvitation(txn, r.Invitation) })
 		w.stats[recInvitation]++
 	case typ == recAudit:
 		var r auditRecord
@@ -673,7 +671,7 @@ func (w *importWriter) startOrg(o *Org) error {
 	}
 	w.state = o.State
 	o.State = OrgInactive
-	err := w.s.updateOpen("import org", func(txn *badger.Txn) error { return putNewOrg(txn, "import org", o) })
+	err := w.s.updateOpen("import org", func(txn Txn) error { return putNewOrg(txn, "import org", o) })
 	if err != nil {
 		return err
 	}
@@ -700,7 +698,7 @@ func (w *importWriter) finishOrg() error {
 	}
 	id, state := w.cur.ID, w.state
 	w.cur = nil
-	return w.s.updateOpen("import org", func(txn *badger.Txn) error {
+	return w.s.updateOpen("import org", func(txn Txn) error {
 		o := new(Org)
 		if err := getJSON(txn, key(pOrg, id), o); err != nil {
 			return wrapNotFound(err, "import", "organization", id)
@@ -718,7 +716,7 @@ func (w *importWriter) flushUsers() error {
 	batch := w.users
 	w.users = w.users[:0]
 	org := batch[0].OrgID
-	err := w.s.updateOpen("import users", func(txn *badger.Txn) error {
+	err := w.s.updateOpen("import users", func(txn Txn) error {
 		if err := requireOrg(txn, "import users", org); err != nil {
 			return err
 		}
@@ -750,7 +748,7 @@ func (w *importWriter) flushUDel() error {
 	batch := w.udel
 	w.udel = w.udel[:0]
 	org := batch[0].OrgID
-	err := w.s.updateOpen("import deprovisioned", func(txn *badger.Txn) error {
+	err := w.s.updateOpen("import deprovisioned", func(txn Txn) error {
 		if err := requireOrg(txn, "import deprovisioned", org); err != nil {
 			return err
 		}
@@ -802,7 +800,7 @@ func (s *Store) importGroup(g *Group) error {
 	members := g.Members
 	first := *g
 	first.Members = members[:min(len(members), importMemberChunk)]
-	err := s.updateOpen(op, func(txn *badger.Txn) error {
+	err := s.updateOpen(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, g.OrgID); err != nil {
 			return err
 		}
@@ -829,7 +827,7 @@ func (s *Store) importGroup(g *Group) error {
 	}
 	for done := len(first.Members); done < len(members); {
 		next := min(len(members), done+importMemberChunk)
-		err := s.updateOpen(op, func(txn *badger.Txn) error {
+		err := s.updateOpen(op, func(txn Txn) error {
 			k := key(pGrp, g.OrgID, g.ID)
 			old := new(Group)
 			if err := getJSON(txn, k, old); err != nil {
@@ -855,7 +853,7 @@ func (s *Store) importGroup(g *Group) error {
 }
 
 // updateOpen is update for a caller that has not entered the store.
-func (s *Store) updateOpen(op string, fn func(txn *badger.Txn) error) error {
+func (s *Store) updateOpen(op string, fn func(txn Txn) error) error {
 	if err := s.enter(); err != nil {
 		return err
 	}

@@ -44,7 +44,7 @@ func (s *Store) Import(r io.ReadSeeker, opts ImportOptions) (ExportStats, error)
 	}
 	// Import does not hold the store open throughout (enter): it calls
 	// DeleteOrg and AddDomain, which do. Each of its own transactions does.
-	v := &importCheck{want: want, verified: map[string]string{}, secrets: map[string][]byte{}}
+	v := newImportCheck(want)
 	if err := readExport(r, v.check); err != nil {
 		return nil, err
 	}
@@ -85,6 +85,21 @@ func (s *Store) Import(r io.ReadSeeker, opts ImportOptions) (ExportStats, error)
 		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	return w.stats, nil
+}
+
+func newImportCheck(want map[string]bool) *importCheck {
+	return &importCheck{want: want, counts: ExportStats{}, verified: map[string]string{}, secrets: map[string][]byte{}}
+}
+
+// CheckExport reads a whole export file and checks it as Import does
+// before writing (the file against itself, no store), returning its
+// header and the number of records by type.
+func CheckExport(r io.Reader) (ExportHeader, ExportStats, error) {
+	c := newImportCheck(nil)
+	if err := readExport(r, c.check); err != nil {
+		return ExportHeader{}, nil, err
+	}
+	return c.header, c.counts, nil
 }
 
 // readExport calls fn with each line of an export file after decoding its
@@ -149,6 +164,7 @@ type importCheck struct {
 	want map[string]bool // organizations to import; empty: all
 
 	header   ExportHeader
+	counts   ExportStats
 	records  int
 	ended    bool
 	cur      *orgCheck // the section being read
@@ -229,6 +245,7 @@ func (c *importCheck) check(line int, typ string, raw []byte) error {
 		return nil
 	}
 	c.records++
+	c.counts[typ]++
 	switch typ {
 	case recSecret:
 		var r secretRecord

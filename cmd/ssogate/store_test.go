@@ -1,0 +1,138 @@
+//go:build unix
+
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// storeCLI runs `ssogate store ...` and returns its standard output and
+// error, and whether it succeeded.
+func storeCLI(t *testing.T, g *crashGateway, args ...string) (string, string, bool) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"store"}, args...)...)
+	cmd.Env = append(os.Environ(), runAsSSOGate+"=1", "HOME="+g.homeDir, "XDG_DATA_HOME="+g.homeDir, "XDG_CONFIG_HOME="+g.homeDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err == nil
+}
+
+// TestStoreBackupAndExportWhileServing takes an online backup and an
+// online export of a gateway while an IdP provisions users into it, then
+// brings each copy up in a new gateway process: the restored backup and
+// the imported export both serve the organization, with every user
+// acknowledged before the copy began and the same SCIM token.
+func TestStoreBackupAndExportWhileServing(t *testing.T) {
+	gw := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	gw.writeCaddyfile()
+	gw.start()
+	token := gw.createSCIMOrg()
+	scim := &scimConn{base: gw.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: &http.Client{Timeout: 10 * time.Second}}
+
+	// An IdP provisions users until told to stop.
+	var acked atomic.Int64
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var failure atomic.Value
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				r := &userRecord{userName: fmt.Sprintf("w%d-%d@%s", w, i, crashDomain), externalID: fmt.Sprintf("x-%d-%d", w, i)}
+				status, _, err := scim.do(ctx, http.MethodPost, "/Users", userBody(r, "User"))
+				if ctx.Err() != nil {
+					return
+				}
+				if err != nil || status != http.StatusCreated {
+					failure.Store(fmt.Sprintf("provisioning: %d %v", status, err))
+					return
+				}
+				acked.Add(1)
+			}
+		}()
+	}
+	for acked.Load() < 20 && failure.Load() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	beforeBackup := acked.Load()
+	backup := filepath.Join(gw.dir, "ssogate.backup")
+	if _, stderr, ok := storeCLI(t, gw, "backup", "-o", backup, "--address", gw.admin); !ok {
+		t.Fatalf("store backup: %s", stderr)
+	}
+	beforeExport := acked.Load()
+	export := filepath.Join(gw.dir, "export.jsonl")
+	if _, stderr, ok := storeCLI(t, gw, "export", "--online", "--with-secrets", "-o", export, "--address", gw.admin); !ok {
+		t.Fatalf("store export --online: %s", stderr)
+	}
+	// The store is locked by the running gateway: an offline export says
+	// what to do instead.
+	if _, stderr, ok := storeCLI(t, gw, "export", "--path", gw.storage); ok || !strings.Contains(stderr, "--online") {
+		t.Errorf("offline export of a running gateway's store: ok=%v, %s", ok, stderr)
+	}
+	// An unknown organization gets an answer, not a cut stream.
+	if _, stderr, ok := storeCLI(t, gw, "export", "--online", "--org", "nope", "--address", gw.admin); ok || !strings.Contains(stderr, "404") {
+		t.Errorf("online export of an unknown org: ok=%v, %s", ok, stderr)
+	}
+	stop()
+	wg.Wait()
+	if f := failure.Load(); f != nil {
+		t.Fatal(f)
+	}
+	gw.stopGracefully()
+	for _, f := range []string{backup, export} {
+		if fi, err := os.Stat(f); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, mode %v; want 0600", f, err, fi.Mode())
+		}
+	}
+
+	// The backup restored into a new directory, served by a new process.
+	restored := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	restored.writeCaddyfile()
+	if _, stderr, ok := storeCLI(t, restored, "restore", backup, "--path", restored.storage); !ok {
+		t.Fatalf("store restore: %s", stderr)
+	}
+	// Never over a store.
+	if _, stderr, ok := storeCLI(t, restored, "restore", backup, "--path", restored.storage); ok || !strings.Contains(stderr, "not empty") {
+		t.Errorf("restore over a store: ok=%v, %s", ok, stderr)
+	}
+	restored.start()
+	n := countUsers(t, &scimConn{base: restored.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: scim.client})
+	if int64(n) < beforeBackup {
+		t.Errorf("restored backup has %d users, %d were acknowledged before it began", n, beforeBackup)
+	}
+	t.Logf("backup: %d users acknowledged before it, %d in it", beforeBackup, n)
+	restored.stopGracefully()
+
+	// The export imported into a fresh store, served by a new process.
+	imported := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	imported.writeCaddyfile()
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); !ok {
+		t.Fatalf("store import: %s", stderr)
+	}
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); ok || !strings.Contains(stderr, "--replace") {
+		t.Errorf("second import without --replace: ok=%v, %s", ok, stderr)
+	}
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage, "--replace"); !ok {
+		t.Errorf("import --replace: %s", stderr)
+	}
+	imported.start()
+	t.Cleanup(imported.stopGracefully)
+	n = countUsers(t, &scimConn{base: imported.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: scim.client})
+	if int64(n) < beforeExport {
+		t.Errorf("imported export has %d users, %d were acknowledged before it began", n, beforeExport)
+	}
+	t.Logf("export: %d users acknowledged before it, %d in it", beforeExport, n)
+}

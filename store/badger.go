@@ -209,3 +209,9 @@ func (t badgerTxn) ExpiresAt(k []byte) (uint64, error) {
 	}
 	return item.ExpiresAt(), nil
 }
+
+// OpenBadgerBackend opens the Badger database in dir as a Backend for
+// OpenBackend (Open does both).
+func OpenBadgerBackend(dir string, log *zap.Logger) (Backend, error) {
+	return newBadgerBackend(dir, log)
+}

@@ -5,6 +5,7 @@
 package storecli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -186,12 +188,20 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 	}
 }
 
-// openPostgres opens the PostgreSQL backend. The backend is being written
-// alongside this command (store.OpenPostgres); until it is in the build,
-// this says so.
+// openPostgres opens the store on PostgreSQL, with the defaults of the
+// sso.storage.postgres module (schema ssogate), creating or migrating
+// its tables as a gateway would.
 func openPostgres(dsn, schema string, log *zap.Logger) (*store.Store, error) {
-	_, _, _ = dsn, schema, log
-	return nil, errors.New("this build has no PostgreSQL storage backend yet")
+	if schema == "" {
+		schema = "ssogate"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 4, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenBackend(b, store.Options{Logger: log, GCInterval: -1})
 }
 
 func runExport(c *cobra.Command, _ []string) error {

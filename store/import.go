@@ -3,6 +3,7 @@ package store
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -178,16 +179,27 @@ type importCheck struct {
 // orgCheck is what the first pass keeps of one organization's section:
 // its keys, so that groups and uniqueness can be checked. It is dropped
 // at the end of the section.
+//
+// Keys are kept as 128-bit hashes, not strings: a section of 100k users
+// then needs a few MiB. Two keys colliding would make a good file look
+// like one with a duplicate, never the other way round.
 type orgCheck struct {
 	id      string
-	users   map[string]bool // ID → local account
-	unames  map[string]bool
-	uexts   map[string]bool
-	groups  map[string]bool
-	gexts   map[string]bool
-	domains map[string]bool
-	udel    map[string]bool
+	users   map[checkKey]bool // ID → local account
+	unames  map[checkKey]bool
+	uexts   map[checkKey]bool
+	groups  map[checkKey]bool
+	gexts   map[checkKey]bool
+	domains map[checkKey]bool
+	udel    map[checkKey]bool
 	stage   int // order of record kinds within the section
+}
+
+type checkKey [16]byte
+
+func ck(s string) checkKey {
+	h := sha256.Sum256([]byte(s))
+	return checkKey(h[:16])
 }
 
 func (c *importCheck) importing(org string) bool {
@@ -313,8 +325,8 @@ func (c *importCheck) checkOrg(line int, raw []byte) error {
 		return lineErr(line, "organization %q: the SCIM token hash is not a SHA-256", o.ID)
 	}
 	c.cur = &orgCheck{
-		id: o.ID, users: map[string]bool{}, unames: map[string]bool{}, uexts: map[string]bool{},
-		groups: map[string]bool{}, gexts: map[string]bool{}, domains: map[string]bool{}, udel: map[string]bool{},
+		id: o.ID, users: map[checkKey]bool{}, unames: map[checkKey]bool{}, uexts: map[checkKey]bool{},
+		groups: map[checkKey]bool{}, gexts: map[checkKey]bool{}, domains: map[checkKey]bool{}, udel: map[checkKey]bool{},
 	}
 	return nil
 }
@@ -359,10 +371,10 @@ func (oc *orgCheck) check(c *importCheck, line int, typ string, raw []byte) erro
 		if !validDomainStatus(d.Status) {
 			return bad("status %q", d.Status)
 		}
-		if oc.domains[d.Name] {
+		if oc.domains[ck(d.Name)] {
 			return bad("domain %q given twice", d.Name)
 		}
-		oc.domains[d.Name] = true
+		oc.domains[ck(d.Name)] = true
 		if d.Status == DomainVerified && c.importing(oc.id) {
 			if other, ok := c.verified[d.Name]; ok {
 				return bad("domain %q is also verified by organization %q", d.Name, other)
@@ -393,20 +405,20 @@ func (oc *orgCheck) check(c *importCheck, line int, typ string, raw []byte) erro
 		default:
 			return bad("user %q: source %q", u.ID, u.Source)
 		}
-		if _, dup := oc.users[u.ID]; dup {
+		if _, dup := oc.users[ck(u.ID)]; dup {
 			return bad("user id %q given twice", u.ID)
 		}
-		oc.users[u.ID] = u.Source == SourceLocal
-		if n := userKey(u.UserName); oc.unames[n] {
+		oc.users[ck(u.ID)] = u.Source == SourceLocal
+		if n := ck(userKey(u.UserName)); oc.unames[n] {
 			return bad("user %q: userName %q is used by another user of the organization", u.ID, u.UserName)
 		} else {
 			oc.unames[n] = true
 		}
 		if u.ExternalID != "" {
-			if oc.uexts[u.ExternalID] {
+			if oc.uexts[ck(u.ExternalID)] {
 				return bad("user %q: externalId %q is used by another user of the organization", u.ID, u.ExternalID)
 			}
-			oc.uexts[u.ExternalID] = true
+			oc.uexts[ck(u.ExternalID)] = true
 		}
 	case recGroup:
 		var r groupRecord
@@ -420,25 +432,25 @@ func (oc *orgCheck) check(c *importCheck, line int, typ string, raw []byte) erro
 		if g.ID == "" || g.DisplayName == "" {
 			return bad("group without an id or displayName")
 		}
-		if oc.groups[g.ID] {
+		if oc.groups[ck(g.ID)] {
 			return bad("group id %q given twice", g.ID)
 		}
-		oc.groups[g.ID] = true
+		oc.groups[ck(g.ID)] = true
 		if g.ExternalID != "" {
-			if oc.gexts[g.ExternalID] {
+			if oc.gexts[ck(g.ExternalID)] {
 				return bad("group %q: externalId %q is used by another group of the organization", g.ID, g.ExternalID)
 			}
-			oc.gexts[g.ExternalID] = true
+			oc.gexts[ck(g.ExternalID)] = true
 		}
-		members := make(map[string]bool, len(g.Members))
+		members := make(map[checkKey]bool, len(g.Members))
 		for _, m := range g.Members {
-			if _, ok := oc.users[m]; !ok {
+			if _, ok := oc.users[ck(m)]; !ok {
 				return bad("group %q: member %q is not a user of the organization", g.ID, m)
 			}
-			if members[m] {
+			if members[ck(m)] {
 				return bad("group %q: member %q given twice", g.ID, m)
 			}
-			members[m] = true
+			members[ck(m)] = true
 		}
 	case recDeprovisioned:
 		var r deprovisionedRecord
@@ -455,7 +467,7 @@ func (oc *orgCheck) check(c *importCheck, line int, typ string, raw []byte) erro
 		if r.Value == "" || (kind != udelExternalID && userKey(r.Value) != r.Value) {
 			return bad("value %q is not in normalized form", r.Value)
 		}
-		if k := kind + "/" + r.Value; oc.udel[k] {
+		if k := ck(kind + "/" + r.Value); oc.udel[k] {
 			return bad("%s %q given twice", r.Kind, r.Value)
 		} else {
 			oc.udel[k] = true
@@ -475,7 +487,7 @@ func (oc *orgCheck) check(c *importCheck, line int, typ string, raw []byte) erro
 		if b, err := hex.DecodeString(inv.TokenHash); err != nil || len(b) != 32 {
 			return bad("token hash must be a hex SHA-256")
 		}
-		if local, ok := oc.users[inv.UserID]; !ok || !local {
+		if local, ok := oc.users[ck(inv.UserID)]; !ok || !local {
 			return bad("user %q is not a local account of the organization", inv.UserID)
 		}
 		switch inv.Purpose {

@@ -431,16 +431,41 @@ func TestImportRefusesCorruptFile(t *testing.T) {
 		{"header", replace(0, `{"format":"something-else","version":1}`), 1, "format"},
 		{"version", replace(0, strings.Replace(lines[0], `"version":1`, `"version":2`, 1)), 1, "version 2"},
 	}
-	// The same userName in another case is a duplicate (identity.Key).
 	for i, l := range lines {
-		if strings.Contains(l, `"user_name":"User1@acme.example"`) {
+		if strings.HasPrefix(l, `{"type":"org","id":"globex"`) {
+			var o orgRecord
+			must(t, json.Unmarshal([]byte(l), &o))
+			o.BackupLogin = "no-such-user"
+			b, _ := json.Marshal(&o)
 			cases = append(cases, struct {
 				name, data string
 				line       int
 				msg        string
-			}{"duplicate userName", replace(i, strings.Replace(l, "User1@acme", "USER0@ACME", 1)), i + 1, "userName"})
+			}{"backup login", replace(i, string(b)), len(lines), "backup login"})
 		}
 	}
+	cases = append(cases, struct {
+		name, data string
+		line       int
+		msg        string
+	}{"org listed twice", replace(0, strings.Replace(lines[0], `"orgs":["acme","globex"]`, `"orgs":["acme","globex","acme"]`, 1)), 1, "listed twice"})
+	// The same userName in another case is a duplicate (identity.Key).
+	// It is found on whichever of the two lines comes second (users are
+	// in ID order).
+	user0, user1 := -1, -1
+	for i, l := range lines {
+		switch {
+		case strings.Contains(l, `"user_name":"User0@acme.example"`):
+			user0 = i
+		case strings.Contains(l, `"user_name":"User1@acme.example"`):
+			user1 = i
+		}
+	}
+	cases = append(cases, struct {
+		name, data string
+		line       int
+		msg        string
+	}{"duplicate userName", replace(user1, strings.Replace(lines[user1], "User1@acme", "USER0@ACME", 1)), max(user0, user1) + 1, "userName"})
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			dst := newTestStore(t)
@@ -482,6 +507,30 @@ func TestImportExistingOrg(t *testing.T) {
 		t.Errorf("the replaced org's user survived: %v", err)
 	}
 	sameOrgData(t, src, dst, "acme", false)
+}
+
+// TestImportReplaceWithSecrets imports a file with pending set-password
+// links over the organizations it came from, twice: the links of the
+// replaced organizations (which DeleteOrg leaves to expire) do not stand
+// in the way, and still work afterwards.
+func TestImportReplaceWithSecrets(t *testing.T) {
+	s := newTestStore(t)
+	f := fillExportFixture(t, s)
+	data := exportBytes(t, s, ExportOptions{WithSecrets: true})
+	for range 2 {
+		if _, err := importBytes(s, data, ImportOptions{Replace: true}); err != nil {
+			t.Fatalf("import --replace over the source: %v", err)
+		}
+	}
+	inv, err := s.GetInvitation(f.inviteToken)
+	must(t, err)
+	if _, _, err := s.RedeemInvitation(inv.TokenHash, "$argon2id$new"); err != nil {
+		t.Errorf("redeeming a re-imported link: %v", err)
+	}
+	again := exportBytes(t, s, ExportOptions{WithSecrets: true, Orgs: []string{"acme"}})
+	if !bytes.Contains(again, []byte(`"state":"active"`)) {
+		t.Error("acme lost its active state")
+	}
 }
 
 func TestImportVerifiedDomainConflict(t *testing.T) {

@@ -193,6 +193,18 @@ type orgCheck struct {
 	domains map[checkKey]bool
 	udel    map[checkKey]bool
 	stage   int // order of record kinds within the section
+	backup  string // the organization's backup login, a local account of the section
+}
+
+// end checks what only the whole section tells.
+func (oc *orgCheck) end(line int) error {
+	if oc == nil || oc.backup == "" {
+		return nil
+	}
+	if local, ok := oc.users[ck(oc.backup)]; !ok || !local {
+		return lineErr(line, "organization %q: its backup login %q is not a local account of its section", oc.id, oc.backup)
+	}
+	return nil
 }
 
 type checkKey [16]byte
@@ -232,7 +244,7 @@ func (c *importCheck) check(line int, typ string, raw []byte) error {
 			if !orgIDPattern.MatchString(id) {
 				return lineErr(line, "organization id %q must match %s", id, orgIDPattern)
 			}
-			if c.seen[id] {
+			if _, dup := c.seen[id]; dup {
 				return lineErr(line, "organization %q listed twice", id)
 			}
 			c.seen[id] = false
@@ -241,6 +253,10 @@ func (c *importCheck) check(line int, typ string, raw []byte) error {
 		return nil
 	}
 	if typ == recEnd {
+		if err := c.cur.end(line); err != nil {
+			return err
+		}
+		c.cur = nil
 		var e endRecord
 		if err := decodeStrict(raw, &e); err != nil {
 			return lineErr(line, "end: %v", err)
@@ -299,6 +315,9 @@ func (c *importCheck) check(line int, typ string, raw []byte) error {
 }
 
 func (c *importCheck) checkOrg(line int, raw []byte) error {
+	if err := c.cur.end(line); err != nil {
+		return err
+	}
 	var r orgRecord
 	if err := decodeStrict(raw, &r); err != nil || r.Org == nil {
 		return lineErr(line, "org: %v", err)
@@ -325,7 +344,7 @@ func (c *importCheck) checkOrg(line int, raw []byte) error {
 		return lineErr(line, "organization %q: the SCIM token hash is not a SHA-256", o.ID)
 	}
 	c.cur = &orgCheck{
-		id: o.ID, users: map[checkKey]bool{}, unames: map[checkKey]bool{}, uexts: map[checkKey]bool{},
+		id: o.ID, backup: o.BackupLogin, users: map[checkKey]bool{}, unames: map[checkKey]bool{}, uexts: map[checkKey]bool{},
 		groups: map[checkKey]bool{}, gexts: map[checkKey]bool{}, domains: map[checkKey]bool{}, udel: map[checkKey]bool{},
 	}
 	return nil

@@ -192,7 +192,7 @@ type orgCheck struct {
 	gexts   map[checkKey]bool
 	domains map[checkKey]bool
 	udel    map[checkKey]bool
-	stage   int // order of record kinds within the section
+	stage   int    // order of record kinds within the section
 	backup  string // the organization's backup login, a local account of the section
 }
 

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/orgs"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -98,12 +100,16 @@ func (a *StoreAPI) backup(w http.ResponseWriter, r *http.Request) error {
 	log := a.logger()
 	log.Info("store backup started", zap.String("remote", r.RemoteAddr))
 	cw := &countingWriter{w: w}
-	if err := st.Backup(cw); err != nil {
+	err = st.Backup(cw)
+	details := map[string]string{"bytes": strconv.FormatInt(cw.n, 10)}
+	if err != nil {
 		// Too late for a status: the stream ends without its end frame.
 		log.Error("store backup failed", zap.Int64("bytes", cw.n), zap.Error(err))
+		a.audit(st, "store.backup", "failure", details)
 		return nil
 	}
 	log.Info("store backup done", zap.Int64("bytes", cw.n))
+	a.audit(st, "store.backup", "success", details)
 	return nil
 }
 
@@ -145,13 +151,31 @@ func (a *StoreAPI) export(w http.ResponseWriter, r *http.Request) error {
 	log := a.logger()
 	cw := &countingWriter{w: w}
 	stats, err := st.Export(cw, opts)
+	details := map[string]string{
+		"orgs": strings.Join(opts.Orgs, ","), "with_secrets": strconv.FormatBool(opts.WithSecrets),
+		"bytes": strconv.FormatInt(cw.n, 10),
+	}
+	if details["orgs"] == "" {
+		details["orgs"] = "all"
+	}
 	if err != nil {
 		log.Error("store export failed", zap.Strings("orgs", opts.Orgs), zap.Int64("bytes", cw.n), zap.Error(err))
+		a.audit(st, "store.export", "failure", details)
 		return nil
 	}
 	log.Info("store export done", zap.Strings("orgs", opts.Orgs), zap.Bool("with_secrets", opts.WithSecrets),
 		zap.Int("users", stats["user"]), zap.Int64("bytes", cw.n))
+	a.audit(st, "store.export", "success", details)
 	return nil
+}
+
+// audit records a copy in the gateway-wide audit trail: who holds a copy
+// of the store (with its secrets, perhaps) is the operator's to know.
+func (a *StoreAPI) audit(st *store.Store, action, outcome string, details map[string]string) {
+	e := &store.AuditEvent{Actor: orgs.OperatorActor, Action: action, Outcome: outcome, Details: details}
+	if err := st.AppendAudit(e); err != nil {
+		a.logger().Error("recording audit event", zap.String("action", action), zap.Error(err))
+	}
 }
 
 type countingWriter struct {

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -234,7 +235,10 @@ func runExport(c *cobra.Command, _ []string) error {
 		}
 		defer st.Close()
 		stats, err = st.Export(w, store.ExportOptions{Orgs: orgs, WithSecrets: secrets})
-		return err
+		if err != nil {
+			return err
+		}
+		return auditOffline(st, "store.export", map[string]string{"orgs": orgList(orgs), "with_secrets": strconv.FormatBool(secrets)})
 	}, func(f *os.File) error {
 		// The file as written must read back whole: an online export cut
 		// short lacks its end line.
@@ -261,6 +265,12 @@ func runImport(c *cobra.Command, args []string) error {
 		return err
 	}
 	stats, err := st.Import(in, store.ImportOptions{Orgs: orgs, Replace: replace})
+	if err == nil {
+		err = auditOffline(st, "store.import", map[string]string{
+			"orgs": orgList(orgs), "replace": strconv.FormatBool(replace), "file": filepath.Base(args[0]),
+			"organizations": strconv.Itoa(stats["org"]), "users": strconv.Itoa(stats["user"]),
+		})
+	}
 	if cerr := st.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -316,6 +326,23 @@ func runRestore(c *cobra.Command, args []string) error {
 	}
 	fmt.Fprintf(c.ErrOrStderr(), "Restored %d organizations into %s; point the sso app's storage_path at it and start the gateway\n", len(orgs), dir)
 	return nil
+}
+
+// auditOffline records an offline copy in the store's gateway-wide audit
+// trail, as the admin API does for online ones.
+func auditOffline(st *store.Store, action string, details map[string]string) error {
+	err := st.AppendAudit(&store.AuditEvent{Actor: "operator (offline)", Action: action, Outcome: "success", Details: details})
+	if err != nil {
+		return fmt.Errorf("recording the %s in the audit trail: %w", action, err)
+	}
+	return nil
+}
+
+func orgList(orgs []string) string {
+	if len(orgs) == 0 {
+		return "all"
+	}
+	return strings.Join(orgs, ",")
 }
 
 // writeOutput runs write into the file out ("-": standard output). A file

@@ -86,6 +86,11 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	if _, stderr, ok := storeCLI(t, gw, "export", "--online", "--org", "nope", "--address", gw.admin); ok || !strings.Contains(stderr, "404") {
 		t.Errorf("online export of an unknown org: ok=%v, %s", ok, stderr)
 	}
+	// The backup is in the gateway-wide audit trail, which the export of
+	// everything carries.
+	if b, err := os.ReadFile(export); err != nil || !strings.Contains(string(b), `"action":"store.backup","outcome":"success"`) {
+		t.Errorf("no store.backup audit event in the export (%v)", err)
+	}
 	stop()
 	wg.Wait()
 	if f := failure.Load(); f != nil {

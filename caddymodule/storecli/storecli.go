@@ -46,7 +46,9 @@ func invokedName() string {
 }
 
 const longHelp = `
-Copies the gateway's data out and back in.
+Copies the gateway's data (organizations, users, sessions, keys) out and
+back in. Not to be confused with 'BIN storage', Caddy's own command for
+its certificate storage.
 
 export / import use a portable format (JSON Lines, described in the
 README): organizations with their domains, users, groups, deprovisioned

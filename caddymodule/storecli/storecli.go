@@ -83,6 +83,13 @@ func storeCommands(cmd *cobra.Command) {
 		return nil
 	}
 	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	// As for `org`: the help names the binary as invoked, so that what it
+	// shows can be pasted back.
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		c.Root().Use = invokedName()
+		help(c, args)
+	})
 
 	export := &cobra.Command{
 		Use:   "export [--org <id>]... [--with-secrets] [-o <file>] (--path <dir> | --storage postgres ... | --online)",

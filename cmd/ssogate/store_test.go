@@ -141,3 +141,49 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	}
 	t.Logf("export: %d users acknowledged before it, %d in it", beforeExport, n)
 }
+
+// TestStoreCommandHelpAndRefusals runs `ssogate store` as an operator
+// would get it wrong: the help names the binary and the commands, an
+// unknown sub-command and contradictory flags fail with the reason, and
+// nothing is written on the way.
+func TestStoreCommandHelpAndRefusals(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "ssogate")
+	if err := os.Symlink(self, link); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(runAsSSOGate, "1")
+	help := run(t, link, "store", "--help")
+	for _, want := range []string{"ssogate store export --path", "ssogate store backup -o", "restore", "import"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("store --help lacks %q:\n%s", want, help)
+		}
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.jsonl")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"store", "bogus"}, `unknown command "bogus"`},
+		{[]string{"store", "export", "-o", out}, "--path"},
+		{[]string{"store", "export", "--storage", "postgres", "--path", dir, "-o", out}, "--path goes with --storage badger"},
+		{[]string{"store", "export", "--online", "--path", dir, "-o", out}, "--online"},
+		{[]string{"store", "export", "--storage", "sqlite", "-o", out}, "badger or postgres"},
+		{[]string{"store", "backup", "-o", "-"}, "goes to a file"},
+		{[]string{"store", "import", filepath.Join(dir, "missing.jsonl"), "--path", filepath.Join(dir, "db")}, "no such file"},
+	} {
+		cmd := exec.Command(link, c.args...)
+		cmd.Env = append(os.Environ(), "SSOGATE_DATABASE_URL=")
+		b, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: err=%v, output %q; want a failure naming %q", strings.Join(c.args, " "), err, b, c.want)
+		}
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a refused export left %s (%v)", out, err)
+	}
+}

@@ -288,6 +288,8 @@ func TestExportImportRoundTrip(t *testing.T) {
 		t.Errorf("userName uniqueness after import: %v", err)
 	}
 
+	sameKeys(t, src, dst)
+
 	// A second export of the imported store is the same file but for its
 	// time.
 	again := exportBytes(t, dst, ExportOptions{WithSecrets: true})
@@ -578,4 +580,41 @@ func TestImportLargeGroup(t *testing.T) {
 		t.Errorf("stats %v", stats)
 	}
 	sameOrgData(t, src, dst, "big", true)
+}
+
+// notExported are the key prefixes an export leaves behind on purpose
+// (see export.go). Any other key of the source must be in the imported
+// store and the other way round, so that a record kind added to the
+// store without a decision here fails TestExportImportRoundTrip.
+var notExported = map[string]bool{
+	pSess: true, pSessOrg: true, pSessUser: true, pSessName: true,
+	pAuthn: true, pAuthnB: true, pAuthnOrg: true, pReplay: true, pSignIn: true,
+}
+
+func sameKeys(t *testing.T, src, dst *Store) {
+	t.Helper()
+	carried := func(s *Store) map[string]bool {
+		m := map[string]bool{}
+		for _, k := range rawKeys(t, s, "") {
+			prefix, _, _ := strings.Cut(k, "/")
+			// Stored-byte stripes are chosen by a hash of the resource
+			// written; only their sum (compared by sameOrgData) is data.
+			if notExported[prefix] || strings.HasPrefix(k, pCount+"/bytes/") {
+				continue
+			}
+			m[k] = true
+		}
+		return m
+	}
+	a, b := carried(src), carried(dst)
+	for k := range a {
+		if !b[k] {
+			t.Errorf("key %q of the source is not in the imported store (a record kind export.go does not know?)", k)
+		}
+	}
+	for k := range b {
+		if !a[k] {
+			t.Errorf("key %q of the imported store is not in the source", k)
+		}
+	}
 }

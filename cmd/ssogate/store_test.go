@@ -77,6 +77,31 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	if _, stderr, ok := storeCLI(t, gw, "export", "--online", "--with-secrets", "-o", export, "--address", gw.admin); !ok {
 		t.Fatalf("store export --online: %s", stderr)
 	}
+	// Without --with-secrets the org's SCIM token hash stays behind, and
+	// the route refuses what it does not know.
+	plain, stderr, ok := storeCLI(t, gw, "export", "--online", "--org", crashOrg, "--address", gw.admin)
+	if !ok || !strings.Contains(plain, `"type":"org"`) || strings.Contains(plain, "scim_token_hash") {
+		t.Errorf("online export without secrets: ok=%v, %s\n%.300s", ok, stderr, plain)
+	}
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodPost, "/sso/store/export", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/sso/store/export?with_secrets=maybe", http.StatusBadRequest},
+		{http.MethodGet, "/sso/store/export?orgs=" + crashOrg, http.StatusBadRequest},
+		{http.MethodDelete, "/sso/store/backup", http.StatusMethodNotAllowed},
+	} {
+		req, _ := http.NewRequest(c.method, gw.adminURL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != c.status {
+			t.Errorf("%s %s: %s, want %d", c.method, c.path, resp.Status, c.status)
+		}
+	}
 	// The store is locked by the running gateway: an offline export says
 	// what to do instead.
 	if _, stderr, ok := storeCLI(t, gw, "export", "--path", gw.storage); ok || !strings.Contains(stderr, "--online") {

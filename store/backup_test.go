@@ -17,7 +17,7 @@ import (
 // before the backup began is there, indexes and counters agree with the
 // records (one consistent snapshot), and it takes writes.
 func TestBackupWhileWriting(t *testing.T) {
-	s := newTestStore(t)
+	s := newBadgerTestStore(t)
 	src := newTestStore(t) // fixture built here, imported into s so both stores are real
 	fillExportFixture(t, src)
 	var fixture bytes.Buffer
@@ -122,7 +122,7 @@ func TestBackupWhileWriting(t *testing.T) {
 }
 
 func TestLoadBackupRefusesDamagedCopies(t *testing.T) {
-	s := newTestStore(t)
+	s := newBadgerTestStore(t)
 	fillExportFixture(t, s)
 	var buf bytes.Buffer
 	must(t, s.Backup(&buf))

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // storeCLI runs `ssogate store ...` and returns its standard output and
@@ -159,12 +161,69 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 		t.Errorf("import --replace: %s", stderr)
 	}
 	imported.start()
-	t.Cleanup(imported.stopGracefully)
 	n = countUsers(t, &scimConn{base: imported.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: scim.client})
 	if int64(n) < beforeExport {
 		t.Errorf("imported export has %d users, %d were acknowledged before it began", n, beforeExport)
 	}
 	t.Logf("export: %d users acknowledged before it, %d in it", beforeExport, n)
+	imported.stopGracefully()
+
+	// The same export moves the deployment to PostgreSQL: imported with
+	// the DSN from the environment (as the README does it), served by a
+	// gateway whose storage is that database.
+	dsn, schema := pgtest.Schema(t)
+	onPG := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	onPG.writeCaddyfile()
+	t.Setenv("SSOGATE_TEST_EXPORT_DSN", dsn)
+	t.Setenv("SSOGATE_DATABASE_URL", dsn)
+	stdout, stderr, ok := storeCLI(t, onPG, "import", export, "--storage", "postgres", "--postgres-schema", schema)
+	if !ok {
+		t.Fatalf("store import into PostgreSQL: %s", stderr)
+	}
+	if strings.Contains(stdout+stderr, dsn) {
+		t.Errorf("store import printed the DSN:\n%s%s", stdout, stderr)
+	}
+	_, port, _ := strings.Cut(onPG.gateway, ":")
+	cfg := fmt.Sprintf(`{
+	admin %s
+	persist_config off
+	grace_period 1s
+	sso {
+		base_url %s
+		storage postgres {
+			dsn {env.SSOGATE_TEST_EXPORT_DSN}
+			schema %s
+		}
+	}
+}
+
+http://127.0.0.1:%s {
+	bind 127.0.0.1
+	sso_gateway
+	respond "upstream"
+}
+`, onPG.admin, onPG.gatewayURL, schema, port)
+	if err := os.WriteFile(onPG.caddyfile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	onPG.start()
+	t.Cleanup(onPG.stopGracefully)
+	pgConn := &scimConn{base: onPG.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: scim.client}
+	if m := countUsers(t, pgConn); m != n {
+		t.Errorf("the gateway on PostgreSQL has %d users, the export %d", m, n)
+	}
+	// And it is a working store: provisioning goes on where it stopped.
+	r := &userRecord{userName: "after-move@" + crashDomain, externalID: "after-move"}
+	if status, _, err := pgConn.do(context.Background(), http.MethodPost, "/Users", userBody(r, "After")); err != nil || status != http.StatusCreated {
+		t.Errorf("provisioning on PostgreSQL: %d %v", status, err)
+	}
+	if logs := readFile(onPG.logs[0]); strings.Contains(logs, dsn) {
+		t.Error("the gateway logged the DSN")
+	}
+	// An online backup is Badger's: the PostgreSQL gateway says so.
+	if _, stderr, ok := storeCLI(t, onPG, "backup", "-o", filepath.Join(onPG.dir, "pg.backup"), "--address", onPG.admin); ok || !strings.Contains(stderr, "501") {
+		t.Errorf("backup of a PostgreSQL gateway: ok=%v, %s", ok, stderr)
+	}
 }
 
 // TestStoreCommandHelpAndRefusals runs `ssogate store` as an operator

@@ -259,12 +259,18 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 		{[]string{"store", "export", "--storage", "sqlite", "-o", out}, "badger or postgres"},
 		{[]string{"store", "backup", "-o", "-"}, "goes to a file"},
 		{[]string{"store", "import", filepath.Join(dir, "missing.jsonl"), "--path", filepath.Join(dir, "db")}, "no such file"},
+		// A database that is not there: the error says so without the
+		// DSN's password.
+		{[]string{"store", "export", "--storage", "postgres", "--postgres-dsn", "postgres://u:SECRETPW@127.0.0.1:1/db?connect_timeout=5", "-o", out}, "connect"},
 	} {
 		cmd := exec.Command(link, c.args...)
 		cmd.Env = append(os.Environ(), "SSOGATE_DATABASE_URL=")
 		b, err := cmd.CombinedOutput()
 		if err == nil || !strings.Contains(string(b), c.want) {
 			t.Errorf("%s: err=%v, output %q; want a failure naming %q", strings.Join(c.args, " "), err, b, c.want)
+		}
+		if strings.Contains(string(b), "SECRETPW") {
+			t.Errorf("%s printed the DSN's password: %s", strings.Join(c.args, " "), b)
 		}
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {

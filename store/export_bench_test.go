@@ -9,18 +9,29 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // BenchmarkExportImport measures the portable export and import of one
-// organization of n users (and a group of every tenth of them) on Badger:
+// organization of n users (and a group of every tenth of them) from
+// Badger, into Badger or PostgreSQL:
 // users per second each way, and how far the heap grew above where it
 // was while importing (bounded memory: it must not grow with n).
 //
 //	go test ./store -run '^$' -bench BenchmarkExportImport -benchtime 1x
 func BenchmarkExportImport(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) {
-			src := newTestStore(b)
+	for _, c := range []struct {
+		n  int
+		pg bool
+	}{{10_000, false}, {100_000, false}, {100_000, true}} {
+		n := c.n
+		dstName := "badger"
+		if c.pg {
+			dstName = "postgres"
+		}
+		b.Run(fmt.Sprintf("users=%d/into=%s", n, dstName), func(b *testing.B) {
+			src := newBadgerTestStore(b)
 			mkOrg(b, src, "bench")
 			bulkLoadUsers(b, src, "bench", n, func(i int) string { return fmt.Sprintf("user%07d", i) })
 			users, _, err := src.ListUsers("bench", 0, -1)
@@ -53,7 +64,10 @@ func BenchmarkExportImport(b *testing.B) {
 				_, err = in.Seek(0, 0)
 				must(b, err)
 
-				dst := newTestStore(b)
+				dst := newBadgerTestStore(b)
+				if c.pg {
+					dst = newPostgresTestStore(b)
+				}
 				done = heapPeak(&peak)
 				start = time.Now()
 				stats, err := dst.Import(in, ImportOptions{})
@@ -103,4 +117,15 @@ func heapPeak(peak *uint64) func() {
 		}
 	}()
 	return func() { close(stop); wg.Wait() }
+}
+
+func newPostgresTestStore(t testing.TB) *Store {
+	t.Helper()
+	dsn, schema := pgtest.Schema(t)
+	s, err := reopenStore(dsn+"\x00"+schema, Options{GCInterval: -1})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }

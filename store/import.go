@@ -764,7 +764,8 @@ func (w *importWriter) flushUsers() error {
 	batch := w.users
 	w.users = w.users[:0]
 	org := batch[0].OrgID
-	err := w.s.updateOpen("import users", func(txn Txn) error {
+	err := w.s.updateOpen("import users", func(t Txn) error {
+		txn := newCachingTxn(t)
 		if err := requireOrg(txn, "import users", org); err != nil {
 			return err
 		}
@@ -796,7 +797,8 @@ func (w *importWriter) flushUDel() error {
 	batch := w.udel
 	w.udel = w.udel[:0]
 	org := batch[0].OrgID
-	err := w.s.updateOpen("import deprovisioned", func(txn Txn) error {
+	err := w.s.updateOpen("import deprovisioned", func(t Txn) error {
+		txn := newCachingTxn(t)
 		if err := requireOrg(txn, "import deprovisioned", org); err != nil {
 			return err
 		}
@@ -848,7 +850,8 @@ func (s *Store) importGroup(g *Group) error {
 	members := g.Members
 	first := *g
 	first.Members = members[:min(len(members), importMemberChunk)]
-	err := s.updateOpen(op, func(txn Txn) error {
+	err := s.updateOpen(op, func(t Txn) error {
+		txn := newCachingTxn(t)
 		if err := requireOrg(txn, op, g.OrgID); err != nil {
 			return err
 		}
@@ -875,7 +878,8 @@ func (s *Store) importGroup(g *Group) error {
 	}
 	for done := len(first.Members); done < len(members); {
 		next := min(len(members), done+importMemberChunk)
-		err := s.updateOpen(op, func(txn Txn) error {
+		err := s.updateOpen(op, func(t Txn) error {
+			txn := newCachingTxn(t)
 			k := key(pGrp, g.OrgID, g.ID)
 			old := new(Group)
 			if err := getJSON(txn, k, old); err != nil {
@@ -907,4 +911,57 @@ func (s *Store) updateOpen(op string, fn func(txn Txn) error) error {
 	}
 	defer s.leave()
 	return s.update(op, fn)
+}
+
+// cachingTxn remembers, for one transaction, what it read and wrote, so
+// that the same key is fetched once: an import batch reads the user
+// counter, the stored-byte marker and each new key more than once, and on
+// PostgreSQL every read is a round trip. Reads stay in the transaction,
+// so its isolation is unchanged. Every write passes through to the
+// transaction, so its iterators (which pass through too) see them.
+type cachingTxn struct {
+	Txn
+	seen map[string]cachedValue
+}
+
+type cachedValue struct {
+	v       []byte
+	present bool
+}
+
+func newCachingTxn(t Txn) *cachingTxn {
+	return &cachingTxn{Txn: t, seen: map[string]cachedValue{}}
+}
+
+func (c *cachingTxn) Get(k []byte) ([]byte, error) {
+	if e, ok := c.seen[string(k)]; ok {
+		if !e.present {
+			return nil, ErrNoKey
+		}
+		return e.v, nil
+	}
+	v, err := c.Txn.Get(k)
+	switch {
+	case err == nil:
+		c.seen[string(k)] = cachedValue{v: v, present: true}
+	case errors.Is(err, ErrNoKey):
+		c.seen[string(k)] = cachedValue{}
+	}
+	return v, err
+}
+
+func (c *cachingTxn) Set(k, v []byte, expiresAt uint64) error {
+	if err := c.Txn.Set(k, v, expiresAt); err != nil {
+		return err
+	}
+	c.seen[string(k)] = cachedValue{v: v, present: true}
+	return nil
+}
+
+func (c *cachingTxn) Delete(k []byte) error {
+	if err := c.Txn.Delete(k); err != nil {
+		return err
+	}
+	c.seen[string(k)] = cachedValue{}
+	return nil
 }

@@ -618,3 +618,49 @@ func sameKeys(t *testing.T, src, dst *Store) {
 		}
 	}
 }
+
+// TestImportHidesHalfImportedOrg stops an import's writing pass after an
+// organization's users are in: a gateway sharing the store sees the
+// organization inactive and without its SCIM token until the import has
+// finished it, so neither sign-ins nor provisioning reach it half done.
+func TestImportHidesHalfImportedOrg(t *testing.T) {
+	src := newTestStore(t)
+	fillExportFixture(t, src)
+	data := exportBytes(t, src, ExportOptions{Orgs: []string{"acme"}, WithSecrets: true})
+
+	dst := newTestStore(t)
+	c := newImportCheck(nil)
+	must(t, readExport(bytes.NewReader(data), c.check))
+	w := &importWriter{s: dst, check: c, stats: ExportStats{}}
+	stop := errors.New("stopped before the groups")
+	err := readExport(bytes.NewReader(data), func(line int, typ string, raw []byte) error {
+		if typ == recGroup {
+			return stop
+		}
+		return w.write(line, typ, raw)
+	})
+	if !errors.Is(err, stop) {
+		t.Fatalf("writing pass: %v", err)
+	}
+	must(t, w.flushUsers())
+	if n, err := dst.CountUsers("acme"); err != nil || n == 0 {
+		t.Fatalf("users written so far: %d %v", n, err)
+	}
+	o, err := dst.GetOrg("acme")
+	must(t, err)
+	if o.State != OrgInactive || len(o.SCIMTokenHash) != 0 {
+		t.Errorf("half-imported org: state %q, SCIM token hash %x", o.State, o.SCIMTokenHash)
+	}
+
+	// The whole import finishes it.
+	if _, err := importBytes(dst, data, ImportOptions{Replace: true}); err != nil {
+		t.Fatal(err)
+	}
+	o, err = dst.GetOrg("acme")
+	must(t, err)
+	want, err := src.GetOrg("acme")
+	must(t, err)
+	if o.State != OrgActive || !bytes.Equal(o.SCIMTokenHash, want.SCIMTokenHash) {
+		t.Errorf("imported org: state %q, SCIM token hash %x; want active, %x", o.State, o.SCIMTokenHash, want.SCIMTokenHash)
+	}
+}

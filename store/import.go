@@ -603,7 +603,8 @@ type importWriter struct {
 
 	cur     *Org // the section being written, nil when skipped
 	skip    bool // the section is not imported
-	state   string
+	state   string // the organization's exported state, set by finishOrg
+	scim    []byte // its SCIM token hash, likewise
 	created []string
 
 	users []*User
@@ -707,8 +708,10 @@ func (w *importWriter) write(line int, typ string, raw []byte) error {
 	return nil
 }
 
-// startOrg writes the organization inactive: its state is set once its
-// records are in (finishOrg).
+// startOrg writes the organization inactive and without its SCIM token:
+// both are set once its records are in (finishOrg), so that neither
+// sign-ins nor the IdP's provisioning reach a half-imported organization
+// on a gateway sharing the store.
 func (w *importWriter) startOrg(o *Org) error {
 	if err := w.flushAudit(); err != nil { // gateway-wide events before it
 		return err
@@ -717,8 +720,8 @@ func (w *importWriter) startOrg(o *Org) error {
 	if w.skip {
 		return nil
 	}
-	w.state = o.State
-	o.State = OrgInactive
+	w.state, w.scim = o.State, o.SCIMTokenHash
+	o.State, o.SCIMTokenHash = OrgInactive, nil
 	err := w.s.updateOpen("import org", func(txn Txn) error { return putNewOrg(txn, "import org", o) })
 	if err != nil {
 		return err
@@ -729,7 +732,8 @@ func (w *importWriter) startOrg(o *Org) error {
 	return nil
 }
 
-// finishOrg writes what is batched and sets the organization's state.
+// finishOrg writes what is batched and sets the organization's state and
+// SCIM token.
 func (w *importWriter) finishOrg() error {
 	if err := w.flushUsers(); err != nil {
 		return err
@@ -740,18 +744,18 @@ func (w *importWriter) finishOrg() error {
 	if err := w.flushAudit(); err != nil {
 		return err
 	}
-	if w.cur == nil || w.state == OrgInactive {
+	if w.cur == nil || (w.state == OrgInactive && len(w.scim) == 0) {
 		w.cur = nil
 		return nil
 	}
-	id, state := w.cur.ID, w.state
+	id, state, scim := w.cur.ID, w.state, w.scim
 	w.cur = nil
 	return w.s.updateOpen("import org", func(txn Txn) error {
 		o := new(Org)
 		if err := getJSON(txn, key(pOrg, id), o); err != nil {
 			return wrapNotFound(err, "import", "organization", id)
 		}
-		o.State = state
+		o.State, o.SCIMTokenHash = state, scim
 		_, err := setJSON(txn, key(pOrg, id), o, 0)
 		return err
 	})

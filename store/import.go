@@ -601,8 +601,8 @@ type importWriter struct {
 	check *importCheck
 	stats ExportStats
 
-	cur     *Org // the section being written, nil when skipped
-	skip    bool // the section is not imported
+	cur     *Org   // the section being written, nil when skipped
+	skip    bool   // the section is not imported
 	state   string // the organization's exported state, set by finishOrg
 	scim    []byte // its SCIM token hash, likewise
 	created []string

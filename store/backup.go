@@ -185,10 +185,13 @@ func CheckBackup(r io.Reader) (int64, error) {
 }
 
 // LoadBackup restores a backup Backup wrote into dir, which must not
-// exist or be empty: a backup is never merged into a store. A truncated
-// or damaged backup is refused, and what was loaded of it removed again,
-// so dir ends up either a complete store or empty. Open it with Open.
-func LoadBackup(dir string, r io.Reader, log *zap.Logger) (err error) {
+// exist or be empty: a backup is never merged into a store. It reads r
+// twice: first to check the whole backup's frames and checksum, so that
+// Badger never parses a damaged stream (a damaged length could make it
+// allocate without bound), then to load it. A truncated or damaged backup
+// is refused, and dir ends up either a complete store or empty. Open it
+// with Open.
+func LoadBackup(dir string, r io.ReadSeeker, log *zap.Logger) (err error) {
 	if dir == "" {
 		return fmt.Errorf("store: restore: empty directory: %w", ErrInvalid)
 	}
@@ -204,6 +207,12 @@ func LoadBackup(dir string, r io.Reader, log *zap.Logger) (err error) {
 		return fmt.Errorf("store: restore: %w", rerr)
 	case len(entries) > 0:
 		return fmt.Errorf("store: restore: %s is not empty (a backup is restored into an empty directory): %w", dir, ErrExists)
+	}
+	if _, err := CheckBackup(r); err != nil {
+		return err
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("store: restore: rewind: %w", err)
 	}
 	fr, err := newFrameReader(r)
 	if err != nil {

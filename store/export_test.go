@@ -23,7 +23,7 @@ type exportFixture struct {
 	scimHash    []byte
 }
 
-func fillExportFixture(t *testing.T, s *Store) exportFixture {
+func fillExportFixture(t testing.TB, s *Store) exportFixture {
 	t.Helper()
 	f := exportFixture{orgs: []string{"acme", "globex"}}
 	secret := []byte("session-key-bytes-0123456789abcdef")

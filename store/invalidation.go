@@ -219,7 +219,7 @@ func watchKeyOf(k []byte) (w string, ok bool) {
 		return "", false
 	case pUName, pUExt, pUMail, pUDel, pSessOrg, pSessUser, pSessName,
 		pAuthn, pAuthnB, pAuthnOrg, pReplay, pAudit, pSecret, pCount,
-		pMeta, pSignIn, pLInv, pLInvUser, pLMail:
+		pMeta, pSignIn, pLInv, pLInvUser, pLMail, pThr, pThrN, pFlash:
 		// Indexes written with their record (which is watched), and
 		// records no re-check reads.
 		return "", true

@@ -119,7 +119,7 @@ func TestWatchRemoteChanges(t *testing.T) {
 func TestEveryPrefixHasAWatchDecision(t *testing.T) {
 	for _, p := range []string{pOrg, pOrgLive, pOrgDel, pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem,
 		pSess, pSessOrg, pSessUser, pSessName, pAuthn, pAuthnB, pAuthnOrg, pReplay, pAudit, pSecret, pCount, pUDel,
-		pMeta, pSignIn, pLInv, pLInvUser, pLMail} {
+		pMeta, pSignIn, pLInv, pLInvUser, pLMail, pThr, pThrN, pFlash} {
 		if _, ok := watchKeyOf(key(p, "a", "b", "c")); !ok {
 			t.Errorf("prefix %q has no watch decision", p)
 		}

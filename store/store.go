@@ -107,6 +107,9 @@ type Store struct {
 	// audit holds aggregated audit events until they are written, and
 	// schedules the trail's pruning (see audit.go).
 	audit auditState
+
+	// signIns schedules the pruning of sign-in attempts (see signin.go).
+	signIns signInPrunes
 }
 
 // Open opens the database in dir, creating it if needed. Writes are synced

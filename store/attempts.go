@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Sign-in attempts are kept for the IT admin who sets up or fixes the IdP:
@@ -92,7 +90,7 @@ func (s *Store) AddSignInAttempt(a *SignInAttempt) error {
 		return err
 	}
 	defer s.leave()
-	err = s.update(op, func(txn *badger.Txn) error {
+	err = s.update(op, func(txn Txn) error {
 		if err := putSignInAttempt(txn, op, c); err != nil {
 			return err
 		}
@@ -125,7 +123,7 @@ func newSignInAttempt(op string, a *SignInAttempt) (*SignInAttempt, error) {
 	return &c, nil
 }
 
-func putSignInAttempt(txn *badger.Txn, op string, c *SignInAttempt) error {
+func putSignInAttempt(txn Txn, op string, c *SignInAttempt) error {
 	if err := requireOrg(txn, op, c.OrgID); err != nil {
 		return err
 	}
@@ -135,7 +133,7 @@ func putSignInAttempt(txn *badger.Txn, op string, c *SignInAttempt) error {
 
 // pruneSignInAttempts drops the organization's attempts beyond the newest
 // MaxSignInAttempts.
-func pruneSignInAttempts(txn *badger.Txn, orgID string) error {
+func pruneSignInAttempts(txn Txn, orgID string) error {
 	// Newest first, so everything past the cap is the oldest.
 	keys := keysWithPrefix(txn, scanPrefix(pSignIn, orgID), nil, 0)
 	for i := MaxSignInAttempts; i < len(keys); i++ {
@@ -159,7 +157,7 @@ func (s *Store) ListSignInAttempts(orgID, ref string) ([]*SignInAttempt, error) 
 	defer s.leave()
 	out := []*SignInAttempt{}
 	cutoff := now().Add(-SignInAttemptTTL)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return listJSON(txn, scanPrefix(pSignIn, orgID), 0, MaxSignInAttempts, func(b []byte) error {
 			var a SignInAttempt
 			if err := json.Unmarshal(b, &a); err != nil {

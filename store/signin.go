@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 )
 
@@ -35,7 +34,7 @@ func (s *Store) ConsumeSignIn(orgID, requestID, replayKey string, replayUntil ti
 	}
 	defer s.leave()
 	var req *AuthnRequest
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		var err error
 		req, err = s.consumeSignIn(txn, op, orgID, requestID, replayKey, replayUntil)
 		return err
@@ -57,7 +56,7 @@ func checkConsume(op, orgID, replayKey string, replayUntil time.Time) error {
 }
 
 // consumeSignIn is ConsumeSignIn's transaction.
-func (s *Store) consumeSignIn(txn *badger.Txn, op, orgID, requestID, replayKey string, replayUntil time.Time) (*AuthnRequest, error) {
+func (s *Store) consumeSignIn(txn Txn, op, orgID, requestID, replayKey string, replayUntil time.Time) (*AuthnRequest, error) {
 	t := now()
 	var req *AuthnRequest
 	if requestID != "" {
@@ -232,7 +231,7 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 	}
 	defer s.leave()
 	var stored []byte
-	err = s.update(op, func(txn *badger.Txn) error {
+	err = s.update(op, func(txn Txn) error {
 		req, err := s.consumeSignIn(txn, op, si.OrgID, si.RequestID, si.ReplayKey, si.ReplayUntil)
 		if err != nil {
 			return err
@@ -318,7 +317,7 @@ func (s *Store) ReplayRecorded(replayKey string) (bool, error) {
 	}
 	defer s.leave()
 	var used bool
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var until time.Time
 		switch err := getJSON(txn, key(pReplay, replayKey), &until); {
 		case err == nil:
@@ -346,7 +345,7 @@ func (s *Store) PendingAuthnRequest(id string) (*AuthnRequest, error) {
 	}
 	defer s.leave()
 	r := new(AuthnRequest)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pAuthn, id), r), op, "request", id)
 	})
 	if err != nil {
@@ -369,7 +368,7 @@ func (s *Store) CountOrgSessions(orgID string) (int, error) {
 	}
 	defer s.leave()
 	n := 0
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		n = len(keysWithPrefix(txn, scanPrefix(pSessOrg, orgID), nil, 0))
 		return nil
 	})

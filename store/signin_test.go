@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 func putRequest(t *testing.T, s *Store, org, id string, ttl time.Duration) {
@@ -130,7 +128,7 @@ func TestPendingAuthnRequestAndSessionCount(t *testing.T) {
 func dump(t testing.TB, s *Store) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, []byte{}, nil, 0) {
 			var v json.RawMessage
 			if err := getJSON(txn, k, &v); err != nil {

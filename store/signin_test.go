@@ -123,6 +123,20 @@ func TestPendingAuthnRequestAndSessionCount(t *testing.T) {
 	}
 }
 
+// onBackends runs test on a Store over Badger and over PostgreSQL (see
+// pgtest for when the latter is skipped).
+func onBackends(t *testing.T, test func(t *testing.T, s *Store)) {
+	t.Run("badger", func(t *testing.T) { test(t, newTestStore(t)) })
+	t.Run("postgres", func(t *testing.T) {
+		s, err := OpenBackend(openTestPostgres(t), Options{GCInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		test(t, s)
+	})
+}
+
 // dump is every key of the store with its value, to check that a refused
 // write changed nothing at all.
 func dump(t testing.TB, s *Store) map[string]string {
@@ -149,8 +163,7 @@ type signInFixture struct {
 	alice *User
 }
 
-func newSignInFixture(t *testing.T) *signInFixture {
-	s := newTestStore(t)
+func newSignInFixture(t *testing.T, s *Store) *signInFixture {
 	mkOrg(t, s, "acme")
 	mkOrg(t, s, "globex")
 	alice := mkUser(t, s, "acme", "alice@acme.test", "alice@acme.test")
@@ -178,8 +191,11 @@ func (f *signInFixture) signIn(replayKey, sessionID string) *SignIn {
 }
 
 func TestCompleteSignInWritesEverything(t *testing.T) {
-	f := newSignInFixture(t)
-	s := f.s
+	onBackends(t, testCompleteSignInWritesEverything)
+}
+
+func testCompleteSignInWritesEverything(t *testing.T, s *Store) {
+	f := newSignInFixture(t, s)
 	done, err := s.CompleteSignIn(f.signIn("k-1", "s-new"))
 	must(t, err)
 	if done.Request == nil || done.Request.ID != "req-1" || done.Request.ReturnTo != "/after" {
@@ -244,8 +260,11 @@ func TestCompleteSignInWritesEverything(t *testing.T) {
 // unrecorded, the user, the previous session, the audit trail and the
 // attempts unchanged.
 func TestCompleteSignInRefusalChangesNothing(t *testing.T) {
-	f := newSignInFixture(t)
-	s := f.s
+	onBackends(t, testCompleteSignInRefusalChangesNothing)
+}
+
+func testCompleteSignInRefusalChangesNothing(t *testing.T, s *Store) {
+	f := newSignInFixture(t, s)
 	must(t, s.ConsumeOnce("used", time.Now().Add(time.Hour)))
 	must(t, s.CreateSession(&Session{ID: "s-taken", OrgID: "acme", UserID: f.alice.ID, ExpiresAt: time.Now().Add(time.Hour)}))
 	mkUser(t, s, "acme", "carol@acme.test")
@@ -319,8 +338,9 @@ func TestCompleteSignInRefusalChangesNothing(t *testing.T) {
 // through, the same user's included (the store runs a transaction that
 // lost a conflict again); of those racing with one assertion, or for one
 // request, exactly one does. The attempts stay bounded.
-func TestCompleteSignInConcurrency(t *testing.T) {
-	s := newTestStore(t)
+func TestCompleteSignInConcurrency(t *testing.T) { onBackends(t, testCompleteSignInConcurrency) }
+
+func testCompleteSignInConcurrency(t *testing.T, s *Store) {
 	mkOrg(t, s, "acme")
 	alice := mkUser(t, s, "acme", "alice@acme.test")
 	const n = 48

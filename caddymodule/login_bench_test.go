@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -190,18 +189,18 @@ func oneLogin() (time.Duration, error) {
 
 // BenchmarkSAMLLoginConcurrent measures the ACS under concurrent sign-ins
 // with the IdP's signing done beforehand, beside the raw validation rate of
-// the same responses, in the same process and run. Each iteration prepares
-// a batch of loginBatch sign-ins of different users of the demo org (100k
-// users and 1k orgs loaded, as for BenchmarkSAMLLogin): a browser each
+// the same responses, in the same process and run. Each iteration signs in
+// loginBatch different users of the demo org (100k users and 1k orgs
+// loaded, as for BenchmarkSAMLLogin), loginChunk at a time: a browser each
 // posts the login form (timed: authn-requests/s), the demo IdP signs and
 // encrypts a response to each AuthnRequest (not timed), then the
-// responses are posted to the ACS with loginsInFlight at a time (timed:
-// logins/s), and validated again outside the gateway by samlsp with no
-// replay cache (timed: validations/s, crewjam's parsing, signature check
-// and decryption plus the gateway's own checks), alternating in chunks of
-// loginChunk; each rate is also given per CPU second of this process
-// (for logins that includes the HTTP client's share). Every login must answer
-// 303 and its session must then be usable, checked after the timing.
+// responses are posted to the ACS, inFlight at a time (timed: logins/s),
+// and validated again outside the gateway by samlsp with no replay cache
+// (timed: validations/s, crewjam's parsing, signature check and decryption
+// plus the gateway's own checks). Each rate is also given per CPU second
+// of this process (for logins that includes the HTTP client's share).
+// Every login must answer 303 and its session must then be usable,
+// checked outside the timing.
 // Runs only with -bench, as it loads the store first.
 func BenchmarkSAMLLoginConcurrent(b *testing.B) {
 	st := demoStore(b)
@@ -232,15 +231,18 @@ func BenchmarkSAMLLoginConcurrent(b *testing.B) {
 			var loginCPU, validationCPU time.Duration
 			n := 0
 			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				batch, formTime, err := prepareLogins(tr, inFlight, loginBatch)
-				if err != nil {
-					b.Fatal(err)
-				}
 				// Logins and validations alternate in small chunks, so
 				// that the load of other processes on the shared machine
-				// falls on both alike.
-				for chunk := range slices.Chunk(batch, loginChunk) {
+				// falls on both alike, and each chunk is signed just
+				// before it is posted, well within the responses'
+				// validity however slow the machine is.
+				for range loginBatch / loginChunk {
+					b.StopTimer()
+					chunk, formTime, err := prepareLogins(tr, inFlight, loginChunk)
+					if err != nil {
+						b.Fatal(err)
+					}
+					forms += formTime
 					b.StartTimer()
 					t0, c0 := time.Now(), processCPU()
 					if err := inParallel(inFlight, len(chunk), func(j int) error { return chunk[j].post() }); err != nil {
@@ -258,12 +260,11 @@ func BenchmarkSAMLLoginConcurrent(b *testing.B) {
 					}
 					validations += time.Since(t1)
 					validationCPU += processCPU() - c1
+					if err := inParallel(inFlight, len(chunk), func(j int) error { return chunk[j].use() }); err != nil {
+						b.Fatal(err)
+					}
+					n += len(chunk)
 				}
-				if err := inParallel(inFlight, len(batch), func(j int) error { return batch[j].use() }); err != nil {
-					b.Fatal(err)
-				}
-				forms += formTime
-				n += len(batch)
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(n)/loginCPU.Seconds(), "logins/cpu-s")
@@ -276,13 +277,13 @@ func BenchmarkSAMLLoginConcurrent(b *testing.B) {
 	}
 }
 
-// loginBatch is how many sign-ins one iteration prepares: enough for the
-// concurrent phase to dwarf its ramp-up and ramp-down, few enough that the
-// IdP signs them well within the responses' validity.
+// loginBatch is how many sign-ins one iteration makes.
 const loginBatch = 512
 
-// loginChunk is how many logins run between two rounds of validations.
-const loginChunk = 64
+// loginChunk is how many are prepared, posted and validated at a time:
+// with 16 or 32 in flight, enough for the concurrent phase to outweigh its
+// ramp-up and ramp-down.
+const loginChunk = 128
 
 // processCPU is the CPU time this process has used, user and system.
 func processCPU() time.Duration {

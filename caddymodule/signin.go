@@ -416,10 +416,10 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		Attempt: newAttempt(r, att, org.ID, ident.Email, "success", "", ""),
 	}
 	userWrite(si, org, user, ident, limits, refresh)
-	// Admitted: the only write, one transaction (one synced commit,
-	// shared with concurrent sign-ins). Of two posts of the same
-	// response, or two answers to one request, only one gets past it;
-	// a sign-in it refuses has written nothing.
+	// Admitted: the only write, one transaction and so one synced
+	// commit (it used to be five). Of two posts of the same response,
+	// or two answers to one request, only one gets past it; a sign-in
+	// it refuses has written nothing.
 	done, err := st.store.CompleteSignIn(si)
 	switch {
 	case errors.Is(err, store.ErrReplayed):

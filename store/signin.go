@@ -146,8 +146,10 @@ func (p *signInPrunes) due(orgID string) bool {
 }
 
 // CompleteSignIn writes an admitted SAML sign-in in one transaction, so
-// that it costs one synced commit (which Badger shares among concurrent
-// commits) and either all of it happens or none: it consumes the
+// that it costs one synced commit and either all of it happens or none
+// (the sign-in's writes as separate commits cost five syncs; Badger syncs
+// its log once per transaction even when it writes several together, so
+// concurrent sign-ins do not share them): it consumes the
 // AuthnRequest and records the assertion (as ConsumeSignIn), creates or
 // updates the user, ends the browser's previous session, starts the new
 // one (with its SAML session index), and appends the audit event and the

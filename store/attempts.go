@@ -10,7 +10,9 @@ import (
 // Sign-in attempts are kept for the IT admin who sets up or fixes the IdP:
 // the newest MaxSignInAttempts per organization, none older than
 // SignInAttemptTTL. Anyone can post to an organization's ACS, so the bound
-// is by count, enforced on every write, whatever arrives.
+// is by count, enforced on every write of a refusal, whatever arrives
+// (admitted sign-ins, which need the IdP's signature, enforce it every
+// signInPruneEvery).
 const (
 	MaxSignInAttempts = 200
 	SignInAttemptTTL  = 30 * 24 * time.Hour

@@ -117,9 +117,10 @@ type SignedIn struct {
 // newest MaxSignInAttempts. Pruning reads every attempt key of the
 // organization, so doing it in each sign-in's transaction would make
 // concurrent sign-ins of one organization conflict with each other and
-// run again; amortized, the trail holds at most this many more (still
-// bounded, and ListSignInAttempts shows the newest MaxSignInAttempts).
-// Refusals, which anyone can cause, still prune on every write.
+// run again; amortized, the trail holds fewer than this many more per
+// gateway process on the store (still bounded, and ListSignInAttempts
+// shows the newest MaxSignInAttempts). Refusals, which anyone can cause,
+// still prune on every write.
 const signInPruneEvery = 32
 
 // signInPrunes counts CompleteSignIn's attempts per organization since

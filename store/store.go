@@ -110,6 +110,9 @@ type Store struct {
 
 	// signIns schedules the pruning of sign-in attempts (see signin.go).
 	signIns signInPrunes
+
+	// thrPruning holds the throttle scopes being pruned (see throttle.go).
+	thrPruning sync.Map
 }
 
 // Open opens the embedded Badger database in dir, creating it if needed.

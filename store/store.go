@@ -108,6 +108,9 @@ type Store struct {
 	// schedules the trail's pruning (see audit.go).
 	audit auditState
 
+	// signIns schedules the pruning of sign-in attempts (see signin.go).
+	signIns signInPrunes
+
 	// thrPruning holds the throttle scopes being pruned (see throttle.go).
 	thrPruning sync.Map
 }

@@ -272,57 +272,64 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error, opts ...Write
 	defer s.leave()
 	var stored []byte
 	err := s.update(op, func(txn Txn) error {
-		k := key(pUser, orgID, id)
-		old := new(User)
-		if err := getJSON(txn, k, old); err != nil {
-			return wrapNotFound(err, op, "user", id)
-		}
-		u := new(User)
-		if err := getJSON(txn, k, u); err != nil { // fn gets its own copy
-			return err
-		}
-		if err := fn(u); err != nil {
-			return err
-		}
-		if u.ID != id || u.OrgID != orgID {
-			return invalid(op, "user ID and organization are immutable")
-		}
-		if err := checkUser(op, u); err != nil {
-			return err
-		}
-		u.Updated = now()
-
-		use := newUsage(orgID, opts)
-		oldIdx, newIdx := userIndexes(old), userIndexes(u)
-		keep := map[string]bool{}
-		for _, ix := range oldIdx {
-			keep[string(ix.key)] = true
-		}
-		wanted := map[string]bool{}
-		for _, ix := range newIdx {
-			wanted[string(ix.key)] = true
-		}
-		for _, ix := range oldIdx {
-			if !wanted[string(ix.key)] {
-				if err := dropUserIndex(txn, use, ix, id); err != nil {
-					return err
-				}
-			}
-		}
-		if err := writeUserIndexes(txn, use, op, u, newIdx, keep); err != nil {
-			return err
-		}
 		var err error
-		if stored, err = use.set(txn, k, u); err != nil {
-			return err
-		}
-		return s.charge(txn, use, id)
+		stored, err = s.updateUser(txn, op, orgID, id, fn, opts)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	out := new(User)
 	return out, json.Unmarshal(stored, out)
+}
+
+// updateUser is UpdateUser's transaction; it returns the stored record.
+func (s *Store) updateUser(txn Txn, op, orgID, id string, fn func(*User) error, opts []WriteOption) ([]byte, error) {
+	k := key(pUser, orgID, id)
+	old := new(User)
+	if err := getJSON(txn, k, old); err != nil {
+		return nil, wrapNotFound(err, op, "user", id)
+	}
+	u := new(User)
+	if err := getJSON(txn, k, u); err != nil { // fn gets its own copy
+		return nil, err
+	}
+	if err := fn(u); err != nil {
+		return nil, err
+	}
+	if u.ID != id || u.OrgID != orgID {
+		return nil, invalid(op, "user ID and organization are immutable")
+	}
+	if err := checkUser(op, u); err != nil {
+		return nil, err
+	}
+	u.Updated = now()
+
+	use := newUsage(orgID, opts)
+	oldIdx, newIdx := userIndexes(old), userIndexes(u)
+	keep := map[string]bool{}
+	for _, ix := range oldIdx {
+		keep[string(ix.key)] = true
+	}
+	wanted := map[string]bool{}
+	for _, ix := range newIdx {
+		wanted[string(ix.key)] = true
+	}
+	for _, ix := range oldIdx {
+		if !wanted[string(ix.key)] {
+			if err := dropUserIndex(txn, use, ix, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := writeUserIndexes(txn, use, op, u, newIdx, keep); err != nil {
+		return nil, err
+	}
+	stored, err := use.set(txn, k, u)
+	if err != nil {
+		return nil, err
+	}
+	return stored, s.charge(txn, use, id)
 }
 
 // DeleteUser removes the user, its indexes, its group memberships (from the

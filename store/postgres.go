@@ -252,7 +252,7 @@ func (p *Postgres) migrate(ctx context.Context) error {
 	latest := len(ms)
 	conn, err := p.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("store: postgres: connect: %w", err)
+		return fmt.Errorf("store: postgres: %w", safeConnectError(err))
 	}
 	defer conn.Release()
 	key := advisoryKey(p.schema)

@@ -227,7 +227,7 @@ func (t *pgTxn) exchange(stmts []pgStmt) (ok int, tag pgconn.CommandTag, err err
 		c, err := t.p.pool.Acquire(ctx)
 		cancel()
 		if err != nil {
-			return 0, tag, fmt.Errorf("connect: %w", err)
+			return 0, tag, fmt.Errorf("connect: %w", safeConnectError(err))
 		}
 		t.conn = c
 	}

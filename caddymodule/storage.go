@@ -3,15 +3,19 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/store"
@@ -127,6 +131,14 @@ type PostgresStorage struct {
 	// How long the first connection may take at start before the config
 	// is refused. Default: 30s.
 	ConnectTimeout caddy.Duration `json:"connect_timeout,omitempty"`
+
+	// Allows a database reached over the network without a verified
+	// certificate (any sslmode but verify-ca and verify-full: plaintext,
+	// or TLS that a machine in the middle can intercept). Only for a
+	// network the operator trusts as much as the machine itself; unix
+	// sockets and loopback addresses need no such permission. Default:
+	// false, and such a DSN is refused.
+	InsecurePlaintext bool `json:"insecure_plaintext,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -139,19 +151,21 @@ func (PostgresStorage) CaddyModule() caddy.ModuleInfo {
 
 var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// Provision expands placeholders and checks the options.
-func (p *PostgresStorage) Provision(caddy.Context) error {
-	x := newExpander()
-	x.expand("storage postgres dsn", &p.DSN, true)
-	x.expand("storage postgres schema", &p.Schema, false)
-	if x.err != nil {
-		return fmt.Errorf("sso: %w", x.err)
-	}
+// Provision expands placeholders and checks the options, the DSN's
+// transport security included.
+func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	if p.DSN == "" {
 		return fmt.Errorf("sso: storage postgres: dsn is required (e.g. dsn {env.SSOGATE_DATABASE_URL})")
 	}
-	if placeholderRE.MatchString(p.DSN) {
-		return fmt.Errorf("sso: storage postgres: dsn holds a placeholder that was not expanded ({env.NAME} and {file.PATH} are)")
+	dsn, err := expandDSN(p.DSN)
+	if err != nil {
+		return fmt.Errorf("sso: storage postgres %w", err)
+	}
+	p.DSN = dsn
+	x := newExpander()
+	x.expand("storage postgres schema", &p.Schema, false)
+	if x.err != nil {
+		return fmt.Errorf("sso: %w", x.err)
 	}
 	if p.Schema == "" {
 		p.Schema = "ssogate"
@@ -165,7 +179,145 @@ func (p *PostgresStorage) Provision(caddy.Context) error {
 	if p.ConnectTimeout < 0 {
 		return fmt.Errorf("sso: storage postgres: connect_timeout must not be negative")
 	}
+	cfg, err := pgconn.ParseConfig(p.DSN)
+	if err != nil {
+		// pgx's message quotes the DSN, masked on a best-effort basis only.
+		return fmt.Errorf("sso: storage postgres: the dsn does not parse (it is not shown, as it may hold a password)")
+	}
+	hosts, mode, err := checkPostgresTransport(cfg, p.InsecurePlaintext)
+	if err != nil {
+		return fmt.Errorf("sso: storage postgres: %w", err)
+	}
+	// Where and how, never who: the user and the database name stay out
+	// (a password with an unescaped '/' ends up in the database name).
+	ctx.Logger().Info("postgres storage",
+		zap.Strings("hosts", hosts), zap.String("sslmode", mode),
+		zap.Bool("insecure_plaintext", p.InsecurePlaintext), zap.String("schema", p.Schema))
 	return nil
+}
+
+// expandDSN expands the DSN's placeholders one at a time and refuses one
+// that expands to nothing: `postgres://gw:{env.PW}@db/sso` with PW unset
+// would become a DSN without a password, and the driver would then try
+// PGPASSWORD, ~/.pgpass or trust authentication — another identity than
+// the one configured. A placeholder that cannot be expanded at all is
+// refused too; neither error shows the DSN, only the names of {env.*} and
+// {file.*} placeholders (a stray brace pair could be part of a password).
+func expandDSN(raw string) (string, error) {
+	repl := caddy.NewReplacer()
+	for _, ph := range placeholderRE.FindAllString(raw, -1) {
+		v := repl.ReplaceKnown(ph, "")
+		named := strings.HasPrefix(ph, "{env.") || strings.HasPrefix(ph, "{file.")
+		switch {
+		case v == ph && named:
+			return "", fmt.Errorf("dsn: placeholder %s cannot be expanded", ph)
+		case v == ph:
+			return "", fmt.Errorf("dsn holds a placeholder that cannot be expanded ({env.NAME} and {file.PATH} can)")
+		case v == "" && named:
+			return "", fmt.Errorf("dsn is empty where %s stands: is the environment variable (or file) set? Without it the driver would fall back to PGPASSWORD, ~/.pgpass or trust authentication", ph)
+		case v == "":
+			return "", fmt.Errorf("dsn is empty where one of its placeholders stands")
+		}
+	}
+	return repl.ReplaceKnown(raw, ""), nil
+}
+
+// checkPostgresTransport refuses a DSN that reaches a host over the
+// network without a verified certificate, unless insecure is set. pgx's
+// default, like libpq's, is sslmode=prefer: TLS without checking the
+// certificate, and plaintext if the server (or a machine in the middle)
+// declines TLS, which exposes the password exchange (md5 is replayable
+// material), every session and every SCIM write. Unix sockets and
+// loopback addresses never leave the machine. It returns the hosts tried
+// (host:port, a socket as its directory) and the weakest sslmode among
+// them, for the log.
+func checkPostgresTransport(cfg *pgconn.Config, insecure bool) (hosts []string, mode string, err error) {
+	type attempt struct {
+		host string
+		port uint16
+		tls  *tls.Config
+	}
+	attempts := []attempt{{cfg.Host, cfg.Port, cfg.TLSConfig}}
+	for _, f := range cfg.Fallbacks {
+		attempts = append(attempts, attempt{f.Host, f.Port, f.TLSConfig})
+	}
+	// pgx expands sslmode into one attempt per host and TLS setting
+	// (prefer: TLS, then plaintext); a host is as weak as its weakest.
+	weakest := map[string]tlsLevel{}
+	var order []string
+	for _, a := range attempts {
+		addr := a.host
+		if !strings.HasPrefix(a.host, "/") {
+			addr = net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
+		}
+		lvl := levelOf(a.tls)
+		if prev, ok := weakest[addr]; !ok || lvl < prev {
+			if !ok {
+				order = append(order, addr)
+			}
+			weakest[addr] = lvl
+		}
+	}
+	overall := tlsVerifyFull
+	for _, addr := range order {
+		lvl := weakest[addr]
+		overall = min(overall, lvl)
+		if lvl >= tlsVerifyCA || insecure || onThisMachine(addr) {
+			continue
+		}
+		return nil, "", fmt.Errorf("host %s is reached over the network with %s: set sslmode=verify-full (or verify-ca) and sslrootcert in the dsn, or insecure_plaintext for a network you trust", addr, lvl.describe())
+	}
+	return order, overall.String(), nil
+}
+
+type tlsLevel int
+
+const (
+	tlsPlaintext  tlsLevel = iota // sslmode disable, or the fallback of allow and prefer
+	tlsUnverified                 // require (and the first try of prefer): TLS, any certificate
+	tlsVerifyCA                   // the chain is checked, not the host name
+	tlsVerifyFull                 // the chain and the host name
+)
+
+// levelOf reads what pgx made of sslmode (see pgconn's configTLS).
+func levelOf(c *tls.Config) tlsLevel {
+	switch {
+	case c == nil:
+		return tlsPlaintext
+	case !c.InsecureSkipVerify:
+		return tlsVerifyFull
+	case c.VerifyPeerCertificate != nil:
+		return tlsVerifyCA
+	}
+	return tlsUnverified
+}
+
+func (l tlsLevel) String() string {
+	return [...]string{"disable, allow or prefer (plaintext possible)", "require (no certificate check)", "verify-ca", "verify-full"}[l]
+}
+
+func (l tlsLevel) describe() string {
+	if l == tlsPlaintext {
+		return "plaintext possible (sslmode disable, allow or prefer, the default)"
+	}
+	return "TLS without a certificate check (sslmode require)"
+}
+
+// onThisMachine says whether addr (host:port or a socket directory) is a
+// unix socket or a loopback address.
+func onThisMachine(addr string) bool {
+	if strings.HasPrefix(addr, "/") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // poolKey identifies the database by a hash of its connection string: two
@@ -199,6 +351,7 @@ func (p *PostgresStorage) open(log *zap.Logger) (store.Backend, error) {
 //	    schema          <name>
 //	    max_conns       <n>
 //	    connect_timeout <duration>
+//	    insecure_plaintext
 //	}
 func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the module name
@@ -207,6 +360,13 @@ func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		if opt == "insecure_plaintext" {
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			p.InsecurePlaintext = true
+			continue
+		}
 		var v string
 		if !d.AllArgs(&v) {
 			return d.ArgErr()
@@ -229,7 +389,7 @@ func (p *PostgresStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			p.ConnectTimeout = caddy.Duration(dur)
 		default:
-			return d.Errf("storage postgres: unknown option %q (known: dsn, schema, max_conns, connect_timeout)", opt)
+			return d.Errf("storage postgres: unknown option %q (known: dsn, schema, max_conns, connect_timeout, insecure_plaintext)", opt)
 		}
 	}
 	return nil

@@ -60,8 +60,13 @@ its directory); export --online asks the running gateway instead.
 
   BIN store export --path /var/lib/ssogate -o all.jsonl --with-secrets
   BIN store export --online --org acme -o acme.jsonl
-  BIN store import all.jsonl --storage postgres --postgres-dsn "$SSOGATE_DATABASE_URL"
+  BIN store import all.jsonl --storage postgres        # DSN from $SSOGATE_DATABASE_URL
+  BIN store import all.jsonl --storage postgres --postgres-dsn-file /run/secrets/ssogate-dsn
   BIN store import acme.jsonl --path /var/lib/ssogate --replace
+
+The PostgreSQL DSN holds a password: give it in $SSOGATE_DATABASE_URL or
+a file (--postgres-dsn-file), not with --postgres-dsn, whose value other
+users of the machine can read in the process list.
 
 Import checks the whole file before writing anything, refuses an
 organization that exists unless --replace, and writes each organization
@@ -145,7 +150,8 @@ func storageFlags(c *cobra.Command) {
 	f := c.Flags()
 	f.String("storage", "badger", "storage backend: badger or postgres")
 	f.String("path", "", "Badger directory (the sso app's storage_path)")
-	f.String("postgres-dsn", "", "PostgreSQL connection string (default: $SSOGATE_DATABASE_URL); never printed")
+	f.String("postgres-dsn", "", "PostgreSQL connection string; visible in the process list: prefer $SSOGATE_DATABASE_URL or --postgres-dsn-file")
+	f.String("postgres-dsn-file", "", "file holding the PostgreSQL connection string (default: $SSOGATE_DATABASE_URL); never printed")
 	f.String("postgres-schema", "", "PostgreSQL schema (default: the backend's)")
 }
 
@@ -161,12 +167,13 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 	kind, _ := c.Flags().GetString("storage")
 	path, _ := c.Flags().GetString("path")
 	dsn, _ := c.Flags().GetString("postgres-dsn")
+	dsnFile, _ := c.Flags().GetString("postgres-dsn-file")
 	schema, _ := c.Flags().GetString("postgres-schema")
 	log := caddy.Log().Named("store")
 	switch kind {
 	case "badger":
-		if dsn != "" || schema != "" {
-			return nil, errors.New("--postgres-dsn and --postgres-schema go with --storage postgres")
+		if dsn != "" || dsnFile != "" || schema != "" {
+			return nil, errors.New("--postgres-dsn, --postgres-dsn-file and --postgres-schema go with --storage postgres")
 		}
 		if path == "" {
 			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
@@ -190,16 +197,51 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 		if path != "" {
 			return nil, errors.New("--path goes with --storage badger")
 		}
+		if dsn != "" && dsnFile != "" {
+			return nil, errors.New("--postgres-dsn and --postgres-dsn-file: give one")
+		}
+		if dsnFile != "" {
+			var err error
+			if dsn, err = readDSNFile(dsnFile); err != nil {
+				return nil, err
+			}
+		}
 		if dsn == "" {
 			dsn = os.Getenv("SSOGATE_DATABASE_URL")
 		}
 		if dsn == "" {
-			return nil, errors.New("give the database with --postgres-dsn or $SSOGATE_DATABASE_URL")
+			return nil, errors.New("give the database in $SSOGATE_DATABASE_URL or with --postgres-dsn-file")
 		}
 		return openPostgres(dsn, schema, log)
 	default:
 		return nil, fmt.Errorf("--storage %q: badger or postgres", kind)
 	}
+}
+
+// maxDSNFile bounds what --postgres-dsn-file reads: a DSN is a line.
+const maxDSNFile = 64 << 10
+
+// readDSNFile reads a DSN from a file (a container or systemd secret, for
+// instance), without its final line break. An empty file is an error: an
+// empty DSN would let the driver pick a database from PG* variables.
+func readDSNFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("--postgres-dsn-file: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxDSNFile+1))
+	if err != nil {
+		return "", fmt.Errorf("--postgres-dsn-file %s: %w", path, err)
+	}
+	if len(b) > maxDSNFile {
+		return "", fmt.Errorf("--postgres-dsn-file %s: larger than %d bytes, not a DSN", path, maxDSNFile)
+	}
+	dsn := strings.TrimRight(string(b), "\r\n")
+	if strings.TrimSpace(dsn) == "" {
+		return "", fmt.Errorf("--postgres-dsn-file %s is empty", path)
+	}
+	return dsn, nil
 }
 
 // openPostgres opens the store on PostgreSQL, with the defaults of the
@@ -224,7 +266,7 @@ func runExport(c *cobra.Command, _ []string) error {
 	out, _ := c.Flags().GetString("output")
 	online, _ := c.Flags().GetBool("online")
 	if online {
-		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-schema"} {
+		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-dsn-file", "postgres-schema"} {
 			if c.Flags().Changed(f) {
 				return fmt.Errorf("--%s opens a store directly; --online asks the running gateway", f)
 			}

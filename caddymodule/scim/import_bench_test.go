@@ -1,0 +1,131 @@
+package scim
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// BenchmarkSCIMImport is an IdP's initial import: it creates users one
+// POST /Users at a time over HTTP into an empty organization, as Okta
+// does (concurrency=1), and a few at a time, as Entra ID does
+// (concurrency=4), up to SSOGATE_IMPORT_USERS users (default 100,000).
+// It reports the rate of each tenth of the import (users/s@10k is the
+// rate from 0 to 10k users, users/s@100k from 90k to 100k), so that a
+// rate falling with the directory's size shows. Each sub-benchmark
+// imports once, whatever b.N: run it with -benchtime 1x. With
+// SSOGATE_IMPORT_PROFILE=file, the second half of the import is
+// CPU-profiled into file.<concurrency>. Runs only with -bench: it writes
+// 100k users twice.
+func BenchmarkSCIMImport(b *testing.B) {
+	total := 100_000
+	if v := os.Getenv("SSOGATE_IMPORT_USERS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 10 {
+			b.Fatalf("SSOGATE_IMPORT_USERS=%q: want a number of at least 10", v)
+		}
+		total = n
+	}
+	for _, conc := range []int{1, 4} {
+		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
+			importUsers(b, total, conc)
+		})
+	}
+}
+
+func importUsers(b *testing.B, total, conc int) {
+	e := newEnv(b, func(c *Config) {
+		c.Now = time.Now // token touches and audit times as in production
+		c.Limits.MaxUsers = total
+	})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc}}
+	defer client.CloseIdleConnections()
+	target := e.http.URL + testPrefix + "/scim/acme/v2/Users"
+	create := func(i int) error {
+		body, err := json.Marshal(oktaUser(fmt.Sprintf("user%07d@acme.example", i)))
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+e.tokens["acme"])
+		req.Header.Set("Content-Type", "application/scim+json")
+		res, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		var out bytes.Buffer
+		_, err = out.ReadFrom(res.Body)
+		res.Body.Close()
+		if err != nil {
+			return err
+		}
+		if res.StatusCode != http.StatusCreated {
+			return fmt.Errorf("user %d: status %d: %s", i, res.StatusCode, out.Bytes())
+		}
+		return nil
+	}
+
+	step := total / 10
+	profile := os.Getenv("SSOGATE_IMPORT_PROFILE")
+	var next atomic.Int64
+	var failed atomic.Bool
+	rates := make([]float64, 0, 10)
+	b.ResetTimer()
+	for s := range 10 {
+		end := int64(total)
+		if s < 9 {
+			end = int64((s + 1) * step)
+		}
+		if profile != "" && s == 5 {
+			f, err := os.Create(fmt.Sprintf("%s.%d", profile, conc))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.StartCPUProfile(f); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				pprof.StopCPUProfile()
+				f.Close()
+			}()
+		}
+		from := next.Load()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range conc {
+			wg.Go(func() {
+				for i := next.Add(1) - 1; i < end && !failed.Load(); i = next.Add(1) - 1 {
+					if err := create(int(i)); err != nil {
+						failed.Store(true)
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if failed.Load() {
+			b.FailNow()
+		}
+		next.Store(end)
+		rate := float64(end-from) / time.Since(start).Seconds()
+		rates = append(rates, rate)
+		b.ReportMetric(rate, fmt.Sprintf("users/s@%03dk", end/1000))
+	}
+	b.StopTimer()
+	if n, err := e.store.CountUsers("acme"); err != nil || n != total {
+		b.Fatalf("the organization has %d users, want %d (%v)", n, total, err)
+	}
+	b.Logf("concurrency %d, users/s per tenth up to %d: %.0f", conc, total, rates)
+}

@@ -20,9 +20,10 @@ import (
 // does not pay for the checks again.
 //
 // The outcome of a re-check is reused (see recheckCache) while the store
-// has committed no write since it was made, since reading the same records
-// again could only give the same answer, and while the session needs
-// nothing done about its lifetimes (Fresh), which depend on the clock.
+// has seen no write to the records it read — the session, its user and
+// their memberships, their org (store.Watch) — since reading them again
+// could only give the same answer, and while the session needs nothing
+// done about its lifetimes (Fresh), which depend on the clock.
 func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValues, bool) {
 	sealed, ok := st.sessions.SealedCookie(r)
 	if !ok {
@@ -32,10 +33,7 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	// exact cookie was unsealed (authenticated) before, so unsealing it
 	// again, the main cost left on this path, can be skipped.
 	key := sha256.Sum256([]byte(sealed))
-	// Read before the records, so that a write racing with this re-check
-	// leaves its outcome stamped with a generation that is already over.
-	gen := st.store.Generation()
-	if e, ok := st.rechecked.get(key, gen); ok && st.sessions.Fresh(e.sess) {
+	if e, ok := st.rechecked.get(key); ok && !st.store.Changed(e.watch) && st.sessions.Fresh(e.sess) {
 		g.observeRecheck(true)
 		return e.id, true
 	}
@@ -44,10 +42,14 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	if !ok {
 		return nil, false
 	}
+	// Each watch is taken before the records it covers are read, so that
+	// a write racing with this re-check leaves its outcome already stale.
+	watch := st.store.Watch(store.WatchSession(sid))
 	sess, err := st.sessions.LoadRecord(sid)
 	if err != nil {
 		return nil, false
 	}
+	watch = watch.With(st.store, store.WatchOrg(sess.OrgID), store.WatchUser(sess.OrgID, sess.UserID))
 	reason, id := g.recheck(st.store, sess)
 	if reason != "" {
 		g.logger.Info("session ended by re-check",
@@ -56,7 +58,7 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 		return nil, false
 	}
 	v := id.values()
-	st.rechecked.put(key, recheckEntry{gen: gen, sess: sess, id: v})
+	st.rechecked.put(key, recheckEntry{watch: watch, sess: sess, id: v})
 	return v, true
 }
 
@@ -65,27 +67,27 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 const recheckCacheSize = 32 << 10
 
 // recheckCache maps session cookies (by the SHA-256 of their sealed value)
-// to the outcome of their last successful re-check, stamped with the store
-// generation read before it.
-// An entry is used only while the store's generation is unchanged, so it
-// never outlives a write (deactivation, SCIM change, logout, ...): any
-// committed write sends every session back to the full re-check.
+// to the outcome of their last successful re-check, with the store.Watch
+// taken before it. An entry is used only while nothing it watched has
+// changed, so it never outlives a write that could change its outcome
+// (deactivation, removal from a group, org changes, logout, ...), while
+// writes to other users, other orgs and the audit trail leave it alone.
 type recheckCache struct {
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]recheckEntry
 }
 
 type recheckEntry struct {
-	gen  uint64
-	sess *store.Session  // shared: never modified
-	id   *identityValues // shared: never modified
+	watch store.Watch
+	sess  *store.Session  // shared: never modified
+	id    *identityValues // shared: never modified
 }
 
-func (c *recheckCache) get(key [sha256.Size]byte, gen uint64) (recheckEntry, bool) {
+func (c *recheckCache) get(key [sha256.Size]byte) (recheckEntry, bool) {
 	c.mu.RLock()
 	e, ok := c.entries[key]
 	c.mu.RUnlock()
-	return e, ok && e.gen == gen
+	return e, ok
 }
 
 func (c *recheckCache) put(key [sha256.Size]byte, e recheckEntry) {

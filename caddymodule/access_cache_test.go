@@ -93,8 +93,8 @@ func (f *cacheFixture) request(t *testing.T) (bool, string) {
 
 // cached reports whether the session cookie has a usable cached re-check.
 func (f *cacheFixture) cached() bool {
-	_, ok := f.g.lazy.rechecked.get(sha256.Sum256([]byte(f.cookie.Value)), f.st.Generation())
-	return ok
+	e, ok := f.g.lazy.rechecked.get(sha256.Sum256([]byte(f.cookie.Value)))
+	return ok && !f.st.Changed(e.watch)
 }
 
 // sessionID is the record ID of the fixture's session.
@@ -107,9 +107,10 @@ func (f *cacheFixture) sessionID(t *testing.T) string {
 	return sid
 }
 
-// A re-check is reused only while the store is unchanged: the first
-// request after any write is re-checked in full, so a deactivation ends
-// access on the very next request, as without the cache.
+// A re-check is reused only while what it read is unchanged: the first
+// request after a write to the session, its user or their org is
+// re-checked in full, so a deactivation ends access on the very next
+// request, as without the cache.
 func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -127,6 +128,16 @@ func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
 			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.AdminGroup.Name = "owners"; return nil })
 			return err
 		}},
+		{"user deleted", func(f *cacheFixture) error { return f.st.DeleteUser("acme", f.user.ID) }},
+		{"signed out", func(f *cacheFixture) error {
+			sid, _ := f.g.lazy.sessions.RecordIDOf(f.cookie.Value)
+			return f.st.DeleteSession(sid)
+		}},
+		{"all the user's sessions ended", func(f *cacheFixture) error {
+			_, err := f.st.DeleteUserSessions("acme", f.user.ID)
+			return err
+		}},
+		{"domain removed", func(f *cacheFixture) error { return f.st.RemoveDomain("acme", "acme.test") }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newCacheFixture(t)
@@ -151,9 +162,10 @@ func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
 	}
 }
 
-// An unrelated write costs a full re-check, which passes and is cached
-// again; a session that needs a touch or has gone idle is not served from
-// the cache either.
+// Writes that cannot change a re-check's outcome — another org, another
+// user of the same org, the audit trail, a session touch — leave it
+// cached; a session that needs a touch or has gone idle is not served
+// from the cache either.
 func TestRecheckCacheLifetimes(t *testing.T) {
 	f := newCacheFixture(t)
 	if ok, _ := f.request(t); !ok {
@@ -166,11 +178,21 @@ func TestRecheckCacheLifetimes(t *testing.T) {
 	if err := f.st.CreateOrg(&store.Org{ID: "other", Name: "Other"}); err != nil {
 		t.Fatal(err)
 	}
-	if f.cached() {
-		t.Fatal("cached re-check survived a write")
+	bob := &store.User{OrgID: "acme", UserName: "bob@acme.test", Active: true, Source: store.SourceSCIM}
+	if err := f.st.CreateUser(bob); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.UpdateUser("acme", bob.ID, func(u *store.User) error { u.Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.AppendAudit(&store.AuditEvent{OrgID: "acme", Action: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if !f.cached() {
+		t.Fatal("a write to another org, another user or the audit trail dropped the cached re-check")
 	}
 	if ok, _ := f.request(t); !ok || !f.cached() {
-		t.Fatalf("after an unrelated write: reached %v, cached %v", ok, f.cached())
+		t.Fatalf("after unrelated writes: reached %v, cached %v", ok, f.cached())
 	}
 
 	// Two minutes on, the session needs a touch: served through the store,

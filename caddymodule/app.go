@@ -6,9 +6,10 @@ package caddymodule
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/url"
-	"path/filepath"
+
 	"strconv"
 	"strings"
 	"sync"
@@ -48,7 +49,15 @@ const (
 type App struct {
 	// Directory of the embedded database. Default: `ssogate` under Caddy's
 	// data directory.
+	// Same as storage {"module": "badger", "path": ...}; kept because
+	// it is shorter. Not together with storage.
 	StoragePath string `json:"storage_path,omitempty"`
+
+	// Where the data is kept: a module of the sso.storage namespace,
+	// `badger` (embedded, one process; the default) or `postgres` (shared
+	// by several gateway processes).
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=sso.storage inline_key=module"`
+	storage    Storage
 
 	// The external URL of the gateway (scheme, host and optional port, no
 	// path), e.g. `https://app.example.com`. SAML entity IDs, ACS URLs and
@@ -196,7 +205,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	x := newExpander()
-	x.expand("storage_path", &a.StoragePath, false)
 	x.expand("base_url", &a.BaseURL, false)
 	x.expand("dns_resolver", &a.DNSResolver, false)
 	for i := range a.SessionKeys {
@@ -206,17 +214,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("sso: %w", x.err)
 	}
 
-	if a.StoragePath == "" {
-		a.StoragePath = filepath.Join(caddy.AppDataDir(), "ssogate")
+	if err := a.provisionStorage(ctx); err != nil {
+		return err
 	}
-	if err := noPlaceholder("storage_path", a.StoragePath); err != nil {
-		return fmt.Errorf("sso: %w", err)
-	}
-	abs, err := filepath.Abs(a.StoragePath)
-	if err != nil {
-		return fmt.Errorf("sso: storage_path %q: %w", a.StoragePath, err)
-	}
-	a.StoragePath = abs
 	// Validate reports a bad base_url; handlers provisioned later need it
 	// parsed.
 	a.baseURL, _ = parseBaseURL(a.BaseURL)
@@ -432,7 +432,7 @@ func (a *App) Cleanup() error {
 	if a.shared == nil || !a.shared.opened {
 		return nil
 	}
-	if _, err := stores.Delete(a.StoragePath); err != nil {
+	if _, err := stores.Delete(a.storage.poolKey()); err != nil {
 		return fmt.Errorf("sso: releasing store: %w", err)
 	}
 	return nil
@@ -444,22 +444,27 @@ func (a *App) Cleanup() error {
 func (a *App) Store() (*store.Store, error) {
 	s := a.shared
 	s.openOnce.Do(func() {
-		val, _, err := stores.LoadOrNew(a.StoragePath, func() (caddy.Destructor, error) {
+		val, _, err := stores.LoadOrNew(a.storage.poolKey(), func() (caddy.Destructor, error) {
 			log := a.logger.Named("store")
 			proc := newProcessState()
-			st, err := store.Open(a.StoragePath, store.Options{
+			b, err := a.storage.open(log)
+			if err != nil {
+				return nil, err
+			}
+			st, err := store.OpenBackend(b, store.Options{
 				Logger: log, Audit: a.Audit.policy(), ObserveWrite: proc.storeWrites.observe,
 			})
 			if err != nil {
 				return nil, err
 			}
-			// Once per process unless every config using the path is gone:
-			// a second line during a reload means the handle was not shared.
-			log.Info("opened store", zap.String("path", a.StoragePath))
-			return pooledStore{st, proc, log, a.StoragePath}, nil
+			// Once per process unless every config using the storage is
+			// gone: a second line during a reload means the handle was not
+			// shared.
+			log.Info("opened store", a.storage.describe()...)
+			return pooledStore{st, proc, log, a.storage.describe()}, nil
 		})
 		if err != nil {
-			s.openErr = fmt.Errorf("sso: opening store at %s: %w", a.StoragePath, err)
+			s.openErr = fmt.Errorf("sso: opening the store: %w", err)
 			return
 		}
 		s.opened = true
@@ -485,13 +490,47 @@ type pooledStore struct {
 	*store.Store
 	proc *processState
 	log  *zap.Logger
-	path string
+	desc []zap.Field
 }
 
 func (p pooledStore) Destruct() error {
 	err := p.Close()
-	p.log.Info("closed store", zap.String("path", p.path), zap.Error(err))
+	p.log.Info("closed store", append(p.desc, zap.Error(err))...)
 	return err
+}
+
+// provisionStorage loads the storage module; without one, the embedded
+// Badger database at storage_path (or its default).
+func (a *App) provisionStorage(ctx caddy.Context) error {
+	if a.StorageRaw != nil {
+		if a.StoragePath != "" {
+			return fmt.Errorf("sso: storage_path and storage both given; use one (storage_path is short for storage badger)")
+		}
+		mod, err := ctx.LoadModule(a, "StorageRaw")
+		if err != nil {
+			return fmt.Errorf("sso: loading storage module: %w", err)
+		}
+		st, ok := mod.(Storage)
+		if !ok {
+			return fmt.Errorf("sso: storage module %T is not an sso storage", mod)
+		}
+		a.storage = st
+		return nil
+	}
+	x := newExpander()
+	x.expand("storage_path", &a.StoragePath, false)
+	if x.err != nil {
+		return fmt.Errorf("sso: %w", x.err)
+	}
+	if err := noPlaceholder("storage_path", a.StoragePath); err != nil {
+		return fmt.Errorf("sso: %w", err)
+	}
+	b := &BadgerStorage{Path: a.StoragePath}
+	if err := b.Provision(ctx); err != nil {
+		return err
+	}
+	a.storage = b
+	return nil
 }
 
 // Orgs returns the organization service shared by the admin API and the

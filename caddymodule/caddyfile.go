@@ -25,7 +25,10 @@ func init() {
 //	{
 //	    sso {
 //	        base_url             https://app.example.com
-//	        storage_path         /var/lib/ssogate
+//	        storage_path         /var/lib/ssogate   # embedded Badger (the default), or:
+//	        storage postgres {                      # PostgreSQL, shared by several replicas
+//	            dsn {env.SSOGATE_DATABASE_URL}
+//	        }
 //	        session_key          {env.SSOGATE_SESSION_KEY}   # 32+ random bytes; repeat to rotate, first seals
 //	        dns_resolver         127.0.0.1:53
 //	        allow_private_metadata_urls   # IdP metadata URLs may reach internal hosts
@@ -85,6 +88,19 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			case "session_key":
 				a.SessionKeys = append(a.SessionKeys, v)
 			}
+		case "storage":
+			if a.StorageRaw != nil {
+				return d.Err("storage: given twice")
+			}
+			if !d.NextArg() {
+				return d.Errf("storage: which one? badger or postgres")
+			}
+			name := d.Val()
+			mod, err := caddyfile.UnmarshalModule(d, "sso.storage."+name)
+			if err != nil {
+				return err
+			}
+			a.StorageRaw = caddyconfig.JSONModuleObject(mod, "module", name, nil)
 		case "session_lifetime", "session_idle_timeout", "authn_request_ttl", "invite_ttl", "domain_recheck_interval",
 			"reauth_window", "hsts_max_age":
 			var v string

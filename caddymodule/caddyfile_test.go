@@ -109,6 +109,43 @@ func TestGlobalOptionErrors(t *testing.T) {
 	}
 }
 
+// The storage option adapts to a module of the sso.storage namespace,
+// and its slips are refused by the adapter.
+func TestStorageCaddyfile(t *testing.T) {
+	for src, want := range map[string]map[string]any{
+		"storage postgres {\n dsn {env.SSOGATE_DATABASE_URL}\n schema gw1\n max_conns 20\n connect_timeout 5s\n }": {
+			"module": "postgres", "dsn": "{env.SSOGATE_DATABASE_URL}", "schema": "gw1", "max_conns": float64(20), "connect_timeout": float64(5e9)},
+		"storage badger /var/lib/ssogate":              {"module": "badger", "path": "/var/lib/ssogate"},
+		"storage badger {\n path /var/lib/ssogate\n }": {"module": "badger", "path": "/var/lib/ssogate"},
+	} {
+		cfg, err := adapt(t, "{\n sso {\n base_url https://app.example.com\n "+src+"\n }\n}\n:80\n")
+		if err != nil {
+			t.Errorf("%q: %v", src, err)
+			continue
+		}
+		got := cfg["apps"].(map[string]any)["sso"].(map[string]any)["storage"]
+		gotJSON, _ := json.Marshal(got)
+		wantJSON, _ := json.Marshal(want)
+		if string(gotJSON) != string(wantJSON) {
+			t.Errorf("%q adapts to %s, want %s", src, gotJSON, wantJSON)
+		}
+	}
+	for _, bad := range []string{
+		"storage",
+		"storage redis",
+		"storage postgres extra",
+		"storage postgres {\n password x\n }",
+		"storage postgres {\n max_conns -1\n }",
+		"storage postgres {\n dsn\n }",
+		"storage badger /a /b",
+		"storage badger /a\n storage badger /b",
+	} {
+		if _, err := adapt(t, "{\n sso {\n "+bad+"\n }\n}\n:80\n"); err == nil {
+			t.Errorf("%q: want an error", bad)
+		}
+	}
+}
+
 func TestSafeReturn(t *testing.T) {
 	cases := map[string]string{
 		"/":                    "/",

@@ -463,6 +463,25 @@ func TestBadOptionsRefused(t *testing.T) {
 		{"base_url from unset env", func(sso, _ map[string]any) { sso["base_url"] = "{env.SSOGATE_E2E_UNSET}" }, []string{"base_url", "{env.SSOGATE_E2E_UNSET}", "empty"}},
 		{"plain http elsewhere", func(sso, _ map[string]any) { sso["base_url"] = "http://app.example.com" }, []string{"base_url", "must be https"}},
 		{"storage_path from unset env", func(sso, _ map[string]any) { sso["storage_path"] = "{env.SSOGATE_E2E_UNSET}" }, []string{"storage_path", "empty"}},
+		{"storage and storage_path", func(sso, _ map[string]any) {
+			sso["storage"] = map[string]any{"module": "badger", "path": "/tmp/x"}
+		}, []string{"storage_path and storage both given"}},
+		{"unknown storage", func(sso, _ map[string]any) {
+			delete(sso, "storage_path")
+			sso["storage"] = map[string]any{"module": "redis"}
+		}, []string{"sso.storage.redis"}},
+		{"postgres without dsn", func(sso, _ map[string]any) {
+			delete(sso, "storage_path")
+			sso["storage"] = map[string]any{"module": "postgres"}
+		}, []string{"dsn is required"}},
+		{"postgres dsn from unset env", func(sso, _ map[string]any) {
+			delete(sso, "storage_path")
+			sso["storage"] = map[string]any{"module": "postgres", "dsn": "{env.SSOGATE_E2E_UNSET}"}
+		}, []string{"storage postgres dsn is empty"}},
+		{"postgres bad schema", func(sso, _ map[string]any) {
+			delete(sso, "storage_path")
+			sso["storage"] = map[string]any{"module": "postgres", "dsn": "postgres://u:pw@127.0.0.1:1/db", "schema": "a;drop"}
+		}, []string{`schema "a;drop"`}},
 		{"negative lifetime", func(sso, _ map[string]any) { sso["session_lifetime"] = "-5m" }, []string{"session_lifetime -5m0s", "positive"}},
 		{"negative idle", func(sso, _ map[string]any) { sso["session_idle_timeout"] = "-1s" }, []string{"session_idle_timeout -1s"}},
 		{"negative authn ttl", func(sso, _ map[string]any) { sso["authn_request_ttl"] = "-10m" }, []string{"authn_request_ttl -10m0s"}},

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Sign-in attempts are kept for the IT admin who sets up or fixes the IdP:
@@ -100,7 +98,7 @@ func (s *Store) AddSignInAttempt(a *SignInAttempt) error {
 	for _, f := range []*string{&c.Outcome, &c.Reason, &c.Problem, &c.Fix, &c.Detail, &c.Email, &c.SourceIP} {
 		*f = clipTo(*f, maxAttemptText)
 	}
-	err = s.update(op, func(txn *badger.Txn) error {
+	err = s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -136,7 +134,7 @@ func (s *Store) ListSignInAttempts(orgID, ref string) ([]*SignInAttempt, error) 
 	defer s.leave()
 	out := []*SignInAttempt{}
 	cutoff := now().Add(-SignInAttemptTTL)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return listJSON(txn, scanPrefix(pSignIn, orgID), 0, MaxSignInAttempts, func(b []byte) error {
 			var a SignInAttempt
 			if err := json.Unmarshal(b, &a); err != nil {

@@ -15,7 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
@@ -353,7 +352,7 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 		}
 	}
 	for chunk := range slices.Chunk(events, purgeBatch) {
-		err := s.update(op, func(txn *badger.Txn) error {
+		err := s.update(op, func(txn Txn) error {
 			for _, e := range chunk {
 				if _, err := setJSON(txn, auditKey(e), e, 0); err != nil {
 					return err
@@ -458,16 +457,13 @@ func (s *Store) runPrunes() {
 func (s *Store) auditOrgs() ([]string, error) {
 	var orgs []string
 	root := []byte(pAudit + "/")
-	err := s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = root
-		it := txn.NewIterator(opts)
+	err := s.view(func(txn Txn) error {
+		it := txn.Iterator(IterOptions{Prefix: root, KeysOnly: true})
 		defer it.Close()
-		for it.Seek(root); it.ValidForPrefix(root); {
-			seg, _, ok := bytes.Cut(it.Item().Key()[len(root):], []byte{'/'})
+		for it.Seek(root); it.Valid(); {
+			seg, _, ok := bytes.Cut(it.Key()[len(root):], []byte{'/'})
 			if !ok {
-				return fmt.Errorf("store: malformed audit key %q", it.Item().Key())
+				return fmt.Errorf("store: malformed audit key %q", it.Key())
 			}
 			orgs = append(orgs, unesc(string(seg)))
 			// '0' follows '/': the smallest key past this org's events.
@@ -493,24 +489,20 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 		return ok && t.Before(cutoff)
 	}
 	var from []byte
-	err := s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefix
-		opts.Reverse = !byCount
-		it := txn.NewIterator(opts)
+	err := s.view(func(txn Txn) error {
+		it := txn.Iterator(IterOptions{Prefix: prefix, KeysOnly: true, Reverse: !byCount})
 		defer it.Close()
 		if !byCount {
 			// 0xff sorts after every key of the org: start at its oldest.
-			for it.Seek(append(slices.Clip(prefix), 0xff)); it.ValidForPrefix(prefix) && old(it.Item().Key()); it.Next() {
-				from = it.Item().KeyCopy(from[:0])
+			for it.Seek(append(slices.Clip(prefix), 0xff)); it.Valid() && old(it.Key()); it.Next() {
+				from = append(from[:0], it.Key()...)
 			}
 			return nil
 		}
 		i := 0
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			if k := it.Item().Key(); i >= p.MaxEvents || old(k) {
-				from = it.Item().KeyCopy(nil)
+		for it.Seek(prefix); it.Valid(); it.Next() {
+			if k := it.Key(); i >= p.MaxEvents || old(k) {
+				from = bytes.Clone(it.Key())
 				return nil
 			}
 			i++
@@ -528,7 +520,7 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 		default:
 		}
 		var n int
-		err := s.update("prune audit", func(txn *badger.Txn) error {
+		err := s.update("prune audit", func(txn Txn) error {
 			keys := keysWithPrefix(txn, prefix, from, purgeBatch)
 			n = len(keys)
 			for _, k := range keys {
@@ -587,29 +579,29 @@ func (s *Store) ListAuditPage(orgID, before string, limit int) (events []*AuditE
 		return nil, "", err
 	}
 	events = []*AuditEvent{}
-	err = s.view(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = prefix
-		it := txn.NewIterator(opts)
+	err = s.view(func(txn Txn) error {
+		it := txn.Iterator(IterOptions{Prefix: prefix})
 		defer it.Close()
 		it.Seek(start)
-		if before != "" && it.ValidForPrefix(prefix) && bytes.Equal(it.Item().Key(), start) {
+		if before != "" && it.Valid() && bytes.Equal(it.Key(), start) {
 			it.Next()
 		}
 		var last []byte
-		for ; it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
+		for ; it.Valid(); it.Next() {
 			if len(events) == limit {
 				next = encodeAuditCursor(last[len(prefix):])
 				return nil
 			}
+			v, err := it.Value()
+			if err != nil {
+				return fmt.Errorf("store: read %q: %w", it.Key(), err)
+			}
 			e := new(AuditEvent)
-			if err := item.Value(func(b []byte) error { return json.Unmarshal(b, e) }); err != nil {
-				return fmt.Errorf("store: decode %q: %w", item.Key(), err)
+			if err := json.Unmarshal(v, e); err != nil {
+				return fmt.Errorf("store: decode %q: %w", it.Key(), err)
 			}
 			events = append(events, e)
-			last = item.KeyCopy(last[:0])
+			last = append(last[:0], it.Key()...)
 		}
 		return nil
 	})
@@ -661,7 +653,7 @@ func (s *Store) GetOrCreateSecret(name string, generate func() ([]byte, error)) 
 	defer s.leave()
 	k := key(pSecret, name)
 	var val, fresh []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		switch err := getJSON(txn, k, &val); {
 		case err == nil:
 			return nil

@@ -108,3 +108,17 @@ var ErrTxnConflict = errors.New("store: transaction conflict")
 // ErrTxnTooBig is returned by a Backend whose transaction cannot hold
 // more writes; the Store splits the work into smaller transactions.
 var ErrTxnTooBig = errors.New("store: transaction too big")
+
+// versionedTxn is implemented by a Txn that can tell when a key was last
+// written: GetVersion's version changes with every write of k. Paging
+// hints (pagehints.go) use it to know a list is unchanged; without it they
+// are simply not used.
+type versionedTxn interface {
+	GetVersion(k []byte) (v []byte, version uint64, err error)
+}
+
+// expiryTxn is implemented by a Txn that can report a key's expiry (Unix
+// seconds, 0 = never); tests use it to check expiries are kept.
+type expiryTxn interface {
+	ExpiresAt(k []byte) (uint64, error)
+}

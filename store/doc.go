@@ -1,19 +1,23 @@
-// Package store is ssogate's persistence: an embedded Badger database holding
-// organizations, domains, users, groups, sessions, outstanding SAML
-// AuthnRequests, the assertion replay cache, audit events and gateway-wide
-// secrets. It is the only package that imports Badger; no Badger type or
-// bare Badger error crosses its API.
+// Package store is ssogate's persistence: organizations, domains, users,
+// groups, sessions, outstanding SAML AuthnRequests, the assertion replay
+// cache, audit events and gateway-wide secrets, kept in an ordered
+// key-value Backend — embedded Badger for one machine (Open), or
+// PostgreSQL shared by several gateway processes (OpenPostgres). Every
+// invariant below is written once, here, on top of the Backend contract
+// (backend.go), so callers see no difference between backends. It is the
+// only package that imports Badger or pgx; no backend type or bare
+// backend error crosses its API.
 //
 // # Guarantees
 //
-// Every acknowledged write is synced to disk (Badger's SyncWrites), except
-// TouchSession and TouchSCIMToken, whose times are buffered for about a
-// second and written in one synced batch (a crash may lose that second of
-// touches).
+// Every acknowledged write is durable (Badger's SyncWrites; a committed
+// PostgreSQL transaction), except TouchSession and TouchSCIMToken, whose
+// times are buffered for about a second and written in one unsynced batch
+// (a crash may lose that second of touches).
 // Records and their secondary indexes change in the same transaction, so an
 // index never points at a missing record or misses a present one. A
-// transaction that loses a race with a concurrent one (badger.ErrConflict)
-// is retried from scratch, which is why the update callbacks of UpdateOrg,
+// transaction that loses a race with a concurrent one (ErrTxnConflict:
+// both backends run serializable transactions) is retried from scratch, which is why the update callbacks of UpdateOrg,
 // UpdateUser and friends may run more than once and must not call back
 // into the Store. Every value returned is a fresh copy the caller may
 // modify.
@@ -69,6 +73,11 @@
 // keyed by identity.Key (ASCII case folded, domains as IDNA A-labels),
 // group names by identity.Fold.
 //
-// Badger's TTL has one-second granularity, so records with an expiry are also
-// checked against their own ExpiresAt when read.
+// Expiries (Badger's TTL, PostgreSQL's expires_at column) have one-second
+// granularity, so records with an expiry are also checked against their
+// own ExpiresAt when read.
+//
+// Every write transaction also moves the change counters of what it
+// wrote (invalidation.go), so that callers caching what they derived from
+// records learn precisely when to read them again.
 package store

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	badger "github.com/dgraph-io/badger/v4"
-
 	"github.com/ssogate/ssogate/identity"
 )
 
@@ -22,7 +20,7 @@ func checkDomainName(op, name string) error {
 }
 
 // verifiedBy returns the org holding the verified-domain index for name, or "".
-func verifiedBy(txn *badger.Txn, name string) (string, error) {
+func verifiedBy(txn Txn, name string) (string, error) {
 	var org string
 	if err := getJSON(txn, key(pVDom, name), &org); err != nil {
 		if err == ErrNotFound {
@@ -35,7 +33,7 @@ func verifiedBy(txn *badger.Txn, name string) (string, error) {
 
 // claimDomain makes orgID the holder of the verified domain name, or fails
 // with ErrConflict if another org holds it.
-func claimDomain(txn *badger.Txn, op, orgID, name string) error {
+func claimDomain(txn Txn, op, orgID, name string) error {
 	holder, err := verifiedBy(txn, name)
 	if err != nil {
 		return err
@@ -52,7 +50,7 @@ func claimDomain(txn *badger.Txn, op, orgID, name string) error {
 }
 
 // releaseDomain drops the verified-domain index for name if orgID holds it.
-func releaseDomain(txn *badger.Txn, orgID, name string) error {
+func releaseDomain(txn Txn, orgID, name string) error {
 	holder, err := verifiedBy(txn, name)
 	if err != nil || holder != orgID {
 		return err
@@ -93,7 +91,7 @@ func (s *Store) AddDomain(d *Domain) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -136,7 +134,7 @@ func (s *Store) GetDomain(orgID, name string) (*Domain, error) {
 	}
 	defer s.leave()
 	d := new(Domain)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pDom, orgID, name), d), op, "domain", name)
 	})
 	if err != nil {
@@ -155,7 +153,7 @@ func (s *Store) ListDomains(orgID string) ([]*Domain, error) {
 	}
 	defer s.leave()
 	out := []*Domain{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return listJSON(txn, scanPrefix(pDom, orgID), 0, -1, func(b []byte) error {
 			d := new(Domain)
 			if err := json.Unmarshal(b, d); err != nil {
@@ -189,7 +187,7 @@ func (s *Store) UpdateDomain(orgID, name string, fn func(*Domain) error) (*Domai
 	}
 	defer s.leave()
 	var stored []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		k := key(pDom, orgID, name)
 		d := new(Domain)
 		if err := getJSON(txn, k, d); err != nil {
@@ -236,7 +234,7 @@ func (s *Store) RemoveDomain(orgID, name string) error {
 		return err
 	}
 	defer s.leave()
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		k := key(pDom, orgID, name)
 		if ok, err := exists(txn, k); err != nil {
 			return err
@@ -262,7 +260,7 @@ func (s *Store) OrgForDomain(name string) (string, error) {
 	}
 	defer s.leave()
 	var org string
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pVDom, name), &org), op, "verified domain", name)
 	})
 	if err != nil {

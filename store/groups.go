@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 )
 
@@ -14,8 +13,8 @@ func groupNameKey(orgID, name, id string) []byte {
 }
 
 // groupIDByName resolves a displayName to the one group that has it.
-func groupIDByName(op, orgID, name string) func(*badger.Txn) (string, error) {
-	return func(txn *badger.Txn) (string, error) {
+func groupIDByName(op, orgID, name string) func(Txn) (string, error) {
+	return func(txn Txn) (string, error) {
 		ks := keysWithPrefix(txn, scanPrefix(pGName, orgID, groupKey(name)), nil, 2)
 		switch len(ks) {
 		case 0:
@@ -61,7 +60,7 @@ func groupUniqueKeys(g *Group) map[string]string {
 // writeGroupIndexes updates the displayName/externalId indexes from old (nil
 // for a new group) to g, and the membership index from old's members to g's.
 // Members added must be users of the org.
-func writeGroupIndexes(txn *badger.Txn, use *usage, op string, old, g *Group) error {
+func writeGroupIndexes(txn Txn, use *usage, op string, old, g *Group) error {
 	var oldKeys map[string]string
 	var oldMembers []string
 	if old != nil {
@@ -154,7 +153,7 @@ func (s *Store) CreateGroup(g *Group, opts ...WriteOption) error {
 		return err
 	}
 	defer s.leave()
-	err = s.update(op, func(txn *badger.Txn) error {
+	err = s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -189,7 +188,7 @@ func (s *Store) GetGroup(orgID, id string) (*Group, error) {
 	if err := need(op, "org id", orgID, "group id", id); err != nil {
 		return nil, err
 	}
-	return s.groupVia(op, orgID, func(*badger.Txn) (string, error) { return id, nil })
+	return s.groupVia(op, orgID, func(Txn) (string, error) { return id, nil })
 }
 
 // GroupByDisplayName finds the group with this displayName (ASCII letters
@@ -211,13 +210,13 @@ func (s *Store) GroupByExternalID(orgID, externalID string) (*Group, error) {
 	return s.groupVia(op, orgID, indexLookup(op, key(pGExt, orgID, externalID), "externalId", externalID))
 }
 
-func (s *Store) groupVia(op, orgID string, resolve func(*badger.Txn) (string, error)) (*Group, error) {
+func (s *Store) groupVia(op, orgID string, resolve func(Txn) (string, error)) (*Group, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.leave()
 	g := new(Group)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		id, err := resolve(txn)
 		if err != nil {
 			return err
@@ -248,7 +247,7 @@ func (s *Store) UpdateGroup(orgID, id string, fn func(*Group) error, opts ...Wri
 	}
 	defer s.leave()
 	var stored []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		k := key(pGrp, orgID, id)
 		old, g := new(Group), new(Group)
 		if err := getJSON(txn, k, old); err != nil {
@@ -297,7 +296,7 @@ func (s *Store) DeleteGroup(orgID, id string) error {
 		return err
 	}
 	defer s.leave()
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		k := key(pGrp, orgID, id)
 		g := new(Group)
 		if err := getJSON(txn, k, g); err != nil {
@@ -336,7 +335,7 @@ func (s *Store) ListGroups(orgID string, offset, limit int) ([]*Group, int, erro
 	defer s.leave()
 	groups := []*Group{}
 	var total int
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var err error
 		var version uint64
 		if total, version, err = counterVersion(txn, key(pCount, "groups", orgID)); err != nil {
@@ -368,7 +367,7 @@ func (s *Store) GroupsOfUser(orgID, userID string) ([]string, error) {
 	}
 	defer s.leave()
 	ids := []string{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pGMem, orgID, userID), nil, 0) {
 			ids = append(ids, lastSegment(k))
 		}
@@ -391,7 +390,7 @@ func (s *Store) IsMember(orgID, groupID, userID string) (bool, error) {
 	}
 	defer s.leave()
 	var ok bool
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var err error
 		ok, err = exists(txn, key(pGMem, orgID, userID, groupID))
 		return err

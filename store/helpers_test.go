@@ -1,12 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"testing"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 )
 
@@ -66,14 +66,12 @@ func mkUser(t testing.TB, s *Store, org, userName string, emails ...string) *Use
 func rawKeys(t testing.TB, s *Store, prefix string) []string {
 	t.Helper()
 	var keys []string
-	err := s.db.View(func(txn *badger.Txn) error {
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = []byte(prefix)
-		it := txn.NewIterator(opts)
+	err := s.view(func(txn Txn) error {
+		p := []byte(prefix)
+		it := txn.Iterator(IterOptions{Prefix: p, KeysOnly: true})
 		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			keys = append(keys, string(it.Item().Key()))
+		for it.Seek(p); it.Valid(); it.Next() {
+			keys = append(keys, string(it.Key()))
 		}
 		return nil
 	})
@@ -86,8 +84,7 @@ func rawKeys(t testing.TB, s *Store, prefix string) []string {
 // benchmarks affordable; TestBulkLoader checks it matches CreateUser.
 func bulkLoadUsers(t testing.TB, s *Store, org string, n int, name func(i int) string) {
 	t.Helper()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	wb := newBulk(t, s)
 	created := now()
 	set := func(k []byte, v any) {
 		b, err := jsonMarshal(v)
@@ -106,7 +103,7 @@ func bulkLoadUsers(t testing.TB, s *Store, org string, n int, name func(i int) s
 		set(key(pUser, org, u.ID), u)
 	}
 	must(t, wb.Flush())
-	must(t, s.update("bulk count", func(txn *badger.Txn) error { return addCounter(txn, key(pCount, "users", org), n) }))
+	must(t, s.update("bulk count", func(txn Txn) error { return addCounter(txn, key(pCount, "users", org), n) }))
 }
 
 // waitUntil polls cond (TTL tests) for up to d.
@@ -124,3 +121,50 @@ func waitUntil(d time.Duration, cond func() bool) bool {
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
 
 func newUUID() string { return uuid.NewString() }
+
+// rawUpdate writes straight to the backend, past the Store's own code, to
+// build states (old formats, damage) the API cannot produce.
+func rawUpdate(s *Store, fn func(txn Txn) error) error { return s.b.Update(fn, nil) }
+
+// bulk writes many keys straight to the backend in transactions of a
+// few hundred, to make large fixtures affordable.
+type bulk struct {
+	t       testing.TB
+	s       *Store
+	pending []bulkEntry
+}
+
+type bulkEntry struct {
+	k, v      []byte
+	expiresAt uint64
+}
+
+func newBulk(t testing.TB, s *Store) *bulk { return &bulk{t: t, s: s} }
+
+func (b *bulk) Set(k, v []byte) error { return b.SetExpiring(k, v, 0) }
+
+func (b *bulk) SetExpiring(k, v []byte, expiresAt uint64) error {
+	b.pending = append(b.pending, bulkEntry{bytes.Clone(k), bytes.Clone(v), expiresAt})
+	if len(b.pending) >= 500 {
+		return b.Flush()
+	}
+	return nil
+}
+
+func (b *bulk) Flush() error {
+	if len(b.pending) == 0 {
+		return nil
+	}
+	err := rawUpdate(b.s, func(txn Txn) error {
+		for _, e := range b.pending {
+			if err := txn.Set(e.k, e.v, e.expiresAt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	b.pending = b.pending[:0]
+	return err
+}
+
+func (b *bulk) Cancel() {}

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 const (
@@ -103,7 +101,7 @@ func TestOpenMigratesLegacyIndexes(t *testing.T) {
 	must(t, s.CreateOrgWithOwner(&Org{ID: "pp", Name: "P"}, local, &Invitation{TokenHash: tokenHash("t2"), Purpose: InviteOwner, ExpiresAt: time.Now().Add(time.Hour)}))
 
 	// Turn the database into what version 1 wrote.
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := rawUpdate(s, func(txn Txn) error {
 		for _, u := range []*User{kelvinUser, idnUser, plain} {
 			must(t, del(txn, key(pUName, "oo", userKey(u.UserName))))
 			_, err := setJSON(txn, key(pUName, "oo", legacyFold(u.UserName)), u.ID, 0)
@@ -117,7 +115,7 @@ func TestOpenMigratesLegacyIndexes(t *testing.T) {
 		must(t, err)
 		for _, kind := range []string{udelUserName, udelEmail} {
 			must(t, del(txn, key(pUDel, "oo", kind, userKey("gone@bücher.de"))))
-			must(t, txn.Set(key(pUDel, "oo", kind, legacyFold("gone@bücher.de")), []byte(`"2020-01-01T00:00:00Z"`)))
+			must(t, txn.Set(key(pUDel, "oo", kind, legacyFold("gone@bücher.de")), []byte(`"2020-01-01T00:00:00Z"`), 0))
 		}
 		must(t, del(txn, key(pLMail, userKey(local.UserName), "pp")))
 		_, err = setJSON(txn, key(pLMail, legacyFold(local.UserName), "pp"), local.ID, 0)
@@ -200,7 +198,7 @@ func TestOpenMigrationSurvivesJoinedNames(t *testing.T) {
 	mkOrg(t, s, "oo")
 	first := mkUser(t, s, "oo", "ann@xn--bcher-kva.de")
 	second := &User{ID: "second", OrgID: "oo", UserName: "ann@bücher.de", Active: true, Source: SourceSCIM}
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := rawUpdate(s, func(txn Txn) error {
 		if _, err := setJSON(txn, key(pUser, "oo", second.ID), second, 0); err != nil {
 			return err
 		}
@@ -240,7 +238,7 @@ func TestGroupNameIndexFromVersion2(t *testing.T) {
 	mkOrg(t, s, "oo")
 	g := &Group{OrgID: "oo", DisplayName: "Admins"}
 	must(t, s.CreateGroup(g))
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := rawUpdate(s, func(txn Txn) error {
 		must(t, del(txn, groupNameKey("oo", g.DisplayName, g.ID)))
 		_, err := setJSON(txn, key(pGName, "oo", groupKey(g.DisplayName)), g.ID, 0)
 		must(t, err)
@@ -272,7 +270,7 @@ func TestGroupNameIndexFromVersion2(t *testing.T) {
 // the wrong index layout.
 func TestNewerIndexVersionRefused(t *testing.T) {
 	s, dir := openTestStore(t)
-	err := s.db.Update(func(txn *badger.Txn) error {
+	err := rawUpdate(s, func(txn Txn) error {
 		_, err := setJSON(txn, key(pMeta, metaIndexVersionKey), indexVersion+1, 0)
 		return err
 	})

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 )
 
@@ -104,7 +103,7 @@ func localEmail(u *User) string { return userKey(u.UserName) }
 
 // putInvitation writes inv and its per-user marker. The user's other
 // pending links are revoked first: only the newest link works.
-func putInvitation(txn *badger.Txn, inv *Invitation) error {
+func putInvitation(txn Txn, inv *Invitation) error {
 	if err := revokeInvitations(txn, inv.OrgID, inv.UserID); err != nil {
 		return err
 	}
@@ -123,7 +122,7 @@ func putInvitation(txn *badger.Txn, inv *Invitation) error {
 }
 
 // revokeInvitations deletes every pending link of the user.
-func revokeInvitations(txn *badger.Txn, orgID, userID string) error {
+func revokeInvitations(txn Txn, orgID, userID string) error {
 	for _, mk := range keysWithPrefix(txn, scanPrefix(pLInvUser, orgID, userID), nil, 0) {
 		if err := del(txn, key(pLInv, lastSegment(mk))); err != nil {
 			return err
@@ -137,7 +136,7 @@ func revokeInvitations(txn *badger.Txn, orgID, userID string) error {
 
 // putNewOrg writes a new organization record and its existence marker,
 // with CreateOrg's checks.
-func putNewOrg(txn *badger.Txn, op string, o *Org) error {
+func putNewOrg(txn Txn, op string, o *Org) error {
 	if ok, err := exists(txn, key(pOrgDel, o.ID)); err != nil {
 		return err
 	} else if ok {
@@ -222,7 +221,7 @@ func (s *Store) CreateOrgWithOwner(o *Org, owner *User, inv *Invitation) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := putNewOrg(txn, op, &co); err != nil {
 			return err
 		}
@@ -259,7 +258,7 @@ func (s *Store) CreateLocalUser(u *User, inv *Invitation) error {
 		return err
 	}
 	var ci Invitation
-	err := s.createUser(op, u, func(txn *badger.Txn, _ *usage, c *User) error {
+	err := s.createUser(op, u, func(txn Txn, _ *usage, c *User) error {
 		if _, err := setJSON(txn, key(pLMail, localEmail(c), c.OrgID), c.ID, 0); err != nil {
 			return err
 		}
@@ -302,7 +301,7 @@ func (s *Store) IssueInvitation(inv *Invitation) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -344,7 +343,7 @@ func (s *Store) GetInvitation(tokenHash string) (*Invitation, error) {
 	}
 	defer s.leave()
 	inv := new(Invitation)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return liveInvitation(txn, op, tokenHash, inv)
 	})
 	if err != nil {
@@ -353,7 +352,7 @@ func (s *Store) GetInvitation(tokenHash string) (*Invitation, error) {
 	return inv, nil
 }
 
-func liveInvitation(txn *badger.Txn, op, tokenHash string, inv *Invitation) error {
+func liveInvitation(txn Txn, op, tokenHash string, inv *Invitation) error {
 	if err := getJSON(txn, key(pLInv, tokenHash), inv); err != nil {
 		if err == ErrNotFound {
 			return fmt.Errorf("store: %s: %w", op, ErrNotFound)
@@ -384,7 +383,7 @@ func (s *Store) RedeemInvitation(tokenHash, passwordHash string) (*Invitation, *
 	defer s.leave()
 	var inv *Invitation
 	var u *User
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		inv, u = new(Invitation), new(User)
 		if err := liveInvitation(txn, op, tokenHash, inv); err != nil {
 			return err
@@ -431,7 +430,7 @@ func (s *Store) PendingInvitations(orgID string) (map[string]time.Time, error) {
 	defer s.leave()
 	out := map[string]time.Time{}
 	t := time.Now()
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		p := scanPrefix(pLInvUser, orgID)
 		for _, k := range keysWithPrefix(txn, p, nil, 0) {
 			var exp time.Time
@@ -473,7 +472,7 @@ func (s *Store) LocalAccountsByEmail(email string) ([]*User, error) {
 	defer s.leave()
 	m := userKey(email)
 	var out []*User
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pLMail, m), nil, 0) {
 			org := lastSegment(k)
 			var id string
@@ -524,7 +523,7 @@ func (s *Store) DeleteLocalUser(orgID, userID string) (*User, error) {
 	}
 	defer s.leave()
 	var gone *User
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		o := new(Org)
 		if err := getJSON(txn, key(pOrg, orgID), o); err != nil {
 			return wrapNotFound(err, op, "organization", orgID)
@@ -585,7 +584,7 @@ func (s *Store) SetBackupLogin(orgID, userID string, eligible func(*User) error)
 	defer s.leave()
 	var o *Org
 	var previous string
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		o = new(Org)
 		if err := getJSON(txn, key(pOrg, orgID), o); err != nil {
 			return wrapNotFound(err, op, "organization", orgID)

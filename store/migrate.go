@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 )
 
@@ -36,7 +35,7 @@ func legacyFold(s string) string { return strings.ToLower(s) }
 func (s *Store) migrateIndexes() error {
 	vk := key(pMeta, metaIndexVersionKey)
 	var v int
-	err := s.view(func(txn *badger.Txn) error { return getJSON(txn, vk, &v) })
+	err := s.view(func(txn Txn) error { return getJSON(txn, vk, &v) })
 	if err != nil && err != ErrNotFound {
 		return fmt.Errorf("store: reading index version: %w", err)
 	}
@@ -50,7 +49,7 @@ func (s *Store) migrateIndexes() error {
 		return nil
 	}
 	var st migrateStats
-	if err := s.migrateBatches(scanPrefix(pUser), func(txn *badger.Txn, _, val []byte) error {
+	if err := s.migrateBatches(scanPrefix(pUser), func(txn Txn, _, val []byte) error {
 		u := new(User)
 		if err := json.Unmarshal(val, u); err != nil {
 			return err
@@ -59,7 +58,7 @@ func (s *Store) migrateIndexes() error {
 	}); err != nil {
 		return fmt.Errorf("store: migrating user indexes: %w", err)
 	}
-	if err := s.migrateBatches(scanPrefix(pGrp), func(txn *badger.Txn, _, val []byte) error {
+	if err := s.migrateBatches(scanPrefix(pGrp), func(txn Txn, _, val []byte) error {
 		g := new(Group)
 		if err := json.Unmarshal(val, g); err != nil {
 			return err
@@ -68,12 +67,12 @@ func (s *Store) migrateIndexes() error {
 	}); err != nil {
 		return fmt.Errorf("store: migrating group indexes: %w", err)
 	}
-	if err := s.migrateBatches(scanPrefix(pUDel), func(txn *badger.Txn, k, val []byte) error {
+	if err := s.migrateBatches(scanPrefix(pUDel), func(txn Txn, k, val []byte) error {
 		return migrateMarker(txn, k, val, &st)
 	}); err != nil {
 		return fmt.Errorf("store: migrating deprovisioning markers: %w", err)
 	}
-	if err := s.update("migrate indexes", func(txn *badger.Txn) error {
+	if err := s.update("migrate indexes", func(txn Txn) error {
 		_, err := setJSON(txn, vk, indexVersion, 0)
 		return err
 	}); err != nil {
@@ -103,32 +102,32 @@ func (st *migrateStats) conflict(id string) {
 
 // migrateBatches calls fn for every key under p, migrateBatch keys per
 // write transaction so that none outgrows Badger's transaction limit.
-func (s *Store) migrateBatches(p []byte, fn func(txn *badger.Txn, k, v []byte) error) error {
+func (s *Store) migrateBatches(p []byte, fn func(txn Txn, k, v []byte) error) error {
 	from := p
 	for from != nil {
 		type kv struct{ k, v []byte }
 		var batch []kv
 		var next []byte
-		err := s.view(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: p, PrefetchValues: true, PrefetchSize: 100})
+		err := s.view(func(txn Txn) error {
+			it := txn.Iterator(IterOptions{Prefix: p})
 			defer it.Close()
-			for it.Seek(from); it.ValidForPrefix(p); it.Next() {
+			for it.Seek(from); it.Valid(); it.Next() {
 				if len(batch) == migrateBatch {
-					next = it.Item().KeyCopy(nil)
+					next = bytes.Clone(it.Key())
 					return nil
 				}
-				v, err := it.Item().ValueCopy(nil)
+				v, err := it.Value()
 				if err != nil {
-					return fmt.Errorf("read %q: %w", it.Item().Key(), err)
+					return fmt.Errorf("read %q: %w", it.Key(), err)
 				}
-				batch = append(batch, kv{it.Item().KeyCopy(nil), v})
+				batch = append(batch, kv{bytes.Clone(it.Key()), v})
 			}
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if err := s.update("migrate indexes", func(txn *badger.Txn) error {
+		if err := s.update("migrate indexes", func(txn Txn) error {
 			for _, e := range batch {
 				if err := fn(txn, e.k, e.v); err != nil {
 					return fmt.Errorf("%q: %w", e.k, err)
@@ -143,7 +142,7 @@ func (s *Store) migrateBatches(p []byte, fn func(txn *badger.Txn, k, v []byte) e
 	return nil
 }
 
-func migrateUser(txn *badger.Txn, u *User, st *migrateStats) error {
+func migrateUser(txn Txn, u *User, st *migrateStats) error {
 	if err := migrateKey(txn, key(pUName, u.OrgID, legacyFold(u.UserName)), key(pUName, u.OrgID, userKey(u.UserName)), u.ID, true, st); err != nil {
 		return err
 	}
@@ -163,7 +162,7 @@ func migrateUser(txn *badger.Txn, u *User, st *migrateStats) error {
 
 // migrateGroup moves a group's name index entry from the key of version 1
 // or 2 (one group per name) to the key of version 3 (one per group).
-func migrateGroup(txn *badger.Txn, g *Group, st *migrateStats) error {
+func migrateGroup(txn Txn, g *Group, st *migrateStats) error {
 	for _, old := range [][]byte{key(pGName, g.OrgID, legacyFold(g.DisplayName)), key(pGName, g.OrgID, groupKey(g.DisplayName))} {
 		if err := dropIfHeld(txn, old, g.ID); err != nil {
 			return err
@@ -185,7 +184,7 @@ func migrateGroup(txn *badger.Txn, g *Group, st *migrateStats) error {
 // holds (two values the old folding kept apart and the new one joins, as
 // a U-label and its A-label) is left to that record and reported: the
 // later record is then found by ID only, never by the other's name.
-func migrateKey(txn *badger.Txn, old, new []byte, id string, unique bool, st *migrateStats) error {
+func migrateKey(txn Txn, old, new []byte, id string, unique bool, st *migrateStats) error {
 	if bytes.Equal(old, new) {
 		return nil
 	}
@@ -209,7 +208,7 @@ func migrateKey(txn *badger.Txn, old, new []byte, id string, unique bool, st *mi
 	return nil
 }
 
-func dropIfHeld(txn *badger.Txn, k []byte, id string) error {
+func dropIfHeld(txn Txn, k []byte, id string) error {
 	var holder string
 	switch err := getJSON(txn, k, &holder); {
 	case err == nil && holder == id:
@@ -224,7 +223,7 @@ func dropIfHeld(txn *badger.Txn, k []byte, id string) error {
 // Its value is already legacy-folded and the user is gone, so the new key
 // is derived from it: the marker may stand for more spellings than the
 // user had, which only ever refuses a sign-in.
-func migrateMarker(txn *badger.Txn, k, val []byte, st *migrateStats) error {
+func migrateMarker(txn Txn, k, val []byte, st *migrateStats) error {
 	parts := strings.Split(string(k), "/")
 	if len(parts) != 4 || (parts[2] != udelUserName && parts[2] != udelEmail) {
 		return nil
@@ -233,7 +232,7 @@ func migrateMarker(txn *badger.Txn, k, val []byte, st *migrateStats) error {
 	if bytes.Equal(nk, k) {
 		return nil
 	}
-	if err := txn.Set(nk, val); err != nil {
+	if err := txn.Set(nk, val, 0); err != nil {
 		return fmt.Errorf("write %q: %w", nk, err)
 	}
 	st.rewritten++

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 func validOrgState(st string) bool { return st == OrgInactive || st == OrgActive }
@@ -38,7 +36,7 @@ func (s *Store) CreateOrg(o *Org) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if ok, err := exists(txn, key(pOrgDel, c.ID)); err != nil {
 			return err
 		} else if ok {
@@ -73,7 +71,7 @@ func (s *Store) GetOrg(id string) (*Org, error) {
 	}
 	defer s.leave()
 	o := new(Org)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pOrg, id), o), op, "organization", id)
 	})
 	if err != nil {
@@ -89,7 +87,7 @@ func (s *Store) ListOrgs() ([]*Org, error) {
 	}
 	defer s.leave()
 	orgs := []*Org{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return listJSON(txn, scanPrefix(pOrg), 0, -1, func(b []byte) error {
 			o := new(Org)
 			if err := json.Unmarshal(b, o); err != nil {
@@ -123,7 +121,7 @@ func (s *Store) UpdateOrg(id string, fn func(*Org) error) (*Org, error) {
 	}
 	defer s.leave()
 	var stored []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		o := new(Org)
 		if err := getJSON(txn, key(pOrg, id), o); err != nil {
 			return wrapNotFound(err, op, "organization", id)
@@ -166,7 +164,7 @@ func (s *Store) DeleteOrg(id string) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		ok, err := exists(txn, key(pOrg, id))
 		if err != nil {
 			return err
@@ -201,7 +199,7 @@ func (s *Store) DeleteOrg(id string) error {
 // resumePurges finishes deletions recorded by a deletion marker.
 func (s *Store) resumePurges() error {
 	var ids []string
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pOrgDel), nil, 0) {
 			ids = append(ids, lastSegment(k))
 		}
@@ -226,7 +224,7 @@ func (s *Store) purgeOrg(orgID string) error {
 	if _, err := s.deleteOrgSessions(orgID, ""); err != nil {
 		return err
 	}
-	if _, err := s.forEachKeyBatch(scanPrefix(pAuthnOrg, orgID), func(txn *badger.Txn, keys [][]byte) (int, error) {
+	if _, err := s.forEachKeyBatch(scanPrefix(pAuthnOrg, orgID), func(txn Txn, keys [][]byte) (int, error) {
 		for _, k := range keys {
 			if _, err := deleteAuthnRequest(txn, orgID, lastSegment(k)); err != nil {
 				return 0, err
@@ -244,7 +242,7 @@ func (s *Store) purgeOrg(orgID string) error {
 			return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 		}
 	}
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		// The marker goes with the stripes, so that an organization
 		// created again with this ID starts from zero.
 		keys := [][]byte{key(pCount, "users", orgID), key(pCount, "groups", orgID), usageMarker(orgID), key(pOrgDel, orgID)}
@@ -262,7 +260,7 @@ func (s *Store) purgeOrg(orgID string) error {
 
 // deletePrefix deletes every key under p, purgeBatch keys per transaction.
 func (s *Store) deletePrefix(p []byte) error {
-	_, err := s.forEachKeyBatch(p, func(txn *badger.Txn, keys [][]byte) (int, error) {
+	_, err := s.forEachKeyBatch(p, func(txn Txn, keys [][]byte) (int, error) {
 		for _, k := range keys {
 			if err := del(txn, k); err != nil {
 				return 0, err
@@ -278,13 +276,13 @@ func (s *Store) deletePrefix(p []byte) error {
 // resumes after the last key of the previous batch, so fn need not delete
 // the keys it is given. It returns the sum of fn's counts over the
 // committed batches.
-func (s *Store) forEachKeyBatch(p []byte, fn func(txn *badger.Txn, keys [][]byte) (int, error)) (int, error) {
+func (s *Store) forEachKeyBatch(p []byte, fn func(txn Txn, keys [][]byte) (int, error)) (int, error) {
 	var from []byte
 	total := 0
 	for {
 		var n, counted int
 		var next []byte
-		err := s.update("batch", func(txn *badger.Txn) error {
+		err := s.update("batch", func(txn Txn) error {
 			keys := keysWithPrefix(txn, p, from, purgeBatch)
 			n = len(keys)
 			if n == 0 {
@@ -298,7 +296,7 @@ func (s *Store) forEachKeyBatch(p []byte, fn func(txn *badger.Txn, keys [][]byte
 			return nil
 		})
 		if err != nil {
-			if errors.Is(err, badger.ErrTxnTooBig) {
+			if errors.Is(err, ErrTxnTooBig) {
 				return total, fmt.Errorf("store: batch too large: %w", err)
 			}
 			return total, err

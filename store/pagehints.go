@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // pageHints remembers where list pages start, so that a client paging
@@ -59,25 +57,30 @@ func (h *pageHints) put(prefix []byte, offset int, version uint64, k []byte) {
 
 // counterVersion reads a list's counter and the version of its key (0
 // when there is no counter, in which case no hint is used or made).
-func counterVersion(txn *badger.Txn, k []byte) (int, uint64, error) {
-	item, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func counterVersion(txn Txn, k []byte) (int, uint64, error) {
+	vt, ok := txn.(versionedTxn)
+	if !ok {
+		n, err := counter(txn, k)
+		return n, 0, err
+	}
+	b, version, err := vt.GetVersion(k)
+	if errors.Is(err, ErrNoKey) {
 		return 0, 0, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("store: read %q: %w", k, err)
 	}
 	var n int
-	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &n) }); err != nil {
+	if err := json.Unmarshal(b, &n); err != nil {
 		return 0, 0, fmt.Errorf("store: decode %q: %w", k, err)
 	}
-	return n, item.Version(), nil
+	return n, version, nil
 }
 
 // listPage is listJSON for the counted lists (users, groups): it starts
 // from a hint when one holds for this offset and counter version, and
 // leaves one for the page after it.
-func (s *Store) listPage(txn *badger.Txn, p []byte, offset, limit int, version uint64, decode func([]byte) error) error {
+func (s *Store) listPage(txn Txn, p []byte, offset, limit int, version uint64, decode func([]byte) error) error {
 	start, skip := p, offset
 	if version != 0 && offset > 0 {
 		if k := s.hints.get(p, offset, version); k != nil {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Paging through a list leaves hints that let the next page seek instead
@@ -79,7 +77,7 @@ func TestPageHintsNeverServeAStalePage(t *testing.T) {
 func mustVersion(t *testing.T, s *Store, org string) uint64 {
 	t.Helper()
 	var v uint64
-	must(t, s.view(func(txn *badger.Txn) error {
+	must(t, s.view(func(txn Txn) error {
 		var err error
 		_, v, err = counterVersion(txn, key(pCount, "users", org))
 		return err

@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // scaleFixture is a store loaded for the scale benchmarks: users in one
@@ -36,7 +34,7 @@ func loadScale(b *testing.B, users, orgs int) *scaleFixture {
 	must(b, s.CreateOrg(&Org{ID: "acme", Name: "Acme", State: OrgActive}))
 	bulkLoadUsers(b, s, "acme", users, scaleUserName)
 	// Users are read back by name to learn their generated IDs.
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pUser, "acme"), nil, 0) {
 			f.users = append(f.users, lastSegment(k))
 		}
@@ -44,14 +42,13 @@ func loadScale(b *testing.B, users, orgs int) *scaleFixture {
 	})
 	must(b, err)
 
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
+	wb := newBulk(b, s)
 	expires := time.Now().Add(8 * time.Hour).UTC().Round(0)
 	ttl := time.Until(expires)
 	set := func(k []byte, v any) {
 		val, err := jsonMarshal(v)
 		must(b, err)
-		must(b, wb.SetEntry(badger.NewEntry(k, val).WithTTL(ttl)))
+		must(b, wb.SetExpiring(k, val, ttlSeconds(time.Now().Add(ttl))))
 	}
 	created := now()
 	for i, uid := range f.users {

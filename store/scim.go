@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 )
@@ -50,7 +49,7 @@ func (s *Store) DeprovisionUser(orgID, id string) error {
 		return err
 	}
 	defer s.leave()
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		use := newUsage(orgID, nil)
 		u, err := deleteUser(txn, use, op, orgID, id)
 		if err != nil {
@@ -90,7 +89,7 @@ func (s *Store) Deprovisioned(orgID, externalID, userName, email string) (bool, 
 	}
 	defer s.leave()
 	found := false
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keys {
 			ok, err := exists(txn, k)
 			if err != nil {
@@ -111,7 +110,7 @@ func (s *Store) Deprovisioned(orgID, externalID, userName, email string) (bool, 
 // externalId and email addresses: the IdP has provisioned them again.
 // ErrQuota if opts set a cap the user does not fit in.
 func (s *Store) ProvisionUser(u *User, opts ...WriteOption) error {
-	return s.createUser("provision user", u, func(txn *badger.Txn, use *usage, u *User) error {
+	return s.createUser("provision user", u, func(txn Txn, use *usage, u *User) error {
 		for _, k := range deprovisionKeys(u) {
 			if err := use.del(txn, k); err != nil {
 				return err
@@ -156,7 +155,7 @@ func (s *Store) flushSCIMTouches() {
 		ids = append(ids, id)
 	}
 	for chunk := range slices.Chunk(ids, touchesPerTxn) {
-		err := s.update("touch SCIM tokens", func(txn *badger.Txn) error {
+		err := s.updateTouch("touch SCIM tokens", func(txn Txn) error {
 			for _, id := range chunk {
 				k := key(pOrg, id)
 				o := new(Org)
@@ -234,7 +233,7 @@ func (s *Store) indexedIDs(prefix []byte, limit int) ([]string, error) {
 	}
 	defer s.leave()
 	ids := []string{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, prefix, nil, limit) {
 			ids = append(ids, lastSegment(k))
 		}
@@ -246,13 +245,13 @@ func (s *Store) indexedIDs(prefix []byte, limit int) ([]string, error) {
 	return ids, nil
 }
 
-func (s *Store) indexedID(resolve func(*badger.Txn) (string, error)) (string, error) {
+func (s *Store) indexedID(resolve func(Txn) (string, error)) (string, error) {
 	if err := s.enter(); err != nil {
 		return "", err
 	}
 	defer s.leave()
 	var id string
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var err error
 		id, err = resolve(txn)
 		return err
@@ -298,7 +297,7 @@ func (s *Store) CreateUsers(users []*User, opts ...WriteOption) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, cs[0].OrgID); err != nil {
 			return err
 		}
@@ -311,7 +310,7 @@ func (s *Store) CreateUsers(users []*User, opts ...WriteOption) error {
 		return s.charge(txn, use, cs[0].ID)
 	})
 	if err != nil {
-		if errors.Is(err, badger.ErrTxnTooBig) {
+		if errors.Is(err, ErrTxnTooBig) {
 			return invalid(op, "too many users in one batch")
 		}
 		return err

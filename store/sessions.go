@@ -5,7 +5,6 @@ import (
 	"slices"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 )
 
@@ -46,7 +45,7 @@ func (s *Store) CreateSession(sess *Session) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -95,7 +94,7 @@ func (s *Store) GetSession(id string) (*Session, error) {
 	}
 	defer s.leave()
 	sess := new(Session)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		if err := getJSON(txn, key(pSess, id), sess); err != nil {
 			if err == ErrNotFound {
 				return fmt.Errorf("store: %s: %w", op, ErrNotFound)
@@ -202,7 +201,7 @@ func (s *Store) flushTouches() {
 		ids = append(ids, id)
 	}
 	for chunk := range slices.Chunk(ids, touchesPerTxn) {
-		err := s.update("touch sessions", func(txn *badger.Txn) error {
+		err := s.updateTouch("touch sessions", func(txn Txn) error {
 			t := time.Now()
 			for _, id := range chunk {
 				k := key(pSess, id)
@@ -245,7 +244,7 @@ func (s *Store) DeleteSession(id string) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		sess := new(Session)
 		if err := getJSON(txn, key(pSess, id), sess); err != nil {
 			if err == ErrNotFound {
@@ -264,7 +263,7 @@ func (s *Store) DeleteSession(id string) error {
 	return err
 }
 
-func deleteSessionKeys(txn *badger.Txn, orgID, userID, id string) error {
+func deleteSessionKeys(txn Txn, orgID, userID, id string) error {
 	for _, k := range [][]byte{key(pSess, id), key(pSessOrg, orgID, id), key(pSessUser, orgID, userID, id)} {
 		if err := del(txn, k); err != nil {
 			return err
@@ -275,7 +274,7 @@ func deleteSessionKeys(txn *badger.Txn, orgID, userID, id string) error {
 
 // deleteSessionsByUser deletes the user's sessions found through the
 // sessuser index and returns how many there were.
-func deleteSessionsByUser(txn *badger.Txn, orgID, userID string) (int, error) {
+func deleteSessionsByUser(txn Txn, orgID, userID string) (int, error) {
 	n := 0
 	for _, k := range keysWithPrefix(txn, scanPrefix(pSessUser, orgID, userID), nil, 0) {
 		id := lastSegment(k)
@@ -318,7 +317,7 @@ func (s *Store) DeleteUserSessions(orgID, userID string) (int, error) {
 	}
 	defer s.leave()
 	var n int
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		var err error
 		n, err = deleteSessionsByUser(txn, orgID, userID)
 		return err
@@ -344,7 +343,7 @@ func (s *Store) DeleteOrgSessions(orgID string, authMethod string) (int, error) 
 }
 
 func (s *Store) deleteOrgSessions(orgID string, authMethod string) (int, error) {
-	n, err := s.forEachKeyBatch(scanPrefix(pSessOrg, orgID), func(txn *badger.Txn, keys [][]byte) (int, error) {
+	n, err := s.forEachKeyBatch(scanPrefix(pSessOrg, orgID), func(txn Txn, keys [][]byte) (int, error) {
 		n := 0
 		for _, k := range keys {
 			var ref sessRef
@@ -414,7 +413,7 @@ func (s *Store) PutAuthnRequest(r *AuthnRequest) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -451,7 +450,7 @@ func (s *Store) AuthnRequestsForBinding(binding string) ([]*AuthnRequest, error)
 	}
 	defer s.leave()
 	out := []*AuthnRequest{}
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		t := time.Now()
 		for _, k := range keysWithPrefix(txn, scanPrefix(pAuthnB, binding), nil, 0) {
 			r := new(AuthnRequest)
@@ -487,7 +486,7 @@ func (s *Store) ConsumeAuthnRequest(id string) (*AuthnRequest, error) {
 	}
 	defer s.leave()
 	var r *AuthnRequest
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		var err error
 		r, err = deleteAuthnRequest(txn, "", id)
 		return err
@@ -503,7 +502,7 @@ func (s *Store) ConsumeAuthnRequest(id string) (*AuthnRequest, error) {
 
 // deleteAuthnRequest deletes the request and its index keys and returns it
 // (nil if absent). A non-empty orgID restricts it to that org's requests.
-func deleteAuthnRequest(txn *badger.Txn, orgID, id string) (*AuthnRequest, error) {
+func deleteAuthnRequest(txn Txn, orgID, id string) (*AuthnRequest, error) {
 	r := new(AuthnRequest)
 	if err := getJSON(txn, key(pAuthn, id), r); err != nil {
 		if err == ErrNotFound {
@@ -542,7 +541,7 @@ func (s *Store) ConsumeOnce(replayKey string, expiresAt time.Time) error {
 		return err
 	}
 	defer s.leave()
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		return s.consumeReplay(txn, op, replayKey, expiresAt, now())
 	})
 }
@@ -550,7 +549,7 @@ func (s *Store) ConsumeOnce(replayKey string, expiresAt time.Time) error {
 // consumeReplay records replayKey as used until expiresAt (at least the
 // store's replay floor), failing with ErrReplayed while an earlier use is
 // still recorded.
-func (s *Store) consumeReplay(txn *badger.Txn, op, replayKey string, expiresAt, t time.Time) error {
+func (s *Store) consumeReplay(txn Txn, op, replayKey string, expiresAt, t time.Time) error {
 	k := key(pReplay, replayKey)
 	var until time.Time
 	switch err := getJSON(txn, k, &until); {

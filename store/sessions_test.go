@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 func sessionFixture(t *testing.T) (*Store, *User) {
@@ -56,15 +54,15 @@ func TestSessionLifecycle(t *testing.T) {
 	}
 	s.flushTouches()
 	var stored Session
-	must(t, s.db.View(func(txn *badger.Txn) error { return getJSON(txn, key(pSess, "h/1"), &stored) }))
+	must(t, s.view(func(txn Txn) error { return getJSON(txn, key(pSess, "h/1"), &stored) }))
 	if !stored.LastSeen.Equal(t1) {
 		t.Fatalf("stored LastSeen = %v, want %v", stored.LastSeen, t1)
 	}
 	// The rewritten record keeps its TTL.
-	must(t, s.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key(pSess, "h/1"))
-		if err == nil && item.ExpiresAt() != ttlSeconds(exp) {
-			t.Errorf("TTL after touch = %d, want %d", item.ExpiresAt(), ttlSeconds(exp))
+	must(t, s.view(func(txn Txn) error {
+		at, err := txn.(expiryTxn).ExpiresAt(key(pSess, "h/1"))
+		if err == nil && at != ttlSeconds(exp) {
+			t.Errorf("TTL after touch = %d, want %d", at, ttlSeconds(exp))
 		}
 		return err
 	}))
@@ -149,7 +147,7 @@ func TestDeleteOrgSessionsManyInBatches(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	// Interleave methods so that batches contain sessions they must skip.
 	const n = purgeBatch + 300
-	wb := s.db.NewWriteBatch()
+	wb := newBulk(t, s)
 	for i := range n {
 		method := "saml"
 		if i%2 == 1 {

@@ -3,8 +3,6 @@ package store
 import (
 	"fmt"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // ConsumeSignIn is the first write of an admitted SAML sign-in: in one
@@ -28,7 +26,7 @@ func (s *Store) ConsumeSignIn(orgID, requestID, replayKey string, replayUntil ti
 	}
 	defer s.leave()
 	var req *AuthnRequest
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		t := now()
 		req = nil
 		if requestID != "" {
@@ -62,7 +60,7 @@ func (s *Store) ReplayRecorded(replayKey string) (bool, error) {
 	}
 	defer s.leave()
 	var used bool
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var until time.Time
 		switch err := getJSON(txn, key(pReplay, replayKey), &until); {
 		case err == nil:
@@ -90,7 +88,7 @@ func (s *Store) PendingAuthnRequest(id string) (*AuthnRequest, error) {
 	}
 	defer s.leave()
 	r := new(AuthnRequest)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pAuthn, id), r), op, "request", id)
 	})
 	if err != nil {
@@ -113,7 +111,7 @@ func (s *Store) CountOrgSessions(orgID string) (int, error) {
 	}
 	defer s.leave()
 	n := 0
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		n = len(keysWithPrefix(txn, scanPrefix(pSessOrg, orgID), nil, 0))
 		return nil
 	})

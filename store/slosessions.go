@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // The sessname index finds an org's SAML sessions by the NameID of the
@@ -27,7 +25,7 @@ func nameIDHash(nameID string) string {
 }
 
 // deleteSessionNameKey removes sess's sessname index key, if it has one.
-func deleteSessionNameKey(txn *badger.Txn, sess *Session) error {
+func deleteSessionNameKey(txn Txn, sess *Session) error {
 	if sess.NameID == "" {
 		return nil
 	}
@@ -49,7 +47,7 @@ func (s *Store) DeleteSAMLSessions(orgID, nameID string, sessionIndexes []string
 		return 0, err
 	}
 	defer s.leave()
-	n, err := s.forEachKeyBatch(scanPrefix(pSessName, orgID, nameIDHash(nameID)), func(txn *badger.Txn, keys [][]byte) (int, error) {
+	n, err := s.forEachKeyBatch(scanPrefix(pSessName, orgID, nameIDHash(nameID)), func(txn Txn, keys [][]byte) (int, error) {
 		n := 0
 		for _, k := range keys {
 			id := lastSegment(k)

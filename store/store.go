@@ -9,10 +9,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/identity"
@@ -67,18 +65,19 @@ const (
 
 var orgIDPattern = regexp.MustCompile(`^[a-z0-9-]{2,40}$`)
 
-// Store is ssogate's database: a Badger key-value store with JSON values and
-// secondary indexes kept in the same transaction as their records. It is
-// safe for concurrent use. See the package documentation for the key layout.
+// Store is ssogate's database: an ordered key-value Backend (Badger or
+// PostgreSQL) with JSON values and secondary indexes kept in the same
+// transaction as their records. It is safe for concurrent use. See the
+// package documentation for the key layout.
 type Store struct {
-	db  *badger.DB
+	b   Backend
 	log *zap.Logger
 
 	observeWrite func(op string, d time.Duration) // Options.ObserveWrite
 
 	// mu guards closed. Every operation holds it for reading while it uses
-	// db, so Close (which takes it for writing) waits for them to finish
-	// and no operation ever reaches a closed Badger handle.
+	// the backend, so Close (which takes it for writing) waits for them to
+	// finish and no operation ever reaches a closed backend.
 	mu     sync.RWMutex
 	closed bool
 
@@ -97,8 +96,9 @@ type Store struct {
 	// and written by the same flusher as session touches.
 	scimTouches map[string]time.Time
 
-	// generation counts committed write transactions (see Generation).
-	generation atomic.Uint64
+	// marks tells callers which records may have changed since they read
+	// them (see invalidation.go).
+	marks changeMarks
 
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
@@ -109,31 +109,27 @@ type Store struct {
 	audit auditState
 }
 
-// Open opens the database in dir, creating it if needed. Writes are synced
-// to disk before they are acknowledged (except TouchSession, see there).
-// Only one Store may have dir open at a time: Badger locks the directory.
+// Open opens the embedded Badger database in dir, creating it if needed.
+// Writes are synced to disk before they are acknowledged (except
+// TouchSession, see there). Only one Store may have dir open at a time:
+// Badger locks the directory.
 func Open(dir string, opts Options) (*Store, error) {
-	if dir == "" {
-		return nil, fmt.Errorf("store: open: empty directory: %w", ErrInvalid)
+	b, err := newBadgerBackend(dir, opts.Logger)
+	if err != nil {
+		return nil, err
 	}
+	return OpenBackend(b, opts)
+}
+
+// OpenBackend opens a Store on b, which it owns from then on (Close
+// closes it, and so does a failed OpenBackend).
+func OpenBackend(b Backend, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	bopts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithMetricsEnabled(false).
-		WithLoggingLevel(badger.WARNING).
-		WithLogger(nil) // the default logger writes to stderr
-	if opts.Logger != nil {
-		bopts = bopts.WithLogger(badgerLogger{opts.Logger.Named("badger")})
-	}
-	db, err := badger.Open(bopts)
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", dir, err)
-	}
 	s := &Store{
-		db:          db,
+		b:           b,
 		log:         log,
 		stop:        make(chan struct{}),
 		touches:     make(map[string]time.Time),
@@ -143,35 +139,40 @@ func Open(dir string, opts Options) (*Store, error) {
 
 		observeWrite: opts.ObserveWrite,
 	}
+	s.marks.live.Store(true)
 	// Finish organization deletions a crash interrupted, before anyone can
 	// see their leftovers.
 	if err := s.resumePurges(); err != nil {
-		_ = db.Close()
+		_ = b.Close()
 		return nil, err
 	}
 	// Indexes built by an older version are rebuilt before the first
 	// lookup could miss a user or find the wrong one.
 	if err := s.migrateIndexes(); err != nil {
-		_ = db.Close()
+		_ = b.Close()
 		return nil, err
 	}
+	b.Subscribe(s.marks.remoteChange, s.marks.setLive)
 
 	s.wg.Add(1)
 	go s.touchFlusher()
 	s.startAudit(opts.Audit)
-	gcEvery := opts.GCInterval
-	if gcEvery == 0 {
-		gcEvery = defaultGCInterval
+	every := opts.GCInterval
+	if every == 0 {
+		every = defaultGCInterval
 	}
-	if gcEvery > 0 {
+	if every > 0 {
 		s.wg.Add(1)
-		go s.valueLogGC(gcEvery)
+		go s.maintain(every)
 	}
 	return s, nil
 }
 
+// Backend returns the backend the Store runs on.
+func (s *Store) Backend() Backend { return s.b }
+
 // Close flushes buffered session touches, stops the background tasks and
-// closes the database, waiting for operations in flight. Calling it again
+// closes the backend, waiting for operations in flight. Calling it again
 // returns ErrClosed, as does every other method after Close.
 func (s *Store) Close() error {
 	s.mu.Lock()
@@ -186,10 +187,7 @@ func (s *Store) Close() error {
 	s.wg.Wait()
 	s.flushTouches()
 	s.flushSCIMTouches()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
-	}
-	return nil
+	return s.b.Close()
 }
 
 // enter marks the start of an operation; leave must follow when enter
@@ -205,7 +203,9 @@ func (s *Store) enter() error {
 
 func (s *Store) leave() { s.mu.RUnlock() }
 
-func (s *Store) valueLogGC(every time.Duration) {
+// maintain runs the backend's housekeeping (Badger's value-log GC,
+// PostgreSQL's removal of expired rows) every interval.
+func (s *Store) maintain(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -215,57 +215,56 @@ func (s *Store) valueLogGC(every time.Duration) {
 			return
 		case <-t.C:
 		}
-		// One call rewrites at most one file; repeat while it finds work.
-		for {
-			err := s.db.RunValueLogGC(0.5)
-			if err == nil {
-				select {
-				case <-s.stop:
-					return
-				default:
-					continue
-				}
-			}
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.log.Warn("value log GC failed", zap.Error(err))
-			}
-			break
+		if err := s.b.Maintain(); err != nil {
+			s.log.Warn("storage maintenance failed", zap.String("backend", s.b.Name()), zap.Error(err))
 		}
 	}
 }
-
-// badgerLogger forwards Badger's warnings and errors to zap. Info and debug
-// messages (compaction chatter) are dropped.
-type badgerLogger struct{ l *zap.Logger }
-
-func (b badgerLogger) Errorf(f string, v ...any) {
-	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, v...)))
-}
-
-func (b badgerLogger) Warningf(f string, v ...any) {
-	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, v...)))
-}
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
 
 // now is the store's clock: UTC without a monotonic reading, so a time set
 // by the store compares equal to the same time read back from JSON.
 func now() time.Time { return time.Now().UTC().Round(0) }
 
 // update runs fn in a read-write transaction and commits it, retrying from
-// scratch when Badger reports a conflict with a concurrent transaction (fn
-// must therefore be safe to run more than once). fn's own errors abort the
-// transaction and are returned unchanged.
-func (s *Store) update(op string, fn func(txn *badger.Txn) error) error {
+// scratch when the backend reports a conflict with a concurrent
+// transaction (fn must therefore be safe to run more than once). fn's own
+// errors abort the transaction and are returned unchanged.
+func (s *Store) update(op string, fn func(txn Txn) error) error {
+	return s.write(op, writeSynced, fn)
+}
+
+// updateNoSync is update for writes a crash may lose (see
+// Backend.UpdateNoSync).
+func (s *Store) updateNoSync(op string, fn func(txn Txn) error) error {
+	return s.write(op, writeNoSync, fn)
+}
+
+// updateTouch is updateNoSync for writes of last-use times (session and
+// SCIM token touches), which no Watch covers: a session's LastSeen is
+// judged from the record the caller holds, so a touch must not send the
+// session, or its whole org, back to the full re-check.
+func (s *Store) updateTouch(op string, fn func(txn Txn) error) error {
+	return s.write(op, writeNoSync|writeUnwatched, fn)
+}
+
+type writeMode int
+
+const (
+	writeSynced    writeMode = 0
+	writeNoSync    writeMode = 1
+	writeUnwatched writeMode = 2
+)
+
+func (s *Store) write(op string, mode writeMode, fn func(txn Txn) error) error {
 	if s.observeWrite != nil {
 		defer func(start time.Time) { s.observeWrite(op, time.Since(start)) }(time.Now())
 	}
 	for attempt := 1; ; attempt++ {
-		err := s.tryUpdate(fn)
+		err := s.tryUpdate(mode, fn)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, badger.ErrConflict) {
+		if !errors.Is(err, ErrTxnConflict) {
 			return err
 		}
 		if attempt >= maxTxnAttempts {
@@ -277,37 +276,32 @@ func (s *Store) update(op string, fn func(txn *badger.Txn) error) error {
 	}
 }
 
-func (s *Store) tryUpdate(fn func(txn *badger.Txn) error) error {
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
-	if err := fn(txn); err != nil {
-		return err
-	}
-	err := txn.Commit()
-	// Counted whatever Commit says: a failed commit may still have
-	// changed something, and a spurious increment only costs a cache miss.
-	s.generation.Add(1)
-	if err != nil {
-		if errors.Is(err, badger.ErrConflict) {
-			return err
+func (s *Store) tryUpdate(mode writeMode, fn func(txn Txn) error) error {
+	rec := &recordingTxn{}
+	run := func(txn Txn) error {
+		rec.Txn = txn
+		rec.changed = rec.changed[:0]
+		rec.all = false
+		if mode&writeUnwatched != 0 {
+			return fn(txn)
 		}
-		return fmt.Errorf("store: commit: %w", err)
+		return fn(rec)
 	}
-	return nil
+	var err error
+	if mode&writeNoSync != 0 {
+		err = s.b.UpdateNoSync(run, rec.changes)
+	} else {
+		err = s.b.Update(run, rec.changes)
+	}
+	// Marked whatever the commit says: a failed commit may still have
+	// changed something, and a spurious mark only costs a cache miss.
+	s.marks.localChange(rec)
+	return err
 }
 
-// Generation is a number that changes after every write transaction
-// commits. A caller that reads Generation, then reads records, may reuse
-// what it derived from them for as long as Generation still returns the
-// same number: every write that could have changed them has been counted
-// by then (the gateway's per-request re-check cache relies on this).
-func (s *Store) Generation() uint64 { return s.generation.Load() }
-
 // view runs fn in a read-only transaction.
-func (s *Store) view(fn func(txn *badger.Txn) error) error {
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	return fn(txn)
+func (s *Store) view(fn func(txn Txn) error) error {
+	return s.b.View(fn)
 }
 
 // ---- keys ----------------------------------------------------------------
@@ -396,8 +390,8 @@ func groupKey(s string) string { return identity.Fold(s) }
 
 // ---- values ----------------------------------------------------------------
 
-// ttlSeconds converts an absolute expiry into Badger's Unix-seconds TTL,
-// rounded up so that Badger never drops a record before the store's own
+// ttlSeconds converts an absolute expiry into the backend's Unix-seconds
+// expiry, rounded up so that the backend never drops a record before the store's own
 // ExpiresAt check would.
 func ttlSeconds(t time.Time) uint64 {
 	sec := t.Unix()
@@ -410,23 +404,23 @@ func ttlSeconds(t time.Time) uint64 {
 	return uint64(sec)
 }
 
-func getJSON(txn *badger.Txn, k []byte, v any) error {
-	item, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func getJSON(txn Txn, k []byte, v any) error {
+	b, err := txn.Get(k)
+	if errors.Is(err, ErrNoKey) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("store: read %q: %w", k, err)
 	}
-	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, v) }); err != nil {
+	if err := json.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("store: decode %q: %w", k, err)
 	}
 	return nil
 }
 
-func exists(txn *badger.Txn, k []byte) (bool, error) {
+func exists(txn Txn, k []byte) (bool, error) {
 	_, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+	if errors.Is(err, ErrNoKey) {
 		return false, nil
 	}
 	if err != nil {
@@ -436,21 +430,19 @@ func exists(txn *badger.Txn, k []byte) (bool, error) {
 }
 
 // setJSON stores v under k; expiresAt (Unix seconds, 0 = never) becomes the
-// record's Badger TTL.
-func setJSON(txn *badger.Txn, k []byte, v any, expiresAt uint64) ([]byte, error) {
+// record's expiry.
+func setJSON(txn Txn, k []byte, v any, expiresAt uint64) ([]byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: encode %q: %w", k, err)
 	}
-	e := badger.NewEntry(k, b)
-	e.ExpiresAt = expiresAt
-	if err := txn.SetEntry(e); err != nil {
+	if err := txn.Set(k, b, expiresAt); err != nil {
 		return nil, fmt.Errorf("store: write %q: %w", k, err)
 	}
 	return b, nil
 }
 
-func del(txn *badger.Txn, k []byte) error {
+func del(txn Txn, k []byte) error {
 	if err := txn.Delete(k); err != nil {
 		return fmt.Errorf("store: delete %q: %w", k, err)
 	}
@@ -459,18 +451,15 @@ func del(txn *badger.Txn, k []byte) error {
 
 // keysWithPrefix lists the keys under p (copies), at most limit (<= 0: all),
 // starting at from (nil: at p).
-func keysWithPrefix(txn *badger.Txn, p, from []byte, limit int) [][]byte {
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false
-	opts.Prefix = p
-	it := txn.NewIterator(opts)
+func keysWithPrefix(txn Txn, p, from []byte, limit int) [][]byte {
+	it := txn.Iterator(IterOptions{Prefix: p, KeysOnly: true})
 	defer it.Close()
 	if from == nil {
 		from = p
 	}
 	var keys [][]byte
-	for it.Seek(from); it.ValidForPrefix(p); it.Next() {
-		keys = append(keys, it.Item().KeyCopy(nil))
+	for it.Seek(from); it.Valid(); it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
 		if limit > 0 && len(keys) >= limit {
 			break
 		}
@@ -480,7 +469,7 @@ func keysWithPrefix(txn *badger.Txn, p, from []byte, limit int) [][]byte {
 
 // listJSON decodes the values under p in key order, skipping offset of them
 // and returning at most limit (< 0: all). decode is called per value.
-func listJSON(txn *badger.Txn, p []byte, offset, limit int, decode func([]byte) error) error {
+func listJSON(txn Txn, p []byte, offset, limit int, decode func([]byte) error) error {
 	_, err := listFrom(txn, p, p, offset, limit, decode)
 	return err
 }
@@ -488,29 +477,29 @@ func listJSON(txn *badger.Txn, p []byte, offset, limit int, decode func([]byte) 
 // listFrom is listJSON starting at key start (within prefix p) rather than
 // at p. A full page (limit > 0 entries decoded) returns the key of the
 // entry after it, if any, so that a caller can start the next page there.
-func listFrom(txn *badger.Txn, p, start []byte, skip, limit int, decode func([]byte) error) (next []byte, err error) {
+func listFrom(txn Txn, p, start []byte, skip, limit int, decode func([]byte) error) (next []byte, err error) {
 	if limit == 0 {
 		return nil, nil
 	}
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues = false // skipped entries need no value
-	opts.Prefix = p
-	it := txn.NewIterator(opts)
+	it := txn.Iterator(IterOptions{Prefix: p})
 	defer it.Close()
 	n := 0
-	for it.Seek(start); it.ValidForPrefix(p); it.Next() {
+	for it.Seek(start); it.Valid(); it.Next() {
 		if skip > 0 {
 			skip--
 			continue
 		}
-		item := it.Item()
-		if err := item.Value(decode); err != nil {
-			return nil, fmt.Errorf("store: decode %q: %w", item.Key(), err)
+		v, err := it.Value()
+		if err != nil {
+			return nil, fmt.Errorf("store: read %q: %w", it.Key(), err)
+		}
+		if err := decode(v); err != nil {
+			return nil, fmt.Errorf("store: decode %q: %w", it.Key(), err)
 		}
 		n++
 		if limit > 0 && n >= limit {
-			if it.Next(); it.ValidForPrefix(p) {
-				return it.Item().KeyCopy(nil), nil
+			if it.Next(); it.Valid() {
+				return bytes.Clone(it.Key()), nil
 			}
 			return nil, nil
 		}
@@ -519,7 +508,7 @@ func listFrom(txn *badger.Txn, p, start []byte, skip, limit int, decode func([]b
 }
 
 // counter reads the integer under k (0 if absent).
-func counter(txn *badger.Txn, k []byte) (int, error) {
+func counter(txn Txn, k []byte) (int, error) {
 	var n int
 	if err := getJSON(txn, k, &n); err != nil && !errors.Is(err, ErrNotFound) {
 		return 0, err
@@ -527,7 +516,7 @@ func counter(txn *badger.Txn, k []byte) (int, error) {
 	return n, nil
 }
 
-func addCounter(txn *badger.Txn, k []byte, delta int) error {
+func addCounter(txn Txn, k []byte, delta int) error {
 	n, err := counter(txn, k)
 	if err != nil {
 		return err
@@ -561,7 +550,7 @@ func need(op string, pairs ...string) error {
 // reads the org's existence marker rather than its record, so that frequent
 // org updates do not conflict with every transaction that checks the org,
 // while DeleteOrg (which removes the marker) still does.
-func requireOrg(txn *badger.Txn, op, orgID string) error {
+func requireOrg(txn Txn, op, orgID string) error {
 	ok, err := exists(txn, key(pOrgLive, orgID))
 	if err != nil {
 		return err

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 func TestOpenRejectsEmptyDir(t *testing.T) {
@@ -433,10 +431,10 @@ func TestInterruptedOrgDeletionResumesOnOpen(t *testing.T) {
 	mkOrg(t, s, "gone")
 	mkUser(t, s, "gone", "alice")
 	// Simulate a crash right after DeleteOrg's first transaction.
-	must(t, s.db.Update(func(txn *badger.Txn) error {
+	must(t, rawUpdate(s, func(txn Txn) error {
 		must(t, txn.Delete(key(pOrg, "gone")))
 		must(t, txn.Delete(key(pOrgLive, "gone")))
-		return txn.Set(key(pOrgDel, "gone"), []byte("true"))
+		return txn.Set(key(pOrgDel, "gone"), []byte("true"), 0)
 	}))
 	wantErr(t, s.CreateOrg(&Org{ID: "gone"}), ErrConflict)
 	must(t, s.Close())

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"strconv"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // Stored bytes: every key an organization's users and groups occupy (the
@@ -88,31 +86,19 @@ func newUsage(orgID string, opts []WriteOption) *usage {
 // entrySize is len(k) + the length of k's value in txn (0 if absent). It
 // reads the value rather than trusting Item.ValueSize, which only
 // estimates values kept in the value log (large groups).
-func entrySize(txn *badger.Txn, k []byte) (int64, error) {
-	item, err := txn.Get(k)
-	if errors.Is(err, badger.ErrKeyNotFound) {
+func entrySize(txn Txn, k []byte) (int64, error) {
+	v, err := txn.Get(k)
+	if errors.Is(err, ErrNoKey) {
 		return 0, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store: read %q: %w", k, err)
 	}
-	n, err := valueLen(item)
-	if err != nil {
-		return 0, err
-	}
-	return int64(len(k)) + n, nil
-}
-
-func valueLen(item *badger.Item) (int64, error) {
-	var n int
-	if err := item.Value(func(b []byte) error { n = len(b); return nil }); err != nil {
-		return 0, fmt.Errorf("store: read %q: %w", item.Key(), err)
-	}
-	return int64(n), nil
+	return int64(len(k) + len(v)), nil
 }
 
 // set is setJSON (without expiry) for a charged key.
-func (u *usage) set(txn *badger.Txn, k []byte, v any) ([]byte, error) {
+func (u *usage) set(txn Txn, k []byte, v any) ([]byte, error) {
 	old, err := entrySize(txn, k)
 	if err != nil {
 		return nil, err
@@ -126,7 +112,7 @@ func (u *usage) set(txn *badger.Txn, k []byte, v any) ([]byte, error) {
 }
 
 // del is del for a charged key.
-func (u *usage) del(txn *badger.Txn, k []byte) error {
+func (u *usage) del(txn Txn, k []byte) error {
 	old, err := entrySize(txn, k)
 	if err != nil {
 		return err
@@ -141,7 +127,7 @@ func (u *usage) del(txn *badger.Txn, k []byte) error {
 // charge records u in txn, on the stripe of the resource id, after the
 // transaction's charged writes. It computes the organization's counters
 // first if they were never computed, and refuses growth past u.max.
-func (s *Store) charge(txn *badger.Txn, u *usage, id string) error {
+func (s *Store) charge(txn Txn, u *usage, id string) error {
 	marked, err := exists(txn, usageMarker(u.org))
 	if err != nil {
 		return err
@@ -173,7 +159,7 @@ func (s *Store) charge(txn *badger.Txn, u *usage, id string) error {
 		// would make each growing write conflict with every other write
 		// of the organization, which the stripes are there to avoid.
 		var committed int64
-		err := s.view(func(v *badger.Txn) error {
+		err := s.view(func(v Txn) error {
 			var err error
 			committed, err = sumStripes(v, u.org)
 			return err
@@ -202,7 +188,7 @@ func (u *usage) overCap(total int64) error {
 	return fmt.Errorf("store: organization %q would store %d bytes of users and groups, more than its limit of %d: %w", u.org, total, u.max, ErrQuota)
 }
 
-func sumStripes(txn *badger.Txn, orgID string) (int64, error) {
+func sumStripes(txn Txn, orgID string) (int64, error) {
 	var total int64
 	for i := range usageStripes {
 		var n int64
@@ -216,22 +202,18 @@ func sumStripes(txn *badger.Txn, orgID string) (int64, error) {
 
 // scanUsage adds up the charged keys of the organization as txn sees them:
 // those under these prefixes, each followed by the organization.
-func scanUsage(txn *badger.Txn, orgID string) (int64, error) {
+func scanUsage(txn Txn, orgID string) (int64, error) {
 	var total int64
 	for _, p := range [...]string{pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pUDel} {
 		pre := scanPrefix(p, orgID)
-		opts := badger.DefaultIteratorOptions
-		opts.PrefetchValues = false
-		opts.Prefix = pre
-		it := txn.NewIterator(opts)
-		for it.Seek(pre); it.ValidForPrefix(pre); it.Next() {
-			item := it.Item()
-			n, err := valueLen(item)
+		it := txn.Iterator(IterOptions{Prefix: pre})
+		for it.Seek(pre); it.Valid(); it.Next() {
+			v, err := it.Value()
 			if err != nil {
 				it.Close()
-				return 0, err
+				return 0, fmt.Errorf("store: read %q: %w", it.Key(), err)
 			}
-			total += int64(len(item.Key())) + n
+			total += int64(len(it.Key()) + len(v))
 		}
 		it.Close()
 	}
@@ -255,7 +237,7 @@ func (s *Store) StoredBytes(orgID string) (int64, error) {
 	defer s.leave()
 	var total int64
 	var marked bool
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var err error
 		if marked, err = exists(txn, usageMarker(orgID)); err != nil || !marked {
 			return err
@@ -266,7 +248,7 @@ func (s *Store) StoredBytes(orgID string) (int64, error) {
 	if err != nil || marked {
 		return total, err
 	}
-	err = s.update(op, func(txn *badger.Txn) error {
+	err = s.update(op, func(txn Txn) error {
 		if ok, err := exists(txn, key(pOrgLive, orgID)); err != nil || !ok {
 			return err // nothing to count, and no counters left behind
 		}

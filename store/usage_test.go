@@ -10,8 +10,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	badger "github.com/dgraph-io/badger/v4"
 )
 
 // rawUsage adds up, straight from Badger, len(key)+len(value) of every key
@@ -21,18 +19,17 @@ import (
 func rawUsage(t testing.TB, s *Store, org string) int64 {
 	t.Helper()
 	var total int64
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, p := range []string{"user", "uname", "uext", "umail", "grp", "gname", "gext", "gmem", "udel"} {
-			opts := badger.DefaultIteratorOptions
-			opts.Prefix = []byte(p + "/" + esc(org) + "/")
-			it := txn.NewIterator(opts)
-			for it.Rewind(); it.Valid(); it.Next() {
-				v, err := it.Item().ValueCopy(nil)
+			p := []byte(p + "/" + esc(org) + "/")
+			it := txn.Iterator(IterOptions{Prefix: p})
+			for it.Seek(p); it.Valid(); it.Next() {
+				v, err := it.Value()
 				if err != nil {
 					it.Close()
 					return err
 				}
-				total += int64(len(it.Item().Key()) + len(v))
+				total += int64(len(it.Key()) + len(v))
 			}
 			it.Close()
 		}
@@ -57,7 +54,7 @@ func checkUsage(t testing.TB, s *Store, orgs ...string) {
 // the byte counters holds: the same records, no counters.
 func dropUsageCounters(t testing.TB, s *Store, org string) {
 	t.Helper()
-	must(t, s.db.Update(func(txn *badger.Txn) error {
+	must(t, rawUpdate(s, func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pCount, "bytes", org), nil, 0) {
 			if err := txn.Delete(k); err != nil {
 				return err

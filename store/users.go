@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	badger "github.com/dgraph-io/badger/v4"
 	"github.com/google/uuid"
 )
 
@@ -39,7 +38,7 @@ func userIndexes(u *User) []userIndex {
 // dropUserIndex removes a user's index key. A unique key goes only if it
 // points at this user: after the index migration, a user whose name the
 // new rule joins with another's may compute a key that the other holds.
-func dropUserIndex(txn *badger.Txn, use *usage, ix userIndex, id string) error {
+func dropUserIndex(txn Txn, use *usage, ix userIndex, id string) error {
 	if ix.unique {
 		var holder string
 		switch err := getJSON(txn, ix.key, &holder); {
@@ -54,7 +53,7 @@ func dropUserIndex(txn *badger.Txn, use *usage, ix userIndex, id string) error {
 
 // writeUserIndexes adds the index keys in add that are not in keep, failing
 // with ErrConflict when a unique key belongs to another user.
-func writeUserIndexes(txn *badger.Txn, use *usage, op string, u *User, add []userIndex, keep map[string]bool) error {
+func writeUserIndexes(txn Txn, use *usage, op string, u *User, add []userIndex, keep map[string]bool) error {
 	for _, ix := range add {
 		if keep[string(ix.key)] {
 			continue
@@ -100,7 +99,7 @@ func (s *Store) CreateUser(u *User, opts ...WriteOption) error {
 
 // createUser is CreateUser; also, when set, runs in the same transaction
 // (and charges the bytes it writes to use).
-func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, use *usage, u *User) error, opts []WriteOption) error {
+func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u *User) error, opts []WriteOption) error {
 	if u == nil {
 		return invalid(op, "nil user")
 	}
@@ -121,7 +120,7 @@ func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, use *u
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -143,7 +142,7 @@ func (s *Store) createUser(op string, u *User, also func(txn *badger.Txn, use *u
 	return nil
 }
 
-func putNewUser(txn *badger.Txn, use *usage, op string, u *User) error {
+func putNewUser(txn Txn, use *usage, op string, u *User) error {
 	k := key(pUser, u.OrgID, u.ID)
 	if ok, err := exists(txn, k); err != nil {
 		return err
@@ -165,7 +164,7 @@ func (s *Store) GetUser(orgID, id string) (*User, error) {
 	if err := need(op, "org id", orgID, "user id", id); err != nil {
 		return nil, err
 	}
-	return s.userVia(op, orgID, func(*badger.Txn) (string, error) { return id, nil })
+	return s.userVia(op, orgID, func(Txn) (string, error) { return id, nil })
 }
 
 // UserByUserName finds a user by userName, case-insensitively.
@@ -200,7 +199,7 @@ func (s *Store) UserByEmail(orgID, email string) (*User, error) {
 	}
 	defer s.leave()
 	var best *User
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, userKey(email)), nil, 0) {
 			u := new(User)
 			if err := getJSON(txn, key(pUser, orgID, lastSegment(k)), u); err != nil {
@@ -225,8 +224,8 @@ func (s *Store) UserByEmail(orgID, email string) (*User, error) {
 }
 
 // indexLookup returns a resolver reading a user ID from an index key.
-func indexLookup(op string, k []byte, what, val string) func(*badger.Txn) (string, error) {
-	return func(txn *badger.Txn) (string, error) {
+func indexLookup(op string, k []byte, what, val string) func(Txn) (string, error) {
+	return func(txn Txn) (string, error) {
 		var id string
 		if err := getJSON(txn, k, &id); err != nil {
 			return "", wrapNotFound(err, op, what, val)
@@ -235,13 +234,13 @@ func indexLookup(op string, k []byte, what, val string) func(*badger.Txn) (strin
 	}
 }
 
-func (s *Store) userVia(op, orgID string, resolve func(*badger.Txn) (string, error)) (*User, error) {
+func (s *Store) userVia(op, orgID string, resolve func(Txn) (string, error)) (*User, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.leave()
 	u := new(User)
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		id, err := resolve(txn)
 		if err != nil {
 			return err
@@ -272,7 +271,7 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error, opts ...Write
 	}
 	defer s.leave()
 	var stored []byte
-	err := s.update(op, func(txn *badger.Txn) error {
+	err := s.update(op, func(txn Txn) error {
 		k := key(pUser, orgID, id)
 		old := new(User)
 		if err := getJSON(txn, k, old); err != nil {
@@ -337,7 +336,7 @@ func (s *Store) DeleteUser(orgID, id string) error {
 		return err
 	}
 	defer s.leave()
-	return s.update(op, func(txn *badger.Txn) error {
+	return s.update(op, func(txn Txn) error {
 		use := newUsage(orgID, nil)
 		if _, err := deleteUser(txn, use, op, orgID, id); err != nil {
 			return err
@@ -347,7 +346,7 @@ func (s *Store) DeleteUser(orgID, id string) error {
 }
 
 // deleteUser is DeleteUser's transaction; it returns the deleted user.
-func deleteUser(txn *badger.Txn, use *usage, op, orgID, id string) (*User, error) {
+func deleteUser(txn Txn, use *usage, op, orgID, id string) (*User, error) {
 	k := key(pUser, orgID, id)
 	u := new(User)
 	if err := getJSON(txn, k, u); err != nil {
@@ -401,7 +400,7 @@ func (s *Store) ListUsers(orgID string, offset, limit int) (users []*User, total
 	}
 	defer s.leave()
 	users = []*User{}
-	err = s.view(func(txn *badger.Txn) error {
+	err = s.view(func(txn Txn) error {
 		var err error
 		var version uint64
 		if total, version, err = counterVersion(txn, key(pCount, "users", orgID)); err != nil {
@@ -433,7 +432,7 @@ func (s *Store) CountUsers(orgID string) (int, error) {
 	}
 	defer s.leave()
 	var n int
-	err := s.view(func(txn *badger.Txn) error {
+	err := s.view(func(txn Txn) error {
 		var err error
 		n, err = counter(txn, key(pCount, "users", orgID))
 		return err

@@ -364,6 +364,12 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 			return err
 		}
 	}
+	s.countAudit(events)
+	return nil
+}
+
+// countAudit counts written events towards their trail's next prune.
+func (s *Store) countAudit(events []*AuditEvent) {
 	a := &s.audit
 	a.mu.Lock()
 	every := a.policy.pruneEvery()
@@ -379,7 +385,6 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 	if wake {
 		s.wakeAudit()
 	}
-	return nil
 }
 
 // auditLoop writes aggregates whose window has ended and prunes trails,

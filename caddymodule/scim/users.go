@@ -13,6 +13,7 @@ import (
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/identity"
@@ -353,30 +354,31 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.srv.checkDomains(org, userDomains(u)); err != nil {
 		return elimity.Resource{}, err
 	}
-	defer h.srv.locks.lock(orgKey(org))()
+	// No lock: concurrent creations share the store's transaction, which
+	// checks uniqueness and max_users with the ones before it counted
+	// (store.CreateUser), and an adoption is an update that re-checks
+	// its candidate.
 	adopted, err := h.adopt(org, u)
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	details := map[string]string{}
 	if adopted != nil {
 		u = adopted
-		details["adopted"] = "signed-in user"
-	} else {
-		// Every creation takes the organization's lock, so the count
-		// cannot move between this check and the write.
-		n, err := h.srv.cfg.Store.CountUsers(org)
-		if err != nil {
-			return elimity.Resource{}, h.srv.storeError(err, "", "")
-		}
-		if n >= h.srv.limits.MaxUsers {
-			return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
-		}
-		if err := h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped()); err != nil {
-			return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
-		}
+		h.audit(r, "scim.user.create", u, map[string]string{"adopted": "signed-in user"})
+		return h.resource(u, projectionOf(r))
 	}
-	h.audit(r, "scim.user.create", u, details)
+	// The ID is chosen here so that the audit event, written in the same
+	// transaction as the user, can name it.
+	u.ID = uuid.NewString()
+	ev := h.srv.auditEvent(org, h.srv.cfg.ClientIP(r), "scim.user.create", "success",
+		map[string]string{"user_id": u.ID, "userName": u.UserName})
+	err = h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev))
+	if errors.Is(err, store.ErrUserLimit) {
+		return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
+	}
+	if err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+	}
 	return h.resource(u, projectionOf(r))
 }
 

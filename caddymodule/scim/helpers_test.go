@@ -52,7 +52,15 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func newEnv(t testing.TB, tweak ...func(*Config)) *env {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{Logger: zaptest.NewLogger(t), GCInterval: -1})
+	return newEnvWith(t, store.Options{}, tweak...)
+}
+
+// newEnvWith is newEnv with store options (its Logger and GCInterval are
+// the test's).
+func newEnvWith(t testing.TB, opts store.Options, tweak ...func(*Config)) *env {
+	t.Helper()
+	opts.Logger, opts.GCInterval = zaptest.NewLogger(t), -1
+	st, err := store.Open(t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

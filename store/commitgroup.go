@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"sync"
 )
 
@@ -19,10 +20,10 @@ import (
 //
 // A write in a group must be one whose fn is safe to run more than once
 // (every Store write is: conflicts retry it from scratch). If any fn of
-// a group fails, or the group's commit does, nothing of the group is
-// kept and each of its writes runs again on its own, so that a write
-// gets exactly the outcome it would have had alone: one bad request
-// never fails the ones it happened to be grouped with.
+// a group fails, nothing of the group is kept and each of its writes
+// runs again on its own, so that a write gets exactly the outcome it
+// would have had alone: one bad request never fails the ones it happened
+// to be grouped with.
 
 // maxGroupedWrites bounds one group: its transaction stays far below a
 // backend's size limit, and a member waits for at most this many others.
@@ -93,18 +94,30 @@ func (s *Store) updateGrouped(op, group string, fn func(Txn) error) error {
 	return batch[0].err
 }
 
-// runGroup runs batch in one transaction or, failing that, each write
-// in its own, and sets every write's err.
+// runGroup runs batch in one transaction and sets every write's err.
+// When a write of it fails, or the transaction grows too big, each write
+// runs again on its own. Any other failure (a lost connection, an
+// unknown commit outcome, a failing disk) is every write's: running them
+// again could apply a commit that did happen twice.
 func (s *Store) runGroup(op string, batch []*groupedWrite) {
 	if len(batch) > 1 {
+		var writeFailed bool
 		err := s.update(op, func(txn Txn) error {
+			writeFailed = false
 			for _, w := range batch {
 				if err := w.fn(txn); err != nil {
+					writeFailed = true
 					return err
 				}
 			}
 			return nil
 		})
+		if err != nil && !writeFailed && !errors.Is(err, ErrTxnTooBig) {
+			for _, w := range batch {
+				w.err = err
+			}
+			return
+		}
 		if err == nil {
 			return
 		}

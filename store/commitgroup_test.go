@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // TestCommitGroupSharesTransaction holds a group's leader inside its
@@ -14,7 +16,12 @@ import (
 // those ran together: one more write transaction, not one each.
 func TestCommitGroupSharesTransaction(t *testing.T) {
 	var txns atomic.Int64
-	s, err := Open(t.TempDir(), Options{GCInterval: -1, ObserveWrite: func(string, time.Duration) { txns.Add(1) }})
+	loc := t.TempDir()
+	if suiteOnPostgres() {
+		dsn, schema := pgtest.Schema(t)
+		loc = dsn + "\x00" + schema
+	}
+	s, err := reopenStore(loc, Options{GCInterval: -1, ObserveWrite: func(string, time.Duration) { txns.Add(1) }})
 	must(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	const followers = 10

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -215,11 +216,22 @@ func (u *usage) overCap(total int64) error {
 }
 
 func sumStripes(txn Txn, orgID string) (int64, error) {
+	keys := make([][]byte, usageStripes)
+	for i := range keys {
+		keys[i] = usageKey(orgID, i)
+	}
+	vals, err := getMany(txn, keys)
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	for i := range usageStripes {
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
 		var n int64
-		if err := getJSON(txn, usageKey(orgID, i), &n); err != nil && !errors.Is(err, ErrNotFound) {
-			return 0, err
+		if err := json.Unmarshal(v, &n); err != nil {
+			return 0, fmt.Errorf("store: decode %q: %w", keys[i], err)
 		}
 		total += n
 	}

@@ -130,6 +130,10 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	}
 	defer s.leave()
 	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
+		txn, err := prefetch(txn, createUserReads(&c)...)
+		if err != nil {
+			return err
+		}
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
@@ -170,6 +174,17 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	}
 	*u = c
 	return nil
+}
+
+// createUserReads are the keys creating u reads (ProvisionUser's markers
+// and the stored-bytes stripe included), for prefetch.
+func createUserReads(u *User) [][]byte {
+	keys := [][]byte{key(pOrgLive, u.OrgID), key(pCount, "users", u.OrgID), key(pUser, u.OrgID, u.ID),
+		usageMarker(u.OrgID), usageKey(u.OrgID, usageStripe(u.ID))}
+	for _, ix := range userIndexes(u) {
+		keys = append(keys, ix.key)
+	}
+	return append(keys, deprovisionKeys(u)...)
 }
 
 func putNewUser(txn Txn, use *usage, op string, u *User) error {

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -16,13 +17,15 @@ import (
 	"time"
 
 	"github.com/ssogate/ssogate/store"
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // BenchmarkSCIMImport is an IdP's initial import: it creates users one
 // POST /Users at a time over HTTP into an empty organization, as Okta
 // does (concurrency=1), and a few at a time, as Entra ID does
 // (concurrency=4), up to SSOGATE_IMPORT_USERS users (default 100,000).
-// It reports the rate of each tenth of the import (users/s@10k is the
+// It runs on Badger, then on PostgreSQL (pgtest's server; skipped
+// without one). It reports the rate of each tenth of the import (users/s@10k is the
 // rate from 0 to 10k users, users/s@100k from 90k to 100k), so that a
 // rate falling with the directory's size shows. Each sub-benchmark
 // imports once, whatever b.N: run it with -benchtime 1x. With
@@ -38,16 +41,34 @@ func BenchmarkSCIMImport(b *testing.B) {
 		}
 		total = n
 	}
-	for _, conc := range []int{1, 4} {
-		b.Run(fmt.Sprintf("concurrency=%d", conc), func(b *testing.B) {
-			importUsers(b, total, conc)
-		})
+	for _, backend := range []string{"badger", "postgres"} {
+		for _, conc := range []int{1, 4} {
+			b.Run(fmt.Sprintf("%s/concurrency=%d", backend, conc), func(b *testing.B) {
+				importUsers(b, backend, total, conc)
+			})
+		}
 	}
 }
 
-func importUsers(b *testing.B, total, conc int) {
+// TestMain stops the PostgreSQL server that pgtest may have started for
+// the benchmark.
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func importUsers(b *testing.B, backend string, total, conc int) {
 	var commits atomic.Int64
-	e := newEnvWith(b, store.Options{ObserveWrite: func(string, time.Duration) { commits.Add(1) }}, func(c *Config) {
+	opts := store.Options{ObserveWrite: func(string, time.Duration) { commits.Add(1) }}
+	var be store.Backend // nil: Badger in a temporary directory
+	if backend == "postgres" {
+		dsn, schema := pgtest.Schema(b)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
+		if err != nil {
+			b.Fatal(err)
+		}
+		be = pg
+	}
+	e := newEnvWith(b, opts, be, func(c *Config) {
 		c.Now = time.Now // token touches and audit times as in production
 		c.Limits.MaxUsers = total
 	})

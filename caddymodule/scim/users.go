@@ -266,9 +266,15 @@ func empty(v any) bool {
 // what can be derived for users that sign-in or the operator created
 // (derived), and the groups the user is a direct member of.
 func (h *userHandler) resource(u *store.User, p projection) (elimity.Resource, error) {
+	return h.resourceOf(u, p, true)
+}
+
+// resourceOf is resource; a user created just now is in no group yet, so
+// its groups need no look-up (lookUpGroups false).
+func (h *userHandler) resourceOf(u *store.User, p projection, lookUpGroups bool) (elimity.Resource, error) {
 	a := userAttributes(u)
 	derive(a, u)
-	if p.wants(attrGroups) {
+	if lookUpGroups && p.wants(attrGroups) {
 		ids, err := h.srv.cfg.Store.GroupsOfUser(u.OrgID, u.ID)
 		if err != nil {
 			return elimity.Resource{}, h.srv.storeError(err, "", "")
@@ -379,7 +385,7 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err != nil {
 		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
 	}
-	return h.resource(u, projectionOf(r))
+	return h.resourceOf(u, projectionOf(r), false)
 }
 
 // errChangedMeanwhile aborts an update whose user changed between its
@@ -395,22 +401,14 @@ var errNotAdoptable = errors.New("user is no longer one created by sign-in")
 // conflict the IdP must hear about.
 func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 	st := h.srv.cfg.Store
+	byExt, byName, byEmail, err := st.ProvisioningMatches(org, in.ExternalID, in.UserName, emailValues(in))
+	if err != nil {
+		return nil, h.srv.storeError(err, "", "")
+	}
 	var cand *store.User
-	for _, find := range []func() (*store.User, error){
-		func() (*store.User, error) {
-			if in.ExternalID == "" {
-				return nil, store.ErrNotFound
-			}
-			return st.UserByExternalID(org, in.ExternalID)
-		},
-		func() (*store.User, error) { return st.UserByUserName(org, in.UserName) },
-	} {
-		u, err := find()
-		if errors.Is(err, store.ErrNotFound) {
+	for _, u := range []*store.User{byExt, byName} {
+		if u == nil {
 			continue
-		}
-		if err != nil {
-			return nil, h.srv.storeError(err, "", "")
 		}
 		if u.Source != store.SourceSAML {
 			return nil, h.srv.storeError(store.ErrConflict, "", conflictUser)
@@ -418,17 +416,9 @@ func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 		cand = u
 		break
 	}
-	for _, e := range in.Emails {
-		if cand != nil {
-			break
-		}
-		ids, err := st.UserIDsByEmail(org, e.Value)
-		if err != nil {
-			return nil, h.srv.storeError(err, "", "")
-		}
-		for _, id := range ids {
-			u, err := st.GetUser(org, id)
-			if err == nil && u.Source == store.SourceSAML {
+	if cand == nil {
+		for _, u := range byEmail {
+			if u.Source == store.SourceSAML {
 				cand = u
 				break
 			}

@@ -114,7 +114,7 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 			end = int64((s + 1) * step)
 		}
 		if profile != "" && s == 5 {
-			f, err := os.Create(fmt.Sprintf("%s.%d", profile, conc))
+			f, err := os.Create(fmt.Sprintf("%s.%s.%d", profile, backend, conc))
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -2,7 +2,10 @@ package store
 
 import (
 	"errors"
+	"fmt"
 	"sync"
+
+	"go.uber.org/zap"
 )
 
 // Commit groups: concurrent writes of one kind share a transaction.
@@ -44,6 +47,7 @@ type commitQueue struct {
 type groupedWrite struct {
 	fn  func(Txn) error
 	err error
+	ran bool // err is the write's outcome
 	// done receives true when the write has run (err holds its outcome),
 	// false when this write's goroutine is to lead the next group.
 	done chan bool
@@ -100,6 +104,20 @@ func (s *Store) updateGrouped(op, group string, fn func(Txn) error) error {
 // unknown commit outcome, a failing disk) is every write's: running them
 // again could apply a commit that did happen twice.
 func (s *Store) runGroup(op string, batch []*groupedWrite) {
+	// A panic must not strand the writes waiting for this group, nor the
+	// group's queue (every later write of the group would wait forever):
+	// it fails the writes that have no outcome yet.
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("grouped write panicked", zap.String("op", op), zap.Any("panic", p), zap.Stack("stack"))
+			err := fmt.Errorf("store: %s: internal error", op)
+			for _, w := range batch {
+				if !w.ran {
+					w.err = err
+				}
+			}
+		}
+	}()
 	if len(batch) > 1 {
 		var writeFailed bool
 		err := s.update(op, func(txn Txn) error {
@@ -114,15 +132,19 @@ func (s *Store) runGroup(op string, batch []*groupedWrite) {
 		})
 		if err != nil && !writeFailed && !errors.Is(err, ErrTxnTooBig) {
 			for _, w := range batch {
-				w.err = err
+				w.err, w.ran = err, true
 			}
 			return
 		}
 		if err == nil {
+			for _, w := range batch {
+				w.ran = true
+			}
 			return
 		}
 	}
 	for _, w := range batch {
 		w.err = s.update(op, w.fn)
+		w.ran = true
 	}
 }

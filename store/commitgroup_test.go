@@ -199,3 +199,48 @@ func TestCreateUserAudited(t *testing.T) {
 		t.Fatalf("trail: %+v", events)
 	}
 }
+
+// TestCommitGroupPanicFailsItsWrites: a write that panics fails its
+// group's writes instead of leaving them, and every later write of the
+// group, waiting forever.
+func TestCommitGroupPanicFailsItsWrites(t *testing.T) {
+	s := newTestStore(t)
+	release := make(chan struct{})
+	started := make(chan struct{})
+	var wg sync.WaitGroup
+	var leaderErr error
+	wg.Go(func() {
+		leaderErr = s.updateGrouped("test", "g", func(txn Txn) error {
+			select {
+			case <-started:
+			default:
+				close(started)
+				<-release
+			}
+			return txn.Set([]byte("k/leader"), []byte("1"), 0)
+		})
+	})
+	<-started
+	var panicErr error
+	wg.Go(func() {
+		panicErr = s.updateGrouped("test", "g", func(Txn) error { panic("boom") })
+	})
+	waitQueued(t, s, "g", 1)
+	close(release)
+	wg.Wait()
+	if panicErr == nil {
+		t.Error("the panicking write succeeded")
+	}
+	// The leader's group was only itself (the other write queued after
+	// it took the lead): it is kept.
+	if leaderErr != nil {
+		t.Errorf("leader: %v", leaderErr)
+	}
+	// And the group is usable again.
+	must(t, s.updateGrouped("test", "g", func(txn Txn) error {
+		return txn.Set([]byte("k/after"), []byte("1"), 0)
+	}))
+	if keys := rawKeys(t, s, "k/after"); len(keys) != 1 {
+		t.Errorf("write after the panic: %q", keys)
+	}
+}

@@ -100,6 +100,10 @@ type Store struct {
 	// them (see invalidation.go).
 	marks changeMarks
 
+	// groups lets concurrent writes of one kind share a transaction and
+	// its sync (see commitgroup.go).
+	groups commitGroups
+
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
 	hints pageHints

@@ -91,8 +91,9 @@ func checkUser(op string, u *User) error {
 // u.ID is empty and sets Created and Updated when zero; u is updated in
 // place on success. ErrConflict if the userName (case-insensitively) or
 // externalId (exactly) is used by another user of the org; ErrExists if the
-// ID is taken; ErrNotFound if the org does not exist; ErrQuota if opts
-// set a cap the user does not fit in.
+// ID is taken; ErrNotFound if the org does not exist; ErrQuota or
+// ErrUserLimit if opts set a cap the user does not fit in. Concurrent
+// creations in one organization share a transaction (see commitgroup.go).
 func (s *Store) CreateUser(u *User, opts ...WriteOption) error {
 	return s.createUser("create user", u, nil, opts)
 }
@@ -116,15 +117,36 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	if c.Updated.IsZero() {
 		c.Updated = c.Created
 	}
+	o := writeOpts(opts)
+	var ev *AuditEvent
+	if o.audit != nil {
+		var err error
+		if ev, err = newAuditEvent(op, o.audit); err != nil {
+			return err
+		}
+	}
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn Txn) error {
+	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
+		txn, err := prefetch(txn, createUserReads(&c)...)
+		if err != nil {
+			return err
+		}
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
-		use := newUsage(c.OrgID, opts)
+		if o.maxUsers > 0 {
+			n, err := counter(txn, key(pCount, "users", c.OrgID))
+			if err != nil {
+				return err
+			}
+			if n >= o.maxUsers {
+				return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, c.OrgID, n, ErrUserLimit)
+			}
+		}
+		use := &usage{org: c.OrgID, max: o.maxBytes}
 		if err := putNewUser(txn, use, op, &c); err != nil {
 			return err
 		}
@@ -133,13 +155,36 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 				return err
 			}
 		}
-		return s.charge(txn, use, c.ID)
+		if err := s.charge(txn, use, c.ID); err != nil {
+			return err
+		}
+		if ev != nil {
+			if _, err := setJSON(txn, auditKey(ev), ev, 0); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if ev != nil {
+		*o.audit = *ev
+		s.countAuditAppends([]*AuditEvent{ev})
+	}
 	*u = c
 	return nil
+}
+
+// createUserReads are the keys creating u reads (ProvisionUser's markers
+// and the stored-bytes stripe included), for prefetch.
+func createUserReads(u *User) [][]byte {
+	keys := [][]byte{key(pOrgLive, u.OrgID), key(pCount, "users", u.OrgID), key(pUser, u.OrgID, u.ID),
+		usageMarker(u.OrgID), usageKey(u.OrgID, usageStripe(u.ID))}
+	for _, ix := range userIndexes(u) {
+		keys = append(keys, ix.key)
+	}
+	return append(keys, deprovisionKeys(u)...)
 }
 
 func putNewUser(txn Txn, use *usage, op string, u *User) error {

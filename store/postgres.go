@@ -36,7 +36,7 @@ type PostgresOptions struct {
 	Schema string
 
 	// MaxConns bounds the connection pool; default 10. The change listener
-	// (Subscribe) holds one more connection of its own.
+	// (Subscribe) and its heartbeat hold two more connections of their own.
 	MaxConns int32
 
 	// Logger receives connection losses, retries and migrations. Nil
@@ -78,9 +78,7 @@ const (
 	// 8000-byte limit; a longer list is sent as "*", everything changed.
 	notifyMaxPayload = 7900
 
-	// Listener: how long a wait for notifications lasts before the
-	// connection is checked with a ping, and the reconnect backoff cap.
-	listenPingEvery     = 30 * time.Second
+	// Listener: the reconnect backoff cap (liveness: postgres_listen.go).
 	maxListenBackoff    = 5 * time.Second
 	listenConnectBudget = 10 * time.Second
 

@@ -146,3 +146,27 @@ func TestPostgresDSNPlaceholders(t *testing.T) {
 		}
 	}
 }
+
+// insecure_plaintext is a flag: no argument in the Caddyfile, a bool in
+// JSON.
+func TestPostgresInsecurePlaintextCaddyfile(t *testing.T) {
+	const pre = "{\n sso {\n base_url https://app.example.com\n "
+	cfg, err := adapt(t, pre+"storage postgres {\n dsn {env.SSOGATE_DATABASE_URL}\n insecure_plaintext\n }\n }\n}\n:80\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := cfg["apps"].(map[string]any)["sso"].(map[string]any)["storage"].(map[string]any)
+	if st["insecure_plaintext"] != true {
+		t.Fatalf("storage adapts to %v, want insecure_plaintext true", st)
+	}
+	if _, err := adapt(t, pre+"storage postgres {\n dsn x\n insecure_plaintext yes\n }\n }\n}\n:80\n"); err == nil {
+		t.Fatal("insecure_plaintext with an argument adapted")
+	}
+	cfg, err = adapt(t, pre+"storage postgres {\n dsn {env.SSOGATE_DATABASE_URL}\n }\n }\n}\n:80\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := cfg["apps"].(map[string]any)["sso"].(map[string]any)["storage"].(map[string]any)["insecure_plaintext"]; ok {
+		t.Fatal("insecure_plaintext set without being asked for")
+	}
+}

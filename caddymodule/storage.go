@@ -313,7 +313,9 @@ func onThisMachine(addr string) bool {
 	if err != nil {
 		return false
 	}
-	if strings.EqualFold(host, "localhost") {
+	// ASCII only: Unicode folding would take "localhoſt" for localhost
+	// (a multi-byte rune makes the lengths differ).
+	if len(host) == len("localhost") && strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

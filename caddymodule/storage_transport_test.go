@@ -84,6 +84,8 @@ func TestPostgresTransportChecked(t *testing.T) {
 		// Names that merely look local are not.
 		{"postgres://gw:pw@localhost.example.com/sso", false, "", "localhost.example.com:5432"},
 		{"postgres://gw:pw@127.0.0.1.nip.io/sso", false, "", "127.0.0.1.nip.io:5432"},
+		{"host=localhoſt user=gw", false, "", "localhoſt:5432"},
+		{"host=LocalHost user=gw", true, "disable, allow or prefer (plaintext possible)", ""},
 	} {
 		cfg, err := pgconn.ParseConfig(c.dsn)
 		if err != nil {

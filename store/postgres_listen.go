@@ -360,8 +360,16 @@ func (p *Postgres) sendHeartbeats(prefix string, base time.Time) {
 		payload := prefix + strconv.FormatInt(int64(sent.Sub(base)/time.Microsecond), 10)
 		// A heartbeat later than heartbeatMaxAge is useless anyway; a send
 		// cut short closes the connection, and the next tick opens another.
+		// A NOTIFY commits a transaction: without synchronous_commit off
+		// each heartbeat would wait for a WAL flush. SET LOCAL, not a
+		// session setting, which a pooler could pass on to other clients.
 		ctx, cancel := context.WithTimeout(p.ctx, heartbeatMaxAge)
-		_, err := conn.Exec(ctx, "SELECT pg_notify($1, $2)", p.channel, payload)
+		b := &pgx.Batch{}
+		b.Queue("BEGIN")
+		b.Queue("SET LOCAL synchronous_commit = off")
+		b.Queue("SELECT pg_notify($1, $2)", p.channel, payload)
+		b.Queue("COMMIT")
+		err := conn.SendBatch(ctx, b).Close()
 		cancel()
 		if err != nil {
 			if p.ctx.Err() == nil {

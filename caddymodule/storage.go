@@ -3,10 +3,9 @@ package caddymodule
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
-	"net"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/store"
@@ -179,12 +177,10 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	if p.ConnectTimeout < 0 {
 		return fmt.Errorf("sso: storage postgres: connect_timeout must not be negative")
 	}
-	cfg, err := pgconn.ParseConfig(p.DSN)
-	if err != nil {
-		// pgx's message quotes the DSN, masked on a best-effort basis only.
-		return fmt.Errorf("sso: storage postgres: the dsn does not parse (it is not shown, as it may hold a password)")
+	hosts, mode, err := store.CheckPostgresTransport(p.DSN, p.InsecurePlaintext)
+	if errors.Is(err, store.ErrInsecureTransport) {
+		return fmt.Errorf("sso: storage postgres: %w with insecure_plaintext", err)
 	}
-	hosts, mode, err := checkPostgresTransport(cfg, p.InsecurePlaintext)
 	if err != nil {
 		return fmt.Errorf("sso: storage postgres: %w", err)
 	}
@@ -220,106 +216,6 @@ func expandDSN(raw string) (string, error) {
 		}
 	}
 	return repl.ReplaceKnown(raw, ""), nil
-}
-
-// checkPostgresTransport refuses a DSN that reaches a host over the
-// network without a verified certificate, unless insecure is set. pgx's
-// default, like libpq's, is sslmode=prefer: TLS without checking the
-// certificate, and plaintext if the server (or a machine in the middle)
-// declines TLS, which exposes the password exchange (md5 is replayable
-// material), every session and every SCIM write. Unix sockets and
-// loopback addresses never leave the machine. It returns the hosts tried
-// (host:port, a socket as its directory) and the weakest sslmode among
-// them, for the log.
-func checkPostgresTransport(cfg *pgconn.Config, insecure bool) (hosts []string, mode string, err error) {
-	type attempt struct {
-		host string
-		port uint16
-		tls  *tls.Config
-	}
-	attempts := []attempt{{cfg.Host, cfg.Port, cfg.TLSConfig}}
-	for _, f := range cfg.Fallbacks {
-		attempts = append(attempts, attempt{f.Host, f.Port, f.TLSConfig})
-	}
-	// pgx expands sslmode into one attempt per host and TLS setting
-	// (prefer: TLS, then plaintext); a host is as weak as its weakest.
-	weakest := map[string]tlsLevel{}
-	var order []string
-	for _, a := range attempts {
-		addr := a.host
-		if !strings.HasPrefix(a.host, "/") {
-			addr = net.JoinHostPort(a.host, strconv.Itoa(int(a.port)))
-		}
-		lvl := levelOf(a.tls)
-		if prev, ok := weakest[addr]; !ok || lvl < prev {
-			if !ok {
-				order = append(order, addr)
-			}
-			weakest[addr] = lvl
-		}
-	}
-	overall := tlsVerifyFull
-	for _, addr := range order {
-		lvl := weakest[addr]
-		overall = min(overall, lvl)
-		if lvl >= tlsVerifyCA || insecure || onThisMachine(addr) {
-			continue
-		}
-		return nil, "", fmt.Errorf("host %s is reached over the network with %s: set sslmode=verify-full (or verify-ca) and sslrootcert in the dsn, or insecure_plaintext for a network you trust", addr, lvl.describe())
-	}
-	return order, overall.String(), nil
-}
-
-type tlsLevel int
-
-const (
-	tlsPlaintext  tlsLevel = iota // sslmode disable, or the fallback of allow and prefer
-	tlsUnverified                 // require (and the first try of prefer): TLS, any certificate
-	tlsVerifyCA                   // the chain is checked, not the host name
-	tlsVerifyFull                 // the chain and the host name
-)
-
-// levelOf reads what pgx made of sslmode (see pgconn's configTLS).
-func levelOf(c *tls.Config) tlsLevel {
-	switch {
-	case c == nil:
-		return tlsPlaintext
-	case !c.InsecureSkipVerify:
-		return tlsVerifyFull
-	case c.VerifyPeerCertificate != nil:
-		return tlsVerifyCA
-	}
-	return tlsUnverified
-}
-
-func (l tlsLevel) String() string {
-	return [...]string{"disable, allow or prefer (plaintext possible)", "require (no certificate check)", "verify-ca", "verify-full"}[l]
-}
-
-func (l tlsLevel) describe() string {
-	if l == tlsPlaintext {
-		return "plaintext possible (sslmode disable, allow or prefer, the default)"
-	}
-	return "TLS without a certificate check (sslmode require)"
-}
-
-// onThisMachine says whether addr (host:port or a socket directory) is a
-// unix socket or a loopback address.
-func onThisMachine(addr string) bool {
-	if strings.HasPrefix(addr, "/") {
-		return true
-	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	// ASCII only: Unicode folding would take "localhoſt" for localhost
-	// (a multi-byte rune makes the lengths differ).
-	if len(host) == len("localhost") && strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // poolKey identifies the database by a hash of its connection string: two

@@ -153,6 +153,7 @@ func storageFlags(c *cobra.Command) {
 	f.String("postgres-dsn", "", "PostgreSQL connection string; visible in the process list: prefer $SSOGATE_DATABASE_URL or --postgres-dsn-file")
 	f.String("postgres-dsn-file", "", "file holding the PostgreSQL connection string (default: $SSOGATE_DATABASE_URL); never printed")
 	f.String("postgres-schema", "", "PostgreSQL schema (default: the backend's)")
+	f.Bool("postgres-insecure-plaintext", false, "allow a database reached over the network without sslmode verify-full or verify-ca (a network you trust)")
 }
 
 func onlineFlags(c *cobra.Command) {
@@ -172,8 +173,8 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 	log := caddy.Log().Named("store")
 	switch kind {
 	case "badger":
-		if dsn != "" || dsnFile != "" || schema != "" {
-			return nil, errors.New("--postgres-dsn, --postgres-dsn-file and --postgres-schema go with --storage postgres")
+		if dsn != "" || dsnFile != "" || schema != "" || c.Flags().Changed("postgres-insecure-plaintext") {
+			return nil, errors.New("--postgres-dsn, --postgres-dsn-file, --postgres-schema and --postgres-insecure-plaintext go with --storage postgres")
 		}
 		if path == "" {
 			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
@@ -211,6 +212,14 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 		}
 		if dsn == "" {
 			return nil, errors.New("give the database in $SSOGATE_DATABASE_URL or with --postgres-dsn-file")
+		}
+		// As the sso.storage.postgres module does: an export with secrets
+		// must not cross a network in plaintext either.
+		insecure, _ := c.Flags().GetBool("postgres-insecure-plaintext")
+		if _, _, err := store.CheckPostgresTransport(dsn, insecure); errors.Is(err, store.ErrInsecureTransport) {
+			return nil, fmt.Errorf("%w with --postgres-insecure-plaintext", err)
+		} else if err != nil {
+			return nil, err
 		}
 		return openPostgres(dsn, schema, log)
 	default:
@@ -266,7 +275,7 @@ func runExport(c *cobra.Command, _ []string) error {
 	out, _ := c.Flags().GetString("output")
 	online, _ := c.Flags().GetBool("online")
 	if online {
-		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-dsn-file", "postgres-schema"} {
+		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-dsn-file", "postgres-schema", "postgres-insecure-plaintext"} {
 			if c.Flags().Changed(f) {
 				return fmt.Errorf("--%s opens a store directly; --online asks the running gateway", f)
 			}

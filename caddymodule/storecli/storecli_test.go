@@ -71,6 +71,22 @@ func TestPostgresDSNFile(t *testing.T) {
 		}
 	}
 
+	// As in the sso.storage.postgres module: a database over the network
+	// needs a verified certificate, or the explicit flag (then the
+	// command goes on to connect, which fails here: nothing answers).
+	remote := filepath.Join(dir, "remote")
+	if err := os.WriteFile(remote, []byte("postgres://gw:Sw0rdf1sh@192.0.2.1/sso?connect_timeout=1"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := run(t, "export", "--storage", "postgres", "--postgres-dsn-file", remote, "-o", filepath.Join(dir, "r.jsonl"))
+	if err == nil || !strings.Contains(err.Error(), "host 192.0.2.1:5432") || !strings.Contains(err.Error(), "--postgres-insecure-plaintext") {
+		t.Errorf("remote database in plaintext: %v %s", err, msg)
+	}
+	msg, err = run(t, "export", "--storage", "postgres", "--postgres-dsn-file", remote, "--postgres-insecure-plaintext", "-o", filepath.Join(dir, "r.jsonl"))
+	if err == nil || strings.Contains(err.Error(), "insecure") || strings.Contains(err.Error()+msg, "Sw0rdf1sh") {
+		t.Errorf("remote database with --postgres-insecure-plaintext: %v %s", err, msg)
+	}
+
 	// The help steers away from the flag that ps shows.
 	help, _ := run(t, "export", "--help")
 	if !strings.Contains(help, "visible in the process list: prefer $SSOGATE_DATABASE_URL or --postgres-dsn-file") {

@@ -1,6 +1,6 @@
 // Command bench is the helper of examples/bench/run.sh, the side-by-side
 // throughput test of plain Caddy reverse_proxy and the same with
-// sso_gateway in front. It has two subcommands:
+// sso_gateway in front. It has three subcommands:
 //
 //	bench upstream -listen 127.0.0.1:9000
 //	    a deliberately tiny upstream (a fixed 13-byte answer), so that the
@@ -8,7 +8,10 @@
 //	bench login -gateway http://127.0.0.1:8080 -email alice@example.com -password …
 //	    signs in through the gateway and the demo IdP the way a browser does
 //	    (login form, IdP login form, HTTP-POST to the ACS) and prints the
-//	    session cookie as name=value, ready for a Cookie header.
+//	    session cookie as name=value, ready for a Cookie header;
+//	bench scim -admin http://127.0.0.1:2019 -org example -rate 20
+//	    a background load shaped like an IdP syncing the org's directory
+//	    (see runSCIM).
 package main
 
 import (
@@ -40,6 +43,8 @@ func main() {
 		err = runUpstream(os.Args[2:])
 	case "login":
 		err = runLogin(os.Args[2:])
+	case "scim":
+		err = runSCIM(os.Args[2:])
 	default:
 		usage()
 	}
@@ -50,7 +55,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p")
+	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p | bench scim -admin url -org id -rate n")
 	os.Exit(2)
 }
 

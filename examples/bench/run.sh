@@ -11,8 +11,30 @@
 # a real sign-in through the demo SAML IdP (`bench login`); both servers get
 # the same requests, cookie included, so only the gateway's work differs.
 #
+# Each round measures every load in LOAD: "quiet" (nothing else happens)
+# and "scim" (`bench scim` plays an IdP syncing the org's directory at
+# SCIM_RATE changes/s — user PATCHes and creates, group membership adds and
+# removes, all of users other than the signed-in one — during both the
+# plain and the gateway measurement). The table also counts the gateway's
+# full session re-checks (ssogate_recheck_cache_total{result="miss"} from
+# Caddy's /metrics): writes about other users must not cause any.
+#
 # Usage: examples/bench/run.sh
 # Environment:
+#   LOAD         loads to measure each round, default "quiet scim"
+#   SCIM_RATE    SCIM changes per second of the "scim" load, default 20
+#   STORAGE      the sso store: badger (default, in the temp dir) or
+#                postgres
+#   PG_DSN       with STORAGE=postgres: connection string of a database to
+#                use (its `ssogate` schema is created or reused); without
+#                it, a throwaway PostgreSQL server is started in a temp dir
+#                on port BASE_PORT+6 (as the `postgres` user when run as
+#                root, since initdb refuses root) and removed at exit
+#   PG_BIN       PostgreSQL's binaries, default /usr/lib/postgresql/15/bin
+#                (Debian's `postgresql` package)
+#   SIGNED_IDENTITY  1 (default): the demo's gateway, which also sends the
+#                identity as a signed JWT (signed_identity); 0: sso_gateway
+#                with its defaults (identity headers only)
 #   CONCURRENCY  connections to test, default "1 16 64"
 #   DURATION     wrk duration per measurement, default 10s
 #   THREADS      wrk threads, default 1 (the machine is small; wrk must not
@@ -20,7 +42,7 @@
 #   ROUNDS       how many times each pair is measured (interleaved), default 3;
 #                the table gives the ratio of the means and the median of
 #                the per-round ratios
-#   BASE_PORT    first of six loopback ports used, default 18080
+#   BASE_PORT    first of seven loopback ports used, default 18080
 #   PROFILE      when 1, also take a 10 s CPU profile of the gateway under
 #                load from Caddy's admin /debug/pprof and print its top
 #   OUT          directory for wrk outputs and the profile (default: a temp dir)
@@ -34,6 +56,18 @@ THREADS=${THREADS:-1}
 ROUNDS=${ROUNDS:-3}
 BASE_PORT=${BASE_PORT:-18080}
 PROFILE=${PROFILE:-0}
+LOAD=${LOAD:-"quiet scim"}
+SCIM_RATE=${SCIM_RATE:-20}
+STORAGE=${STORAGE:-badger}
+PG_DSN=${PG_DSN:-}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+SIGNED_IDENTITY=${SIGNED_IDENTITY:-1}
+
+for l in $LOAD; do
+	case $l in quiet | scim) ;; *) echo "run.sh: LOAD: unknown load $l (want quiet, scim)" >&2; exit 1 ;; esac
+done
+case $STORAGE in badger | postgres) ;; *) echo "run.sh: STORAGE=$STORAGE: want badger or postgres" >&2; exit 1 ;; esac
+case $SIGNED_IDENTITY in 0 | 1) ;; *) echo "run.sh: SIGNED_IDENTITY=$SIGNED_IDENTITY: want 0 or 1" >&2; exit 1 ;; esac
 
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "run.sh: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk" >&2
@@ -45,7 +79,10 @@ WORK=$(mktemp -d -t ssogate-bench-XXXXXX)
 OUT=${OUT:-$WORK/out}
 mkdir -p "$OUT"
 PIDS=()
+PGDIR=
+SCIM_PID=
 cleanup() {
+	[ -n "$SCIM_PID" ] && kill "$SCIM_PID" 2>/dev/null
 	for pid in "${PIDS[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
@@ -53,6 +90,17 @@ cleanup() {
 		wait "$pid" 2>/dev/null || true
 	done
 	rm -rf "$WORK/data"
+	if [ -n "$PGDIR" ]; then
+		as_pg "$PG_BIN/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true
+		rm -rf "$PGDIR"
+	fi
+}
+as_pg() { # runs a PostgreSQL command as the postgres user when we are root
+	if [ "$(id -u)" = 0 ]; then
+		runuser -u postgres -- "$@"
+	else
+		"$@"
+	fi
 }
 trap cleanup EXIT
 
@@ -62,6 +110,7 @@ DEMO_UPSTREAM=127.0.0.1:$((BASE_PORT + 2))
 ADMIN=127.0.0.1:$((BASE_PORT + 3))
 PLAIN=127.0.0.1:$((BASE_PORT + 4))
 UPSTREAM=127.0.0.1:$((BASE_PORT + 5))
+PG_PORT=$((BASE_PORT + 6))
 
 echo "building cmd/ssogate and examples/bench ..."
 go build -o "$WORK/ssogate" ./cmd/ssogate
@@ -76,18 +125,34 @@ wait_http() { # url: wait up to 30 s for any HTTP answer
 	exit 1
 }
 
+if [ "$STORAGE" = postgres ] && [ -z "$PG_DSN" ]; then
+	[ -x "$PG_BIN/initdb" ] || { echo "run.sh: no PostgreSQL in $PG_BIN (Debian: apt-get install postgresql; or give PG_DSN)" >&2; exit 1; }
+	echo "starting a throwaway PostgreSQL on 127.0.0.1:$PG_PORT ..."
+	# Its own temp dir: the postgres user must own it, and cannot enter $WORK.
+	PGDIR=$(mktemp -d -t ssogate-bench-pg-XXXXXX)
+	[ "$(id -u)" = 0 ] && chown postgres: "$PGDIR"
+	as_pg "$PG_BIN/initdb" -D "$PGDIR/data" -U postgres --auth=trust >"$OUT/initdb.log" 2>&1 ||
+		{ cat "$OUT/initdb.log" >&2; exit 1; }
+	as_pg "$PG_BIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
+		-o "-p $PG_PORT -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null ||
+		{ cat "$PGDIR/server.log" >&2; exit 1; }
+	PG_DSN="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
+fi
+
 "$WORK/bench" upstream -listen "$UPSTREAM" &
 PIDS+=($!)
-"$WORK/ssogate" demo --gateway "$GATEWAY" --idp "$IDP" --upstream "$DEMO_UPSTREAM" \
-	--admin "$ADMIN" --data "$WORK/data" >"$OUT/demo.log" 2>&1 &
+# The connection string goes through the environment, never the command
+# line (which any local user can read).
+SSOGATE_DATABASE_URL=$PG_DSN "$WORK/ssogate" demo --gateway "$GATEWAY" --idp "$IDP" --upstream "$DEMO_UPSTREAM" \
+	--admin "$ADMIN" --data "$WORK/data" --storage "$STORAGE" >"$OUT/demo.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://$UPSTREAM/"
 for _ in $(seq 600); do
-	grep -q "ssogate demo is running" "$OUT/demo.log" && break
+	grep -q "Ready: open" "$OUT/demo.log" && break
 	kill -0 "${PIDS[1]}" 2>/dev/null || { cat "$OUT/demo.log" >&2; exit 1; }
 	sleep 0.1
 done
-grep -q "ssogate demo is running" "$OUT/demo.log" || { echo "run.sh: demo did not start" >&2; cat "$OUT/demo.log" >&2; exit 1; }
+grep -q "Ready: open" "$OUT/demo.log" || { echo "run.sh: demo did not start" >&2; cat "$OUT/demo.log" >&2; exit 1; }
 
 admin() { # method path json
 	curl -sS -f -X "$1" -H 'Content-Type: application/json' -d "$3" "http://$ADMIN$2" >/dev/null
@@ -97,6 +162,9 @@ admin PUT /config/apps/http/servers/plain \
 	"{\"listen\":[\"$PLAIN\"],\"automatic_https\":{\"disable\":true},\"routes\":[{\"handle\":[{\"handler\":\"reverse_proxy\",\"upstreams\":[{\"dial\":\"$UPSTREAM\"}]}]}]}"
 # (b) the demo's gateway server, pointed at the same upstream.
 admin PATCH /config/apps/http/servers/gateway/routes/0/handle/1/upstreams "[{\"dial\":\"$UPSTREAM\"}]"
+if [ "$SIGNED_IDENTITY" = 0 ]; then
+	admin PATCH /config/apps/http/servers/gateway/routes/0/handle/0 '{"handler":"sso_gateway"}'
+fi
 wait_http "http://$PLAIN/"
 
 COOKIE=$("$WORK/bench" login -gateway "http://$GATEWAY" -email alice@example.com -password demo-password)
@@ -143,44 +211,108 @@ echo "warming up ..."
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$PLAIN/" >/dev/null
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null
 
-declare -A SUM RATIOS
+# rechecks prints the gateway's full session re-checks so far.
+rechecks() {
+	curl -sS -f "http://$ADMIN/metrics" | awk '/^ssogate_recheck_cache_total\{result="miss"\}/ {print $2 + 0; found = 1} END {if (!found) print 0}'
+}
+
+# scim_start / scim_stop run the "scim" load around a pair of measurements;
+# scim_stop fails the run if any change failed.
+scim_start() {
+	local log="$OUT/scim-$(date +%s%N).log"
+	"$WORK/bench" scim -admin "http://$ADMIN" -org example -rate "$SCIM_RATE" >"$log" 2>&1 &
+	SCIM_PID=$!
+	SCIM_LOG=$log
+	for _ in $(seq 600); do
+		grep -q "scim: running" "$log" && return 0
+		kill -0 "$SCIM_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	echo "run.sh: the SCIM load did not start:" >&2
+	cat "$log" >&2
+	exit 1
+}
+scim_stop() {
+	kill -TERM "$SCIM_PID"
+	if ! wait "$SCIM_PID"; then
+		SCIM_PID=
+		echo "run.sh: the SCIM load failed:" >&2
+		cat "$SCIM_LOG" >&2
+		exit 1
+	fi
+	SCIM_PID=
+	awk '/^scim: [0-9]+ changes/ {gsub(/[()]/, "", $7); print $7}' "$SCIM_LOG" | sed 's|/s||'
+}
+
+declare -A SUM RATIOS RECHECKS SCIMRATE
 for round in $(seq "$ROUNDS"); do
-	for c in $CONCURRENCY; do
-		read -r prps pp50 pp99 < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
-		read -r grps gp50 gp99 < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
-		ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * g / p}')
-		RATIOS[$c]="${RATIOS[$c]:-} $ratio"
-		echo "round $round c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms); ratio $ratio%"
-		for k in prps pp50 pp99 grps gp50 gp99; do
-			SUM[$c,$k]=$(awk -v a="${SUM[$c,$k]:-0}" -v b="${!k}" 'BEGIN {print a + b}')
+	for load in $LOAD; do
+		for c in $CONCURRENCY; do
+			[ "$load" = scim ] && scim_start
+			read -r prps pp50 pp99 < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+			before=$(rechecks)
+			read -r grps gp50 gp99 < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
+			rc=$(($(rechecks) - before))
+			extra=
+			if [ "$load" = scim ]; then
+				rate=$(scim_stop)
+				SCIMRATE[$load,$c]="${SCIMRATE[$load,$c]:-} $rate"
+				extra=", SCIM $rate changes/s"
+			fi
+			ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * g / p}')
+			RATIOS[$load,$c]="${RATIOS[$load,$c]:-} $ratio"
+			RECHECKS[$load,$c]=$((${RECHECKS[$load,$c]:-0} + rc))
+			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms); ratio $ratio%; $rc full re-checks$extra"
+			for k in prps pp50 pp99 grps gp50 gp99; do
+				SUM[$load,$c,$k]=$(awk -v a="${SUM[$load,$c,$k]:-0}" -v b="${!k}" 'BEGIN {print a + b}')
+			done
 		done
 	done
 done
 
 if [ "$PROFILE" = 1 ]; then
 	c=$(echo "$CONCURRENCY" | awk '{print $NF}')
-	echo "profiling the gateway at c=$c for 10 s ..."
+	load=$(echo "$LOAD" | awk '{print $NF}')
+	echo "profiling the gateway at c=$c under the $load load for 10 s ..."
+	[ "$load" = scim ] && scim_start
 	wrk -t "$THREADS" -c "$c" -d 12s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null &
 	WRK=$!
 	sleep 1
 	curl -sS -f -o "$OUT/gateway.pprof" "http://$ADMIN/debug/pprof/profile?seconds=10"
 	wait "$WRK"
+	[ "$load" = scim ] && scim_stop >/dev/null
 	go tool pprof -top -nodecount 30 "$WORK/ssogate" "$OUT/gateway.pprof" 2>/dev/null | sed -n '1,40p'
 	echo "profile: $OUT/gateway.pprof (binary: go build -o ssogate ./cmd/ssogate from the same tree)"
 fi
 
+median() { # of the numbers in $1
+	echo "$1" | tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {if (NR) printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'
+}
+
 echo
+gwcfg="sso_gateway with signed_identity (the demo's)"
+[ "$SIGNED_IDENTITY" = 0 ] && gwcfg="sso_gateway with its defaults"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(go env GOVERSION); wrk -t$THREADS, ${DURATION} per run, mean of $ROUNDS rounds"
-printf '%-6s | %12s | %12s | %7s | %7s | %9s | %9s | %9s | %9s\n' conns "plain req/s" "gateway" ratio "median" "plain p50" "gw p50" "plain p99" "gw p99"
-printf '%s\n' "-------+--------------+--------------+---------+---------+-----------+-----------+-----------+----------"
-for c in $CONCURRENCY; do
-	# ratio: of the mean throughputs; median: of the per-round ratios,
-	# which resists a round disturbed by other load on the machine.
-	median=$(echo "${RATIOS[$c]}" | tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {printf "%.1f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
-	awk -v c="$c" -v n="$ROUNDS" -v med="$median" -v prps="${SUM[$c,prps]}" -v grps="${SUM[$c,grps]}" \
-		-v pp50="${SUM[$c,pp50]}" -v gp50="${SUM[$c,gp50]}" -v pp99="${SUM[$c,pp99]}" -v gp99="${SUM[$c,gp99]}" 'BEGIN {
-		printf "%-6s | %12.0f | %12.0f | %6.1f%% | %6.1f%% | %6.3f ms | %6.3f ms | %6.3f ms | %6.3f ms\n",
-			c, prps / n, grps / n, 100 * grps / prps, med, pp50 / n, gp50 / n, pp99 / n, gp99 / n
-	}'
+echo "storage: $STORAGE; gateway: $gwcfg; scim load: $SCIM_RATE changes/s requested"
+printf '%-6s | %-6s | %12s | %12s | %7s | %7s | %-21s | %9s | %9s | %9s | %9s | %9s\n' load conns "plain req/s" "gateway" ratio "median" "rounds" "plain p50" "gw p50" "plain p99" "gw p99" "re-checks"
+printf '%s\n' "-------+--------+--------------+--------------+---------+---------+-----------------------+-----------+-----------+-----------+-----------+----------"
+for load in $LOAD; do
+	for c in $CONCURRENCY; do
+		# ratio: of the mean throughputs; median: of the per-round ratios,
+		# which resists a round disturbed by other load on the machine;
+		# rounds: the lowest and highest round, how noisy it was.
+		med=$(median "${RATIOS[$load,$c]}")
+		spread=$(echo "${RATIOS[$load,$c]}" | tr ' ' '\n' | grep . | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s-%s%%", lo, hi}')
+		awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v med="$med" -v spread="$spread" -v rc="${RECHECKS[$load,$c]}" \
+			-v prps="${SUM[$load,$c,prps]}" -v grps="${SUM[$load,$c,grps]}" \
+			-v pp50="${SUM[$load,$c,pp50]}" -v gp50="${SUM[$load,$c,gp50]}" -v pp99="${SUM[$load,$c,pp99]}" -v gp99="${SUM[$load,$c,gp99]}" 'BEGIN {
+			printf "%-6s | %-6s | %12.0f | %12.0f | %6.1f%% | %6.1f%% | %-21s | %6.3f ms | %6.3f ms | %6.3f ms | %6.3f ms | %9d\n",
+				load, c, prps / n, grps / n, 100 * grps / prps, med, spread, pp50 / n, gp50 / n, pp99 / n, gp99 / n, rc
+		}'
+	done
 done
-echo "(target: gateway >= 90% of plain reverse_proxy; wrk outputs in $OUT)"
+for c in $CONCURRENCY; do
+	[ -n "${SCIMRATE[scim,$c]:-}" ] && echo "scim load at c=$c: $(median "${SCIMRATE[scim,$c]}") changes/s delivered (median of the rounds)"
+done
+echo "re-checks: full session re-checks during the gateway's measurements, all rounds (the rest were served from the re-check cache)"
+echo "(target: gateway >= 95% of plain reverse_proxy with Badger, quiet and under the SCIM load; >= 90% with PostgreSQL; wrk outputs in $OUT)"

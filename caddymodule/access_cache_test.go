@@ -114,33 +114,48 @@ func (f *cacheFixture) sessionID(t *testing.T) string {
 func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		setup func(f *cacheFixture) error // before the first request
 		write func(f *cacheFixture) error
 	}{
-		{"user deactivated", func(f *cacheFixture) error {
+		{name: "user deactivated", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.Active = false; return nil })
 			return err
 		}},
-		{"org deactivated", func(f *cacheFixture) error {
+		{name: "org deactivated", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.State = store.OrgInactive; return nil })
 			return err
 		}},
-		{"admin group mapping changed", func(f *cacheFixture) error {
+		{name: "admin group mapping changed", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.AdminGroup.Name = "owners"; return nil })
 			return err
 		}},
-		{"user deleted", func(f *cacheFixture) error { return f.st.DeleteUser("acme", f.user.ID) }},
-		{"signed out", func(f *cacheFixture) error {
+		{name: "user deleted", write: func(f *cacheFixture) error { return f.st.DeleteUser("acme", f.user.ID) }},
+		{name: "signed out", write: func(f *cacheFixture) error {
 			sid, _ := f.g.lazy.sessions.RecordIDOf(f.cookie.Value)
 			return f.st.DeleteSession(sid)
 		}},
-		{"all the user's sessions ended", func(f *cacheFixture) error {
+		{name: "all the user's sessions ended", write: func(f *cacheFixture) error {
 			_, err := f.st.DeleteUserSessions("acme", f.user.ID)
 			return err
 		}},
-		{"domain removed", func(f *cacheFixture) error { return f.st.RemoveDomain("acme", "acme.test") }},
+		{name: "domain removed", write: func(f *cacheFixture) error { return f.st.RemoveDomain("acme", "acme.test") }},
+		{name: "admin group provisioned without the user", write: func(f *cacheFixture) error {
+			return f.st.CreateGroup(&store.Group{OrgID: "acme", DisplayName: "admins"})
+		}},
+		{name: "removed from the provisioned admin group", setup: func(f *cacheFixture) error {
+			return f.st.CreateGroup(&store.Group{ID: "g-admins", OrgID: "acme", DisplayName: "admins", Members: []string{f.user.ID}})
+		}, write: func(f *cacheFixture) error {
+			_, err := f.st.UpdateGroup("acme", "g-admins", func(g *store.Group) error { g.Members = nil; return nil })
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newCacheFixture(t)
+			if tc.setup != nil {
+				if err := tc.setup(f); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for range 2 {
 				if ok, user := f.request(t); !ok || user != "ann@acme.test" {
 					t.Fatalf("signed-in request: reached %v as %q", ok, user)
@@ -188,8 +203,21 @@ func TestRecheckCacheLifetimes(t *testing.T) {
 	if err := f.st.AppendAudit(&store.AuditEvent{OrgID: "acme", Action: "test"}); err != nil {
 		t.Fatal(err)
 	}
+	// An IdP syncing the directory: another user joins and leaves a group.
+	staff := &store.Group{OrgID: "acme", DisplayName: "staff"}
+	if err := f.st.CreateGroup(staff); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := f.request(t); !ok || !f.cached() { // a new group name: re-checked once
+		t.Fatalf("after a group was created: reached %v, cached %v", ok, f.cached())
+	}
+	for _, members := range [][]string{{bob.ID}, nil} {
+		if _, err := f.st.UpdateGroup("acme", staff.ID, func(g *store.Group) error { g.Members = members; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if !f.cached() {
-		t.Fatal("a write to another org, another user or the audit trail dropped the cached re-check")
+		t.Fatal("a write to another org, another user, another user's memberships or the audit trail dropped the cached re-check")
 	}
 	if ok, _ := f.request(t); !ok || !f.cached() {
 		t.Fatalf("after unrelated writes: reached %v, cached %v", ok, f.cached())

@@ -217,7 +217,8 @@ rechecks() {
 }
 
 # scim_start / scim_stop run the "scim" load around a pair of measurements;
-# scim_stop fails the run if any change failed.
+# scim_stop fails the run if any change failed, and sets SCIM_DONE to the
+# rate delivered.
 scim_start() {
 	local log="$OUT/scim-$(date +%s%N).log"
 	"$WORK/bench" scim -admin "http://$ADMIN" -org example -rate "$SCIM_RATE" >"$log" 2>&1 &
@@ -241,7 +242,7 @@ scim_stop() {
 		exit 1
 	fi
 	SCIM_PID=
-	awk '/^scim: [0-9]+ changes/ {gsub(/[()]/, "", $7); print $7}' "$SCIM_LOG" | sed 's|/s||'
+	SCIM_DONE=$(awk '/^scim: [0-9]+ changes/ {gsub(/[(]|\/s\),?/, "", $7); print $7}' "$SCIM_LOG")
 }
 
 declare -A SUM RATIOS RECHECKS SCIMRATE
@@ -255,9 +256,9 @@ for round in $(seq "$ROUNDS"); do
 			rc=$(($(rechecks) - before))
 			extra=
 			if [ "$load" = scim ]; then
-				rate=$(scim_stop)
-				SCIMRATE[$load,$c]="${SCIMRATE[$load,$c]:-} $rate"
-				extra=", SCIM $rate changes/s"
+				scim_stop
+				SCIMRATE[$load,$c]="${SCIMRATE[$load,$c]:-} $SCIM_DONE"
+				extra=", SCIM $SCIM_DONE changes/s"
 			fi
 			ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * g / p}')
 			RATIOS[$load,$c]="${RATIOS[$load,$c]:-} $ratio"
@@ -280,7 +281,7 @@ if [ "$PROFILE" = 1 ]; then
 	sleep 1
 	curl -sS -f -o "$OUT/gateway.pprof" "http://$ADMIN/debug/pprof/profile?seconds=10"
 	wait "$WRK"
-	[ "$load" = scim ] && scim_stop >/dev/null
+	[ "$load" = scim ] && scim_stop
 	go tool pprof -top -nodecount 30 "$WORK/ssogate" "$OUT/gateway.pprof" 2>/dev/null | sed -n '1,40p'
 	echo "profile: $OUT/gateway.pprof (binary: go build -o ssogate ./cmd/ssogate from the same tree)"
 fi

@@ -32,7 +32,7 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	// The cache is keyed by a hash of the sealed cookie: a hit means this
 	// exact cookie was unsealed (authenticated) before, so unsealing it
 	// again, the main cost left on this path, can be skipped.
-	key := sha256.Sum256([]byte(sealed))
+	key := cookieKey(sealed)
 	if e, ok := st.rechecked.get(key); ok && !st.store.Changed(e.watch) && st.sessions.Fresh(e.sess) {
 		g.observeRecheck(true)
 		return e.id, true
@@ -60,6 +60,17 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	v := id.values()
 	st.rechecked.put(key, recheckEntry{watch: watch, sess: sess, id: v})
 	return v, true
+}
+
+// cookieKey is the SHA-256 of a sealed session cookie, the re-check
+// cache's key: the cache holds no usable cookie. Session cookies are far
+// shorter than the buffer, which keeps the hashed copy off the heap.
+func cookieKey(sealed string) [sha256.Size]byte {
+	var buf [512]byte
+	if len(sealed) > len(buf) {
+		return sha256.Sum256([]byte(sealed))
+	}
+	return sha256.Sum256(append(buf[:0], sealed...))
 }
 
 // recheckCacheSize bounds the remembered re-checks: one per recently

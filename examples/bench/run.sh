@@ -140,11 +140,13 @@ if [ "$STORAGE" = postgres ] && [ -z "$PG_DSN" ]; then
 fi
 
 "$WORK/bench" upstream -listen "$UPSTREAM" &
+UPSTREAM_PID=$!
 PIDS+=($!)
 # The connection string goes through the environment, never the command
 # line (which any local user can read).
 SSOGATE_DATABASE_URL=$PG_DSN "$WORK/ssogate" demo --gateway "$GATEWAY" --idp "$IDP" --upstream "$DEMO_UPSTREAM" \
 	--admin "$ADMIN" --data "$WORK/data" --storage "$STORAGE" >"$OUT/demo.log" 2>&1 &
+SSOGATE_PID=$!
 PIDS+=($!)
 wait_http "http://$UPSTREAM/"
 for _ in $(seq 600); do
@@ -186,25 +188,37 @@ to_ms() {
 	}'
 }
 
+# cpu_ticks prints the CPU time (user + system, in clock ticks) that the
+# proxies' process and the upstream have used so far.
+cpu_ticks() {
+	cat "/proc/$SSOGATE_PID/stat" "/proc/$UPSTREAM_PID/stat" | awk '{sub(/^.*\) /, ""); t += $12 + $13} END {print t}'
+}
+
 # measure name conns [extra wrk args...]: runs wrk, checks every answer was
-# 2xx/3xx, and prints "rps p50ms p99ms".
+# 2xx/3xx, and prints "rps p50ms p99ms cpu" where cpu is the CPU time of
+# the proxies and the upstream per request, in µs: what the request cost,
+# which other load on the machine changes far less than the throughput.
 measure() {
 	local name=$1 conns=$2
 	shift 2
 	local threads=$THREADS
 	[ "$conns" -lt "$threads" ] && threads=$conns
 	local f="$OUT/wrk-$name-c$conns-$(date +%s%N).txt"
+	local t0 t1
+	t0=$(cpu_ticks)
 	wrk -t "$threads" -c "$conns" -d "$DURATION" --latency "$@" >"$f"
+	t1=$(cpu_ticks)
 	if grep -q "Non-2xx or 3xx" "$f" || grep -q "Socket errors" "$f"; then
 		echo "run.sh: $name at c=$conns had failed requests:" >&2
 		cat "$f" >&2
 		exit 1
 	fi
-	local rps p50 p99
+	local rps p50 p99 cpu
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
-	echo "$rps $p50 $p99"
+	cpu=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f", t * 1e6 / hz / $1}' "$f")
+	echo "$rps $p50 $p99 $cpu"
 }
 
 echo "warming up ..."
@@ -245,15 +259,23 @@ scim_stop() {
 	SCIM_DONE=$(awk '/^scim: [0-9]+ changes/ {gsub(/[(]|\/s\),?/, "", $7); print $7}' "$SCIM_LOG")
 }
 
-declare -A SUM RATIOS RECHECKS SCIMRATE
+declare -A SUM RATIOS CPURATIOS RECHECKS SCIMRATE
 for round in $(seq "$ROUNDS"); do
 	for load in $LOAD; do
 		for c in $CONCURRENCY; do
 			[ "$load" = scim ] && scim_start
-			read -r prps pp50 pp99 < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+			# Every other round the gateway goes first, so that a drift in
+			# the machine's other load favours neither.
+			if [ $((round % 2)) = 1 ]; then
+				read -r prps pp50 pp99 pcpu < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+			fi
 			before=$(rechecks)
-			read -r grps gp50 gp99 < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
+			read -r grps gp50 gp99 gcpu < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
 			rc=$(($(rechecks) - before))
+			if [ $((round % 2)) = 0 ]; then
+				read -r prps pp50 pp99 pcpu < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+			fi
+			[ -n "$prps" ] && [ -n "$grps" ] || exit 1 # measure said why
 			extra=
 			if [ "$load" = scim ]; then
 				scim_stop
@@ -261,10 +283,12 @@ for round in $(seq "$ROUNDS"); do
 				extra=", SCIM $SCIM_DONE changes/s"
 			fi
 			ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * g / p}')
+			cratio=$(awk -v g="$gcpu" -v p="$pcpu" 'BEGIN {printf "%.1f", 100 * p / g}')
 			RATIOS[$load,$c]="${RATIOS[$load,$c]:-} $ratio"
+			CPURATIOS[$load,$c]="${CPURATIOS[$load,$c]:-} $cratio"
 			RECHECKS[$load,$c]=$((${RECHECKS[$load,$c]:-0} + rc))
-			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms); ratio $ratio%; $rc full re-checks$extra"
-			for k in prps pp50 pp99 grps gp50 gp99; do
+			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms, $pcpu µs CPU/req); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms, $gcpu µs CPU/req); ratio $ratio%, CPU ratio $cratio%; $rc full re-checks$extra"
+			for k in prps pp50 pp99 grps gp50 gp99 pcpu gcpu; do
 				SUM[$load,$c,$k]=$(awk -v a="${SUM[$load,$c,$k]:-0}" -v b="${!k}" 'BEGIN {print a + b}')
 			done
 		done
@@ -295,8 +319,8 @@ gwcfg="sso_gateway with signed_identity (the demo's)"
 [ "$SIGNED_IDENTITY" = 0 ] && gwcfg="sso_gateway with its defaults"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(go env GOVERSION); wrk -t$THREADS, ${DURATION} per run, mean of $ROUNDS rounds"
 echo "storage: $STORAGE; gateway: $gwcfg; scim load: $SCIM_RATE changes/s requested"
-printf '%-6s | %-6s | %12s | %12s | %7s | %7s | %-21s | %9s | %9s | %9s | %9s | %9s\n' load conns "plain req/s" "gateway" ratio "median" "rounds" "plain p50" "gw p50" "plain p99" "gw p99" "re-checks"
-printf '%s\n' "-------+--------+--------------+--------------+---------+---------+-----------------------+-----------+-----------+-----------+-----------+----------"
+printf '%-6s | %-5s | %11s | %11s | %7s | %7s | %-13s | %9s | %9s | %9s | %9s | %9s | %9s | %9s | %9s\n' load conns "plain req/s" "gateway" ratio "median" "rounds" "plain p50" "gw p50" "plain p99" "gw p99" "plain CPU" "gw CPU" "CPU ratio" "re-checks"
+printf '%s\n' "-------+-------+-------------+-------------+---------+---------+---------------+-----------+-----------+-----------+-----------+-----------+-----------+-----------+----------"
 for load in $LOAD; do
 	for c in $CONCURRENCY; do
 		# ratio: of the mean throughputs; median: of the per-round ratios,
@@ -304,16 +328,19 @@ for load in $LOAD; do
 		# rounds: the lowest and highest round, how noisy it was.
 		med=$(median "${RATIOS[$load,$c]}")
 		spread=$(echo "${RATIOS[$load,$c]}" | tr ' ' '\n' | grep . | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {printf "%s-%s%%", lo, hi}')
-		awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v med="$med" -v spread="$spread" -v rc="${RECHECKS[$load,$c]}" \
-			-v prps="${SUM[$load,$c,prps]}" -v grps="${SUM[$load,$c,grps]}" \
+		cmed=$(median "${CPURATIOS[$load,$c]}")
+		awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v med="$med" -v spread="$spread" -v rc="${RECHECKS[$load,$c]}" -v cmed="$cmed" \
+			-v prps="${SUM[$load,$c,prps]}" -v grps="${SUM[$load,$c,grps]}" -v pcpu="${SUM[$load,$c,pcpu]}" -v gcpu="${SUM[$load,$c,gcpu]}" \
 			-v pp50="${SUM[$load,$c,pp50]}" -v gp50="${SUM[$load,$c,gp50]}" -v pp99="${SUM[$load,$c,pp99]}" -v gp99="${SUM[$load,$c,gp99]}" 'BEGIN {
-			printf "%-6s | %-6s | %12.0f | %12.0f | %6.1f%% | %6.1f%% | %-21s | %6.3f ms | %6.3f ms | %6.3f ms | %6.3f ms | %9d\n",
-				load, c, prps / n, grps / n, 100 * grps / prps, med, spread, pp50 / n, gp50 / n, pp99 / n, gp99 / n, rc
+			printf "%-6s | %-5s | %11.0f | %11.0f | %6.1f%% | %6.1f%% | %-13s | %6.3f ms | %6.3f ms | %6.3f ms | %6.3f ms | %6.1f µs | %6.1f µs | %8.1f%% | %9d\n",
+				load, c, prps / n, grps / n, 100 * grps / prps, med, spread, pp50 / n, gp50 / n, pp99 / n, gp99 / n, pcpu / n, gcpu / n, cmed, rc
 		}'
 	done
 done
 for c in $CONCURRENCY; do
 	[ -n "${SCIMRATE[scim,$c]:-}" ] && echo "scim load at c=$c: $(median "${SCIMRATE[scim,$c]}") changes/s delivered (median of the rounds)"
 done
+echo "ratio: of the mean req/s; median: of the rounds' ratios; rounds: the lowest and highest round's ratio (how noisy the machine was)"
+echo "CPU: CPU time of the proxies' process and the upstream per request, mean; CPU ratio: plain's over the gateway's, median of the rounds"
 echo "re-checks: full session re-checks during the gateway's measurements, all rounds (the rest were served from the re-check cache)"
 echo "(target: gateway >= 95% of plain reverse_proxy with Badger, quiet and under the SCIM load; >= 90% with PostgreSQL; wrk outputs in $OUT)"

@@ -27,14 +27,14 @@ const metricsNamespace = "ssogate"
 const unknownOrg = "unknown"
 
 type metrics struct {
-	signIns     *prometheus.CounterVec   // org, method, outcome, reason
-	scim        *prometheus.CounterVec   // org, resource, operation, status
-	throttled   *prometheus.CounterVec   // kind
-	recheck     *prometheus.CounterVec   // result
+	signIns   *prometheus.CounterVec // org, method, outcome, reason
+	scim      *prometheus.CounterVec // org, resource, operation, status
+	throttled *prometheus.CounterVec // kind
+	recheck   *prometheus.CounterVec // result
 	// The two children of recheck, resolved once: finding a child by its
 	// label values hashes them under a lock, on every request.
 	recheckHit, recheckMiss prometheus.Counter
-	storeWrites *prometheus.HistogramVec // op
+	storeWrites             *prometheus.HistogramVec // op
 }
 
 // newMetrics creates the collectors and registers them in reg, with the

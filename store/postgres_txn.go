@@ -1,0 +1,312 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// pgTxn is one transaction on one pooled connection. BEGIN is not sent on
+// its own: it rides with the first read, and writes wait in pending until
+// the next read or the commit, so a transaction that reads k and writes it
+// costs two round trips. A write-only transaction sends BEGIN first,
+// alone, so that a connection found dead then is retried safely rather
+// than at the commit, where the outcome would be unknown.
+type pgTxn struct {
+	p      *Postgres
+	write  bool
+	noSync bool
+	now    int64 // Unix seconds: rows expiring at or before it are absent
+
+	conn    *pgxpool.Conn
+	begun   bool // BEGIN has been executed
+	wrote   bool // a write has been sent or queued
+	done    bool // COMMIT (or ROLLBACK) has been executed
+	broken  bool // the connection is unusable: close it, never reuse it
+	pending []pgStmt
+	err     error // the first failed round trip; poisons the transaction
+}
+
+// pgStmt is one statement of a round trip; scan reads a query's rows.
+type pgStmt struct {
+	sql  string
+	args []any
+	scan func(pgx.Rows) error
+}
+
+var errReadOnlyTxn = errors.New("store: postgres: write in a read-only transaction")
+
+func (t *pgTxn) Get(k []byte) ([]byte, error) {
+	var v []byte
+	if _, err := t.getRow(t.p.q.get, k, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// GetVersion returns k's value and a number that changes with every
+// write of k (the writing transaction's ID), for paging hints.
+func (t *pgTxn) GetVersion(k []byte) ([]byte, uint64, error) {
+	var v []byte
+	var version int64
+	found, err := t.getRow(t.p.q.getV, k, &v, &version)
+	if err != nil || !found {
+		return nil, 0, err
+	}
+	return v, uint64(version), nil
+}
+
+// ExpiresAt returns k's expiry (Unix seconds, 0 = never).
+func (t *pgTxn) ExpiresAt(k []byte) (uint64, error) {
+	var at int64
+	found, err := t.getRow(t.p.q.getX, k, &at)
+	if err != nil || !found {
+		return 0, err
+	}
+	return uint64(at), nil
+}
+
+// getRow scans the row of k that sql selects; absent is ErrNoKey.
+func (t *pgTxn) getRow(sql string, k []byte, dest ...any) (bool, error) {
+	if t.err != nil {
+		return false, t.err
+	}
+	if len(k) == 0 {
+		return false, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
+	}
+	found := false
+	err := t.roundTrip(pgStmt{sql: sql, args: []any{k, t.now}, scan: func(rows pgx.Rows) error {
+		for rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			found = true
+		}
+		return rows.Err()
+	}})
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return false, ErrNoKey
+	}
+	return true, nil
+}
+
+func (t *pgTxn) Set(k, v []byte, expiresAt uint64) error {
+	if err := t.checkWrite(k); err != nil {
+		return err
+	}
+	if v == nil {
+		v = []byte{} // pgx sends a nil slice as NULL
+	}
+	return t.queue(pgStmt{sql: t.p.q.set, args: []any{k, v, pgExpiry(expiresAt)}})
+}
+
+func (t *pgTxn) Delete(k []byte) error {
+	if err := t.checkWrite(k); err != nil {
+		return err
+	}
+	return t.queue(pgStmt{sql: t.p.q.del, args: []any{k}})
+}
+
+func (t *pgTxn) checkWrite(k []byte) error {
+	if t.err != nil {
+		return t.err
+	}
+	if !t.write {
+		return errReadOnlyTxn
+	}
+	if len(k) == 0 {
+		return fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
+	}
+	return nil
+}
+
+func (t *pgTxn) queue(s pgStmt) error {
+	t.wrote = true
+	t.pending = append(t.pending, s)
+	if len(t.pending) >= maxPendingWrites {
+		return t.roundTrip()
+	}
+	return nil
+}
+
+func (t *pgTxn) beginStmts() []pgStmt {
+	if !t.write {
+		return []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}}
+	}
+	s := []pgStmt{{sql: "BEGIN ISOLATION LEVEL SERIALIZABLE"}}
+	if t.noSync {
+		s = append(s, pgStmt{sql: "SET LOCAL synchronous_commit = off"})
+	}
+	return s
+}
+
+// roundTrip sends BEGIN if not yet sent, the pending writes, then tail,
+// and reads every result. It never sends COMMIT (see commit), so a lost
+// connection here means nothing was committed: the error says retry.
+func (t *pgTxn) roundTrip(tail ...pgStmt) error {
+	if t.err != nil {
+		return t.err
+	}
+	stmts := t.pending
+	if !t.begun {
+		stmts = append(t.beginStmts(), stmts...)
+	}
+	stmts = append(stmts, tail...)
+	t.pending = nil
+	_, _, err := t.exchange(stmts)
+	if err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && !connLossCode(pgErr.Code) {
+			t.err = serverError(pgErr)
+		} else {
+			t.err = &connLostError{err: err}
+		}
+		return t.err
+	}
+	t.begun = true
+	return nil
+}
+
+// commit sends the pending writes, the change notification and COMMIT.
+func (t *pgTxn) commit(keys []string) error {
+	if !t.begun && len(t.pending) == 0 && len(keys) == 0 {
+		return nil // nothing read, nothing written: nothing to do
+	}
+	if !t.begun {
+		if err := t.roundTrip(); err != nil {
+			return err
+		}
+	}
+	stmts := t.pending
+	t.pending = nil
+	if len(keys) > 0 {
+		stmts = append(stmts, pgStmt{sql: "SELECT pg_notify($1, $2)", args: []any{t.p.channel, t.p.notifyPayload(keys)}})
+	}
+	commitAt := len(stmts)
+	stmts = append(stmts, pgStmt{sql: "COMMIT"})
+	ok, tag, err := t.exchange(stmts)
+	if ok > commitAt {
+		// COMMIT's answer came back: whatever failed after it (a
+		// shutdown notice) did not undo it.
+		t.done = true
+		if tag.String() != "COMMIT" {
+			// PostgreSQL answers ROLLBACK to the COMMIT of a failed
+			// transaction; a pipeline should never get there.
+			return fmt.Errorf("store: postgres: commit answered %q", tag.String())
+		}
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && !connLossCode(pgErr.Code) {
+		return serverError(pgErr)
+	}
+	// The server's own word on a statement before COMMIT (a shutdown
+	// notice, say) settles it: COMMIT never ran. So does having written
+	// nothing. Otherwise the reply to COMMIT may just have been lost.
+	if (errors.As(err, &pgErr) && ok < commitAt) || (!t.wrote && len(keys) == 0) || pgconn.SafeToRetry(err) {
+		return &connLostError{err: err}
+	}
+	return fmt.Errorf("store: postgres: connection lost while committing, the transaction may or may not have committed: %w: %w", ErrCommitUnknown, err)
+}
+
+// exchange sends stmts as one pipelined batch and reads their results in
+// order. ok is how many succeeded and tag the last one's command tag; the
+// server's answer to statement ok is err. A connection that failed other
+// than by the server's answer is marked broken.
+func (t *pgTxn) exchange(stmts []pgStmt) (ok int, tag pgconn.CommandTag, err error) {
+	if t.conn == nil {
+		ctx, cancel := context.WithTimeout(t.p.ctx, acquireTimeout)
+		c, err := t.p.pool.Acquire(ctx)
+		cancel()
+		if err != nil {
+			return 0, tag, fmt.Errorf("connect: %w", err)
+		}
+		t.conn = c
+	}
+	ctx, cancel := context.WithTimeout(t.p.ctx, roundTripTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	for _, s := range stmts {
+		b.Queue(s.sql, s.args...)
+	}
+	br := t.conn.SendBatch(ctx, b)
+	for _, s := range stmts {
+		if s.scan != nil {
+			var rows pgx.Rows
+			if rows, err = br.Query(); err == nil {
+				err = s.scan(rows)
+				rows.Close()
+				if err == nil {
+					err = rows.Err()
+				}
+			}
+		} else {
+			tag, err = br.Exec()
+		}
+		if err != nil {
+			break
+		}
+		ok++
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	var pgErr *pgconn.PgError
+	if err != nil && (!errors.As(err, &pgErr) || t.conn.Conn().IsClosed()) {
+		t.broken = true
+	}
+	return ok, tag, err
+}
+
+// finish ends the transaction if it is still open and gives the
+// connection back; a broken one is closed, and the pool drops it.
+func (t *pgTxn) finish() {
+	if t.conn == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), roundTripTimeout)
+	defer cancel()
+	if !t.broken && t.conn.Conn().PgConn().TxStatus() != 'I' {
+		if _, err := t.conn.Exec(ctx, "ROLLBACK"); err != nil {
+			t.broken = true
+		}
+	}
+	if t.broken {
+		_ = t.conn.Conn().Close(ctx)
+	}
+	t.conn.Release()
+	t.conn = nil
+}
+
+// connLossCode says whether a server error means the session is gone (or
+// could not be had) rather than that the statement was refused.
+func connLossCode(code string) bool {
+	switch code {
+	case "57P01", // admin_shutdown
+		"57P02", // crash_shutdown
+		"57P03", // cannot_connect_now: starting up, recovering
+		"53300": // too_many_connections
+		return true
+	}
+	return strings.HasPrefix(code, "08") // connection_exception
+}
+
+// serverError wraps an error the server answered with; the Store retries
+// the ones that mean a concurrent transaction won.
+func serverError(e *pgconn.PgError) error {
+	switch e.Code {
+	case "40001", // serialization_failure
+		"40P01", // deadlock_detected
+		"23505": // unique_violation: a concurrent insert of the same key
+		return fmt.Errorf("store: postgres: %w: %w", ErrTxnConflict, e)
+	}
+	return fmt.Errorf("store: postgres: %w", e)
+}

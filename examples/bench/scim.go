@@ -14,19 +14,24 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // runSCIM is `bench scim`: a background load shaped like an IdP's sync of
 // an organization's directory. It takes a fresh SCIM token from the
-// operator admin API, provisions a few users and a group of its own, says
-// "scim: running" on stdout, then sends -rate changes per second — user
-// PATCHes, user creates, and group membership adds and removes — all to
-// users other than the one the benchmark is signed in as, until it is
-// sent SIGTERM or -duration passes. It then prints what it did and exits
-// 1 if any change failed, so that run.sh never reports a number measured
-// beside a load that was not there.
+// operator admin API, provisions a few users and groups of its own, says
+// "scim: running" on stdout, then starts -rate changes per second — user
+// PATCHes, user creates, and group membership adds and removes, all of
+// users other than the one the benchmark is signed in as — until it is
+// sent SIGTERM or -duration passes. Like an IdP's provisioning workers, it
+// keeps up to -inflight changes under way at once (one per group at a
+// time), so that a slower store still gets the rate asked for; a tick
+// that finds them all busy is skipped, and shows in the rate it reports.
+// It then prints what it did and exits 1 if any change failed, so that
+// run.sh never reports a number measured beside a load that was not
+// there.
 func runSCIM(args []string) error {
 	fs := flag.NewFlagSet("scim", flag.ExitOnError)
 	admin := fs.String("admin", "http://127.0.0.1:2019", "Caddy admin API base URL (the operator API is under /sso/orgs)")
@@ -34,10 +39,11 @@ func runSCIM(args []string) error {
 	domain := fs.String("domain", "example.com", "verified domain of the organization, for the users' addresses")
 	rate := fs.Float64("rate", 20, "changes per second")
 	users := fs.Int("users", 40, "users provisioned first, whom the changes are about")
+	inflight := fs.Int("inflight", 4, "changes under way at once, at most")
 	duration := fs.Duration("duration", 0, "stop after this long (0: at SIGTERM or SIGINT)")
 	_ = fs.Parse(args)
-	if *rate <= 0 || *users < 2 {
-		return errors.New("scim: -rate must be positive and -users at least 2")
+	if *rate <= 0 || *users < 2 || *inflight < 1 {
+		return errors.New("scim: -rate must be positive, -users at least 2 and -inflight at least 1")
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -51,39 +57,57 @@ func runSCIM(args []string) error {
 	if err != nil {
 		return err
 	}
-	s := &syncer{c: c, domain: *domain, run: randomHex(4), member: map[string]bool{}}
-	if err := s.setUp(ctx, *users); err != nil {
+	s := &syncer{c: c, domain: *domain, run: randomHex(4)}
+	if err := s.setUp(ctx, *users, *inflight); err != nil {
 		return err
 	}
 	fmt.Println("scim: running")
 
 	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
 	defer tick.Stop()
-	start := time.Now()
-	var done, failed int
+	slots := make(chan struct{}, *inflight)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var done, failed, skipped int
 	var firstErr error
+	start := time.Now()
+loop:
 	for i := 0; ; i++ {
 		select {
 		case <-ctx.Done():
+			break loop
 		case <-tick.C:
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		if err := s.change(ctx, i); err != nil {
-			if ctx.Err() != nil {
-				break // interrupted mid-request: not a failure of the gateway
-			}
-			failed++
-			if firstErr == nil {
-				firstErr = err
-			}
+		select {
+		case slots <- struct{}{}:
+		default:
+			skipped++
 			continue
 		}
-		done++
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			err := s.change(ctx, i)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				done++
+			case ctx.Err() != nil:
+				// Interrupted mid-request at the end: not a failure.
+			default:
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}(i)
 	}
+	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("scim: %d changes in %.1f s (%.1f/s), %d failed\n", done, el, float64(done)/el, failed)
+	fmt.Printf("scim: %d changes in %.1f s (%.1f/s), %d failed, %d ticks skipped (all %d busy)\n",
+		done, el, float64(done)/el, failed, skipped, *inflight)
 	if failed > 0 {
 		return fmt.Errorf("scim: %d of %d changes failed, the first: %w", failed, done+failed, firstErr)
 	}
@@ -95,41 +119,58 @@ type syncer struct {
 	c      *scimClient
 	domain string
 	run    string // tells this run's users from an earlier run's
-	users  []string
-	group  string
-	member map[string]bool
-	next   int // users created so far, for unique names
+	groups []*syncGroup
+
+	mu    sync.Mutex
+	users []string
+	next  int // users created so far, for unique names
+	turn  int // the user whose turn it is to change
 }
 
-func (s *syncer) setUp(ctx context.Context, n int) error {
-	for range n {
+// syncGroup is one provisioned group; its mutex is held while a change
+// to it is under way, as an IdP sends one group's changes in order.
+type syncGroup struct {
+	mu     sync.Mutex
+	id     string
+	member map[string]bool
+}
+
+func (s *syncer) setUp(ctx context.Context, users, groups int) error {
+	for range users {
 		if _, err := s.createUser(ctx); err != nil {
 			return err
 		}
 	}
-	out, err := s.c.do(ctx, http.MethodPost, "/Groups", http.StatusCreated, map[string]any{
-		"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
-		"displayName": "bench-sync-" + s.run, // never the org's admin group
-		"externalId":  "bench-sync-" + s.run,
-	})
-	if err != nil {
-		return err
-	}
-	s.group, _ = out["id"].(string)
-	if s.group == "" {
-		return errors.New("scim: the created group has no id")
+	for i := range groups {
+		name := fmt.Sprintf("bench-sync-%s-%d", s.run, i) // never the org's admin group
+		out, err := s.c.do(ctx, http.MethodPost, "/Groups", http.StatusCreated, map[string]any{
+			"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:Group"},
+			"displayName": name,
+			"externalId":  name,
+		})
+		if err != nil {
+			return err
+		}
+		id, _ := out["id"].(string)
+		if id == "" {
+			return errors.New("scim: the created group has no id")
+		}
+		s.groups = append(s.groups, &syncGroup{id: id, member: map[string]bool{}})
 	}
 	return nil
 }
 
 func (s *syncer) createUser(ctx context.Context) (string, error) {
+	s.mu.Lock()
 	s.next++
-	email := fmt.Sprintf("bench-sync-%s-%d@%s", s.run, s.next, s.domain)
+	n := s.next
+	s.mu.Unlock()
+	email := fmt.Sprintf("bench-sync-%s-%d@%s", s.run, n, s.domain)
 	out, err := s.c.do(ctx, http.MethodPost, "/Users", http.StatusCreated, map[string]any{
 		"schemas":     []string{"urn:ietf:params:scim:schemas:core:2.0:User"},
 		"userName":    email,
-		"externalId":  "bench-" + s.run + "-" + fmt.Sprint(s.next),
-		"displayName": "Sync User " + fmt.Sprint(s.next),
+		"externalId":  fmt.Sprintf("bench-%s-%d", s.run, n),
+		"displayName": fmt.Sprintf("Sync User %d", n),
 		"emails":      []any{map[string]any{"value": email, "type": "work", "primary": true}},
 		"active":      true,
 	})
@@ -140,16 +181,27 @@ func (s *syncer) createUser(ctx context.Context) (string, error) {
 	if id == "" {
 		return "", errors.New("scim: the created user has no id")
 	}
+	s.mu.Lock()
 	s.users = append(s.users, id)
+	s.mu.Unlock()
 	return id, nil
+}
+
+// nextUser is the next user in turn: with many more users than changes
+// under way, no two concurrent changes are about the same user.
+func (s *syncer) nextUser() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.turn++
+	return s.users[s.turn%len(s.users)]
 }
 
 // change sends the i-th change: in turn a user PATCH, a user create, a
 // group member add and a group member remove.
 func (s *syncer) change(ctx context.Context, i int) error {
-	u := s.users[(i/4*7)%len(s.users)]
 	switch i % 4 {
 	case 0:
+		u := s.nextUser()
 		_, err := s.c.do(ctx, http.MethodPatch, "/Users/"+u, http.StatusOK, patch(map[string]any{
 			"op": "replace", "path": "displayName", "value": fmt.Sprintf("Sync User %s #%d", u[:8], i),
 		}))
@@ -157,36 +209,33 @@ func (s *syncer) change(ctx context.Context, i int) error {
 	case 1:
 		_, err := s.createUser(ctx)
 		return err
-	case 2:
-		for _, id := range s.users {
-			if !s.member[id] {
-				u = id
-				break
-			}
+	}
+	g := s.groups[(i/4)%len(s.groups)]
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if i%4 == 2 || len(g.member) == 0 {
+		u := s.nextUser()
+		if g.member[u] {
+			return nil
 		}
-		_, err := s.c.do(ctx, http.MethodPatch, "/Groups/"+s.group, http.StatusOK, patch(map[string]any{
+		_, err := s.c.do(ctx, http.MethodPatch, "/Groups/"+g.id, http.StatusOK, patch(map[string]any{
 			"op": "add", "path": "members", "value": []any{map[string]any{"value": u}},
 		}))
 		if err == nil {
-			s.member[u] = true
-		}
-		return err
-	default:
-		for id := range s.member {
-			u = id
-			break
-		}
-		if !s.member[u] {
-			return nil
-		}
-		_, err := s.c.do(ctx, http.MethodPatch, "/Groups/"+s.group, http.StatusOK, patch(map[string]any{
-			"op": "remove", "path": `members[value eq "` + u + `"]`,
-		}))
-		if err == nil {
-			delete(s.member, u)
+			g.member[u] = true
 		}
 		return err
 	}
+	for u := range g.member {
+		_, err := s.c.do(ctx, http.MethodPatch, "/Groups/"+g.id, http.StatusOK, patch(map[string]any{
+			"op": "remove", "path": `members[value eq "` + u + `"]`,
+		}))
+		if err == nil {
+			delete(g.member, u)
+		}
+		return err
+	}
+	return nil
 }
 
 func patch(ops ...map[string]any) map[string]any {

@@ -39,7 +39,7 @@ func runSCIM(args []string) error {
 	domain := fs.String("domain", "example.com", "verified domain of the organization, for the users' addresses")
 	rate := fs.Float64("rate", 20, "changes per second")
 	users := fs.Int("users", 40, "users provisioned first, whom the changes are about")
-	inflight := fs.Int("inflight", 4, "changes under way at once, at most")
+	inflight := fs.Int("inflight", 8, "changes under way at once, at most")
 	duration := fs.Duration("duration", 0, "stop after this long (0: at SIGTERM or SIGINT)")
 	_ = fs.Parse(args)
 	if *rate <= 0 || *users < 2 || *inflight < 1 {

@@ -19,6 +19,20 @@
 # full session re-checks (ssogate_recheck_cache_total{result="miss"} from
 # Caddy's /metrics): writes about other users must not cause any.
 #
+# A third server, "headers" (HEADERS_BASELINE=1), is plain reverse_proxy
+# that sets the very identity headers the gateway sends (read back from
+# the upstream): it tells what carrying those headers through
+# reverse_proxy and the upstream costs from what the gateway's own work
+# (cookie, re-check cache, headers, placeholders) costs.
+#
+# Each measurement also reads the CPU time that the proxies' process and
+# the upstream used, per request: on a machine shared with other work it
+# moves far less than the throughput does. Under the "scim" load, the CPU
+# the SCIM changes take (measured for DURATION with no requests, each
+# round) is taken out, so that it is not charged to whichever proxy served
+# fewer requests in the same time. Every other round the gateway goes
+# first.
+#
 # Usage: examples/bench/run.sh
 # Environment:
 #   LOAD         loads to measure each round, default "quiet scim"
@@ -35,6 +49,7 @@
 #   SIGNED_IDENTITY  1 (default): the demo's gateway, which also sends the
 #                identity as a signed JWT (signed_identity); 0: sso_gateway
 #                with its defaults (identity headers only)
+#   HEADERS_BASELINE  1 (default): also measure the "headers" server; 0: not
 #   CONCURRENCY  connections to test, default "1 16 64"
 #   DURATION     wrk duration per measurement, default 10s
 #   THREADS      wrk threads, default 1 (the machine is small; wrk must not
@@ -42,7 +57,7 @@
 #   ROUNDS       how many times each pair is measured (interleaved), default 3;
 #                the table gives the ratio of the means and the median of
 #                the per-round ratios
-#   BASE_PORT    first of seven loopback ports used, default 18080
+#   BASE_PORT    first of eight loopback ports used, default 18080
 #   PROFILE      when 1, also take a 10 s CPU profile of the gateway under
 #                load from Caddy's admin /debug/pprof and print its top
 #   OUT          directory for wrk outputs and the profile (default: a temp dir)
@@ -62,12 +77,14 @@ STORAGE=${STORAGE:-badger}
 PG_DSN=${PG_DSN:-}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SIGNED_IDENTITY=${SIGNED_IDENTITY:-1}
+HEADERS_BASELINE=${HEADERS_BASELINE:-1}
 
 for l in $LOAD; do
 	case $l in quiet | scim) ;; *) echo "run.sh: LOAD: unknown load $l (want quiet, scim)" >&2; exit 1 ;; esac
 done
 case $STORAGE in badger | postgres) ;; *) echo "run.sh: STORAGE=$STORAGE: want badger or postgres" >&2; exit 1 ;; esac
 case $SIGNED_IDENTITY in 0 | 1) ;; *) echo "run.sh: SIGNED_IDENTITY=$SIGNED_IDENTITY: want 0 or 1" >&2; exit 1 ;; esac
+case $HEADERS_BASELINE in 0 | 1) ;; *) echo "run.sh: HEADERS_BASELINE=$HEADERS_BASELINE: want 0 or 1" >&2; exit 1 ;; esac
 
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "run.sh: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk" >&2
@@ -111,6 +128,7 @@ ADMIN=127.0.0.1:$((BASE_PORT + 3))
 PLAIN=127.0.0.1:$((BASE_PORT + 4))
 UPSTREAM=127.0.0.1:$((BASE_PORT + 5))
 PG_PORT=$((BASE_PORT + 6))
+HEADERS=127.0.0.1:$((BASE_PORT + 7))
 
 echo "building cmd/ssogate and examples/bench ..."
 go build -o "$WORK/ssogate" ./cmd/ssogate
@@ -179,6 +197,16 @@ code=$(curl -s -o /dev/null -w '%{http_code}' "http://$GATEWAY/")
 body=$(curl -sS -f "http://$PLAIN/")
 [ "$body" = "hello, world" ] || { echo "run.sh: plain request got: $body" >&2; exit 1; }
 
+if [ "$HEADERS_BASELINE" = 1 ]; then
+	# (c) plain reverse_proxy setting the identity headers the gateway sends.
+	idh=$(curl -sS -f -H "Cookie: $COOKIE" "http://$GATEWAY/identity-headers")
+	case $idh in *X-Sso-User*) ;; *) echo "run.sh: the upstream saw no identity headers: $idh" >&2; exit 1 ;; esac
+	admin PUT /config/apps/http/servers/headers \
+		"{\"listen\":[\"$HEADERS\"],\"automatic_https\":{\"disable\":true},\"routes\":[{\"handle\":[{\"handler\":\"headers\",\"request\":{\"set\":$idh}},{\"handler\":\"reverse_proxy\",\"upstreams\":[{\"dial\":\"$UPSTREAM\"}]}]}]}"
+	wait_http "http://$HEADERS/"
+	[ "$(curl -sS -f "http://$HEADERS/identity-headers")" = "$idh" ] || { echo "run.sh: the headers server sends other headers" >&2; exit 1; }
+fi
+
 # to_ms converts wrk's "123.45us", "1.23ms" or "1.02s" to milliseconds.
 to_ms() {
 	awk -v v="$1" 'BEGIN {
@@ -204,10 +232,14 @@ measure() {
 	local threads=$THREADS
 	[ "$conns" -lt "$threads" ] && threads=$conns
 	local f="$OUT/wrk-$name-c$conns-$(date +%s%N).txt"
-	local t0 t1
+	local t0 t1 s0 s1
 	t0=$(cpu_ticks)
+	s0=$(date +%s%N)
 	wrk -t "$threads" -c "$conns" -d "$DURATION" --latency "$@" >"$f"
 	t1=$(cpu_ticks)
+	s1=$(date +%s%N)
+	# Less the background's share (BG_TICKS per second, see idle_ticks).
+	t1=$(awk -v t0="$t0" -v t1="$t1" -v bg="${BG_TICKS:-0}" -v ns=$((s1 - s0)) 'BEGIN {printf "%.0f", t1 - bg * ns / 1e9}')
 	if grep -q "Non-2xx or 3xx" "$f" || grep -q "Socket errors" "$f"; then
 		echo "run.sh: $name at c=$conns had failed requests:" >&2
 		cat "$f" >&2
@@ -217,13 +249,26 @@ measure() {
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
-	cpu=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f", t * 1e6 / hz / $1}' "$f")
+	cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f", t * 1e6 / hz / $1}' "$f")
 	echo "$rps $p50 $p99 $cpu"
 }
 
 echo "warming up ..."
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$PLAIN/" >/dev/null
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null
+[ "$HEADERS_BASELINE" = 1 ] && wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$HEADERS/" >/dev/null
+
+# idle_ticks sets BG_TICKS to the CPU ticks per second that the proxies'
+# process and the upstream use while no request comes (the SCIM load's).
+idle_ticks() {
+	local t0 t1 s0 s1
+	t0=$(cpu_ticks)
+	s0=$(date +%s%N)
+	sleep "$DURATION"
+	t1=$(cpu_ticks)
+	s1=$(date +%s%N)
+	BG_TICKS=$(awk -v t=$((t1 - t0)) -v ns=$((s1 - s0)) 'BEGIN {printf "%.2f", t * 1e9 / ns}')
+}
 
 # rechecks prints the gateway's full session re-checks so far.
 rechecks() {
@@ -259,11 +304,15 @@ scim_stop() {
 	SCIM_DONE=$(awk '/^scim: [0-9]+ changes/ {gsub(/[(]|\/s\),?/, "", $7); print $7}' "$SCIM_LOG")
 }
 
-declare -A SUM RATIOS CPURATIOS RECHECKS SCIMRATE
+declare -A SUM RATIOS CPURATIOS HRATIOS HCPURATIOS GHCPURATIOS RECHECKS SCIMRATE
 for round in $(seq "$ROUNDS"); do
 	for load in $LOAD; do
 		for c in $CONCURRENCY; do
-			[ "$load" = scim ] && scim_start
+			BG_TICKS=0
+			if [ "$load" = scim ]; then
+				scim_start
+				idle_ticks
+			fi
 			# Every other round the gateway goes first, so that a drift in
 			# the machine's other load favours neither.
 			if [ $((round % 2)) = 1 ]; then
@@ -272,6 +321,10 @@ for round in $(seq "$ROUNDS"); do
 			before=$(rechecks)
 			read -r grps gp50 gp99 gcpu < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
 			rc=$(($(rechecks) - before))
+			if [ "$HEADERS_BASELINE" = 1 ]; then
+				read -r hrps hp50 hp99 hcpu < <(measure headers "$c" -H "Cookie: $COOKIE" "http://$HEADERS/")
+				[ -n "$hrps" ] || exit 1
+			fi
 			if [ $((round % 2)) = 0 ]; then
 				read -r prps pp50 pp99 pcpu < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
 			fi
@@ -280,14 +333,23 @@ for round in $(seq "$ROUNDS"); do
 			if [ "$load" = scim ]; then
 				scim_stop
 				SCIMRATE[$load,$c]="${SCIMRATE[$load,$c]:-} $SCIM_DONE"
-				extra=", SCIM $SCIM_DONE changes/s"
+				extra=", SCIM $SCIM_DONE changes/s taking $BG_TICKS CPU ticks/s"
 			fi
 			ratio=$(awk -v g="$grps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * g / p}')
 			cratio=$(awk -v g="$gcpu" -v p="$pcpu" 'BEGIN {printf "%.1f", 100 * p / g}')
 			RATIOS[$load,$c]="${RATIOS[$load,$c]:-} $ratio"
 			CPURATIOS[$load,$c]="${CPURATIOS[$load,$c]:-} $cratio"
 			RECHECKS[$load,$c]=$((${RECHECKS[$load,$c]:-0} + rc))
-			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms, $pcpu µs CPU/req); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms, $gcpu µs CPU/req); ratio $ratio%, CPU ratio $cratio%; $rc full re-checks$extra"
+			hextra=
+			if [ "$HEADERS_BASELINE" = 1 ]; then
+				HRATIOS[$load,$c]="${HRATIOS[$load,$c]:-} $(awk -v h="$hrps" -v p="$prps" 'BEGIN {printf "%.1f", 100 * h / p}')"
+				HCPURATIOS[$load,$c]="${HCPURATIOS[$load,$c]:-} $(awk -v h="$hcpu" -v p="$pcpu" 'BEGIN {printf "%.1f", 100 * p / h}')"
+				GHCPURATIOS[$load,$c]="${GHCPURATIOS[$load,$c]:-} $(awk -v h="$hcpu" -v g="$gcpu" 'BEGIN {printf "%.1f", 100 * h / g}')"
+				SUM[$load,$c,hrps]=$(awk -v a="${SUM[$load,$c,hrps]:-0}" -v b="$hrps" 'BEGIN {print a + b}')
+				SUM[$load,$c,hcpu]=$(awk -v a="${SUM[$load,$c,hcpu]:-0}" -v b="$hcpu" 'BEGIN {print a + b}')
+				hextra="; headers $hrps req/s ($hcpu µs CPU/req)"
+			fi
+			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms, $pcpu µs CPU/req); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms, $gcpu µs CPU/req); ratio $ratio%, CPU ratio $cratio%; $rc full re-checks$extra$hextra"
 			for k in prps pp50 pp99 grps gp50 gp99 pcpu gcpu; do
 				SUM[$load,$c,$k]=$(awk -v a="${SUM[$load,$c,$k]:-0}" -v b="${!k}" 'BEGIN {print a + b}')
 			done
@@ -337,10 +399,25 @@ for load in $LOAD; do
 		}'
 	done
 done
+if [ "$HEADERS_BASELINE" = 1 ]; then
+	echo
+	echo "plain reverse_proxy setting the gateway's identity headers (\"headers\"), beside plain and beside the gateway:"
+	printf '%-6s | %-5s | %13s | %12s | %12s | %15s | %22s\n' load conns "headers req/s" "vs plain" "headers CPU" "CPU vs plain" "gateway CPU vs headers"
+	printf '%s\n' "-------+-------+---------------+--------------+--------------+-----------------+-----------------------"
+	for load in $LOAD; do
+		for c in $CONCURRENCY; do
+			awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v hrps="${SUM[$load,$c,hrps]}" -v hcpu="${SUM[$load,$c,hcpu]}" \
+				-v hr="$(median "${HRATIOS[$load,$c]}")" -v hc="$(median "${HCPURATIOS[$load,$c]}")" -v gh="$(median "${GHCPURATIOS[$load,$c]}")" 'BEGIN {
+				printf "%-6s | %-5s | %13.0f | %11.1f%% | %9.1f µs | %14.1f%% | %21.1f%%\n", load, c, hrps / n, hr, hcpu / n, hc, gh
+			}'
+		done
+	done
+	echo "(medians of the rounds' ratios; CPU ratios as above: the slower one's CPU per request in the denominator)"
+fi
 for c in $CONCURRENCY; do
 	[ -n "${SCIMRATE[scim,$c]:-}" ] && echo "scim load at c=$c: $(median "${SCIMRATE[scim,$c]}") changes/s delivered (median of the rounds)"
 done
 echo "ratio: of the mean req/s; median: of the rounds' ratios; rounds: the lowest and highest round's ratio (how noisy the machine was)"
-echo "CPU: CPU time of the proxies' process and the upstream per request, mean; CPU ratio: plain's over the gateway's, median of the rounds"
+echo "CPU: CPU time of the proxies' process and the upstream per request (less the SCIM load's), mean; CPU ratio: plain's over the gateway's, median of the rounds"
 echo "re-checks: full session re-checks during the gateway's measurements, all rounds (the rest were served from the re-check cache)"
 echo "(target: gateway >= 95% of plain reverse_proxy with Badger, quiet and under the SCIM load; >= 90% with PostgreSQL; wrk outputs in $OUT)"

@@ -12,7 +12,7 @@
 //	    session cookie as name=value, ready for a Cookie header;
 //	bench scim -admin http://127.0.0.1:2019 -org example -rate 20
 //	    a background load shaped like an IdP syncing the org's directory
-//	    (see runSCIM).
+//	    (see runSCIM), with the token that `bench scim-token` printed.
 package main
 
 import (
@@ -47,6 +47,8 @@ func main() {
 		err = runLogin(os.Args[2:])
 	case "scim":
 		err = runSCIM(os.Args[2:])
+	case "scim-token":
+		err = runSCIMToken(os.Args[2:])
 	default:
 		usage()
 	}
@@ -57,7 +59,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p | bench scim -admin url -org id -rate n")
+	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p | bench scim -admin url -org id -rate n | bench scim-token -admin url -org id")
 	os.Exit(2)
 }
 

@@ -253,6 +253,16 @@ measure() {
 	echo "$rps $p50 $p99 $cpu"
 }
 
+if [[ " $LOAD " == *" scim "* ]]; then
+	# One SCIM token for every round: each rotation is an org write. Through
+	# the environment, never the command line.
+	tokens=$("$WORK/bench" scim-token -admin "http://$ADMIN" -org example)
+	export BENCH_SCIM_BASE BENCH_SCIM_TOKEN
+	BENCH_SCIM_BASE=$(echo "$tokens" | sed -n 's/^BENCH_SCIM_BASE=//p')
+	BENCH_SCIM_TOKEN=$(echo "$tokens" | sed -n 's/^BENCH_SCIM_TOKEN=//p')
+	[ -n "$BENCH_SCIM_TOKEN" ] || { echo "run.sh: no SCIM token" >&2; exit 1; }
+fi
+
 echo "warming up ..."
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$PLAIN/" >/dev/null
 wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null

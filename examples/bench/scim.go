@@ -20,8 +20,9 @@ import (
 )
 
 // runSCIM is `bench scim`: a background load shaped like an IdP's sync of
-// an organization's directory. It takes a fresh SCIM token from the
-// operator admin API, provisions a few users and groups of its own, says
+// an organization's directory. It uses the SCIM token and base URL in
+// BENCH_SCIM_TOKEN and BENCH_SCIM_BASE (see `bench scim-token`), else takes
+// a fresh token from the operator admin API, and provisions a few users and groups of its own, says
 // "scim: running" on stdout, then starts -rate changes per second — user
 // PATCHes, user creates, and group membership adds and removes, all of
 // users other than the one the benchmark is signed in as — until it is
@@ -53,9 +54,14 @@ func runSCIM(args []string) error {
 		ctx, cancel = context.WithTimeout(ctx, *duration)
 		defer cancel()
 	}
-	c, err := newSCIMClient(ctx, *admin, *org)
-	if err != nil {
-		return err
+	var c *scimClient
+	if tok, base := os.Getenv("BENCH_SCIM_TOKEN"), os.Getenv("BENCH_SCIM_BASE"); tok != "" && base != "" {
+		c = &scimClient{hc: &http.Client{Timeout: 30 * time.Second}, base: base, token: tok}
+	} else {
+		var err error
+		if c, err = newSCIMClient(ctx, *admin, *org); err != nil {
+			return err
+		}
 	}
 	s := &syncer{c: c, domain: *domain, run: randomHex(4)}
 	if err := s.setUp(ctx, *users, *inflight); err != nil {
@@ -111,6 +117,25 @@ loop:
 	if failed > 0 {
 		return fmt.Errorf("scim: %d of %d changes failed, the first: %w", failed, done+failed, firstErr)
 	}
+	return nil
+}
+
+// runSCIMToken is `bench scim-token`: it takes a new SCIM token for the
+// org (revoking the previous one) and prints the lines
+// BENCH_SCIM_BASE=<url> and BENCH_SCIM_TOKEN=<token>, for run.sh to
+// export. A token rotation writes the org record, which sends the org's
+// sessions to the full re-check once, so run.sh takes one token for all
+// its rounds rather than one per round.
+func runSCIMToken(args []string) error {
+	fs := flag.NewFlagSet("scim-token", flag.ExitOnError)
+	admin := fs.String("admin", "http://127.0.0.1:2019", "Caddy admin API base URL")
+	org := fs.String("org", "example", "organization")
+	_ = fs.Parse(args)
+	c, err := newSCIMClient(context.Background(), *admin, *org)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("BENCH_SCIM_BASE=%s\nBENCH_SCIM_TOKEN=%s\n", c.base, c.token)
 	return nil
 }
 

@@ -3,12 +3,13 @@
 # sso_gateway in front (with a valid session cookie), in one run, on
 # loopback, against one tiny upstream.
 #
-# One `ssogate demo` process (built from cmd/ssogate) serves both:
+# One `ssogate demo` process (built from cmd/ssogate) serves them all:
 #   gateway  the demo's server: sso_gateway + reverse_proxy
 #   plain    a second server added through Caddy's admin API: reverse_proxy only
-# Both proxy to `bench upstream` (a fixed 13-byte answer), so the numbers
+#   headers  a third one (see below)
+# All proxy to `bench upstream` (a fixed 13-byte answer), so the numbers
 # compare the proxies, not an application. The session cookie comes from
-# a real sign-in through the demo SAML IdP (`bench login`); both servers get
+# a real sign-in through the demo SAML IdP (`bench login`); every server gets
 # the same requests, cookie included, so only the gateway's work differs.
 #
 # Each round measures every load in LOAD: "quiet" (nothing else happens)
@@ -17,7 +18,9 @@
 # removes, all of users other than the signed-in one — during both the
 # plain and the gateway measurement). The table also counts the gateway's
 # full session re-checks (ssogate_recheck_cache_total{result="miss"} from
-# Caddy's /metrics): writes about other users must not cause any.
+# Caddy's /metrics): writes about other users must not cause any (the
+# load's set-up, which creates groups each round, may: a new group name is
+# an org change). One SCIM token (`bench scim-token`) serves all rounds.
 #
 # A third server, "headers" (HEADERS_BASELINE=1), is plain reverse_proxy
 # that sets the very identity headers the gateway sends (read back from

@@ -107,6 +107,9 @@ type Store struct {
 	// audit holds aggregated audit events until they are written, and
 	// schedules the trail's pruning (see audit.go).
 	audit auditState
+
+	// thrPruning holds the throttle scopes being pruned (see throttle.go).
+	thrPruning sync.Map
 }
 
 // Open opens the embedded Badger database in dir, creating it if needed.

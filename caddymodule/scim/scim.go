@@ -67,11 +67,12 @@ type Config struct {
 	Logger   *zap.Logger
 
 	// Limiter throttles failed authentications per source address and
-	// organization. Share one across config reloads, so that a reload
-	// does not forget them. Nil means a new one with FailureBurst and
-	// FailureEvery: after FailureBurst failures, a source gets one more
-	// failure per FailureEvery and 429 for the others (zero values mean
-	// 10 and 6 seconds).
+	// organization; its counts are in the store, so servers on one
+	// backend (a reload's old and new config, other replicas) share them.
+	// Nil means one on Store with FailureBurst and FailureEvery: after
+	// FailureBurst failures, a source gets one more failure per
+	// FailureEvery and 429 for the others (zero values mean 10 and 6
+	// seconds).
 	Limiter      *FailureLimiter
 	FailureBurst int
 	FailureEvery time.Duration
@@ -115,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Limiter == nil {
-		cfg.Limiter = NewFailureLimiter(cfg.FailureBurst, cfg.FailureEvery)
+		cfg.Limiter = NewFailureLimiter(cfg.Store, cfg.FailureBurst, cfg.FailureEvery)
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("scim: limits: %w", err)

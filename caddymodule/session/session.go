@@ -424,3 +424,30 @@ func recordID(ref string) string {
 	sum := sha256.Sum256([]byte(ref))
 	return hex.EncodeToString(sum[:])
 }
+
+// BrowserSecret returns a 32-byte secret for purpose derived from the
+// reference in the request's session cookie, or false when the request
+// has no valid cookie. The reference never reaches the store (it keeps
+// only the reference's hash), so what is sealed with this secret cannot
+// be opened from a copy of the database, whatever else the copy holds:
+// only the browser it was made for brings the key back. Every process
+// with the cookie keys derives the same secret.
+func (m *Manager) BrowserSecret(r *http.Request, purpose string) ([]byte, bool) {
+	sealed, ok := m.SealedCookie(r)
+	if !ok {
+		return nil, false
+	}
+	var values map[any]any
+	if err := securecookie.DecodeMulti(m.name, sealed, &values, m.cookies.Codecs...); err != nil {
+		return nil, false
+	}
+	ref, _ := values[valueKey].(string)
+	if ref == "" {
+		return nil, false
+	}
+	k, err := hkdf.Key(sha256.New, []byte(ref), nil, "ssogate browser secret "+purpose, 32)
+	if err != nil {
+		return nil, false
+	}
+	return k, true
+}

@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/pages"
@@ -288,5 +291,80 @@ func TestStoreOutageRefusesButKeepsTheSession(t *testing.T) {
 	defer st.Close()
 	if _, err := st.GetSession(sid); err != nil {
 		t.Fatalf("the outage ended the session: %v", err)
+	}
+}
+
+// Concurrent requests with one cookie after a change share one full
+// re-check: the first runs it, the others wait for its outcome (or find
+// it cached), so a browser's parallel requests do not each go to the
+// store. The outcome still ends access when the change calls for it.
+func TestRecheckConcurrentRequestsShareOne(t *testing.T) {
+	f := newCacheFixture(t)
+	m, err := newMetrics(prometheus.NewRegistry(), func() (int, error) { return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g.app.metrics = m
+	if ok, _ := f.request(t); !ok {
+		t.Fatal("first request refused")
+	}
+	// The full re-check waits for the other 15 to arrive, so that they
+	// do arrive while it is under way (a bound, not a timing assertion:
+	// without joining, none would ever be counted and the re-checks run
+	// one each after it).
+	f.g.lazy.leaderHook = func(fl *recheckFlight) {
+		for deadline := time.Now().Add(10 * time.Second); fl.waiting.Load() < 15 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	concurrently := func() (reached int) {
+		const n = 16
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ok := false
+				next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+					ok = r.Header.Get("X-Sso-User") == "ann@acme.test"
+					return nil
+				})
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/api", nil)
+				r.AddCookie(f.cookie)
+				if err := f.g.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if ok {
+					reached++
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return reached
+	}
+
+	// A change that keeps access: one full re-check for all of them.
+	if _, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.DisplayName = "Ann"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := concurrently(); n != 16 {
+		t.Fatalf("%d of 16 concurrent requests reached the upstream", n)
+	}
+	if misses := testutil.ToFloat64(m.recheckMiss); misses != 2 {
+		t.Errorf("%v full re-checks (the first request's and one for the 16), want 2", misses)
+	}
+
+	// A change that ends access ends it for every one of them.
+	if _, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := concurrently(); n != 0 {
+		t.Fatalf("%d concurrent requests reached the upstream after deactivation", n)
 	}
 }

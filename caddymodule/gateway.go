@@ -115,6 +115,9 @@ type gatewayState struct {
 	jwtSigner *upstreamjwt.Signer
 
 	rechecked recheckCache
+	// leaderHook, set by tests only, runs before a full re-check that
+	// other requests may join.
+	leaderHook func(*recheckFlight)
 }
 
 // CaddyModule returns the Caddy module information.

@@ -115,7 +115,10 @@ func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 type PostgresStorage struct {
 	// Connection string, URL (`postgres://user:pass@host/db?sslmode=verify-full`)
 	// or key=value form; usually `{env.SSOGATE_DATABASE_URL}`. It is a
-	// secret: never logged, never echoed in an error. Required.
+	// secret: never logged, never echoed in an error. Required. A host
+	// reached over the network needs sslmode verify-full or verify-ca
+	// (see insecure_plaintext), and each {env.*} or {file.*} placeholder
+	// must expand to something.
 	DSN string `json:"dsn,omitempty"`
 
 	// Schema holding ssogate's tables, created if missing. Several

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -430,4 +431,164 @@ func TestPostgresMaintain(t *testing.T) {
 	if got := sqlQuery[string](t, dsn, "SELECT string_agg(convert_from(k, 'UTF8'), ',' ORDER BY k) FROM "+kv); got != "forever,live" {
 		t.Fatalf("rows after Maintain: %s", got)
 	}
+}
+
+// cutProxy forwards TCP connections to a PostgreSQL server. Armed with n,
+// it forwards the n-th client write from then on that starts with a Bind
+// message (one round trip of a transaction whose statements are already
+// prepared), and cuts the connection before the server's answer reaches
+// the client: the answer is lost, as in a network failure mid-commit.
+type cutProxy struct {
+	l      net.Listener
+	target string
+
+	mu        sync.Mutex
+	countdown int           // Bind-led writes left before the cut; 0: disarmed
+	answered  chan struct{} // closed when the server answered the cut write
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	p := &cutProxy{l: l, target: target}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) arm(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.countdown = n
+	p.answered = make(chan struct{})
+	return p.answered
+}
+
+func (p *cutProxy) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	var cut atomic.Bool
+	var answered chan struct{}
+	go func() { // server to client, dropped once cut
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && cut.Load() {
+				close(answered)
+				server.Close()
+				return
+			}
+			if n > 0 {
+				if _, err := client.Write(buf[:n]); err != nil {
+					server.Close()
+					return
+				}
+			}
+			if err != nil {
+				client.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			if buf[0] == 'B' {
+				p.mu.Lock()
+				if p.countdown > 0 {
+					p.countdown--
+					if p.countdown == 0 {
+						answered = p.answered
+						cut.Store(true)
+					}
+				}
+				p.mu.Unlock()
+			}
+			if cut.Load() {
+				// The client will never see the answer; the other
+				// goroutine closes the server side once it came.
+				client.Close()
+				_, _ = server.Write(buf[:n])
+				return
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				client.Close()
+				return
+			}
+		}
+		if err != nil {
+			server.Close()
+			return
+		}
+	}
+}
+
+// A connection lost while COMMIT is in flight leaves the outcome unknown:
+// Update says so and does not run the transaction again (it might apply
+// twice). Lost before COMMIT was sent, the transaction is simply retried.
+func TestPostgresCommitInFlight(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	cfg, err := pgx.ParseConfig(dsn)
+	must(t, err)
+	proxy := newCutProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	_, port, _ := net.SplitHostPort(proxy.l.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn + " host=127.0.0.1 port=" + port, Schema: schema, MaxConns: 1})
+	must(t, err)
+	defer p.Close()
+
+	runs := 0
+	increment := func(txn Txn) error {
+		runs++
+		v, err := txn.Get([]byte("n"))
+		if errors.Is(err, ErrNoKey) {
+			v, err = []byte("0"), nil
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		fmt.Sscan(string(v), &n)
+		return txn.Set([]byte("n"), fmt.Append(nil, n+1), 0)
+	}
+	must(t, p.Update(increment, nil)) // prepares the statements: n = 1
+	wantValue(t, p, "n", "1")
+
+	// Cut after the first round trip (BEGIN and the read) was sent.
+	runs = 0
+	answered := proxy.arm(1)
+	must(t, p.Update(increment, nil))
+	<-answered
+	if runs != 2 {
+		t.Fatalf("transaction ran %d times, want 2 (cut, then retried)", runs)
+	}
+	wantValue(t, p, "n", "2")
+	must(t, p.Update(increment, nil)) // prepares again on the new connection: n = 3
+
+	// Cut after the second round trip (the write and COMMIT) was sent.
+	runs = 0
+	answered = proxy.arm(2)
+	err = p.Update(increment, nil)
+	<-answered
+	if !errors.Is(err, ErrCommitUnknown) || errors.Is(err, ErrTxnConflict) {
+		t.Fatalf("Update with COMMIT's answer lost: %v, want ErrCommitUnknown", err)
+	}
+	if runs != 1 {
+		t.Fatalf("transaction ran %d times, want once", runs)
+	}
+	// The server did get COMMIT (it answered): the write is there, once.
+	wantValue(t, p, "n", "4")
 }

@@ -390,7 +390,13 @@ func (p *Postgres) run(write, noSync bool, fn func(Txn) error, changes func() []
 		if time.Now().After(deadline) {
 			return fmt.Errorf("store: postgres: database unreachable, gave up after %d attempts: %w", attempt, lost.err)
 		}
-		p.log.Warn("database connection lost; retrying the transaction",
+		// One warning per transaction, not per try: with the database
+		// down, every request in flight is retrying.
+		lvl := zap.DebugLevel
+		if attempt == 1 {
+			lvl = zap.WarnLevel
+		}
+		p.log.Log(lvl, "database connection lost; retrying the transaction",
 			zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(lost.err))
 		select {
 		case <-time.After(backoff):

@@ -26,7 +26,6 @@ type pgTxn struct {
 	conn    *pgxpool.Conn
 	begun   bool // BEGIN has been executed
 	wrote   bool // a write has been sent or queued
-	done    bool // COMMIT (or ROLLBACK) has been executed
 	broken  bool // the connection is unusable: close it, never reuse it
 	pending []pgStmt
 	err     error // the first failed round trip; poisons the transaction
@@ -196,7 +195,6 @@ func (t *pgTxn) commit(keys []string) error {
 	if ok > commitAt {
 		// COMMIT's answer came back: whatever failed after it (a
 		// shutdown notice) did not undo it.
-		t.done = true
 		if tag.String() != "COMMIT" {
 			// PostgreSQL answers ROLLBACK to the COMMIT of a failed
 			// transaction; a pipeline should never get there.

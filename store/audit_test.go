@@ -112,7 +112,7 @@ func TestAuditAggregatesAreWrittenAtClose(t *testing.T) {
 		must(t, s.AppendAuditAggregated(&AuditEvent{OrgID: "acme", Action: "login.password", Outcome: "failure"}))
 	}
 	must(t, s.Close())
-	s2, err := Open(dir, Options{GCInterval: -1})
+	s2, err := reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s2.Close()
 	ev, err := s2.ListAudit("acme", 10)

@@ -2,27 +2,60 @@ package store
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
+// The suite runs twice: on Badger, then (TestMain re-runs the test
+// binary with suiteBackendEnv=postgres) on PostgreSQL, so that every
+// invariant these tests hold is held by both backends.
+const suiteBackendEnv = "SSOGATE_STORE_SUITE_BACKEND"
+
+func suiteOnPostgres() bool { return os.Getenv(suiteBackendEnv) == "postgres" }
+
+// openTestStore opens a fresh store on the suite's backend and returns it
+// with its location, for reopenStore.
 func openTestStore(t testing.TB) (*Store, string) {
 	t.Helper()
-	dir := t.TempDir()
-	s, err := Open(dir, Options{GCInterval: -1})
+	loc := t.TempDir()
+	if suiteOnPostgres() {
+		dsn, schema := pgtest.Schema(t)
+		loc = dsn + "\x00" + schema
+	}
+	s, err := reopenStore(loc, Options{GCInterval: -1})
 	if err != nil {
-		t.Fatalf("Open: %v", err)
+		t.Fatalf("open: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := s.Close(); err != nil && !errors.Is(err, ErrClosed) {
 			t.Errorf("Close: %v", err)
 		}
 	})
-	return s, dir
+	return s, loc
+}
+
+// reopenStore opens the store at loc (from openTestStore) again.
+func reopenStore(loc string, opts Options) (*Store, error) {
+	dsn, schema, ok := strings.Cut(loc, "\x00")
+	if !ok {
+		return Open(loc, opts)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, Logger: opts.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return OpenBackend(b, opts)
 }
 
 func newTestStore(t testing.TB) *Store {

@@ -131,7 +131,7 @@ func TestOpenMigratesLegacyIndexes(t *testing.T) {
 	must(t, s.Close())
 
 	for round := 1; round <= 2; round++ { // the second Open finds nothing to do
-		s, err = Open(dir, Options{GCInterval: -1})
+		s, err = reopenStore(dir, Options{GCInterval: -1})
 		must(t, err)
 		if u, err := s.UserByUserName("oo", "kim@example.com"); !errors.Is(err, ErrNotFound) {
 			t.Errorf("round %d: UserByUserName(kim@) = %v, %v; want ErrNotFound", round, u, err)
@@ -210,7 +210,7 @@ func TestOpenMigrationSurvivesJoinedNames(t *testing.T) {
 	must(t, err)
 	must(t, s.Close())
 
-	s, err = Open(dir, Options{GCInterval: -1})
+	s, err = reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s.Close()
 	if u, err := s.UserByUserName("oo", "ann@bücher.de"); err != nil || u.ID != first.ID {
@@ -250,7 +250,7 @@ func TestGroupNameIndexFromVersion2(t *testing.T) {
 		t.Fatalf("test premise: the version 2 key should not be found, got %v", err)
 	}
 	must(t, s.Close())
-	s, err = Open(dir, Options{GCInterval: -1})
+	s, err = reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s.Close()
 	if id, err := s.GroupIDByDisplayName("oo", "ADMINS"); err != nil || id != g.ID {
@@ -276,7 +276,7 @@ func TestNewerIndexVersionRefused(t *testing.T) {
 	})
 	must(t, err)
 	must(t, s.Close())
-	if s2, err := Open(dir, Options{GCInterval: -1}); err == nil {
+	if s2, err := reopenStore(dir, Options{GCInterval: -1}); err == nil {
 		_ = s2.Close()
 		t.Fatal("Open accepted a newer index version")
 	}

@@ -21,7 +21,6 @@ import (
 )
 
 // TestMain stops the PostgreSQL server pgtest may start for this binary.
-func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // hangGuard bounds waits that only a bug would make long; it is no
 // measure of speed.

@@ -136,7 +136,7 @@ func TestTouchSCIMToken(t *testing.T) {
 	last := rotated.Add(time.Second)
 	must(t, s.TouchSCIMToken("acme", last))
 	must(t, s.Close())
-	s2, err := Open(dir, Options{GCInterval: -1})
+	s2, err := reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s2.Close()
 	if o, _ := s2.GetOrg("acme"); !o.SCIMTokenLastUsed.Equal(last) || !bytes.Equal(o.SCIMTokenHash, []byte("h2")) {

@@ -16,7 +16,10 @@ func TestOpenRejectsEmptyDir(t *testing.T) {
 }
 
 func TestOpenLockedDirFails(t *testing.T) {
-	_, dir := openTestStore(t)
+	dir := t.TempDir()
+	s, err := Open(dir, Options{GCInterval: -1})
+	must(t, err)
+	defer s.Close()
 	s2, err := Open(dir, Options{})
 	if err == nil {
 		s2.Close()
@@ -75,7 +78,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	must(t, s.ConsumeOnce("assertion-1", time.Now().Add(time.Hour)))
 	must(t, s.Close())
 
-	s2, err := Open(dir, Options{GCInterval: -1})
+	s2, err := reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s2.Close()
 	if _, err := s2.GetOrg("acme"); err != nil {
@@ -439,7 +442,7 @@ func TestInterruptedOrgDeletionResumesOnOpen(t *testing.T) {
 	wantErr(t, s.CreateOrg(&Org{ID: "gone"}), ErrConflict)
 	must(t, s.Close())
 
-	s2, err := Open(dir, Options{GCInterval: -1})
+	s2, err := reopenStore(dir, Options{GCInterval: -1})
 	must(t, err)
 	defer s2.Close()
 	// meta/ holds the store's own bookkeeping, not the org's data.

@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // TestCrashLosesNoAcknowledgedWrite runs the ssogate command as a
@@ -110,7 +112,8 @@ func TestMain(m *testing.M) {
 		main()
 		return
 	}
-	os.Exit(m.Run())
+	// pgtest stops the PostgreSQL server it may start for the tests.
+	pgtest.Main(m)
 }
 
 func freeLoopbackAddr(t *testing.T) string {

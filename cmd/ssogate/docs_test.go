@@ -28,6 +28,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // The documentation's configs are how operators start: a snippet that
@@ -531,6 +533,16 @@ func rewriteForTest(t *testing.T, cfg map[string]any, dir, upstream string) []ga
 		sso["base_url"] = "http://127.0.0.1:" + port
 		if _, ok := sso["storage_path"]; ok {
 			sso["storage_path"] = filepath.Join(dir, "db")
+		}
+		if st, ok := sso["storage"].(map[string]any); ok {
+			switch st["module"] {
+			case "badger":
+				st["path"] = filepath.Join(dir, "db")
+			case "postgres":
+				// The test's own schema on the test PostgreSQL (skipped
+				// without one locally, required in CI).
+				st["dsn"], st["schema"] = pgtest.Schema(t)
+			}
 		}
 	}
 	return targets

@@ -301,6 +301,33 @@ func (e *Env) setUpOrg(ctx context.Context) error {
 	return nil
 }
 
+// SetUpOrg configures the demo organization, as Start does, through the
+// operator admin API at adminURL for a gateway that browsers reach at
+// gatewayURL, with idp as its IdP, and returns a new SCIM bearer token for
+// it. Tests that run the gateway as separate processes (several replicas
+// on one store, behind one base URL) use it; adminURL may be any replica's.
+func SetUpOrg(ctx context.Context, adminURL, gatewayURL string, idp *demoidp.IdP, password string) (scimToken string, err error) {
+	if password == "" {
+		password = DefaultPassword
+	}
+	e := &Env{AdminURL: adminURL, GatewayURL: gatewayURL, IdP: idp, cfg: Config{Password: password}}
+	if err := e.setUpOrg(ctx); err != nil {
+		return "", err
+	}
+	// setUpOrg's token is not kept; a new one replaces it.
+	out, err := e.Admin(ctx, http.MethodPost, adminURL+"/sso/orgs/"+OrgID+"/scim-token", nil)
+	if err != nil {
+		return "", err
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if err := json.Unmarshal(out, &tok); err != nil || tok.Token == "" {
+		return "", fmt.Errorf("demo: no SCIM token in the admin API's answer")
+	}
+	return tok.Token, nil
+}
+
 // Admin calls the operator admin API and returns the response body; a
 // non-2xx status is an error carrying the body.
 func (e *Env) Admin(ctx context.Context, method, url string, body any) ([]byte, error) {

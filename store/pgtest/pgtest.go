@@ -77,13 +77,20 @@ var shared struct {
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 func Main(m *testing.M) {
+	os.Exit(Run(m))
+}
+
+// Run is Main without the exit, for a TestMain that does more after the
+// tests; it returns their status.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if shared.srv != nil {
 		if err := shared.srv.shutdown(); err != nil {
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
+		shared.srv = nil
 	}
-	os.Exit(code)
+	return code
 }
 
 // Schema returns a connection string for the shared server and the name of

@@ -14,6 +14,7 @@ import (
 // TestBackendContract runs the Backend contract (backend.go) against every
 // backend; a backend is added with one line.
 func TestBackendContract(t *testing.T) {
+	onceOnly(t)
 	t.Run("badger", func(t *testing.T) { runBackendContract(t, openTestBadgerBackend) })
 	t.Run("postgres", func(t *testing.T) { runBackendContract(t, openTestPostgres) })
 }

@@ -20,7 +20,14 @@ import (
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
-// TestMain stops the PostgreSQL server pgtest may start for this binary.
+// onceOnly skips a test of the backends themselves in the suite's second
+// pass (see TestMain): it runs both backends already in the first.
+func onceOnly(t *testing.T) {
+	t.Helper()
+	if suiteOnPostgres() {
+		t.Skip("backend tests run in the first pass")
+	}
+}
 
 // hangGuard bounds waits that only a bug would make long; it is no
 // measure of speed.
@@ -111,6 +118,7 @@ func (r *recorder) state(t testing.TB) bool {
 // Two backends on one schema are two gateway processes on one database:
 // each sees the other's commits.
 func TestPostgresSharedBetweenInstances(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
 	put(t, a, "from-a", "1")
@@ -122,6 +130,7 @@ func TestPostgresSharedBetweenInstances(t *testing.T) {
 // Change keys reach the other instances when, and only when, the
 // transaction commits; an instance does not hear its own.
 func TestPostgresNotifications(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
 	ra, rb := subscribe(a), subscribe(b)
@@ -187,6 +196,7 @@ func TestPostgresNotifications(t *testing.T) {
 // A PostgreSQL restart is survived without reopening: transactions retry
 // on a new connection, the listener reports the gap and comes back.
 func TestPostgresRestart(t *testing.T) {
+	onceOnly(t)
 	srv := pgtest.StartServer(t)
 	a := openPostgresAt(t, srv.DSN(), "ssogate")
 	ra := subscribe(a)
@@ -243,6 +253,7 @@ func TestPostgresRestart(t *testing.T) {
 // A lost connection poisons the transaction (the iterator stops, the
 // error reaches View) and the transaction is run again from scratch.
 func TestPostgresLostConnectionRetriesTransaction(t *testing.T) {
+	onceOnly(t)
 	srv := pgtest.StartServer(t)
 	p := openPostgresAt(t, srv.DSN(), "ssogate")
 	const n = 300 // more than one page
@@ -300,6 +311,7 @@ func TestPostgresLostConnectionRetriesTransaction(t *testing.T) {
 
 // Replicas starting together on a fresh schema migrate it once.
 func TestPostgresConcurrentFirstOpen(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	const n = 4
 	var wg sync.WaitGroup
@@ -332,6 +344,7 @@ func TestPostgresConcurrentFirstOpen(t *testing.T) {
 
 // A database migrated by a newer gateway is refused, not half-understood.
 func TestPostgresRefusesNewerSchema(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	must(t, openPostgresAt(t, dsn, schema).Close())
 	vt := pgx.Identifier{schema, "schema_version"}.Sanitize()
@@ -344,6 +357,7 @@ func TestPostgresRefusesNewerSchema(t *testing.T) {
 
 // The DSN's password appears in no error and no log line.
 func TestPostgresDSNNotDisclosed(t *testing.T) {
+	onceOnly(t)
 	const secret = "Sw0rdf1sh-secret"
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
@@ -395,6 +409,7 @@ func TestPostgresDSNNotDisclosed(t *testing.T) {
 }
 
 func TestPostgresOptionsChecked(t *testing.T) {
+	onceOnly(t)
 	for _, o := range []PostgresOptions{
 		{DSN: ""},
 		{DSN: "host=127.0.0.1", Schema: "Ssogate"},
@@ -412,6 +427,7 @@ func TestPostgresOptionsChecked(t *testing.T) {
 
 // Maintain removes expired rows (not merely hides them) and keeps the rest.
 func TestPostgresMaintain(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	p := openPostgresAt(t, dsn, schema)
 	must(t, p.Update(func(txn Txn) error {
@@ -538,6 +554,7 @@ func (p *cutProxy) serve(client net.Conn) {
 // Update says so and does not run the transaction again (it might apply
 // twice). Lost before COMMIT was sent, the transaction is simply retried.
 func TestPostgresCommitInFlight(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	cfg, err := pgx.ParseConfig(dsn)
 	must(t, err)

@@ -113,6 +113,7 @@ type Postgres struct {
 	now     func() time.Time // the gateway's clock, for expiry
 
 	retryBudget time.Duration // reconnectBudget; longer in tests
+	acquireWait time.Duration // acquireTimeout; shorter in tests
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -194,6 +195,7 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 		now:     time.Now,
 
 		retryBudget: reconnectBudget,
+		acquireWait: acquireTimeout,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if err := p.migrate(ctx); err != nil {

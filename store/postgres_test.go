@@ -608,3 +608,35 @@ func TestPostgresCommitInFlight(t *testing.T) {
 	// The server did get COMMIT (it answered): the write is there, once.
 	wantValue(t, p, "n", "4")
 }
+
+// A transaction that waits for a connection while the pool is full (here:
+// one nested in another on a pool of one) fails once the wait is over; it
+// is not taken for a lost connection and retried.
+func TestPostgresPoolExhausted(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
+	must(t, err)
+	defer p.Close()
+	p.acquireWait = 500 * time.Millisecond
+	inner := 0
+	err = p.Update(func(txn Txn) error {
+		if _, err := txn.Get([]byte("k")); !errors.Is(err, ErrNoKey) { // holds the connection
+			return err
+		}
+		return p.View(func(v Txn) error {
+			inner++
+			_, err := v.Get([]byte("k"))
+			return err
+		})
+	}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no free connection") {
+		t.Fatalf("nested transaction on a full pool: %v", err)
+	}
+	if inner != 1 {
+		t.Fatalf("nested fn ran %d times, want once (no retry)", inner)
+	}
+	put(t, p, "k", "the pool works again")
+}

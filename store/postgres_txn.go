@@ -161,6 +161,9 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 	stmts = append(stmts, tail...)
 	t.pending = nil
 	_, _, err := t.exchange(stmts)
+	if err != nil && err == t.err {
+		return err
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && !connLossCode(pgErr.Code) {
@@ -192,6 +195,9 @@ func (t *pgTxn) commit(keys []string) error {
 	commitAt := len(stmts)
 	stmts = append(stmts, pgStmt{sql: "COMMIT"})
 	ok, tag, err := t.exchange(stmts)
+	if err != nil && err == t.err {
+		return err // nothing was sent
+	}
 	if ok > commitAt {
 		// COMMIT's answer came back: whatever failed after it (a
 		// shutdown notice) did not undo it.
@@ -221,10 +227,18 @@ func (t *pgTxn) commit(keys []string) error {
 // than by the server's answer is marked broken.
 func (t *pgTxn) exchange(stmts []pgStmt) (ok int, tag pgconn.CommandTag, err error) {
 	if t.conn == nil {
-		ctx, cancel := context.WithTimeout(t.p.ctx, acquireTimeout)
+		ctx, cancel := context.WithTimeout(t.p.ctx, t.p.acquireWait)
 		c, err := t.p.pool.Acquire(ctx)
 		cancel()
 		if err != nil {
+			var ce *pgconn.ConnectError
+			if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ce) && t.p.ctx.Err() == nil {
+				// Every connection stayed busy: retrying would only queue
+				// again. Not a lost connection, so not retried.
+				t.err = fmt.Errorf("store: postgres: no free connection within %v (pool of %d): %w",
+					t.p.acquireWait, t.p.pool.Config().MaxConns, err)
+				return 0, tag, t.err
+			}
 			return 0, tag, fmt.Errorf("connect: %w", err)
 		}
 		t.conn = c

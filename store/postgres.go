@@ -114,6 +114,8 @@ type Postgres struct {
 
 	retryBudget time.Duration // reconnectBudget; longer in tests
 	acquireWait time.Duration // acquireTimeout; shorter in tests
+	listenPing  time.Duration // listenPingEvery; shorter in tests
+	pings       atomic.Int64  // the listener's successful pings, for tests
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -196,6 +198,7 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 
 		retryBudget: reconnectBudget,
 		acquireWait: acquireTimeout,
+		listenPing:  listenPingEvery,
 	}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if err := p.migrate(ctx); err != nil {

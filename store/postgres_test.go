@@ -640,3 +640,30 @@ func TestPostgresPoolExhausted(t *testing.T) {
 	}
 	put(t, p, "k", "the pool works again")
 }
+
+// A quiet listener pings its connection now and then, and that neither
+// drops the connection nor loses a notification.
+func TestPostgresListenerPings(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
+	a.listenPing = 50 * time.Millisecond
+	ra := subscribe(a)
+	deadline := time.Now().Add(hangGuard)
+	for a.pings.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the listener never pinged")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	must(t, b.Update(func(txn Txn) error { return txn.Set([]byte("k"), []byte("v"), 0) },
+		func() []string { return []string{"after-pings"} }))
+	if got := strings.Join(ra.next(t), ","); got != "after-pings" {
+		t.Fatalf("heard %q", got)
+	}
+	select {
+	case s := <-ra.states:
+		t.Fatalf("state change %v while pinging", s)
+	default:
+	}
+}

@@ -102,6 +102,16 @@ var ErrCommitUnknown = errors.New("store: commit outcome unknown")
 // that names the same database and schema. Records live in one table, kv,
 // ordered by key as bytes; transactions that write are SERIALIZABLE, reads
 // REPEATABLE READ; change keys travel between processes by LISTEN/NOTIFY.
+//
+// What an operator should know: each process holds up to MaxConns pooled
+// connections plus one for LISTEN; LISTEN/NOTIFY needs a session, so a
+// pooler in front of the server must run in session mode; PostgreSQL's
+// serializable transactions lock what they read by index page, so
+// concurrent writers of neighbouring keys sometimes conflict (the Store
+// retries), and a transaction reading many rows can have its locks
+// coarsened to the whole table: raising max_pred_locks_per_transaction
+// (server setting, default 64) keeps large purges from being starved by
+// concurrent sign-ins.
 type Postgres struct {
 	pool    *pgxpool.Pool
 	connCfg *pgx.ConnConfig // the listener's connections, outside the pool

@@ -57,6 +57,9 @@ func BenchmarkBackend(b *testing.B) {
 					return err
 				})
 			}
+			// conflicts counts the transactions the backend refused for a
+			// concurrent one (the Store would retry them), per operation.
+			var conflicts atomic.Int64
 			rewrite := func(update func(func(Txn) error, func() []string) error, i int) error {
 				for {
 					err := update(func(txn Txn) error {
@@ -70,7 +73,11 @@ func BenchmarkBackend(b *testing.B) {
 					if !errors.Is(err, ErrTxnConflict) {
 						return err
 					}
+					conflicts.Add(1)
 				}
+			}
+			reportConflicts := func(b *testing.B) {
+				b.ReportMetric(float64(conflicts.Swap(0))/float64(b.N), "conflicts/op")
 			}
 			b.Run("Get", func(b *testing.B) {
 				i := 0
@@ -104,6 +111,7 @@ func BenchmarkBackend(b *testing.B) {
 						must(b, rewrite(db.Update, int(n.Add(1))))
 					}
 				})
+				reportConflicts(b)
 			})
 			b.Run("UpdateNoSync", func(b *testing.B) {
 				i := 0

@@ -3,12 +3,14 @@ package caddymodule
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/session"
 	ident "github.com/ssogate/ssogate/identity"
 	"github.com/ssogate/ssogate/store"
 )
@@ -24,10 +26,14 @@ import (
 // their memberships, their org (store.Watch) — since reading them again
 // could only give the same answer, and while the session needs nothing
 // done about its lifetimes (Fresh), which depend on the clock.
-func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValues, bool) {
+//
+// A store that cannot answer (a database outage) is an error, not a
+// verdict: the request is refused, and the session is kept for when the
+// store is back. Only a record found missing or failing a rule ends it.
+func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValues, bool, error) {
 	sealed, ok := st.sessions.SealedCookie(r)
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
 	// The cache is keyed by a hash of the sealed cookie: a hit means this
 	// exact cookie was unsealed (authenticated) before, so unsealing it
@@ -35,31 +41,37 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	key := sha256.Sum256([]byte(sealed))
 	if e, ok := st.rechecked.get(key); ok && !st.store.Changed(e.watch) && st.sessions.Fresh(e.sess) {
 		g.observeRecheck(true)
-		return e.id, true
+		return e.id, true, nil
 	}
 	g.observeRecheck(false)
 	sid, ok := st.sessions.RecordIDOf(sealed)
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
 	// Each watch is taken before the records it covers are read, so that
 	// a write racing with this re-check leaves its outcome already stale.
 	watch := st.store.Watch(store.WatchSession(sid))
 	sess, err := st.sessions.LoadRecord(sid)
+	if errors.Is(err, session.ErrNoSession) {
+		return nil, false, nil
+	}
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
 	watch = watch.With(st.store, store.WatchOrg(sess.OrgID), store.WatchUser(sess.OrgID, sess.UserID))
-	reason, id := g.recheck(st.store, sess)
+	reason, id, err := g.recheck(st.store, sess)
+	if err != nil {
+		return nil, false, err
+	}
 	if reason != "" {
 		g.logger.Info("session ended by re-check",
 			zap.String("org", sess.OrgID), zap.String("user_id", sess.UserID), zap.String("reason", reason))
 		_ = st.store.DeleteSession(sess.ID)
-		return nil, false
+		return nil, false, nil
 	}
 	v := id.values()
 	st.rechecked.put(key, recheckEntry{watch: watch, sess: sess, id: v})
-	return v, true
+	return v, true, nil
 }
 
 // recheckCacheSize bounds the remembered re-checks: one per recently
@@ -107,30 +119,42 @@ func (c *recheckCache) put(key [sha256.Size]byte, e recheckEntry) {
 	c.entries[key] = e
 }
 
-func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identity) {
+// recheck returns why the session must end ("" if it may go on) and the
+// identity it carries; err means the store could not answer, which ends
+// nothing.
+func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identity, error) {
 	org, err := st.GetOrg(sess.OrgID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "organization gone", identity{}, nil
+	}
 	if err != nil {
-		return "organization gone", identity{}
+		return "", identity{}, fmt.Errorf("re-check: reading the organization: %w", err)
 	}
 	user, err := st.GetUser(sess.OrgID, sess.UserID)
+	if errors.Is(err, store.ErrNotFound) {
+		return "user gone", identity{}, nil
+	}
 	if err != nil {
-		return "user gone", identity{}
+		return "", identity{}, fmt.Errorf("re-check: reading the user: %w", err)
 	}
 	if !user.Active {
-		return "user deactivated", identity{}
+		return "user deactivated", identity{}, nil
 	}
-	if reason := recheckLocal(st, org, user, sess); reason != "" {
-		return reason, identity{}
+	if reason, err := recheckLocal(st, org, user, sess); err != nil || reason != "" {
+		return reason, identity{}, err
 	}
 	verified := verifiedDomains{st: st, org: org.ID}
 	var asserted string // by the IdP at sign-in, in a verified domain
 	if sess.AuthMethod == authSAML {
 		if org.State != store.OrgActive {
-			return "organization's SSO deactivated", identity{}
+			return "organization's SSO deactivated", identity{}, nil
 		}
 		ok, err := authorized(st, org, user, sess.Groups)
-		if err != nil || !ok {
-			return "not in the admin group", identity{}
+		if err != nil {
+			return "", identity{}, fmt.Errorf("re-check: admin group: %w", err)
+		}
+		if !ok {
+			return "not in the admin group", identity{}, nil
 		}
 		// The sign-in rule, again: an IdP vouches only for addresses in
 		// its org's verified domains. A domain moved to another org, or
@@ -140,7 +164,10 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 			email = primaryEmail(user)
 		}
 		if asserted = verified.address(email); asserted == "" {
-			return "address's domain no longer verified for the organization", identity{}
+			if verified.err != nil {
+				return "", identity{}, verified.err
+			}
+			return "address's domain no longer verified for the organization", identity{}, nil
 		}
 	}
 	// The stored userName and emails are whatever the org's SCIM client
@@ -155,6 +182,9 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 	if email == "" {
 		email = asserted
 	}
+	if verified.err != nil {
+		return "", identity{}, verified.err
+	}
 	return "", identity{
 		UserID:     user.ID,
 		User:       userName,
@@ -164,7 +194,7 @@ func (g *Gateway) recheck(st *store.Store, sess *store.Session) (string, identit
 		Org:        org.ID,
 		AuthMethod: reportedMethod(org, sess),
 		Subject:    subjectOf(org.ID, user, sess),
-	}
+	}, nil
 }
 
 // verifiedDomains tells which addresses are in an org's verified
@@ -175,6 +205,7 @@ type verifiedDomains struct {
 	org    string
 	domain string
 	ok     bool
+	err    error // the first look-up the store could not answer
 }
 
 // address returns addr if it is an address in one of the org's verified
@@ -187,6 +218,10 @@ func (v *verifiedDomains) address(addr string) string {
 	if d != v.domain {
 		owner, err := v.st.OrgForDomain(d)
 		v.domain, v.ok = d, err == nil && owner == v.org
+		if err != nil && !errors.Is(err, store.ErrNotFound) && v.err == nil {
+			v.err = fmt.Errorf("re-check: domain look-up: %w", err)
+			v.domain = "" // not remembered: the answer is unknown
+		}
 	}
 	if !v.ok {
 		return ""

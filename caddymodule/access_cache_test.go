@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/pages"
 	"github.com/ssogate/ssogate/caddymodule/session"
 	"github.com/ssogate/ssogate/store"
 )
@@ -23,16 +24,18 @@ type cacheFixture struct {
 	cookie *http.Cookie
 	user   *store.User
 	now    time.Time
+	dir    string // the store's
 }
 
 func newCacheFixture(t *testing.T) *cacheFixture {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	f := &cacheFixture{st: st, now: time.Now()}
+	f := &cacheFixture{st: st, now: time.Now(), dir: dir}
 	sm, err := session.New(session.Config{
 		Store: st, Keys: [][]byte{[]byte("0123456789abcdef0123456789abcdef")},
 		Secure: true, Lifetime: 8 * time.Hour, Idle: time.Hour,
@@ -43,6 +46,9 @@ func newCacheFixture(t *testing.T) *cacheFixture {
 	}
 	base, _ := url.Parse("https://app.example.com")
 	g := &Gateway{Prefix: "/sso", app: &App{baseURL: base, shared: &appState{}}, logger: zap.NewNop(), lazy: &gatewayState{}}
+	if g.pages, err = pages.New(); err != nil {
+		t.Fatal(err)
+	}
 	g.headers, _ = resolveHeaders("", nil)
 	g.stripped = strippedHeaders(g.headers)
 	g.lazy.once.Do(func() { g.lazy.store, g.lazy.sessions = st, sm })
@@ -213,5 +219,46 @@ func TestRecheckCacheLifetimes(t *testing.T) {
 	}
 	if _, err := f.st.GetSession(sid); err == nil {
 		t.Fatal("idle session not deleted")
+	}
+}
+
+// A store that cannot answer during the full re-check (here: closed, as
+// in a database outage) refuses the request with 503 and ends nothing:
+// the session is still there when the store is back.
+func TestStoreOutageRefusesButKeepsTheSession(t *testing.T) {
+	f := newCacheFixture(t)
+	if ok, _ := f.request(t); !ok {
+		t.Fatal("first request refused")
+	}
+	sid := f.sessionID(t)
+	// A write to the user sends the next request to the full re-check.
+	if _, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.DisplayName = "Ann"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, accept := range []string{"text/html", "application/json"} {
+		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/api", nil)
+		r.Header.Set("Accept", accept)
+		r.AddCookie(f.cookie)
+		w := httptest.NewRecorder()
+		reached := false
+		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { reached = true; return nil })
+		if err := f.g.ServeHTTP(w, r, next); err != nil {
+			t.Fatal(err)
+		}
+		if reached || w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+			t.Fatalf("%s during the outage: reached %v, status %d, Retry-After %q; want 503 with Retry-After",
+				accept, reached, w.Code, w.Header().Get("Retry-After"))
+		}
+	}
+	st, err := store.Open(f.dir, store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.GetSession(sid); err != nil {
+		t.Fatalf("the outage ended the session: %v", err)
 	}
 }

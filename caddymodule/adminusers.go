@@ -169,9 +169,18 @@ func wantsJSON(r *http.Request) bool {
 func (g *Gateway) requireOrgAdmin(w http.ResponseWriter, r *http.Request, st *gatewayState, ls *localState, isJSON bool) (*orgAdmin, bool) {
 	sess, err := st.sessions.Load(r)
 	var id identity
+	if err != nil && !errors.Is(err, session.ErrNoSession) {
+		g.storeUnavailable(w, isJSON, err)
+		return nil, false
+	}
 	if err == nil {
 		var reason string
-		if reason, id = g.recheck(st.store, sess); reason != "" {
+		reason, id, err = g.recheck(st.store, sess)
+		if err != nil {
+			g.storeUnavailable(w, isJSON, err)
+			return nil, false
+		}
+		if reason != "" {
 			g.logger.Info("session ended by re-check", zap.String("org", sess.OrgID), zap.String("user_id", sess.UserID), zap.String("reason", reason))
 			_ = st.store.DeleteSession(sess.ID)
 			err = errors.New(reason)

@@ -328,7 +328,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err != nil {
 		return caddyhttp.Error(http.StatusServiceUnavailable, err)
 	}
-	id, ok := g.authenticate(st, r)
+	id, ok, err := g.authenticate(st, r)
+	if err != nil {
+		g.setHSTS(w)
+		g.storeUnavailable(w, wantsJSON(r), err)
+		return nil
+	}
 	if !ok {
 		g.setHSTS(w)
 		g.challenge(w, r)
@@ -512,3 +517,17 @@ var (
 	_ caddy.Validator             = (*Gateway)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Gateway)(nil)
 )
+
+// storeUnavailable answers a request the store could not check (a
+// database outage): refused, never passed on unchecked, with a page that
+// says to try again; the session is kept for when the store is back.
+func (g *Gateway) storeUnavailable(w http.ResponseWriter, isJSON bool, err error) {
+	g.logger.Error("session check failed: the store did not answer", zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	if isJSON {
+		writeJSONError(w, http.StatusServiceUnavailable, "temporarily unavailable; try again")
+		return
+	}
+	g.message(w, http.StatusServiceUnavailable, "Temporarily unavailable",
+		"The gateway cannot check your session right now.", "Try again in a moment; you are still signed in.", true)
+}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/ssogate/ssogate/caddymodule/local"
 	"github.com/ssogate/ssogate/store"
@@ -10,7 +11,7 @@ import (
 // recheckLocal applies, on every request, the rules that keep a password
 // session valid (SPEC §3.7, §3.8); recheck has already checked that the
 // org and the user exist and the user is active. It returns why the
-// session must end, or "".
+// session must end, or "", or an error when the store cannot answer.
 //
 //   - backup sessions last while the user is the org's backup login;
 //   - password sessions last while the org's SSO is inactive, except the
@@ -19,34 +20,34 @@ import (
 //   - the account's domain has not been verified by another org since.
 //
 // Sessions of any other method than saml, backup and password end.
-func recheckLocal(st *store.Store, org *store.Org, user *store.User, sess *store.Session) string {
+func recheckLocal(st *store.Store, org *store.Org, user *store.User, sess *store.Session) (string, error) {
 	switch sess.AuthMethod {
 	case authSAML:
-		return ""
+		return "", nil
 	case local.MethodBackup, local.MethodPassword:
 	default:
-		return "unknown authentication method"
+		return "unknown authentication method", nil
 	}
 	if user.Source != store.SourceLocal || user.PasswordHash == "" {
-		return "no longer a local account with a password"
+		return "no longer a local account with a password", nil
 	}
 	isBackup := user.ID == org.BackupLogin
 	switch {
 	case sess.AuthMethod == local.MethodBackup && !isBackup:
-		return "no longer the backup login"
+		return "no longer the backup login", nil
 	case sess.AuthMethod == local.MethodPassword && org.State == store.OrgActive && !isBackup:
-		return "organization's SSO is active; password sign-in is for the backup login only"
+		return "organization's SSO is active; password sign-in is for the backup login only", nil
 	}
 	if d := local.EmailDomain(local.NormalizeEmail(user.UserName)); d != "" {
 		owner, err := st.OrgForDomain(d)
 		switch {
 		case err == nil && owner != org.ID:
-			return "address's domain verified by another organization"
+			return "address's domain verified by another organization", nil
 		case err != nil && !errors.Is(err, store.ErrNotFound):
-			return "domain lookup failed"
+			return "", fmt.Errorf("re-check: domain look-up: %w", err)
 		}
 	}
-	return ""
+	return "", nil
 }
 
 // reportedMethod is the X-SSO-Auth-Method of a session: a password

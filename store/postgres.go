@@ -61,7 +61,7 @@ const (
 	// the server is unreachable: long enough to ride out a restart or a
 	// fail-over, short enough that a request does not hang on a dead
 	// database. The backoff between tries doubles up to maxRetryBackoff.
-	reconnectBudget = 15 * time.Second
+	reconnectBudget = 5 * time.Second
 	minRetryBackoff = 50 * time.Millisecond
 	maxRetryBackoff = time.Second
 

@@ -293,6 +293,41 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 		wantValue(t, b, "k", "A")
 	})
 
+	t.Run("ReadKeyChangedConflicts", func(t *testing.T) {
+		// The contract: a concurrent commit that wrote a key this
+		// transaction read (changed, deleted, or created where it read
+		// nothing) makes Update fail, even if this one writes elsewhere.
+		for _, c := range []struct {
+			name   string
+			seed   bool
+			change func(Txn) error
+		}{
+			{"changed", true, func(txn Txn) error { return txn.Set([]byte("k"), []byte("changed"), 0) }},
+			{"deleted", true, func(txn Txn) error { return txn.Delete([]byte("k")) }},
+			{"created", false, func(txn Txn) error { return txn.Set([]byte("k"), []byte("created"), 0) }},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				b := open(t)
+				if c.seed {
+					put(t, b, "k", "v")
+				}
+				var once sync.Once
+				var errB error
+				errA := b.Update(func(txn Txn) error {
+					if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
+						return err
+					}
+					once.Do(func() { errB = b.Update(c.change, nil) })
+					return txn.Set([]byte("j"), []byte("from A"), 0)
+				}, nil)
+				if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+					t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+				}
+				wantAbsent(t, b, "j")
+			})
+		}
+	})
+
 	t.Run("WriteSkewRefused", func(t *testing.T) {
 		// The invariant "x or y stays 1": A reads both and clears x, B
 		// reads both and clears y. Serializable means not both commit.

@@ -140,6 +140,7 @@ func (it *pgIter) Key() []byte {
 	if !it.Valid() {
 		return nil
 	}
+	it.t.noteRead(it.rows[it.i].k)
 	return it.rows[it.i].k
 }
 

@@ -29,6 +29,44 @@ type pgTxn struct {
 	broken  bool // the connection is unusable: close it, never reuse it
 	pending []pgStmt
 	err     error // the first failed round trip; poisons the transaction
+
+	// Keys read (to check at commit) and keys Set (whose upsert checks
+	// them already: PostgreSQL refuses to overwrite a row that changed
+	// since the snapshot); writing transactions only.
+	reads map[string]struct{}
+	sets  map[string]struct{}
+}
+
+func (t *pgTxn) noteRead(k []byte) {
+	if !t.write {
+		return
+	}
+	if t.reads == nil {
+		t.reads = make(map[string]struct{})
+	}
+	t.reads[string(k)] = struct{}{}
+}
+
+// readChecks are the statements that fail the commit if a key read, other
+// than one this transaction Set, changed since the snapshot.
+func (t *pgTxn) readChecks() []pgStmt {
+	var keys [][]byte
+	for k := range t.reads {
+		if _, ok := t.sets[k]; !ok {
+			keys = append(keys, []byte(k))
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return []pgStmt{
+		{sql: t.p.q.lockRead, args: []any{keys}, scan: func(r pgx.Rows) error {
+			for r.Next() {
+			}
+			return r.Err()
+		}},
+		{sql: t.p.q.claimRead, args: []any{keys}},
+	}
 }
 
 // pgStmt is one statement of a round trip; scan reads a query's rows.
@@ -78,6 +116,7 @@ func (t *pgTxn) getRow(sql string, k []byte, dest ...any) (bool, error) {
 	if len(k) == 0 {
 		return false, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
 	}
+	t.noteRead(k)
 	found := false
 	err := t.roundTrip(pgStmt{sql: sql, args: []any{k, t.now}, scan: func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -104,6 +143,10 @@ func (t *pgTxn) Set(k, v []byte, expiresAt uint64) error {
 	if v == nil {
 		v = []byte{} // pgx sends a nil slice as NULL
 	}
+	if t.sets == nil {
+		t.sets = make(map[string]struct{})
+	}
+	t.sets[string(k)] = struct{}{}
 	return t.queue(pgStmt{sql: t.p.q.set, args: []any{k, v, pgExpiry(expiresAt)}})
 }
 
@@ -111,6 +154,9 @@ func (t *pgTxn) Delete(k []byte) error {
 	if err := t.checkWrite(k); err != nil {
 		return err
 	}
+	// A DELETE of a key absent from the snapshot checks nothing: if k was
+	// read, the commit must check it.
+	delete(t.sets, string(k))
 	return t.queue(pgStmt{sql: t.p.q.del, args: []any{k}})
 }
 
@@ -140,7 +186,7 @@ func (t *pgTxn) beginStmts() []pgStmt {
 	if !t.write {
 		return []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}}
 	}
-	s := []pgStmt{{sql: "BEGIN ISOLATION LEVEL SERIALIZABLE"}}
+	s := []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ"}}
 	if t.noSync {
 		s = append(s, pgStmt{sql: "SET LOCAL synchronous_commit = off"})
 	}
@@ -189,6 +235,11 @@ func (t *pgTxn) commit(keys []string) error {
 	}
 	stmts := t.pending
 	t.pending = nil
+	if t.wrote {
+		// As in Badger, a transaction that writes nothing cannot
+		// conflict: its reads were a consistent snapshot.
+		stmts = append(stmts, t.readChecks()...)
+	}
 	if len(keys) > 0 {
 		stmts = append(stmts, pgStmt{sql: "SELECT pg_notify($1, $2)", args: []any{t.p.channel, t.p.notifyPayload(keys)}})
 	}
@@ -316,6 +367,7 @@ func connLossCode(code string) bool {
 func serverError(e *pgconn.PgError) error {
 	switch e.Code {
 	case "40001", // serialization_failure
+		"55P03", // lock_not_available: a read row is being written
 		"40P01", // deadlock_detected
 		"23505": // unique_violation: a concurrent insert of the same key
 		return fmt.Errorf("store: postgres: %w: %w", ErrTxnConflict, e)

@@ -296,7 +296,8 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 	t.Run("ReadKeyChangedConflicts", func(t *testing.T) {
 		// The contract: a concurrent commit that wrote a key this
 		// transaction read (changed, deleted, or created where it read
-		// nothing) makes Update fail, even if this one writes elsewhere.
+		// nothing) makes Update fail, whether this one then writes that
+		// key or another.
 		for _, c := range []struct {
 			name   string
 			seed   bool
@@ -306,25 +307,29 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			{"deleted", true, func(txn Txn) error { return txn.Delete([]byte("k")) }},
 			{"created", false, func(txn Txn) error { return txn.Set([]byte("k"), []byte("created"), 0) }},
 		} {
-			t.Run(c.name, func(t *testing.T) {
-				b := open(t)
-				if c.seed {
-					put(t, b, "k", "v")
-				}
-				var once sync.Once
-				var errB error
-				errA := b.Update(func(txn Txn) error {
-					if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
-						return err
+			for _, target := range []string{"j", "k"} {
+				t.Run(c.name+"/A writes "+target, func(t *testing.T) {
+					b := open(t)
+					if c.seed {
+						put(t, b, "k", "v")
 					}
-					once.Do(func() { errB = b.Update(c.change, nil) })
-					return txn.Set([]byte("j"), []byte("from A"), 0)
-				}, nil)
-				if errB != nil || !errors.Is(errA, ErrTxnConflict) {
-					t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
-				}
-				wantAbsent(t, b, "j")
-			})
+					var once sync.Once
+					var errB error
+					errA := b.Update(func(txn Txn) error {
+						if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
+							return err
+						}
+						once.Do(func() { errB = b.Update(c.change, nil) })
+						return txn.Set([]byte(target), []byte("from A"), 0)
+					}, nil)
+					if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+						t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+					}
+					if target == "j" {
+						wantAbsent(t, b, "j")
+					}
+				})
+			}
 		}
 	})
 

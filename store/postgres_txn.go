@@ -30,15 +30,18 @@ type pgTxn struct {
 	pending []pgStmt
 	err     error // the first failed round trip; poisons the transaction
 
-	// Keys read (to check at commit) and keys Set (whose upsert checks
-	// them already: PostgreSQL refuses to overwrite a row that changed
-	// since the snapshot); writing transactions only.
-	reads map[string]struct{}
-	sets  map[string]struct{}
+	// Keys read, to be checked before this transaction's own writes of
+	// them are sent, and at the latest with its commit (writing
+	// transactions only); checked: done, the row is locked FOR SHARE.
+	reads   map[string]struct{}
+	checked map[string]struct{}
 }
 
 func (t *pgTxn) noteRead(k []byte) {
 	if !t.write {
+		return
+	}
+	if _, ok := t.checked[string(k)]; ok {
 		return
 	}
 	if t.reads == nil {
@@ -47,13 +50,31 @@ func (t *pgTxn) noteRead(k []byte) {
 	t.reads[string(k)] = struct{}{}
 }
 
-// readChecks are the statements that fail the commit if a key read, other
-// than one this transaction Set, changed since the snapshot.
-func (t *pgTxn) readChecks() []pgStmt {
+// readChecks are the statements that fail if a key read changed since the
+// snapshot: for every read key when all is set, else for those that the
+// pending writes touch. They go before the writes: an upsert of a key
+// deleted meanwhile would otherwise just recreate it, and a row this
+// transaction wrote would pass the check.
+func (t *pgTxn) readChecks(all bool) []pgStmt {
 	var keys [][]byte
-	for k := range t.reads {
-		if _, ok := t.sets[k]; !ok {
-			keys = append(keys, []byte(k))
+	take := func(k string) {
+		keys = append(keys, []byte(k))
+		delete(t.reads, k)
+		if t.checked == nil {
+			t.checked = make(map[string]struct{})
+		}
+		t.checked[k] = struct{}{}
+	}
+	if all {
+		for k := range t.reads {
+			take(k)
+		}
+	} else {
+		for _, w := range t.pending {
+			k := string(w.args[0].([]byte))
+			if _, ok := t.reads[k]; ok {
+				take(k)
+			}
 		}
 	}
 	if len(keys) == 0 {
@@ -143,10 +164,6 @@ func (t *pgTxn) Set(k, v []byte, expiresAt uint64) error {
 	if v == nil {
 		v = []byte{} // pgx sends a nil slice as NULL
 	}
-	if t.sets == nil {
-		t.sets = make(map[string]struct{})
-	}
-	t.sets[string(k)] = struct{}{}
 	return t.queue(pgStmt{sql: t.p.q.set, args: []any{k, v, pgExpiry(expiresAt)}})
 }
 
@@ -154,9 +171,6 @@ func (t *pgTxn) Delete(k []byte) error {
 	if err := t.checkWrite(k); err != nil {
 		return err
 	}
-	// A DELETE of a key absent from the snapshot checks nothing: if k was
-	// read, the commit must check it.
-	delete(t.sets, string(k))
 	return t.queue(pgStmt{sql: t.p.q.del, args: []any{k}})
 }
 
@@ -200,9 +214,13 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 	if t.err != nil {
 		return t.err
 	}
-	stmts := t.pending
+	var stmts []pgStmt
 	if !t.begun {
-		stmts = append(t.beginStmts(), stmts...)
+		stmts = t.beginStmts()
+	}
+	if len(t.pending) > 0 {
+		stmts = append(stmts, t.readChecks(false)...)
+		stmts = append(stmts, t.pending...)
 	}
 	stmts = append(stmts, tail...)
 	t.pending = nil
@@ -233,13 +251,14 @@ func (t *pgTxn) commit(keys []string) error {
 			return err
 		}
 	}
-	stmts := t.pending
-	t.pending = nil
+	var stmts []pgStmt
 	if t.wrote {
 		// As in Badger, a transaction that writes nothing cannot
 		// conflict: its reads were a consistent snapshot.
-		stmts = append(stmts, t.readChecks()...)
+		stmts = t.readChecks(true)
 	}
+	stmts = append(stmts, t.pending...)
+	t.pending = nil
 	if len(keys) > 0 {
 		stmts = append(stmts, pgStmt{sql: "SELECT pg_notify($1, $2)", args: []any{t.p.channel, t.p.notifyPayload(keys)}})
 	}

@@ -155,8 +155,10 @@ type pgQueries struct {
 	del   string
 	purge string
 
-	// Commit-time checks of the keys a writing transaction read.
+	// Checks of the keys a writing transaction read and writes, sent
+	// just before its writes.
 	lockRead  string
+	lockWrite string
 	claimRead string
 }
 
@@ -246,12 +248,11 @@ func newPGQueries(schema string) pgQueries {
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
 		del: "DELETE FROM " + t + " WHERE k = $1",
 		// Expired rows are locked too: one may have been rewritten live.
-		lockRead: "SELECT k FROM " + t + " WHERE k = ANY($1) FOR SHARE NOWAIT",
-		// For a key no row of which the snapshot sees, a concurrent insert
-		// (committed, or committing: the insert waits for it) is a
-		// serialization failure; otherwise an expired row holds the key,
-		// invisible to reads, removed by Maintain.
-		claimRead: "INSERT INTO " + t + " (k, v, expires_at) SELECT x, ''::bytea, 1 FROM unnest($1::bytea[]) AS x ON CONFLICT (k) DO NOTHING",
+		// NOWAIT: a transaction never waits for a row lock it could be
+		// in a cycle with; a locked row is a conflict, retried.
+		lockRead:  "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR SHARE NOWAIT",
+		lockWrite: "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR UPDATE NOWAIT",
+		claimRead: "INSERT INTO " + t + " (k, v, expires_at) SELECT x, ''::bytea, 1 FROM unnest($1::bytea[]) AS x ORDER BY x ON CONFLICT (k) DO NOTHING",
 		// SKIP LOCKED: a row a live transaction is rewriting is left for
 		// the next round rather than waited for.
 		purge: "DELETE FROM " + t + " WHERE k IN (SELECT k FROM " + t +

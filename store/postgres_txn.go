@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -50,44 +52,61 @@ func (t *pgTxn) noteRead(k []byte) {
 	t.reads[string(k)] = struct{}{}
 }
 
-// readChecks are the statements that fail if a key read changed since the
-// snapshot: for every read key when all is set, else for those that the
-// pending writes touch. They go before the writes: an upsert of a key
-// deleted meanwhile would otherwise just recreate it, and a row this
-// transaction wrote would pass the check.
-func (t *pgTxn) readChecks(all bool) []pgStmt {
-	var keys [][]byte
-	take := func(k string) {
-		keys = append(keys, []byte(k))
+// checks are the statements sent just before the pending writes. Rows
+// about to be written are locked FOR UPDATE NOWAIT and rows read but not
+// written FOR SHARE NOWAIT: either fails at once if a row changed since
+// the snapshot or another transaction holds a lock on it, so a writer
+// never waits in a lock cycle (a deadlock would cost a second before
+// PostgreSQL broke it). Keys read are then claimed (see claimRead); all
+// of them with the commit (all), else those the pending writes touch.
+// Keys go sorted, so that claims of the same keys wait in one order.
+func (t *pgTxn) checks(all bool) []pgStmt {
+	written := make(map[string]struct{}, len(t.pending))
+	for _, w := range t.pending {
+		written[string(w.args[0].([]byte))] = struct{}{}
+	}
+	var readKeys []string
+	for k := range t.reads {
+		if _, w := written[k]; all || w {
+			readKeys = append(readKeys, k)
+		}
+	}
+	var wkeys, skeys, ckeys [][]byte
+	for k := range written {
+		wkeys = append(wkeys, []byte(k))
+	}
+	for _, k := range readKeys {
 		delete(t.reads, k)
 		if t.checked == nil {
 			t.checked = make(map[string]struct{})
 		}
 		t.checked[k] = struct{}{}
-	}
-	if all {
-		for k := range t.reads {
-			take(k)
+		if _, w := written[k]; !w {
+			skeys = append(skeys, []byte(k))
 		}
-	} else {
-		for _, w := range t.pending {
-			k := string(w.args[0].([]byte))
-			if _, ok := t.reads[k]; ok {
-				take(k)
-			}
+		ckeys = append(ckeys, []byte(k))
+	}
+	drain := func(r pgx.Rows) error {
+		for r.Next() {
 		}
+		return r.Err()
 	}
-	if len(keys) == 0 {
-		return nil
+	var stmts []pgStmt
+	if len(wkeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.lockWrite, args: []any{sortKeys(wkeys)}, scan: drain})
 	}
-	return []pgStmt{
-		{sql: t.p.q.lockRead, args: []any{keys}, scan: func(r pgx.Rows) error {
-			for r.Next() {
-			}
-			return r.Err()
-		}},
-		{sql: t.p.q.claimRead, args: []any{keys}},
+	if len(skeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.lockRead, args: []any{sortKeys(skeys)}, scan: drain})
 	}
+	if len(ckeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.claimRead, args: []any{sortKeys(ckeys)}})
+	}
+	return stmts
+}
+
+func sortKeys(ks [][]byte) [][]byte {
+	slices.SortFunc(ks, bytes.Compare)
+	return ks
 }
 
 // pgStmt is one statement of a round trip; scan reads a query's rows.
@@ -219,7 +238,7 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 		stmts = t.beginStmts()
 	}
 	if len(t.pending) > 0 {
-		stmts = append(stmts, t.readChecks(false)...)
+		stmts = append(stmts, t.checks(false)...)
 		stmts = append(stmts, t.pending...)
 	}
 	stmts = append(stmts, tail...)
@@ -255,7 +274,7 @@ func (t *pgTxn) commit(keys []string) error {
 	if t.wrote {
 		// As in Badger, a transaction that writes nothing cannot
 		// conflict: its reads were a consistent snapshot.
-		stmts = t.readChecks(true)
+		stmts = t.checks(true)
 	}
 	stmts = append(stmts, t.pending...)
 	t.pending = nil

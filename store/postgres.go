@@ -106,14 +106,16 @@ var ErrCommitUnknown = errors.New("store: commit outcome unknown")
 // Isolation is Badger's rule, which is what Backend promises: a writing
 // transaction fails with ErrTxnConflict if a key it read (found or not)
 // was written by a transaction that committed after it started. It runs
-// at REPEATABLE READ, remembers the keys it read, and checks them in its
-// commit round trip: rows it read are locked FOR SHARE NOWAIT, which fails
-// if one changed or went away since its snapshot, and keys it found absent
-// are claimed with an expired placeholder row (INSERT … ON CONFLICT DO
+// at REPEATABLE READ, remembers the keys it read, and checks them in the
+// round trip that sends its writes: rows it will write are locked FOR
+// UPDATE NOWAIT and rows it only read FOR SHARE NOWAIT, which fails if a
+// row changed or went away since the snapshot (or is locked: a conflict
+// too, never a wait in a lock cycle), and keys it found absent are
+// claimed with an expired placeholder row (INSERT … ON CONFLICT DO
 // NOTHING), which fails if one appeared. PostgreSQL's SERIALIZABLE is
 // not used: its predicate locks cover whole index pages, so writers of
-// neighbouring keys conflicted on nearly every concurrent commit
-// (BenchmarkBackend: about 3 conflicts per operation at 16 concurrent
+// neighbouring keys conflicted on most concurrent commits
+// (BenchmarkBackend: 3 to 10 conflicts per operation at 16 concurrent
 // read-modify-writes of distinct keys, none this way), and it lets a
 // transaction commit although a key it read has changed when the result
 // is still serializable, which is weaker than the contract. Reads (View)

@@ -57,6 +57,8 @@ type orgAdmin struct {
 	id    identity
 	actor string // for the audit trail
 	csrf  string
+	// flashKey seals this admin's flashes (configurator.Flashes).
+	flashKey []byte
 }
 
 // serveAdminUsers routes the admin endpoints; false for other paths.
@@ -240,7 +242,10 @@ func (g *Gateway) requireOrgAdmin(w http.ResponseWriter, r *http.Request, st *ga
 	if actor == "" {
 		actor = id.UserID
 	}
-	return &orgAdmin{sess: sess, id: id, actor: actor, csrf: ls.csrf.Token("session:" + sess.ID)}, true
+	// The cookie was just opened by Load, so this only fails if it
+	// changed meanwhile; a nil key then makes flashes fail, not leak.
+	flashKey, _ := st.sessions.BrowserSecret(r, "flash")
+	return &orgAdmin{sess: sess, id: id, actor: actor, csrf: ls.csrf.Token("session:" + sess.ID), flashKey: flashKey}, true
 }
 
 // checkSessionCSRF refuses a state-changing request another site made.
@@ -296,7 +301,13 @@ func (g *Gateway) usersPage(w http.ResponseWriter, r *http.Request, st *gatewayS
 			g.internalError(w, r, "opening state", err)
 			return
 		}
-		if f, ok := ps.flashes.Take(a.sess.ID, id).(*usersOutcome); ok {
+		f := &usersOutcome{}
+		ok, err := ps.flashes.Take(a.sess.OrgID, a.sess.ID, a.flashKey, id, f)
+		if err != nil {
+			g.internalError(w, r, "reading the result", err)
+			return
+		}
+		if ok {
 			page = f.page
 		} else {
 			page.Notice = "This page was reloaded: an invitation link is shown only once. Use New link on the account to issue another."
@@ -410,7 +421,7 @@ func (g *Gateway) usersFlash(w http.ResponseWriter, r *http.Request, a *orgAdmin
 		g.internalError(w, r, "opening state", err)
 		return
 	}
-	id, err := ps.flashes.Put(a.sess.OrgID, a.sess.ID, &usersOutcome{page: *page})
+	id, err := ps.flashes.Put(a.sess.OrgID, a.sess.ID, a.flashKey, &usersOutcome{page: *page})
 	if err != nil {
 		g.internalError(w, r, "keeping the result", err)
 		return
@@ -422,6 +433,16 @@ func (g *Gateway) usersFlash(w http.ResponseWriter, r *http.Request, a *orgAdmin
 // usersOutcome is the users page's flash: a post's notice, error or new
 // link, and nothing else of the page.
 type usersOutcome struct{ page pages.Users }
+
+// MarshalJSON implements json.Marshaler: a flash travels as JSON.
+func (o *usersOutcome) MarshalJSON() ([]byte, error) {
+	return configurator.EncodeJSON(o.page)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (o *usersOutcome) UnmarshalJSON(b []byte) error {
+	return json.Unmarshal(b, &o.page)
+}
 
 // Detach implements configurator.Flash.
 func (o *usersOutcome) Detach() int {

@@ -457,6 +457,7 @@ func (a *App) Store() (*store.Store, error) {
 			if err != nil {
 				return nil, err
 			}
+			proc.attach(st)
 			// Once per process unless every config using the storage is
 			// gone: a second line during a reload means the handle was not
 			// shared.

@@ -68,7 +68,7 @@ func (g *Gateway) serveConfigurator(w http.ResponseWriter, r *http.Request, rest
 				return nil, false
 			}
 			admin = a
-			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf, Session: a.sess.ID}, true
+			return &configurator.Admin{OrgID: a.sess.OrgID, UserID: a.sess.UserID, Actor: a.actor, CSRF: a.csrf, Session: a.sess.ID, FlashKey: a.flashKey}, true
 		},
 		CheckCSRF: func(w http.ResponseWriter, r *http.Request, _ *configurator.Admin) bool {
 			return g.checkSessionCSRF(w, r, ls, admin, false, maxConfiguratorForm, g.Prefix+"/admin/") &&

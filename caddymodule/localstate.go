@@ -102,8 +102,8 @@ func (p *PasswordHashing) unmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	})
 }
 
-// newAuthenticator sets up password sign-in with the process-wide
-// throttles (see processState).
+// newAuthenticator sets up password sign-in with the throttles kept in
+// the store (see processState).
 func newAuthenticator(st *store.Store, h local.Hasher, ps *processState, inFlight *local.InFlight, devices *local.Devices) *local.Authenticator {
 	return &local.Authenticator{
 		Store:        st,
@@ -122,8 +122,9 @@ const deviceCookieAge = local.DeviceTokenLifetime
 
 // localState is what local accounts need at request time. It belongs to
 // the app, so every sso_gateway handler of a config shares it; its
-// throttles are the process's (see processState), so a config reload
-// keeps them.
+// throttles count in the store (see processState), so a config reload
+// keeps them and other replicas share them, while the hasher and the
+// in-flight bound, which protect this machine's CPU, are this process's.
 type localState struct {
 	auth   *local.Authenticator
 	hasher local.Hasher

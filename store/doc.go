@@ -66,6 +66,10 @@
 //	signin/<org>/<time>/<ref>        SignInAttempt, newest first as in audit/; Badger TTL 30 days,
 //	                                 at most MaxSignInAttempts per org (AddSignInAttempt prunes)
 //	secret/<name>                    secret bytes
+//	thr/<scope>/<hash>               throttle record of a key (its SHA-256, never the key), TTL = when
+//	                                 it would start from zero; at most MaxKeys per scope (throttle.go)
+//	thrn/<scope>/<n>                 one of 16 stripes of the scope's record count (approximate)
+//	flash/<org>/<session>            a configurator flash, sealed by the caller, TTL = its expiry
 //	meta/index-version               version of the key forms above (see migrate.go)
 //
 // Identity keys never use Unicode case folding, under which distinct

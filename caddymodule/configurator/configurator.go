@@ -17,6 +17,7 @@ package configurator
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -36,6 +37,9 @@ type Admin struct {
 	CSRF   string // the session's CSRF token, put in every form
 	// Session keys the admin's flashes; it never leaves the server.
 	Session string
+	// FlashKey seals the admin's flashes: a secret only the admin's
+	// browser brings back (session.Manager.BrowserSecret).
+	FlashKey []byte
 }
 
 // Handler serves the configurator page and its form posts under
@@ -145,7 +149,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		st := &state{notice: notice(q.Get("done")), open: q.Get("open")}
 		if id := q.Get("r"); id != "" {
-			if f, ok := h.Flashes.Take(a.Session, id).(*state); ok {
+			f := &state{}
+			ok, err := h.Flashes.Take(a.OrgID, a.Session, a.FlashKey, id, f)
+			if err != nil {
+				h.Fail(w, r, err)
+				return
+			}
+			if ok {
 				st = f
 			} else {
 				st.notice = "This page was reloaded: it shows the current settings, and a one-time result (such as a new token) is not shown again."
@@ -294,7 +304,7 @@ func (h *Handler) after(w http.ResponseWriter, r *http.Request, a *Admin, err er
 
 // redirectFlash keeps st for the page and redirects there.
 func (h *Handler) redirectFlash(w http.ResponseWriter, r *http.Request, a *Admin, step string, st *state) {
-	id, err := h.Flashes.Put(a.OrgID, a.Session, st)
+	id, err := h.Flashes.Put(a.OrgID, a.Session, a.FlashKey, st)
 	if err != nil {
 		h.Fail(w, r, err)
 		return
@@ -344,6 +354,64 @@ func (st *state) Detach() int {
 		st.err = e
 	}
 	return n
+}
+
+// stateJSON is state as a flash keeps it (see Flashes).
+type stateJSON struct {
+	Notice    string         `json:"notice,omitempty"`
+	Open      string         `json:"open,omitempty"`
+	Form      string         `json:"form,omitempty"`
+	Field     string         `json:"field,omitempty"`
+	RowError  bool           `json:"rowError,omitempty"`
+	PageError bool           `json:"pageError,omitempty"`
+	NewDomain string         `json:"newDomain,omitempty"`
+	GroupName string         `json:"groupName,omitempty"`
+	GroupID   string         `json:"groupID,omitempty"`
+	KeepGroup bool           `json:"keepGroup,omitempty"`
+	CfgName   string         `json:"cfgName,omitempty"`
+	CfgID     string         `json:"cfgID,omitempty"`
+	KeepCfg   bool           `json:"keepCfg,omitempty"`
+	IdP       *pages.IdPForm `json:"idp,omitempty"`
+	NewToken  string         `json:"newToken,omitempty"`
+	Err       *errorJSON     `json:"err,omitempty"`
+}
+
+// errorJSON is orgs.Error with its status, which its own JSON leaves out.
+type errorJSON struct {
+	Status  int      `json:"status"`
+	Field   string   `json:"field,omitempty"`
+	Message string   `json:"message"`
+	Missing []string `json:"missing,omitempty"`
+}
+
+// MarshalJSON implements json.Marshaler for flashes.
+func (st *state) MarshalJSON() ([]byte, error) {
+	j := stateJSON{
+		Notice: st.notice, Open: st.open, Form: st.form, Field: st.field, RowError: st.rowError, PageError: st.pageError,
+		NewDomain: st.newDomain, GroupName: st.groupName, GroupID: st.groupID, KeepGroup: st.keepGroup,
+		CfgName: st.cfgName, CfgID: st.cfgID, KeepCfg: st.keepCfg, IdP: st.idp, NewToken: st.newToken,
+	}
+	if e := st.err; e != nil {
+		j.Err = &errorJSON{Status: e.Status, Field: e.Field, Message: e.Message, Missing: e.Missing}
+	}
+	return EncodeJSON(j)
+}
+
+// UnmarshalJSON implements json.Unmarshaler for flashes.
+func (st *state) UnmarshalJSON(b []byte) error {
+	var j stateJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*st = state{
+		notice: j.Notice, open: j.Open, form: j.Form, field: j.Field, rowError: j.RowError, pageError: j.PageError,
+		newDomain: j.NewDomain, groupName: j.GroupName, groupID: j.GroupID, keepGroup: j.KeepGroup,
+		cfgName: j.CfgName, cfgID: j.CfgID, keepCfg: j.KeepCfg, idp: j.IdP, newToken: j.NewToken,
+	}
+	if e := j.Err; e != nil {
+		st.err = &orgs.Error{Status: e.Status, Field: e.Field, Message: e.Message, Missing: e.Missing}
+	}
+	return nil
 }
 
 // errorKey is where the page shows a refused post's error.

@@ -1,14 +1,21 @@
 package configurator
 
 import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/subtle"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ssogate/ssogate/store"
 )
 
 // Flashes hand the outcome of a form post to the page its redirect leads
@@ -17,59 +24,44 @@ import (
 // to show again. Each session has one slot; reading it empties it, so a
 // reload shows the page without the secret and repeats nothing.
 //
-// They live in memory: a flash lost to a restart costs the admin one
-// more click, while a secret written to disk or a URL would outlive its
-// single showing.
+// The redirect may land on another gateway process, so a flash is kept in
+// the store (store.PutFlash) for flashTTL, and taking it is one
+// transaction: shown once across every process. A cookie could not carry
+// it (an echoed metadata document is far beyond a cookie's 4 KB), and a
+// secret must not be left readable at rest, so each flash is sealed
+// (AES-256-GCM) with a key derived from the admin's session cookie (see
+// session.Manager.BrowserSecret), which the store never holds: a copy of
+// the database, even with the gateway's own generated keys in it, opens
+// no flash. The gateway's configured keys would not do: when none is
+// configured, the one generated sits in the same database.
 //
-// Memory is bounded three ways: each organization keeps at most
-// maxOrgFlashes, and making room for one evicts only that organization's
-// own (an admin of one tenant with many sessions cannot push out another
-// tenant's new SCIM token); the store keeps at most maxFlashes and
-// maxTotalBytes, and beyond those the organization holding the most
-// gives up its oldest.
+// Each organization keeps at most maxOrgFlashes, and making room evicts
+// only that organization's own (an admin of one tenant with many sessions
+// cannot push out another tenant's new SCIM token); each flash is bounded
+// in bytes and expires after flashTTL.
 type Flashes struct {
-	mu    sync.Mutex
-	m     map[string]*flashEntry // by session
-	orgs  map[string]*orgFlashes // by organization
-	bytes int                    // sum of the entries' sizes
+	st *store.Store
 }
 
 // A Flash is a post's outcome kept for the page its redirect leads to.
+// It travels as JSON.
 type Flash interface {
-	// Detach makes the value own every string it keeps and returns the
-	// bytes they take. A string cut from a parsed form shares the memory
-	// of the whole request body (url.ParseQuery returns substrings where
-	// nothing needed decoding), so a three-byte echo would keep a MiB
-	// alive for the flash's lifetime.
+	// Detach trims the value to what may be kept (echoed inputs too
+	// large to keep are dropped) and returns the bytes it then holds.
 	Detach() int
 }
-
-type flashEntry struct {
-	org     string
-	id      string
-	v       Flash
-	size    int
-	expires time.Time
-}
-
-type orgFlashes struct{ n, bytes int }
 
 const (
 	// flashTTL is long enough for a slow redirect, short enough that a
 	// secret does not wait long for a reader.
 	flashTTL = 5 * time.Minute
-	// maxFlashes bounds the number kept: one slot per signed-in admin.
-	maxFlashes = 4096
 	// maxOrgFlashes is one organization's share: its admins' sessions
 	// that posted in the last flashTTL, far more than a team has.
 	maxOrgFlashes = 16
 	// maxFlashBytes is the most one flash may hold: two echoed fields
 	// of MaxEcho (metadata XML, a certificate) plus short ones.
 	maxFlashBytes = 4 * MaxEcho
-	// maxTotalBytes bounds the memory of all flashes together.
-	maxTotalBytes = 64 << 20
-	// flashOverhead is charged per entry for the map slot, the ID and
-	// the value's own structure.
+	// flashOverhead is charged per flash for its structure.
 	flashOverhead = 512
 
 	// MaxEcho caps one echoed input a refusal keeps to show again (a
@@ -82,105 +74,107 @@ const (
 	MaxMessage = 1 << 10
 )
 
-// NewFlashes returns an empty store.
-func NewFlashes() *Flashes {
-	return &Flashes{m: make(map[string]*flashEntry), orgs: make(map[string]*orgFlashes)}
+// NewFlashes returns flashes kept in st.
+func NewFlashes(st *store.Store) *Flashes {
+	return &Flashes{st: st}
 }
 
-// Put keeps v for session, an admin session of org, and returns the ID
-// the redirect carries. v is detached (see Flash) first.
-func (f *Flashes) Put(org, session string, v Flash) (string, error) {
+// Put keeps v for session, an admin session of org, sealed with key (the
+// session's browser secret), and returns the ID the redirect carries. v
+// is detached (see Flash) first.
+func (f *Flashes) Put(org, session string, key []byte, v Flash) (string, error) {
 	size := v.Detach() + flashOverhead
 	if size > maxFlashBytes {
 		return "", fmt.Errorf("flash of %d bytes exceeds %d", size, maxFlashBytes)
 	}
-	b := make([]byte, 16)
+	aead, err := flashAEAD(key)
+	if err != nil {
+		return "", err
+	}
+	plain, err := EncodeJSON(v)
+	if err != nil {
+		return "", fmt.Errorf("encoding flash: %w", err)
+	}
+	b := make([]byte, 16+aead.NonceSize())
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("flash ID: %w", err)
 	}
-	id := base64.RawURLEncoding.EncodeToString(b)
-	now := time.Now()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if old, ok := f.m[session]; ok {
-		f.drop(session, old)
+	id := base64.RawURLEncoding.EncodeToString(b[:16])
+	nonce := b[16:]
+	sealed := aead.Seal(nonce[:len(nonce):len(nonce)], nonce, plain, flashAD(org, session, id))
+	idHash := sha256.Sum256([]byte(id))
+	if err := f.st.PutFlash(org, session, idHash[:], sealed, time.Now().Add(flashTTL), maxOrgFlashes); err != nil {
+		return "", fmt.Errorf("keeping flash: %w", err)
 	}
-	for k, e := range f.m {
-		if now.After(e.expires) {
-			f.drop(k, e)
-		}
-	}
-	for f.orgs[org] != nil && f.orgs[org].n >= maxOrgFlashes {
-		f.dropOldest(org)
-	}
-	for len(f.m) >= maxFlashes || f.bytes+size > maxTotalBytes {
-		heaviest, most := "", 0
-		for name, o := range f.orgs {
-			if o.bytes > most {
-				heaviest, most = name, o.bytes
-			}
-		}
-		if heaviest == "" {
-			break
-		}
-		f.dropOldest(heaviest)
-	}
-	f.m[session] = &flashEntry{org: org, id: id, v: v, size: size, expires: now.Add(flashTTL)}
-	o := f.orgs[org]
-	if o == nil {
-		o = &orgFlashes{}
-		f.orgs[org] = o
-	}
-	o.n++
-	o.bytes += size
-	f.bytes += size
 	return id, nil
 }
 
-// Take returns and forgets session's flash if id names it; nil otherwise.
-func (f *Flashes) Take(session, id string) Flash {
-	if id == "" {
-		return nil
+// Take fills into with session's flash and forgets it, if id names it;
+// false if there is none (taken already, expired, replaced, or sealed for
+// another browser). Errors are the store's.
+func (f *Flashes) Take(org, session string, key []byte, id string, into Flash) (bool, error) {
+	if id == "" || len(id) > 64 {
+		return false, nil
 	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e, ok := f.m[session]
-	if !ok || subtle.ConstantTimeCompare([]byte(e.id), []byte(id)) != 1 {
-		return nil
+	idHash := sha256.Sum256([]byte(id))
+	sealed, err := f.st.TakeFlash(org, session, idHash[:])
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
 	}
-	f.drop(session, e)
-	if time.Now().After(e.expires) {
-		return nil
+	if err != nil {
+		return false, fmt.Errorf("taking flash: %w", err)
 	}
-	return e.v
+	aead, err := flashAEAD(key)
+	if err != nil {
+		return false, err
+	}
+	if len(sealed) < aead.NonceSize() {
+		return false, nil
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], flashAD(org, session, id))
+	if err != nil {
+		// Sealed for another cookie of the same session record cannot
+		// happen; a tampered record can. Either way: nothing to show.
+		return false, nil
+	}
+	if err := json.Unmarshal(plain, into); err != nil {
+		return false, fmt.Errorf("decoding flash: %w", err)
+	}
+	return true, nil
 }
 
-// drop forgets session's entry e. f.mu is held.
-func (f *Flashes) drop(session string, e *flashEntry) {
-	delete(f.m, session)
-	f.bytes -= e.size
-	if o := f.orgs[e.org]; o != nil {
-		o.n--
-		o.bytes -= e.size
-		if o.n == 0 {
-			delete(f.orgs, e.org)
-		}
+// EncodeJSON is json.Marshal without HTML escaping, for a Flash's
+// MarshalJSON: an echoed metadata document would grow sixfold with it.
+func EncodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
 	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// dropOldest forgets org's flash that expires first: the outcome its
-// admin has waited longest to come back for. f.mu is held.
-func (f *Flashes) dropOldest(org string) {
-	var oldest string
-	var at *flashEntry
-	for k, e := range f.m {
-		if e.org == org && (at == nil || e.expires.Before(at.expires)) {
-			oldest, at = k, e
-		}
+// flashAEAD is the cipher of a session's flashes.
+func flashAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) < 32 {
+		return nil, errors.New("flash: no browser secret to seal with")
 	}
-	if at != nil {
-		f.drop(oldest, at)
+	k, err := hkdf.Key(sha256.New, key, nil, "ssogate flash v1", 32)
+	if err != nil {
+		return nil, fmt.Errorf("flash key: %w", err)
 	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, fmt.Errorf("flash cipher: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// flashAD binds a sealed flash to where it is kept and to its ID, so a
+// record copied to another slot does not open.
+func flashAD(org, session, id string) []byte {
+	return []byte(org + "\x00" + session + "\x00" + id)
 }
 
 // Own returns a copy of s that shares no memory with the request it came

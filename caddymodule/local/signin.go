@@ -189,16 +189,26 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	}
 	// Each key counts this attempt as a failure now (see Throttle); the
 	// attempt is refunded below unless its password is checked and wrong.
+	// A throttle that cannot count fails the attempt unchecked (an
+	// internal error), and a refund that fails leaves a failure counted:
+	// either way the error is on the side of fewer guesses.
 	reserved := make([]*Reservation, 0, len(keys))
-	refund := func() {
+	refund := func() error {
+		var errs []error
 		for _, r := range reserved {
-			r.Refund()
+			errs = append(errs, r.Refund())
 		}
+		return errors.Join(errs...)
 	}
 	for _, k := range keys {
-		r, v := k.t.Reserve(k.key)
+		r, v, err := k.t.Reserve(k.key)
+		if err != nil {
+			return res, errors.Join(err, refund())
+		}
 		if v.Locked {
-			refund()
+			if err := refund(); err != nil {
+				return res, err
+			}
 			res.Outcome = OutcomeLocked
 			res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, k.scope, v.FirstRefusal
 			return res, nil
@@ -221,7 +231,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	if err != nil {
 		// Nothing was checked (the hasher was busy, the request ended,
 		// the stored hash is unreadable): nothing to count.
-		refund()
+		if rerr := refund(); rerr != nil {
+			return res, errors.Join(fmt.Errorf("verifying password: %w", err), rerr)
+		}
 		if errors.Is(err, ErrBusy) {
 			res.Outcome = OutcomeOverloaded
 			return res, nil
@@ -241,7 +253,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	// The password is right; from here on the outcome may be specific.
 	// A right password is no failure, whatever keeps it from signing in:
 	// the attempt is refunded, though only a success resets the keys.
-	refund()
+	if err := refund(); err != nil {
+		return res, err
+	}
 	switch {
 	case !user.Active:
 		res.Outcome = OutcomeDisabled
@@ -269,7 +283,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 
 	for _, k := range keys {
 		if k.scope != ScopeSource { // see the README: a success must not clear a source's record
-			k.t.Reset(k.key)
+			if err := k.t.Reset(k.key); err != nil {
+				return res, err
+			}
 		}
 	}
 	updated, err := a.recordLogin(ctx, user, at.Password)

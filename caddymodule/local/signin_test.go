@@ -55,8 +55,8 @@ func newSigninEnv(t *testing.T) *signinEnv {
 	devices.Now = c.now
 	e := &signinEnv{t: t, st: st, hasher: h, clock: c, auth: &Authenticator{
 		Store: st, Hasher: h,
-		Accounts: NewThrottle(cfg), Devices: NewThrottle(cfg),
-		Sources:      NewThrottle(ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
+		Accounts: NewThrottle(st, ScopeAccount, cfg), Devices: NewThrottle(st, ScopeDevice, cfg),
+		Sources:      NewThrottle(st, ScopeSource, ThrottleConfig{Free: 20, Base: time.Minute, Max: time.Hour, Now: c.now}),
 		DeviceTokens: devices,
 	}}
 	return e
@@ -468,7 +468,7 @@ func TestAttemptsInFlightPerSourceAreBounded(t *testing.T) {
 	close(gated.gate)
 	wg.Wait()
 	// Refused unchecked means not counted: the account has no failure.
-	if v := e.auth.Accounts.Check("it@acme.com"); v.Locked {
+	if v, err := e.auth.Accounts.Check("it@acme.com"); err != nil || v.Locked {
 		t.Error("busy refusal locked the account")
 	}
 	if res := e.try(Attempt{Email: "it@acme.com", Password: goodPassword, SourceIP: "203.0.113.5"}); res.Outcome != OutcomeSuccess {
@@ -557,5 +557,37 @@ func TestDeviceTrustEndsWithTheCredentials(t *testing.T) {
 	lock("it@acme.com") // the clock moved: the earlier lock lapsed, lock again
 	if res := e.try(at); res.Outcome != OutcomeLocked || res.TrustedDevice {
 		t.Errorf("token after its lifetime: %+v", res)
+	}
+}
+
+// TestThrottleStoreFailureFailsClosed: when a throttle cannot count (its
+// store is gone), an attempt is not checked at all, even with the right
+// password: no uncounted guesses while the store is down.
+func TestThrottleStoreFailureFailsClosed(t *testing.T) {
+	broken, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, scope := range []string{ScopeSource, ScopeAccount} {
+		e := newSigninEnv(t)
+		e.org("acme", "owner@acme.com")
+		cfg := ThrottleConfig{Now: e.clock.now}
+		switch scope {
+		case ScopeSource:
+			e.auth.Sources = NewThrottle(broken, scope, cfg)
+		case ScopeAccount:
+			e.auth.Accounts = NewThrottle(broken, scope, cfg)
+		}
+		before := e.hasher.verifies.Load()
+		res, err := e.auth.Authenticate(context.Background(), Attempt{Email: "owner@acme.com", Password: goodPassword, SourceIP: "192.0.2.1"})
+		if err == nil || res.Outcome == OutcomeSuccess {
+			t.Errorf("%s throttle down: outcome %q, error %v", scope, res.Outcome, err)
+		}
+		if n := e.hasher.verifies.Load() - before; n != 0 {
+			t.Errorf("%s throttle down: %d passwords checked", scope, n)
+		}
 	}
 }

@@ -1,10 +1,12 @@
 package local
 
 import (
+	"fmt"
 	"net/netip"
-	"slices"
 	"sync"
 	"time"
+
+	"github.com/ssogate/ssogate/store"
 )
 
 // ThrottleConfig tunes a Throttle. Zero fields take the defaults noted.
@@ -20,7 +22,8 @@ type ThrottleConfig struct {
 	// Forget: a key whose last failure is this old starts from zero again
 	// (default 1h).
 	Forget time.Duration
-	// MaxKeys bounds the memory used (default 100,000 keys, roughly 10 MB).
+	// MaxKeys bounds the records kept (default 100,000 keys, a few MB);
+	// beyond it the oldest are forgotten (see store.ReserveThrottle).
 	MaxKeys int
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
@@ -64,26 +67,27 @@ func (c ThrottleConfig) withDefaults() ThrottleConfig {
 // attempt that succeeds is refunded (Reset, or Refund where a success
 // must not clear the key's record).
 //
-// A Throttle lives in memory, in one process: several gateway processes
-// behind a load balancer each count on their own, and a restart forgets
-// everything (the gateway keeps its throttles across config reloads). It
-// is safe for concurrent use.
+// The counts are records of the store (store.ReserveThrottle and
+// friends), one scope per Throttle: every gateway process on the same
+// backend counts together, so N replicas give an attacker no more guesses
+// than one, and neither a config reload nor a restart forgets a lock.
+// What protects this process's CPU (InFlight, the hasher's queue) stays
+// per process. Every method fails closed: an error from the store means
+// the attempt must not be checked. It is safe for concurrent use.
 type Throttle struct {
-	cfg     ThrottleConfig
-	mu      sync.Mutex
-	entries map[string]*throttleEntry
+	st    *store.Store
+	scope string
+	cfg   ThrottleConfig
 }
 
-type throttleEntry struct {
-	failures int
-	last     time.Time // of the latest failure
-	until    time.Time // locked before this
-	reported bool      // a refusal during the current lock was reported
+// NewThrottle returns a Throttle that keeps its counts in st under scope
+// (ScopeAccount, ScopeSource, ScopeDevice: one scope per kind of key).
+func NewThrottle(st *store.Store, scope string, cfg ThrottleConfig) *Throttle {
+	return &Throttle{st: st, scope: scope, cfg: cfg.withDefaults()}
 }
 
-// NewThrottle returns a Throttle.
-func NewThrottle(cfg ThrottleConfig) *Throttle {
-	return &Throttle{cfg: cfg.withDefaults(), entries: map[string]*throttleEntry{}}
+func (t *Throttle) rule() store.ThrottleRule {
+	return store.ThrottleRule{Free: t.cfg.Free, Base: t.cfg.Base, Max: t.cfg.Max, Forget: t.cfg.Forget, MaxKeys: t.cfg.MaxKeys}
 }
 
 // Verdict is the answer of Check.
@@ -97,168 +101,88 @@ type Verdict struct {
 	FirstRefusal bool
 }
 
+func verdictOf(v store.ThrottleVerdict) Verdict {
+	return Verdict{Locked: v.Locked, RetryAfter: v.RetryAfter, FirstRefusal: v.FirstRefusal}
+}
+
 // Check tells whether key is locked now.
-func (t *Throttle) Check(key string) Verdict {
-	now := t.cfg.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e := t.entries[key]
-	if e == nil || !now.Before(e.until) {
-		return Verdict{}
+func (t *Throttle) Check(key string) (Verdict, error) {
+	v, err := t.st.CheckThrottle(t.scope, key, t.cfg.Now())
+	if err != nil {
+		return Verdict{}, fmt.Errorf("checking %s throttle: %w", t.scope, err)
 	}
-	first := !e.reported
-	e.reported = true
-	return Verdict{Locked: true, RetryAfter: e.until.Sub(now), FirstRefusal: first}
+	return verdictOf(v), nil
 }
 
 // Fail records a failure of key and returns the lock it caused (0 if the
 // key is still within its free failures).
-func (t *Throttle) Fail(key string) time.Duration {
-	now := t.cfg.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	d, _ := t.fail(key, now)
-	return d
-}
-
-// fail counts a failure of key; t.mu is held. It returns the lock the
-// failure started (0: none) and the lock's end before it.
-func (t *Throttle) fail(key string, now time.Time) (time.Duration, time.Time) {
-	e := t.entries[key]
-	if e == nil {
-		if len(t.entries) >= t.cfg.MaxKeys {
-			t.evict(now)
-		}
-		e = &throttleEntry{}
-		t.entries[key] = e
-	} else if t.forgettable(e, now) {
-		*e = throttleEntry{}
+func (t *Throttle) Fail(key string) (time.Duration, error) {
+	d, err := t.st.FailThrottle(t.scope, key, t.rule(), t.cfg.Now())
+	if err != nil {
+		return 0, fmt.Errorf("counting %s failure: %w", t.scope, err)
 	}
-	prev := e.until
-	e.failures++
-	e.last = now
-	over := e.failures - t.cfg.Free + 1
-	if over <= 0 {
-		return 0, prev
-	}
-	d := t.cfg.Max
-	if over <= 40 { // beyond that the shift overflows; Max applies anyway
-		if b := t.cfg.Base << (over - 1); b > 0 && b < d {
-			d = b
-		}
-	}
-	e.until = now.Add(d)
-	e.reported = false
-	return d, prev
+	return d, nil
 }
 
 // Reservation is an attempt that Reserve admitted and counted as a
 // failure in advance.
 type Reservation struct {
-	t    *Throttle
-	key  string
-	lock time.Duration
-	// until is the lock's end this reservation set, prev the one before
-	// it, so that a refund can undo the lock if nothing changed it since.
-	until, prev time.Time
-	refunded    bool // under t.mu
+	t      *Throttle
+	ticket *store.ThrottleTicket
+
+	mu       sync.Mutex
+	refunded bool
 }
 
 // Reserve admits an attempt on key unless the key is locked, and counts
 // the attempt as a failure at once, with the lock that failure causes:
-// the attempt's outcome is not known yet, and attempts in flight must
-// count against the key. If the attempt turns out not to have failed,
-// Reset the key or Refund the reservation.
-func (t *Throttle) Reserve(key string) (*Reservation, Verdict) {
-	now := t.cfg.Now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if e := t.entries[key]; e != nil && now.Before(e.until) {
-		first := !e.reported
-		e.reported = true
-		return nil, Verdict{Locked: true, RetryAfter: e.until.Sub(now), FirstRefusal: first}
+// the attempt's outcome is not known yet, and attempts in flight (on any
+// process) must count against the key. If the attempt turns out not to
+// have failed, Reset the key or Refund the reservation.
+func (t *Throttle) Reserve(key string) (*Reservation, Verdict, error) {
+	ticket, v, err := t.st.ReserveThrottle(t.scope, key, t.rule(), t.cfg.Now())
+	if err != nil {
+		return nil, Verdict{}, fmt.Errorf("reserving %s attempt: %w", t.scope, err)
 	}
-	d, prev := t.fail(key, now)
-	r := &Reservation{t: t, key: key, lock: d, prev: prev}
-	if e := t.entries[key]; e != nil {
-		r.until = e.until
+	if v.Locked {
+		return nil, verdictOf(v), nil
 	}
-	return r, Verdict{}
+	return &Reservation{t: t, ticket: ticket}, Verdict{}, nil
 }
 
 // Lock is the lock the reserved attempt started (0: none), reported when
 // the attempt fails.
-func (r *Reservation) Lock() time.Duration { return r.lock }
+func (r *Reservation) Lock() time.Duration { return r.ticket.Lock }
 
 // Refund takes the reserved failure back: the attempt was not checked
 // (the hasher was busy, the request ended), or it succeeded on a key
 // that a success does not reset. The lock it started is lifted unless a
 // later attempt has changed it since; a later lock stays. A second
-// refund does nothing.
-func (r *Reservation) Refund() {
-	t := r.t
-	t.mu.Lock()
-	defer t.mu.Unlock()
+// refund does nothing; a refund that failed leaves the failure counted.
+func (r *Reservation) Refund() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.refunded {
-		return
+		return nil
+	}
+	if err := r.t.st.RefundThrottle(r.ticket, r.t.cfg.Now()); err != nil {
+		return fmt.Errorf("refunding %s attempt: %w", r.t.scope, err)
 	}
 	r.refunded = true
-	e := t.entries[r.key]
-	if e == nil {
-		return // reset or evicted since: nothing left to take back
-	}
-	if e.failures > 0 {
-		e.failures--
-	}
-	if e.until.Equal(r.until) {
-		e.until = r.prev
-	}
+	return nil
 }
 
 // Reset forgets key's failures, after a success.
-func (t *Throttle) Reset(key string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.entries, key)
+func (t *Throttle) Reset(key string) error {
+	if err := t.st.ResetThrottle(t.scope, key); err != nil {
+		return fmt.Errorf("resetting %s throttle: %w", t.scope, err)
+	}
+	return nil
 }
 
 // Len is the number of keys remembered.
-func (t *Throttle) Len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.entries)
-}
-
-func (t *Throttle) forgettable(e *throttleEntry, now time.Time) bool {
-	return !now.Before(e.until) && now.Sub(e.last) >= t.cfg.Forget
-}
-
-// evict makes room: first it drops keys that would start from zero
-// anyway; if that is not enough, the tenth of the keys whose last failure
-// is oldest. An attacker who fills the table with fresh keys can thus
-// release old locks, but only by failing MaxKeys/10 times, which the
-// per-source throttle slows down.
-func (t *Throttle) evict(now time.Time) {
-	for k, e := range t.entries {
-		if t.forgettable(e, now) {
-			delete(t.entries, k)
-		}
-	}
-	if len(t.entries) < t.cfg.MaxKeys {
-		return
-	}
-	type aged struct {
-		key  string
-		last time.Time
-	}
-	all := make([]aged, 0, len(t.entries))
-	for k, e := range t.entries {
-		all = append(all, aged{k, e.last})
-	}
-	slices.SortFunc(all, func(a, b aged) int { return a.last.Compare(b.last) })
-	for _, a := range all[:max(1, len(all)/10)] {
-		delete(t.entries, a.key)
-	}
+func (t *Throttle) Len() (int, error) {
+	return t.st.CountThrottle(t.scope, t.cfg.Now())
 }
 
 // SourceKey is the key under which a client address is throttled: an IPv6
@@ -284,6 +208,11 @@ func SourceKey(ip string) string {
 // once, before any hashing, and not counted as a failure. Keys leave the
 // table when their last attempt ends, so its size is bounded by the
 // requests in flight. It is safe for concurrent use.
+//
+// Unlike a Throttle, it is per process on purpose: what it protects is
+// this process's CPU (each attempt in flight is a password hash here), and
+// a count shared with other replicas would refuse a source for hashes
+// other machines are doing.
 type InFlight struct {
 	max int
 	mu  sync.Mutex

@@ -1,11 +1,90 @@
 package local
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store"
 )
+
+// testStore is a real store in a temporary directory.
+func testStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
+// testThrottle wraps a Throttle so that tests read as before: every store
+// error fails the test.
+type testThrottle struct {
+	t  testing.TB
+	th *Throttle
+}
+
+func newTestThrottle(t testing.TB, cfg ThrottleConfig) *testThrottle {
+	return &testThrottle{t, NewThrottle(testStore(t), "test", cfg)}
+}
+
+func (x *testThrottle) Check(k string) Verdict {
+	x.t.Helper()
+	v, err := x.th.Check(k)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return v
+}
+
+func (x *testThrottle) Fail(k string) time.Duration {
+	x.t.Helper()
+	d, err := x.th.Fail(k)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return d
+}
+
+func (x *testThrottle) Reserve(k string) (*Reservation, Verdict) {
+	x.t.Helper()
+	r, v, err := x.th.Reserve(k)
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return r, v
+}
+
+func (x *testThrottle) Reset(k string) {
+	x.t.Helper()
+	if err := x.th.Reset(k); err != nil {
+		x.t.Fatal(err)
+	}
+}
+
+func (x *testThrottle) Len() int {
+	x.t.Helper()
+	n, err := x.th.Len()
+	if err != nil {
+		x.t.Fatal(err)
+	}
+	return n
+}
+
+func refund(t testing.TB, r *Reservation) {
+	t.Helper()
+	if err := r.Refund(); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // clock is a settable time for throttle tests.
 type clock struct {
@@ -29,7 +108,7 @@ func (c *clock) advance(d time.Duration) {
 
 func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour, Now: c.now})
+	th := newTestThrottle(t, ThrottleConfig{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour, Now: c.now})
 	// Free failures pass; the Free-th starts the first lock.
 	for i := range 2 {
 		if v := th.Check("k"); v.Locked {
@@ -72,7 +151,7 @@ func TestThrottleBacksOffExponentiallyAndLifts(t *testing.T) {
 
 func TestThrottleForgetsOldFailures(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
+	th := newTestThrottle(t, ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Forget: 30 * time.Minute, Now: c.now})
 	th.Fail("k")
 	th.Fail("k")
 	c.advance(29 * time.Minute)
@@ -87,7 +166,7 @@ func TestThrottleForgetsOldFailures(t *testing.T) {
 
 func TestThrottleIsBounded(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 1, Base: time.Minute, Forget: time.Hour, MaxKeys: 100, Now: c.now})
+	th := newTestThrottle(t, ThrottleConfig{Free: 1, Base: time.Minute, Forget: time.Hour, MaxKeys: 100, Now: c.now})
 	for i := range 1000 {
 		th.Fail(fmt.Sprint("k", i))
 		c.advance(time.Millisecond)
@@ -109,23 +188,124 @@ func TestThrottleIsBounded(t *testing.T) {
 }
 
 func TestThrottleConcurrentUse(t *testing.T) {
-	th := NewThrottle(ThrottleConfig{Free: 1000000})
+	th := NewThrottle(testStore(t), "test", ThrottleConfig{Free: 1000000})
 	var wg sync.WaitGroup
 	for g := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 500 {
+		wg.Go(func() {
+			for i := range 100 {
 				k := fmt.Sprint(g, "-", i%7)
-				th.Check(k)
-				th.Fail(k)
+				_, err1 := th.Check(k)
+				_, err2 := th.Fail(k)
+				var err3 error
 				if i%50 == 0 {
-					th.Reset(k)
+					err3 = th.Reset(k)
+				}
+				if err := errors.Join(err1, err2, err3); err != nil {
+					t.Error(err)
+					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
+}
+
+// TestThrottleBurstGetsFreeAttemptsOnly: attempts sent at the same moment
+// (on one process or several: the counts are the store's) get exactly the
+// free attempts between them, not one each.
+func TestThrottleBurstGetsFreeAttemptsOnly(t *testing.T) {
+	st := testStore(t)
+	c := newClock()
+	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
+	// Two Throttles on one store: two gateway processes on one backend.
+	procs := []*Throttle{NewThrottle(st, ScopeAccount, cfg), NewThrottle(st, ScopeAccount, cfg)}
+	var admitted atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			r, v, err := procs[i%2].Reserve("alice@example.com")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if !v.Locked && r != nil {
+				admitted.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := admitted.Load(); n != 3 {
+		t.Fatalf("%d of 16 simultaneous attempts admitted, want the 3 free ones", n)
+	}
+}
+
+// TestThrottleSharedByProcesses: what one process counted, another on the
+// same backend refuses; a success on one resets it for both. Another
+// scope on the same store is another throttle.
+func TestThrottleSharedByProcesses(t *testing.T) {
+	st := testStore(t)
+	c := newClock()
+	cfg := ThrottleConfig{Free: 2, Base: time.Minute, Max: time.Hour, Now: c.now}
+	a, b := NewThrottle(st, ScopeAccount, cfg), NewThrottle(st, ScopeAccount, cfg)
+	other := NewThrottle(st, ScopeDevice, cfg)
+	for i, th := range []*Throttle{a, b} {
+		if _, v, err := th.Reserve("k"); err != nil || v.Locked {
+			t.Fatalf("attempt %d: %+v %v", i+1, v, err)
+		}
+	}
+	for _, th := range []*Throttle{a, b} {
+		v, err := th.Check("k")
+		if err != nil || !v.Locked || v.RetryAfter != time.Minute {
+			t.Fatalf("after two failures on two processes: %+v %v", v, err)
+		}
+	}
+	if v, err := other.Check("k"); err != nil || v.Locked {
+		t.Fatalf("another scope's key: %+v %v", v, err)
+	}
+	// The first refusal of a lock is reported once, whichever process
+	// refuses first.
+	c.advance(time.Second)
+	_, v1, err1 := a.Reserve("k")
+	_, v2, err2 := b.Reserve("k")
+	if err1 != nil || err2 != nil || !v1.Locked || !v2.Locked || v1.FirstRefusal || v2.FirstRefusal {
+		t.Fatalf("refusals after Check reported them: %+v %+v %v %v", v1, v2, err1, err2)
+	}
+	if err := b.Reset("k"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := a.Check("k"); err != nil || v.Locked {
+		t.Fatalf("a reset on one process did not reach the other: %+v %v", v, err)
+	}
+}
+
+// TestThrottleKeysHoldNoSecret: the store keeps hashes of the keys
+// throttled, not the keys themselves (an address, a device token's ID).
+func TestThrottleKeysHoldNoSecret(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(dir, store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := "device-" + fmt.Sprint(time.Now().UnixNano())
+	if _, err := NewThrottle(st, ScopeDevice, ThrottleConfig{}).Fail(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(key)) {
+			t.Errorf("%s holds the throttled key", f.Name())
+		}
+	}
 }
 
 func TestSourceKey(t *testing.T) {
@@ -148,7 +328,7 @@ func TestSourceKey(t *testing.T) {
 // lock it started unless a later one replaced it.
 func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
 	c := newClock()
-	th := NewThrottle(ThrottleConfig{Free: 3, Base: time.Second, Max: time.Hour, Now: c.now})
+	th := newTestThrottle(t, ThrottleConfig{Free: 3, Base: time.Second, Max: time.Hour, Now: c.now})
 	var rs []*Reservation
 	for i := range 3 {
 		r, v := th.Reserve("k")
@@ -164,8 +344,8 @@ func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
 		t.Fatalf("fourth attempt while three are in flight: %+v", v)
 	}
 	// The third succeeded on a key a success does not reset: its lock goes.
-	rs[2].Refund()
-	rs[2].Refund() // twice counts once
+	refund(t, rs[2])
+	refund(t, rs[2]) // twice counts once
 	if v := th.Check("k"); v.Locked {
 		t.Fatalf("refund kept its own lock: %+v", v)
 	}
@@ -174,13 +354,13 @@ func TestThrottleReserveCountsAttemptsInFlight(t *testing.T) {
 		t.Fatalf("after the refund: %+v, lock %v", v, r.Lock())
 	}
 	// A refund of an earlier reservation leaves a later lock alone.
-	rs[0].Refund()
+	refund(t, rs[0])
 	if v := th.Check("k"); !v.Locked {
 		t.Fatal("an earlier refund lifted a later lock")
 	}
 	// A refund after a reset changes nothing.
 	th.Reset("k")
-	r.Refund()
+	refund(t, r)
 	if th.Len() != 0 {
 		t.Error("refund after reset created an entry")
 	}

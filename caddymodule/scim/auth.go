@@ -4,15 +4,14 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	scimerrors "github.com/elimity-com/scim/errors"
 	"go.uber.org/zap"
-	"golang.org/x/time/rate"
 
 	"github.com/ssogate/ssogate/caddymodule/local"
 	"github.com/ssogate/ssogate/store"
@@ -42,9 +41,10 @@ const maxTokenLen = 512
 // failures exceeded the limit gets 429 instead of 401 for further
 // failures. That 429 is no oracle worth having: a token is 256 random
 // bits, so the throttle is not what stops guessing; it bounds what a
-// flood of failures costs, and each costs the same either way: one store
-// read of the organization, one SHA-256 of at most maxTokenLen bytes, a
-// limiter update and an aggregated audit count (no write per request).
+// flood of failures costs: one store read of the organization, one
+// SHA-256 of at most maxTokenLen bytes, a limiter transaction (a write
+// only for a failure within the limit; a throttled one only reads) and an
+// aggregated audit count (no audit write per request).
 // Nothing about the path or the body is looked at before the token is
 // accepted.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *store.Org {
@@ -63,7 +63,14 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *st
 	if org != nil {
 		key += org.ID
 	}
-	allowed, retry := s.limiter.fail(key, s.cfg.Now())
+	allowed, retry, err := s.limiter.fail(key, s.cfg.Now())
+	if err != nil {
+		// Uncounted failures would be unthrottled ones: refuse with an
+		// error instead, which gives a guesser nothing either.
+		s.log.Error("SCIM authentication failed and could not be counted", zap.String("org", orgID), zap.String("remote_ip", source), zap.Error(err))
+		writeError(w, scimerrors.ScimErrorInternal)
+		return nil
+	}
 	if org != nil {
 		details := map[string]string{"reason": why}
 		if !allowed {
@@ -151,8 +158,11 @@ func bearerToken(header string) (string, bool) {
 	return token, true
 }
 
-// maxTrackedSources bounds the limiter's memory.
+// maxTrackedSources bounds the keys the limiter keeps in the store.
 const maxTrackedSources = 10_000
+
+// limiterScope is the limiter's scope among the store's throttle records.
+const limiterScope = "scim-auth"
 
 // FailureLimiter slows down repeated authentication failures: each key
 // (source address and organization) has a token bucket that failures
@@ -162,64 +172,38 @@ const maxTrackedSources = 10_000
 // IdP's shared egress addresses cannot make another organization's
 // failures throttled sooner.
 //
-// The gateway keeps one per store for the life of the process, so that a
-// config reload does not forget who was throttled. It is safe for
-// concurrent use.
+// The buckets are records of the store (store.TakeToken), so every
+// gateway process on the same backend drains the same buckets (N replicas
+// allow no more failures than one) and neither a reload nor a restart
+// refills them. It is safe for concurrent use.
 type FailureLimiter struct {
-	burst int
-	every time.Duration
-
-	mu      sync.Mutex
-	sources map[string]*rate.Limiter
+	st      *store.Store
+	burst   int
+	every   time.Duration
+	maxKeys int // maxTrackedSources; tests lower it
 }
 
-// NewFailureLimiter returns a limiter that allows burst failures per key,
-// then one per every. Non-positive values mean 10 and 6 seconds.
-func NewFailureLimiter(burst int, every time.Duration) *FailureLimiter {
+// NewFailureLimiter returns a limiter that keeps its buckets in st and
+// allows burst failures per key, then one per every. Non-positive values
+// mean 10 and 6 seconds.
+func NewFailureLimiter(st *store.Store, burst int, every time.Duration) *FailureLimiter {
 	if burst <= 0 {
 		burst = 10
 	}
 	if every <= 0 {
 		every = 6 * time.Second
 	}
-	return &FailureLimiter{burst: burst, every: every, sources: make(map[string]*rate.Limiter)}
+	return &FailureLimiter{st: st, burst: burst, every: every, maxKeys: maxTrackedSources}
 }
 
 // fail records a failure of key at now. It reports whether the failure
 // was within the limit (answer 401) or not (answer 429, and retry after
 // the duration returned); a failure over the limit takes no token, so a
 // flood does not extend the wait.
-func (l *FailureLimiter) fail(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim := l.sources[key]
-	if lim == nil {
-		if len(l.sources) >= maxTrackedSources {
-			l.sweep(now)
-		}
-		lim = rate.NewLimiter(rate.Every(l.every), l.burst)
-		l.sources[key] = lim
+func (l *FailureLimiter) fail(key string, now time.Time) (bool, time.Duration, error) {
+	ok, retry, err := l.st.TakeToken(limiterScope, key, l.burst, l.every, l.maxKeys, now)
+	if err != nil {
+		return false, 0, fmt.Errorf("counting SCIM authentication failure: %w", err)
 	}
-	if lim.AllowN(now, 1) {
-		return true, 0
-	}
-	return false, time.Duration((1 - lim.TokensAt(now)) * float64(l.every))
-}
-
-// sweep forgets keys whose bucket has refilled (they are as good as new)
-// and, if that is not enough, arbitrary others down to nine tenths of the
-// bound, so that a flood from ever new sources pays for a full scan only
-// once per tenth of the table, not on every request.
-func (l *FailureLimiter) sweep(now time.Time) {
-	for k, lim := range l.sources {
-		if lim.TokensAt(now) >= float64(l.burst) {
-			delete(l.sources, k)
-		}
-	}
-	for k := range l.sources {
-		if len(l.sources) <= maxTrackedSources*9/10 {
-			break
-		}
-		delete(l.sources, k)
-	}
+	return ok, retry, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -179,41 +180,55 @@ func TestSCIMThrottleGroupsIPv6By64(t *testing.T) {
 	e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
 }
 
+// TestFailureLimiterStaysBounded: however many sources fail, the store
+// keeps at most maxKeys buckets.
 func TestFailureLimiterStaysBounded(t *testing.T) {
-	l := NewFailureLimiter(2, time.Second)
+	e := newEnv(t)
+	l := NewFailureLimiter(e.store, 2, time.Second)
+	l.maxKeys = 200
 	now := time.Now()
-	for i := range maxTrackedSources + 50 {
-		l.fail(strings.Repeat("k", i%7)+string(rune('a'+i%26))+time.Duration(i).String(), now)
+	fail := func(key string) bool {
+		t.Helper()
+		ok, _, err := l.fail(key, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
 	}
-	if n := len(l.sources); n > maxTrackedSources {
-		t.Fatalf("%d sources tracked", n)
+	for i := range 3 * l.maxKeys {
+		fail(fmt.Sprint("source-", i))
 	}
-	// At the bound, one sweep makes room for many new sources.
-	for i := 0; len(l.sources) < maxTrackedSources; i++ {
-		l.fail(fmt.Sprint("more-", i), now)
+	if n, err := e.store.CountThrottle(limiterScope, now); err != nil || n > l.maxKeys {
+		t.Fatalf("%d buckets kept, bound is %d (%v)", n, l.maxKeys, err)
 	}
-	l.fail("fresh-1", now)
-	if n := len(l.sources); n > maxTrackedSources*9/10+1 {
-		t.Fatalf("%d sources tracked after a sweep", n)
-	}
-	l.fail("x", now)
-	l.fail("x", now)
-	if ok, _ := l.fail("x", now); ok {
-		t.Fatal("x allowed a failure past its burst")
+	// At the bound, new sources are still counted.
+	if !fail("x") || !fail("x") || fail("x") {
+		t.Fatal("x did not get exactly its burst")
 	}
 }
 
-// TestLimiterIsShared: servers built with the same Limiter (the old and
-// the new config of a reload) share what it counted.
+// TestLimiterIsShared: servers on one store (the old and the new config
+// of a reload, or two gateway processes on one backend) drain the same
+// buckets, without sharing a Limiter.
 func TestLimiterIsShared(t *testing.T) {
-	lim := NewFailureLimiter(2, time.Minute)
 	users := testPrefix + "/scim/acme/v2/Users"
-	e := newEnv(t, func(c *Config) { c.Limiter = lim })
+	e := newEnv(t, func(c *Config) { c.FailureBurst, c.FailureEvery = 2, time.Minute })
 	for range 2 {
 		e.scimError(e.callWith("guess", http.MethodGet, users, nil), http.StatusUnauthorized, "")
 	}
-	e2 := newEnv(t, func(c *Config) { c.Limiter = lim })
+	srv, err := New(Config{Store: e.store, BaseURL: testBase, Prefix: testPrefix,
+		ClientIP: func(*http.Request) string { return "192.0.2.1" }, FailureBurst: 2, FailureEvery: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e2 := *e
+	e2.srv, e2.http = srv, httptest.NewServer(srv)
+	t.Cleanup(e2.http.Close)
 	e2.scimError(e2.callWith("guess", http.MethodGet, users, nil), http.StatusTooManyRequests, "")
+	// A valid token still passes on either.
+	if r := e2.callWith(e.tokens["acme"], http.MethodGet, users, nil); r.status != http.StatusOK {
+		t.Fatalf("valid token on the second server: %d", r.status)
+	}
 }
 
 func TestTokenLastUsedIsRecorded(t *testing.T) {
@@ -248,5 +263,26 @@ func TestRotatedTokenStopsWorking(t *testing.T) {
 	e.scimError(e.call("acme", http.MethodGet, "/Users", nil), http.StatusUnauthorized, "")
 	if r := e.callWith("the-new-token", http.MethodGet, testPrefix+"/scim/acme/v2/Users", nil); r.status != http.StatusOK {
 		t.Fatalf("new token: %d", r.status)
+	}
+}
+
+// TestLimiterStoreFailureFailsClosed: a failure the limiter cannot count
+// is answered with an error, not a plain 401 that would let guesses go
+// uncounted; a valid token does not need the limiter and still passes.
+func TestLimiterStoreFailureFailsClosed(t *testing.T) {
+	broken, err := store.Open(t.TempDir(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := broken.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.Limiter = NewFailureLimiter(broken, 2, time.Minute) })
+	users := testPrefix + "/scim/acme/v2/Users"
+	if r := e.callWith("guess", http.MethodGet, users, nil); r.status != http.StatusInternalServerError {
+		t.Errorf("an uncountable failure: %d, want 500", r.status)
+	}
+	if r := e.callWith(e.tokens["acme"], http.MethodGet, users, nil); r.status != http.StatusOK {
+		t.Errorf("the valid token: %d", r.status)
 	}
 }

@@ -67,11 +67,12 @@ type Config struct {
 	Logger   *zap.Logger
 
 	// Limiter throttles failed authentications per source address and
-	// organization. Share one across config reloads, so that a reload
-	// does not forget them. Nil means a new one with FailureBurst and
-	// FailureEvery: after FailureBurst failures, a source gets one more
-	// failure per FailureEvery and 429 for the others (zero values mean
-	// 10 and 6 seconds).
+	// organization; its counts are in the store, so servers on one
+	// backend (a reload's old and new config, other replicas) share them.
+	// Nil means one on Store with FailureBurst and FailureEvery: after
+	// FailureBurst failures, a source gets one more failure per
+	// FailureEvery and 429 for the others (zero values mean 10 and 6
+	// seconds).
 	Limiter      *FailureLimiter
 	FailureBurst int
 	FailureEvery time.Duration
@@ -115,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Limiter == nil {
-		cfg.Limiter = NewFailureLimiter(cfg.FailureBurst, cfg.FailureEvery)
+		cfg.Limiter = NewFailureLimiter(cfg.Store, cfg.FailureBurst, cfg.FailureEvery)
 	}
 	if err := cfg.Limits.Validate(); err != nil {
 		return nil, fmt.Errorf("scim: limits: %w", err)
@@ -301,7 +302,15 @@ func (s *Server) BaseURL(orgID string) string {
 // audit records a SCIM event. A failure to record is logged: the change
 // it describes has happened.
 func (s *Server) audit(orgID, source, action, outcome string, details map[string]string) {
-	e := &store.AuditEvent{
+	e := s.auditEvent(orgID, source, action, outcome, details)
+	if err := s.cfg.Store.AppendAudit(e); err != nil {
+		s.log.Error("recording audit event", zap.String("org", orgID), zap.String("action", action), zap.Error(err))
+	}
+}
+
+// auditEvent is the audit event of a SCIM request.
+func (s *Server) auditEvent(orgID, source, action, outcome string, details map[string]string) *store.AuditEvent {
+	return &store.AuditEvent{
 		Time:     s.cfg.Now().UTC(),
 		OrgID:    orgID,
 		Actor:    "scim",
@@ -309,9 +318,6 @@ func (s *Server) audit(orgID, source, action, outcome string, details map[string
 		Outcome:  outcome,
 		SourceIP: source,
 		Details:  details,
-	}
-	if err := s.cfg.Store.AppendAudit(e); err != nil {
-		s.log.Error("recording audit event", zap.String("org", orgID), zap.String("action", action), zap.Error(err))
 	}
 }
 

@@ -58,7 +58,7 @@ func TestXcaddyBuildHasModuleAndOrgCommand(t *testing.T) {
 	}
 
 	out := run(t, bin, "list-modules")
-	for _, m := range []string{"sso", "http.handlers.sso_gateway", "admin.api.sso"} {
+	for _, m := range []string{"sso", "http.handlers.sso_gateway", "admin.api.sso", "admin.api.sso_store"} {
 		if !hasLine(out, m) {
 			t.Errorf("list-modules lacks %s:\n%s", m, out)
 		}

@@ -1,0 +1,487 @@
+// Package storecli is the `store` command of ssogate (and of any Caddy
+// built with the module): portable export and import of organizations,
+// which also move a deployment from one storage backend to another, and
+// the online backup of the Badger store with its offline restore.
+package storecli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/ssogate/ssogate/store"
+)
+
+// Command is the `store` command; the module's package registers it, as
+// it does `org`.
+func Command() caddycmd.Command {
+	return caddycmd.Command{
+		Name:      "store",
+		Usage:     "export|import|backup|restore ...",
+		Short:     "Exports, imports, backs up and restores the gateway's store",
+		Long:      strings.ReplaceAll(longHelp, "BIN", invokedName()),
+		CobraFunc: storeCommands,
+	}
+}
+
+func invokedName() string {
+	if len(os.Args) == 0 {
+		return "caddy"
+	}
+	return filepath.Base(os.Args[0])
+}
+
+const longHelp = `
+Copies the gateway's data (organizations, users, sessions, keys) out and
+back in. Not to be confused with 'BIN storage', Caddy's own command for
+its certificate storage.
+
+export / import use a portable format (JSON Lines, described in the
+README): organizations with their domains, users, groups, deprovisioned
+identifiers and audit trails, and with --with-secrets also password
+hashes, SCIM token hashes, pending set-password links and the gateway's
+keys. Sessions are not exported: users sign in again. They open the store
+directly, so the gateway must be stopped for a Badger store (Badger locks
+its directory); export --online asks the running gateway instead.
+
+  BIN store export --path /var/lib/ssogate -o all.jsonl --with-secrets
+  BIN store export --online --org acme -o acme.jsonl
+  BIN store import all.jsonl --storage postgres --postgres-dsn "$SSOGATE_DATABASE_URL"
+  BIN store import acme.jsonl --path /var/lib/ssogate --replace
+
+Import checks the whole file before writing anything, refuses an
+organization that exists unless --replace, and writes each organization
+inactive until all its records are in.
+
+backup takes a consistent copy of the whole Badger store (sessions
+included) from the running gateway through its admin API; restore loads
+one into an empty directory, with the gateway stopped:
+
+  BIN store backup -o ssogate-$(date +%F).backup
+  BIN store restore ssogate-2026-11-30.backup --path /var/lib/ssogate.new
+`
+
+func storeCommands(cmd *cobra.Command) {
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return fmt.Errorf("unknown command %q for %q; see '%s store --help'", args[0], invokedName()+" store", invokedName())
+		}
+		return nil
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	// As for `org`: the help names the binary as invoked, so that what it
+	// shows can be pasted back.
+	help := cmd.HelpFunc()
+	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
+		c.Root().Use = invokedName()
+		help(c, args)
+	})
+
+	export := &cobra.Command{
+		Use:   "export [--org <id>]... [--with-secrets] [-o <file>] (--path <dir> | --storage postgres ... | --online)",
+		Short: "Writes organizations in the portable format",
+		Args:  cobra.NoArgs,
+		RunE:  runExport,
+	}
+	storageFlags(export)
+	onlineFlags(export)
+	export.Flags().Bool("online", false, "export from the running gateway through its admin API")
+	export.Flags().StringArray("org", nil, "export only this organization (repeatable); default: all, gateway-wide records included")
+	export.Flags().Bool("with-secrets", false, "include password hashes, SCIM token hashes, set-password links and the gateway's keys")
+	export.Flags().StringP("output", "o", "-", "file to write ('-': standard output)")
+	cmd.AddCommand(export)
+
+	imp := &cobra.Command{
+		Use:   "import <file> [--org <id>]... [--replace] (--path <dir> | --storage postgres ...)",
+		Short: "Reads a portable export into a store (the gateway on a Badger store stopped)",
+		Args:  cobra.ExactArgs(1),
+		RunE:  runImport,
+	}
+	storageFlags(imp)
+	imp.Flags().StringArray("org", nil, "import only this organization of the file (repeatable)")
+	imp.Flags().Bool("replace", false, "delete organizations of the file that exist, and overwrite differing secrets")
+	cmd.AddCommand(imp)
+
+	backup := &cobra.Command{
+		Use:   "backup -o <file>",
+		Short: "Takes an online backup of the running gateway's Badger store",
+		Args:  cobra.NoArgs,
+		RunE:  runBackup,
+	}
+	onlineFlags(backup)
+	backup.Flags().StringP("output", "o", "", "file to write (required)")
+	_ = backup.MarkFlagRequired("output")
+	cmd.AddCommand(backup)
+
+	restore := &cobra.Command{
+		Use:   "restore <file> --path <dir>",
+		Short: "Restores an online backup into an empty directory (offline)",
+		Args:  cobra.ExactArgs(1),
+		RunE:  runRestore,
+	}
+	restore.Flags().String("path", "", "directory to restore into; must not exist or be empty (required)")
+	_ = restore.MarkFlagRequired("path")
+	cmd.AddCommand(restore)
+}
+
+// storageFlags are the flags naming a store to open directly. They are
+// explicit rather than read from the gateway's config: a migration has
+// two stores, and the config names only one of them.
+func storageFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.String("storage", "badger", "storage backend: badger or postgres")
+	f.String("path", "", "Badger directory (the sso app's storage_path)")
+	f.String("postgres-dsn", "", "PostgreSQL connection string (default: $SSOGATE_DATABASE_URL); never printed")
+	f.String("postgres-schema", "", "PostgreSQL schema (default: the backend's)")
+}
+
+func onlineFlags(c *cobra.Command) {
+	f := c.Flags()
+	f.String("address", "", "address of the administration listener, if different from config")
+	f.StringP("config", "c", "", "configuration file to read the admin address from")
+	f.StringP("adapter", "a", "", "name of config adapter to apply")
+}
+
+// openStore opens the store the storage flags name.
+func openStore(c *cobra.Command) (*store.Store, error) {
+	kind, _ := c.Flags().GetString("storage")
+	path, _ := c.Flags().GetString("path")
+	dsn, _ := c.Flags().GetString("postgres-dsn")
+	schema, _ := c.Flags().GetString("postgres-schema")
+	log := caddy.Log().Named("store")
+	switch kind {
+	case "badger":
+		if dsn != "" || schema != "" {
+			return nil, errors.New("--postgres-dsn and --postgres-schema go with --storage postgres")
+		}
+		if path == "" {
+			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
+		}
+		// Export reads a store: a mistyped --path must not become a new,
+		// empty one (Badger creates what it opens).
+		if c.Name() == "export" {
+			if _, err := os.Stat(filepath.Join(path, "MANIFEST")); err != nil {
+				return nil, fmt.Errorf("--path %s: not a Badger store (no MANIFEST): %w", path, err)
+			}
+		}
+		st, err := store.Open(path, store.Options{Logger: log, GCInterval: -1})
+		if err != nil {
+			if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+				return nil, fmt.Errorf("%w\n(a running gateway holds the store: stop it, or use --online for an export)", err)
+			}
+			return nil, err
+		}
+		return st, nil
+	case "postgres":
+		if path != "" {
+			return nil, errors.New("--path goes with --storage badger")
+		}
+		if dsn == "" {
+			dsn = os.Getenv("SSOGATE_DATABASE_URL")
+		}
+		if dsn == "" {
+			return nil, errors.New("give the database with --postgres-dsn or $SSOGATE_DATABASE_URL")
+		}
+		return openPostgres(dsn, schema, log)
+	default:
+		return nil, fmt.Errorf("--storage %q: badger or postgres", kind)
+	}
+}
+
+// openPostgres opens the store on PostgreSQL, with the defaults of the
+// sso.storage.postgres module (schema ssogate), creating or migrating
+// its tables as a gateway would.
+func openPostgres(dsn, schema string, log *zap.Logger) (*store.Store, error) {
+	if schema == "" {
+		schema = "ssogate"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 4, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return store.OpenBackend(b, store.Options{Logger: log, GCInterval: -1})
+}
+
+func runExport(c *cobra.Command, _ []string) error {
+	orgs, _ := c.Flags().GetStringArray("org")
+	secrets, _ := c.Flags().GetBool("with-secrets")
+	out, _ := c.Flags().GetString("output")
+	online, _ := c.Flags().GetBool("online")
+	if online {
+		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-schema"} {
+			if c.Flags().Changed(f) {
+				return fmt.Errorf("--%s opens a store directly; --online asks the running gateway", f)
+			}
+		}
+	}
+	var stats store.ExportStats
+	err := writeOutput(c, out, func(w io.Writer) error {
+		if online {
+			q := url.Values{"org": orgs}
+			if secrets {
+				q.Set("with_secrets", "true")
+			}
+			if err := adminGet(c, "/sso/store/export?"+q.Encode(), w); err != nil {
+				return err
+			}
+			return nil
+		}
+		st, err := openStore(c)
+		if err != nil {
+			return err
+		}
+		stats, err = st.Export(w, store.ExportOptions{Orgs: orgs, WithSecrets: secrets})
+		if err == nil {
+			err = auditOffline(st, "store.export", map[string]string{"orgs": orgList(orgs), "with_secrets": strconv.FormatBool(secrets)})
+		}
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, func(f *os.File) error {
+		// The file as written must read back whole: an online export cut
+		// short lacks its end line.
+		_, counts, err := store.CheckExport(f)
+		stats = counts
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return printSummary(c, "exported", stats)
+}
+
+func runImport(c *cobra.Command, args []string) error {
+	orgs, _ := c.Flags().GetStringArray("org")
+	replace, _ := c.Flags().GetBool("replace")
+	in, cleanup, err := seekableInput(args[0])
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	st, err := openStore(c)
+	if err != nil {
+		return err
+	}
+	stats, err := st.Import(in, store.ImportOptions{Orgs: orgs, Replace: replace})
+	if err == nil {
+		err = auditOffline(st, "store.import", map[string]string{
+			"orgs": orgList(orgs), "replace": strconv.FormatBool(replace), "file": filepath.Base(args[0]),
+			"organizations": strconv.Itoa(stats["org"]), "users": strconv.Itoa(stats["user"]),
+		})
+	}
+	if cerr := st.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return printSummary(c, "imported", stats)
+}
+
+func runBackup(c *cobra.Command, _ []string) error {
+	out, _ := c.Flags().GetString("output")
+	if out == "-" {
+		return errors.New("a backup goes to a file (-o), which is checked before it is kept")
+	}
+	var n int64
+	err := writeOutput(c, out, func(w io.Writer) error {
+		return adminGet(c, "/sso/store/backup", w)
+	}, func(f *os.File) error {
+		var err error
+		n, err = store.CheckBackup(f)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "Backup of %d bytes of store data written to %s\n", n, out)
+	return nil
+}
+
+func runRestore(c *cobra.Command, args []string) error {
+	dir, _ := c.Flags().GetString("path")
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	log := caddy.Log().Named("store")
+	if err := store.LoadBackup(dir, f, log); err != nil {
+		return err
+	}
+	// Opening it runs what Open runs (index migrations, unfinished
+	// deletions): a restored store that does not open is no restore.
+	st, err := store.Open(dir, store.Options{Logger: log, GCInterval: -1})
+	if err != nil {
+		return fmt.Errorf("the restored store does not open: %w", err)
+	}
+	orgs, err := st.ListOrgs()
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "Restored %d organizations into %s; point the sso app's storage_path at it and start the gateway\n", len(orgs), dir)
+	return nil
+}
+
+// auditOffline records an offline copy in the store's gateway-wide audit
+// trail, as the admin API does for online ones.
+func auditOffline(st *store.Store, action string, details map[string]string) error {
+	err := st.AppendAudit(&store.AuditEvent{Actor: "operator (offline)", Action: action, Outcome: "success", Details: details})
+	if err != nil {
+		return fmt.Errorf("recording the %s in the audit trail: %w", action, err)
+	}
+	return nil
+}
+
+func orgList(orgs []string) string {
+	if len(orgs) == 0 {
+		return "all"
+	}
+	return strings.Join(orgs, ",")
+}
+
+// writeOutput runs write into the file out ("-": standard output). A file
+// is written beside its final name with mode 0600 (it may hold every
+// secret of the gateway), synced, checked by verify, and only then
+// renamed into place: a failed or cut-short copy never takes the name of
+// a good one.
+func writeOutput(c *cobra.Command, out string, write func(io.Writer) error, verify func(*os.File) error) error {
+	if out == "-" || out == "" {
+		return write(c.OutOrStdout())
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".*.partial")
+	if err != nil {
+		return err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = tmp.Close()
+			_ = os.Remove(tmp.Name())
+		}
+	}()
+	if err := tmp.Chmod(0o600); err != nil {
+		return err
+	}
+	if err := write(tmp); err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := verify(tmp); err != nil {
+		return fmt.Errorf("the copy written is not whole, %s not written: %w", out, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), out); err != nil {
+		return err
+	}
+	ok = true
+	return nil
+}
+
+// seekableInput opens name for Import, which reads it twice; standard
+// input is first copied to a temporary file.
+func seekableInput(name string) (io.ReadSeeker, func(), error) {
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f, func() { _ = f.Close() }, nil
+	}
+	tmp, err := os.CreateTemp("", "ssogate-import-*.jsonl")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { _ = tmp.Close(); _ = os.Remove(tmp.Name()) }
+	if err := tmp.Chmod(0o600); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	if _, err := io.Copy(tmp, os.Stdin); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("reading standard input: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return tmp, cleanup, nil
+}
+
+// adminGet streams the response of a GET on the admin API into w.
+func adminGet(c *cobra.Command, path string, w io.Writer) error {
+	address, _ := c.Flags().GetString("address")
+	config, _ := c.Flags().GetString("config")
+	adapter, _ := c.Flags().GetString("adapter")
+	adminAddr, err := caddycmd.DetermineAdminAPIAddress(address, nil, config, adapter)
+	if err != nil {
+		return fmt.Errorf("couldn't determine admin API address: %w", err)
+	}
+	resp, err := caddycmd.AdminAPIRequest(adminAddr, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return apiError(err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("reading the gateway's response: %w", err)
+	}
+	return nil
+}
+
+// apiError turns an admin API error response into its message.
+func apiError(err error) error {
+	msg := err.Error()
+	i := strings.Index(msg, "HTTP ")
+	if i < 0 {
+		return err
+	}
+	_, body, ok := strings.Cut(msg[i:], ": ")
+	if !ok {
+		return err
+	}
+	var e struct {
+		Error string `json:"error"`
+	}
+	if json.Unmarshal([]byte(body), &e) != nil || e.Error == "" {
+		return err
+	}
+	return fmt.Errorf("%s (%s)", e.Error, strings.TrimSpace(msg[i:i+8]))
+}
+
+// printSummary prints the record counts as JSON on standard error, so
+// that standard output can carry the export itself.
+func printSummary(c *cobra.Command, what string, stats store.ExportStats) error {
+	b, err := json.Marshal(map[string]any{what: stats})
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(c.ErrOrStderr(), string(b))
+	return err
+}

@@ -33,7 +33,7 @@ const (
 	OutcomeBadCredentials Outcome = "bad_credentials" // unknown address, no password yet, or wrong password
 	OutcomeLocked         Outcome = "locked"          // throttled: not checked at all
 	OutcomeBusy           Outcome = "busy"            // the source has too many attempts in flight: not checked
-	OutcomeOverloaded     Outcome = "overloaded"      // the password hasher's queue is full: not checked
+	OutcomeOverloaded     Outcome = "overloaded"      // the password hasher's queue, or the throttle's, is full: not checked
 
 	OutcomeDisabled      Outcome = "disabled"       // the account is deactivated
 	OutcomeForeignDomain Outcome = "foreign_domain" // the address's domain is verified by another organization
@@ -111,9 +111,11 @@ type Result struct {
 // attempt is counted as a failure when it is admitted, before the hash,
 // and refunded if it succeeds (see Throttle), so attempts sent at once
 // get no more checks than attempts sent one after another. Besides,
-// InFlight bounds the attempts one source has in flight, and the
-// hasher's queue bounds them all (ErrBusy); an attempt refused by either
-// is answered at once, without a hash, and not counted.
+// InFlight bounds the attempts one source has in flight, the hasher's
+// queue bounds them all (ErrBusy), and so does the store's bound on
+// throttle transactions in flight (store.ErrThrottleBusy); an attempt
+// refused by any of them is answered at once, without a hash, and not
+// counted.
 type Authenticator struct {
 	Store    *store.Store
 	Hasher   Hasher
@@ -202,6 +204,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	}
 	for _, k := range keys {
 		r, v, err := k.t.Reserve(k.key)
+		if errors.Is(err, store.ErrThrottleBusy) {
+			// This process has as many throttle transactions under way
+			// as it allows (a flood of attempts): refused unchecked, like
+			// a full hasher queue.
+			if err := refund(); err != nil {
+				return res, err
+			}
+			res.Outcome = OutcomeOverloaded
+			return res, nil
+		}
 		if err != nil {
 			return res, errors.Join(err, refund())
 		}

@@ -220,8 +220,8 @@ func thrBusy(op string, err error) error {
 // out not to have failed, ResetThrottle the key or RefundThrottle the
 // ticket. Check and count are one transaction.
 //
-// A key this process already saw locked is refused from memory, without
-// a transaction; with too many throttle transactions in flight the
+// A key this process saw locked within the last second is refused from
+// memory, without a transaction; with too many throttle transactions in flight the
 // attempt is refused with ErrThrottleBusy (see throttleguard.go).
 func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.Time) (*ThrottleTicket, ThrottleVerdict, error) {
 	const op = "reserve throttle"
@@ -237,7 +237,8 @@ func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.T
 	}
 	defer s.leave()
 	t := now.UnixNano()
-	if d := s.thr.memo.refused(k, t); d > 0 {
+	d, epoch := s.thr.memo.refused(k, t)
+	if d > 0 {
 		return nil, ThrottleVerdict{Locked: true, RetryAfter: d}, nil
 	}
 	release, err := s.thrSlot(false)
@@ -276,7 +277,7 @@ func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.T
 	}
 	if verdict.Locked {
 		// Reported now, so a refusal from the memo is never the first.
-		s.thr.memo.refuse(k, t+int64(verdict.RetryAfter))
+		s.thr.memo.refuse(k, t+int64(min(verdict.RetryAfter, thrMemoLockTTL)), epoch)
 	}
 	s.maybePruneThrottle(scope, rule.maxKeys(), count, now, k)
 	return ticket, verdict, nil
@@ -337,7 +338,8 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 	}
 	defer s.leave()
 	t := now.UnixNano()
-	if d := s.thr.memo.refused(k, t); d > 0 {
+	d, epoch := s.thr.memo.refused(k, t)
+	if d > 0 {
 		return ThrottleVerdict{Locked: true, RetryAfter: d}, nil
 	}
 	release, err := s.thrSlot(false)
@@ -377,7 +379,7 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 		}
 	}
 	if verdict.Locked {
-		s.thr.memo.refuse(k, t+int64(verdict.RetryAfter))
+		s.thr.memo.refuse(k, t+int64(min(verdict.RetryAfter, thrMemoLockTTL)), epoch)
 	}
 	return verdict, nil
 }
@@ -489,7 +491,8 @@ func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, max
 	}
 	defer s.leave()
 	t := now.UnixNano()
-	if d := s.thr.memo.refused(k, t); d > 0 {
+	d, epoch := s.thr.memo.refused(k, t)
+	if d > 0 {
 		return false, d, nil
 	}
 	release, err := s.thrSlot(false)
@@ -528,7 +531,7 @@ func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, max
 	}
 	if left < 1 {
 		// Empty until the next token is due, whoever takes from it.
-		s.thr.memo.refuse(k, t+int64((1-left)*float64(every)))
+		s.thr.memo.refuse(k, t+int64((1-left)*float64(every)), epoch)
 	}
 	s.maybePruneThrottle(scope, maxKeys, count, now, k)
 	return ok, retry, nil

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,12 +52,19 @@ const (
 	// thrQueuePerTxn: attempts that may wait for a slot, per slot. Waiting
 	// holds no connection, and the queue drains in a few transactions'
 	// time, so a burst of legitimate attempts waits rather than fails.
-	thrQueuePerTxn = 8
+	thrQueuePerTxn = 16
 
 	// thrMemoSize bounds the keys remembered as locked (about 150 bytes
 	// each). A flood from more locked keys than this costs a read-only
 	// transaction per refusal beyond it, as before the memo.
 	thrMemoSize = 4096
+
+	// thrMemoLockTTL bounds how long a lock seen in the store is
+	// remembered: a refund or reset on another replica may lift it
+	// early, and this process must see that within a second. A flood
+	// against a locked key costs one read-only transaction per key and
+	// second, not one per request.
+	thrMemoLockTTL = time.Second
 
 	// thrSecretName is the store secret (GetOrCreateSecret) that keys
 	// throttle records' HMACs.
@@ -244,19 +252,30 @@ func (s *Store) throttlePruner() {
 // refusal from the memo is never the first), or a token bucket this
 // process saw empty. Refusing from it needs no transaction.
 //
-// It errs only towards refusing. A lock in the store ends no earlier
-// than remembered, unless a refund or reset lifts it: those made by this
-// process drop the memo's entry, those made by another replica are seen
-// here when the remembered lock ends (a reset follows a success, which a
-// locked key only has when the attempt that started the lock succeeds).
-// A bucket refills no faster than remembered, as refusals take nothing
-// and other replicas only take more. Beyond its size the least recently
-// used entry goes, which costs a store round trip, never a guess.
+// It errs only towards refusing, and briefly. A lock in the store ends no
+// earlier than remembered unless a refund or reset lifts it (a refund
+// follows an attempt that turned out right or was not checked): those
+// made by this process drop the entry, and an epoch per key group keeps a
+// refusal that read the store before such a refund from remembering the
+// lifted lock after it; those made by another replica are seen here
+// within thrMemoLockTTL, as a lock is remembered no longer. A bucket
+// refills no faster than remembered, as refusals take nothing and other
+// replicas only take more, so it is remembered until its next token.
+// Beyond its size the least recently used entry goes, which costs a store
+// round trip, never a guess.
 type thrMemo struct {
 	mu  sync.Mutex
 	max int
 	ll  *list.List // of *memoEntry, most recently used first
 	m   map[string]*list.Element
+	// epochs count the forgets per group of keys (memoGroup).
+	epochs [256]uint64
+}
+
+func memoGroup(k []byte) int {
+	h := fnv.New32a()
+	h.Write(k)
+	return int(h.Sum32() % 256)
 }
 
 type memoEntry struct {
@@ -268,28 +287,34 @@ func (m *thrMemo) init(size int) {
 	m.max, m.ll, m.m = size, list.New(), make(map[string]*list.Element, size)
 }
 
-// refused returns how long k is still refused at now, or 0.
-func (m *thrMemo) refused(k []byte, now int64) time.Duration {
+// refused returns how long k is still refused at now, or 0 and the
+// epoch to pass to refuse after asking the store.
+func (m *thrMemo) refused(k []byte, now int64) (time.Duration, uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e, ok := m.m[string(k)]
 	if !ok {
-		return 0
+		return 0, m.epochs[memoGroup(k)]
 	}
 	ent := e.Value.(*memoEntry)
 	if now >= ent.until {
 		m.ll.Remove(e)
 		delete(m.m, ent.k)
-		return 0
+		return 0, m.epochs[memoGroup(k)]
 	}
 	m.ll.MoveToFront(e)
-	return time.Duration(ent.until - now)
+	return time.Duration(ent.until - now), 0
 }
 
-// refuse remembers that k is refused until then.
-func (m *thrMemo) refuse(k []byte, until int64) {
+// refuse remembers that k is refused until then, unless a forget of its
+// group came since refused returned epoch: the refusal may have been of
+// a lock that was lifted since.
+func (m *thrMemo) refuse(k []byte, until int64, epoch uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.epochs[memoGroup(k)] != epoch {
+		return
+	}
 	if e, ok := m.m[string(k)]; ok {
 		ent := e.Value.(*memoEntry)
 		ent.until = max(ent.until, until)
@@ -310,6 +335,7 @@ func (m *thrMemo) refuse(k []byte, until int64) {
 func (m *thrMemo) forget(k []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.epochs[memoGroup(k)]++
 	if e, ok := m.m[string(k)]; ok {
 		m.ll.Remove(e)
 		delete(m.m, string(k))

@@ -180,20 +180,71 @@ func TestThrottleRefundForgetsRemembered(t *testing.T) {
 func TestThrottleMemoIsBounded(t *testing.T) {
 	var m thrMemo
 	m.init(3)
+	refused := func(k string, now int64) time.Duration {
+		d, _ := m.refused([]byte(k), now)
+		return d
+	}
 	for i := range 4 {
-		m.refuse([]byte(fmt.Sprint("k", i)), 100)
+		k := []byte(fmt.Sprint("k", i))
+		_, epoch := m.refused(k, 0)
+		m.refuse(k, 100, epoch)
 		if i == 1 {
-			m.refused([]byte("k0"), 0) // used: k1 is now the oldest
+			refused("k0", 0) // used: k1 is now the oldest
 		}
 	}
 	if n := m.len(); n != 3 {
 		t.Fatalf("%d entries, bound 3", n)
 	}
-	if m.refused([]byte("k1"), 0) != 0 || m.refused([]byte("k0"), 0) != 100 || m.refused([]byte("k3"), 0) != 100 {
+	if refused("k1", 0) != 0 || refused("k0", 0) != 100 || refused("k3", 0) != 100 {
 		t.Fatal("the least recently used entry was not the one evicted")
 	}
-	if m.refused([]byte("k0"), 100) != 0 || m.len() != 2 {
+	if refused("k0", 100) != 0 || m.len() != 2 {
 		t.Fatal("an ended entry was kept")
+	}
+}
+
+// TestThrottleMemoSkipsRefusalsOlderThanAForget: a refusal that read the
+// store before a refund or reset of its key does not remember the lock
+// that refund lifted.
+func TestThrottleMemoSkipsRefusalsOlderThanAForget(t *testing.T) {
+	var m thrMemo
+	m.init(10)
+	_, epoch := m.refused([]byte("k"), 0) // the refusal asks the store...
+	m.forget([]byte("k"))                 // ...a refund lifts the lock...
+	m.refuse([]byte("k"), 100, epoch)     // ...and the refusal returns.
+	if d, _ := m.refused([]byte("k"), 0); d != 0 {
+		t.Fatalf("a lock lifted meanwhile is remembered for %v", d)
+	}
+	_, epoch = m.refused([]byte("k"), 0)
+	m.refuse([]byte("k"), 100, epoch)
+	if d, _ := m.refused([]byte("k"), 0); d != 100 {
+		t.Fatalf("a refusal with no forget since is not remembered: %v", d)
+	}
+}
+
+// TestThrottleRememberedLockSeesOtherReplicaWithinASecond: a lock that
+// another process lifts (a refund of the attempt that started it) is
+// refused from this process's memory for at most thrMemoLockTTL more.
+func TestThrottleRememberedLockSeesOtherReplicaWithinASecond(t *testing.T) {
+	p := throttlePairs(t)["postgres"]
+	a, b := p[0], p[1]
+	rule := ThrottleRule{Free: 2, Base: time.Hour, Max: time.Hour, Forget: time.Hour}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	var last *ThrottleTicket
+	for range rule.Free {
+		tk, _, err := b.ReserveThrottle("source", "192.0.2.5", rule, now)
+		must(t, err)
+		last = tk
+	}
+	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now); err != nil || !v.Locked {
+		t.Fatalf("not locked: %+v %v", v, err)
+	}
+	must(t, b.RefundThrottle(last, now))
+	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now.Add(999*time.Millisecond)); err != nil || !v.Locked {
+		t.Fatalf("the remembered lock: %+v %v", v, err)
+	}
+	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now.Add(time.Second)); err != nil || v.Locked {
+		t.Fatalf("a lock lifted on another replica is still refused here after a second: %+v %v", v, err)
 	}
 }
 

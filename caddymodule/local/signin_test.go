@@ -616,11 +616,13 @@ func TestAttemptRefusedWhenThrottleBusy(t *testing.T) {
 	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
 	auth := &Authenticator{Store: st, Hasher: h,
 		Accounts: NewThrottle(st, ScopeAccount, cfg), Devices: NewThrottle(st, ScopeDevice, cfg), Sources: NewThrottle(st, ScopeSource, cfg)}
-	// One slot and a queue of 8 behind it: ten attempts at once cannot all
-	// be admitted, and the others wait for the held transaction.
-	results := make(chan Result, 10)
+	// One slot and a short queue behind it (16 places): so many attempts
+	// at once cannot all be admitted, and the others wait for the held
+	// transaction.
+	const n = 64
+	results := make(chan Result, n)
 	var wg sync.WaitGroup
-	for i := range 10 {
+	for i := range n {
 		wg.Go(func() {
 			res, err := auth.Authenticate(context.Background(), Attempt{Email: fmt.Sprintf("u%d@example.com", i), Password: "guess", SourceIP: fmt.Sprint("192.0.2.", i)})
 			if err != nil {

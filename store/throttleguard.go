@@ -280,7 +280,8 @@ func memoGroup(k []byte) int {
 
 type memoEntry struct {
 	k     string
-	until int64 // Unix nanoseconds of the caller's clock
+	until int64 // remembered until (Unix nanoseconds of the caller's clock)
+	ends  int64 // when the lock or emptiness ends, for Retry-After
 }
 
 func (m *thrMemo) init(size int) {
@@ -303,13 +304,13 @@ func (m *thrMemo) refused(k []byte, now int64) (time.Duration, uint64) {
 		return 0, m.epochs[memoGroup(k)]
 	}
 	m.ll.MoveToFront(e)
-	return time.Duration(ent.until - now), 0
+	return time.Duration(ent.ends - now), 0
 }
 
-// refuse remembers that k is refused until then, unless a forget of its
-// group came since refused returned epoch: the refusal may have been of
-// a lock that was lifted since.
-func (m *thrMemo) refuse(k []byte, until int64, epoch uint64) {
+// refuse remembers until then that k is refused until ends, unless a
+// forget of its group came since refused returned epoch: the refusal may
+// have been of a lock that was lifted since.
+func (m *thrMemo) refuse(k []byte, until, ends int64, epoch uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.epochs[memoGroup(k)] != epoch {
@@ -317,7 +318,7 @@ func (m *thrMemo) refuse(k []byte, until int64, epoch uint64) {
 	}
 	if e, ok := m.m[string(k)]; ok {
 		ent := e.Value.(*memoEntry)
-		ent.until = max(ent.until, until)
+		ent.until, ent.ends = max(ent.until, until), max(ent.ends, ends)
 		m.ll.MoveToFront(e)
 		return
 	}
@@ -326,7 +327,7 @@ func (m *thrMemo) refuse(k []byte, until int64, epoch uint64) {
 		m.ll.Remove(last)
 		delete(m.m, last.Value.(*memoEntry).k)
 	}
-	ent := &memoEntry{k: string(k), until: until}
+	ent := &memoEntry{k: string(k), until: until, ends: ends}
 	m.m[ent.k] = m.ll.PushFront(ent)
 }
 

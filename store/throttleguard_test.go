@@ -187,7 +187,7 @@ func TestThrottleMemoIsBounded(t *testing.T) {
 	for i := range 4 {
 		k := []byte(fmt.Sprint("k", i))
 		_, epoch := m.refused(k, 0)
-		m.refuse(k, 100, epoch)
+		m.refuse(k, 100, 100, epoch)
 		if i == 1 {
 			refused("k0", 0) // used: k1 is now the oldest
 		}
@@ -211,12 +211,12 @@ func TestThrottleMemoSkipsRefusalsOlderThanAForget(t *testing.T) {
 	m.init(10)
 	_, epoch := m.refused([]byte("k"), 0) // the refusal asks the store...
 	m.forget([]byte("k"))                 // ...a refund lifts the lock...
-	m.refuse([]byte("k"), 100, epoch)     // ...and the refusal returns.
+	m.refuse([]byte("k"), 100, 100, epoch)     // ...and the refusal returns.
 	if d, _ := m.refused([]byte("k"), 0); d != 0 {
 		t.Fatalf("a lock lifted meanwhile is remembered for %v", d)
 	}
 	_, epoch = m.refused([]byte("k"), 0)
-	m.refuse([]byte("k"), 100, epoch)
+	m.refuse([]byte("k"), 100, 100, epoch)
 	if d, _ := m.refused([]byte("k"), 0); d != 100 {
 		t.Fatalf("a refusal with no forget since is not remembered: %v", d)
 	}
@@ -240,7 +240,7 @@ func TestThrottleRememberedLockSeesOtherReplicaWithinASecond(t *testing.T) {
 		t.Fatalf("not locked: %+v %v", v, err)
 	}
 	must(t, b.RefundThrottle(last, now))
-	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now.Add(999*time.Millisecond)); err != nil || !v.Locked {
+	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now.Add(999*time.Millisecond)); err != nil || !v.Locked || v.RetryAfter != time.Hour-999*time.Millisecond {
 		t.Fatalf("the remembered lock: %+v %v", v, err)
 	}
 	if _, v, err := a.ReserveThrottle("source", "192.0.2.5", rule, now.Add(time.Second)); err != nil || v.Locked {
@@ -354,5 +354,43 @@ func TestThrottleKeysAreHMACs(t *testing.T) {
 	}
 	if keys["badger"] == keys["badger-2"] {
 		t.Error("two deployments key an address alike: the secret is not used")
+	}
+}
+
+// TestReserveThrottlesIsAllOrNothing: an attempt against several keys is
+// counted against all of them in one transaction, or, when one is
+// locked, against none.
+func TestReserveThrottlesIsAllOrNothing(t *testing.T) {
+	for name, x := range countedStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			s, w := x.s, x.w
+			now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+			account := ThrottleRule{Free: 2, Base: time.Minute, Max: time.Hour, Forget: time.Hour}
+			source := ThrottleRule{Free: 20, Base: time.Minute, Max: time.Hour, Forget: time.Hour}
+			keys := []ThrottleKey{{Scope: "source", Key: "192.0.2.8", Rule: source}, {Scope: "account", Key: "a@example.com", Rule: account}}
+			for i := range 2 {
+				tks, _, v, err := s.ReserveThrottles(keys, now)
+				if err != nil || v.Locked || len(tks) != 2 || tks[0].Scope != "source" || tks[1].Scope != "account" {
+					t.Fatalf("attempt %d: %+v %+v %v", i+1, tks, v, err)
+				}
+			}
+			if ops := w.take(); ops["reserve throttle"] != 2 {
+				t.Fatalf("two attempts on two keys wrote %v, want 2 transactions", ops)
+			}
+			// The account is locked now: refused, and the source not counted.
+			for range 30 {
+				_, locked, v, err := s.ReserveThrottles(keys, now)
+				if err != nil || !v.Locked || locked != 1 {
+					t.Fatalf("locked account: %d %+v %v", locked, v, err)
+				}
+			}
+			if v, err := s.CheckThrottle("source", "192.0.2.8", now); err != nil || v.Locked {
+				t.Fatalf("refused attempts were counted against the source: %+v %v", v, err)
+			}
+			_, _, v, err := s.ReserveThrottles([]ThrottleKey{keys[0], keys[0]}, now)
+			if !errors.Is(err, ErrInvalid) || v.Locked {
+				t.Fatalf("a key given twice: %+v %v", v, err)
+			}
+		})
 	}
 }

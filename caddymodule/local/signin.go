@@ -189,43 +189,37 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	} else {
 		keys = []throttleKey{{a.Sources, ScopeSource, at.SourceIP}, {a.Accounts, ScopeAccount, email}}
 	}
-	// Each key counts this attempt as a failure now (see Throttle); the
-	// attempt is refunded below unless its password is checked and wrong.
-	// A throttle that cannot count fails the attempt unchecked (an
-	// internal error), and a refund that fails leaves a failure counted:
-	// either way the error is on the side of fewer guesses.
-	reserved := make([]*Reservation, 0, len(keys))
+	// Each key counts this attempt as a failure now (see Throttle), all in
+	// one store transaction; the attempt is refunded below unless its
+	// password is checked and wrong. A throttle that cannot count fails
+	// the attempt unchecked (an internal error), and a refund that fails
+	// leaves a failure counted: either way the error is on the side of
+	// fewer guesses.
+	tks := make([]ThrottleKey, len(keys))
+	for i, k := range keys {
+		tks[i] = ThrottleKey{T: k.t, Key: k.key}
+	}
+	reserved, locked, v, err := ReserveAll(tks)
+	switch {
+	case errors.Is(err, store.ErrThrottleBusy):
+		// This process has as many throttle transactions under way as it
+		// allows (a flood of attempts): refused unchecked, like a full
+		// hasher queue.
+		res.Outcome = OutcomeOverloaded
+		return res, nil
+	case err != nil:
+		return res, err
+	case v.Locked:
+		res.Outcome = OutcomeLocked
+		res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, keys[locked].scope, v.FirstRefusal
+		return res, nil
+	}
 	refund := func() error {
 		var errs []error
 		for _, r := range reserved {
 			errs = append(errs, r.Refund())
 		}
 		return errors.Join(errs...)
-	}
-	for _, k := range keys {
-		r, v, err := k.t.Reserve(k.key)
-		if errors.Is(err, store.ErrThrottleBusy) {
-			// This process has as many throttle transactions under way
-			// as it allows (a flood of attempts): refused unchecked, like
-			// a full hasher queue.
-			if err := refund(); err != nil {
-				return res, err
-			}
-			res.Outcome = OutcomeOverloaded
-			return res, nil
-		}
-		if err != nil {
-			return res, errors.Join(err, refund())
-		}
-		if v.Locked {
-			if err := refund(); err != nil {
-				return res, err
-			}
-			res.Outcome = OutcomeLocked
-			res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, k.scope, v.FirstRefusal
-			return res, nil
-		}
-		reserved = append(reserved, r)
 	}
 
 	// The one hash of this attempt.

@@ -216,6 +216,10 @@ func TestPasswordHashingBounds(t *testing.T) {
 		browsers := make([]*browser, n)
 		for i := range n {
 			browsers[i] = newBrowserFrom(t, ip)
+			// Two 64 MiB argon2id passes in a row may take more than the
+			// usual 10 s on a loaded machine; this test is about answers,
+			// not speed.
+			browsers[i].client.Timeout = 2 * time.Minute
 			forms[i] = formByAction(t, browsers[i].get(env.GatewayURL+"/sso/backup").body, "/sso/backup")
 			forms[i].Set("email", fmt.Sprintf("%s-%d@lcl-bounds.test", uniqueOrg("u"), i)) // one account each
 			forms[i].Set("password", "guess guess guess")

@@ -37,9 +37,10 @@ import (
 //	end            {records}: the number of lines between header and end
 //
 // Only records are exported, never indexes or counters: import writes the
-// records through the same transactions that maintain those. Sessions,
-// outstanding AuthnRequests, the replay cache, throttle counters and
-// sign-in attempts are not exported: after an import, users sign in again.
+// records through the same transactions that maintain those. Sessions
+// (and the flashes kept for them), outstanding AuthnRequests, the replay
+// cache, throttle counters and sign-in attempts are not exported: after
+// an import, users sign in again.
 //
 // Secrets, exported only when asked (ExportOptions.WithSecrets): the
 // gateway-wide secrets (session cookie keys, the SAML SP key pair, the

@@ -589,6 +589,7 @@ func TestImportLargeGroup(t *testing.T) {
 var notExported = map[string]bool{
 	pSess: true, pSessOrg: true, pSessUser: true, pSessName: true,
 	pAuthn: true, pAuthnB: true, pAuthnOrg: true, pReplay: true, pSignIn: true,
+	pThr: true, pThrN: true, pFlash: true,
 }
 
 func sameKeys(t *testing.T, src, dst *Store) {

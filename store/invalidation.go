@@ -33,6 +33,12 @@ const markSlots = 1 << 14
 // changeAll is the published change meaning "anything may have changed".
 const changeAll = "*"
 
+// changeFormat opens every published list of changes: the slot count,
+// the hash and the watch keys are this version's. A process that finds
+// another version (a rolling upgrade that changed them) treats the list
+// as "everything changed" rather than moving the wrong slots.
+const changeFormat = "v1:14"
+
 type changeMarks struct {
 	// epoch moves on when every watch key must be considered changed: a
 	// write the mapping cannot place, a lost or regained notification
@@ -154,9 +160,13 @@ func (t *recordingTxn) changes() []string {
 	if t.all {
 		return []string{changeAll}
 	}
-	out := make([]string, len(t.changed))
-	for i, j := range t.changed {
-		out[i] = strconv.FormatUint(uint64(j), 16)
+	if len(t.changed) == 0 {
+		return nil
+	}
+	out := make([]string, 1, 1+len(t.changed))
+	out[0] = changeFormat
+	for _, j := range t.changed {
+		out = append(out, strconv.FormatUint(uint64(j), 16))
 	}
 	return out
 }
@@ -174,7 +184,11 @@ func (m *changeMarks) localChange(t *recordingTxn) {
 
 // remoteChange applies the changes another process published.
 func (m *changeMarks) remoteChange(keys []string) {
-	for _, k := range keys {
+	if len(keys) == 0 || keys[0] != changeFormat {
+		m.epoch.Add(1)
+		return
+	}
+	for _, k := range keys[1:] {
 		i, err := strconv.ParseUint(k, 16, 32)
 		if k == changeAll || err != nil || i >= markSlots {
 			m.epoch.Add(1)

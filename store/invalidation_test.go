@@ -82,7 +82,7 @@ func TestWatchRemoteChanges(t *testing.T) {
 	s := newTestStore(t)
 	key := WatchUser("acme", "u1")
 	w := s.Watch(key)
-	s.marks.remoteChange([]string{"7"})
+	s.marks.remoteChange([]string{changeFormat, "7"})
 	if slotOf(key) != 7 && s.Changed(w) {
 		t.Fatal("an unrelated remote change moved the watch")
 	}
@@ -92,7 +92,8 @@ func TestWatchRemoteChanges(t *testing.T) {
 	if !s.Changed(w) {
 		t.Fatal("the remote change of the user did not move the watch")
 	}
-	for _, published := range [][]string{{changeAll}, {"not-hex"}, {"ffffffff"}} {
+	for _, published := range [][]string{{changeAll}, {changeFormat, "not-hex"}, {changeFormat, "ffffffff"},
+		{"7"}, {"v2:15", "7"}, {}} {
 		w = s.Watch(key)
 		s.marks.remoteChange(published)
 		if !s.Changed(w) {

@@ -105,6 +105,10 @@ type Store struct {
 	// them (see invalidation.go).
 	marks changeMarks
 
+	// groups lets concurrent writes of one kind share a transaction and
+	// its sync (see commitgroup.go).
+	groups commitGroups
+
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
 	hints pageHints
@@ -115,6 +119,9 @@ type Store struct {
 
 	// thr bounds what throttling costs the backend (see throttleguard.go).
 	thr throttleState
+
+	// signIns schedules the pruning of sign-in attempts (see signin.go).
+	signIns signInPrunes
 }
 
 // Open opens the embedded Badger database in dir, creating it if needed.

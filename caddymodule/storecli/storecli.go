@@ -171,8 +171,12 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 		if path == "" {
 			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
 		}
-		if _, err := os.Stat(path); err != nil && c.Name() == "export" {
-			return nil, fmt.Errorf("--path: %w", err)
+		// Export reads a store: a mistyped --path must not become a new,
+		// empty one (Badger creates what it opens).
+		if c.Name() == "export" {
+			if _, err := os.Stat(filepath.Join(path, "MANIFEST")); err != nil {
+				return nil, fmt.Errorf("--path %s: not a Badger store (no MANIFEST): %w", path, err)
+			}
 		}
 		st, err := store.Open(path, store.Options{Logger: log, GCInterval: -1})
 		if err != nil {
@@ -220,7 +224,7 @@ func runExport(c *cobra.Command, _ []string) error {
 	out, _ := c.Flags().GetString("output")
 	online, _ := c.Flags().GetBool("online")
 	if online {
-		for _, f := range []string{"path", "postgres-dsn", "postgres-schema"} {
+		for _, f := range []string{"storage", "path", "postgres-dsn", "postgres-schema"} {
 			if c.Flags().Changed(f) {
 				return fmt.Errorf("--%s opens a store directly; --online asks the running gateway", f)
 			}
@@ -242,12 +246,14 @@ func runExport(c *cobra.Command, _ []string) error {
 		if err != nil {
 			return err
 		}
-		defer st.Close()
 		stats, err = st.Export(w, store.ExportOptions{Orgs: orgs, WithSecrets: secrets})
-		if err != nil {
-			return err
+		if err == nil {
+			err = auditOffline(st, "store.export", map[string]string{"orgs": orgList(orgs), "with_secrets": strconv.FormatBool(secrets)})
 		}
-		return auditOffline(st, "store.export", map[string]string{"orgs": orgList(orgs), "with_secrets": strconv.FormatBool(secrets)})
+		if cerr := st.Close(); err == nil {
+			err = cerr
+		}
+		return err
 	}, func(f *os.File) error {
 		// The file as written must read back whole: an online export cut
 		// short lacks its end line.

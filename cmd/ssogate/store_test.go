@@ -254,6 +254,7 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}{
 		{[]string{"store", "bogus"}, `unknown command "bogus"`},
 		{[]string{"store", "export", "-o", out}, "--path"},
+		{[]string{"store", "export", "--path", filepath.Join(dir, "typo"), "-o", out}, "not a Badger store"},
 		{[]string{"store", "export", "--storage", "postgres", "--path", dir, "-o", out}, "--path goes with --storage badger"},
 		{[]string{"store", "export", "--online", "--path", dir, "-o", out}, "--online"},
 		{[]string{"store", "export", "--storage", "sqlite", "-o", out}, "badger or postgres"},
@@ -275,5 +276,8 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a refused export left %s (%v)", out, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "typo")); !os.IsNotExist(err) {
+		t.Errorf("an export from a mistyped --path created it (%v)", err)
 	}
 }

@@ -632,9 +632,9 @@ func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now t
 // the per-source throttle slows down. It scans a snapshot and then deletes
 // without reading, so that it does not conflict with (or retry behind)
 // the failures counted meanwhile; one of those whose record it deletes is
-// forgotten, as an eviction would forget it. Each of its write
-// transactions waits for a throttle transaction slot, so pruning takes no
-// more of the pool than the requests may.
+// forgotten, as an eviction would forget it. Each of its transactions
+// waits for a throttle transaction slot, so pruning takes no more of the
+// pool than the requests may.
 func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []byte) error {
 	type aged struct {
 		k    []byte
@@ -644,7 +644,11 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	var stale [][]byte
 	var seen [thrStripes]int // the stripe counts the snapshot saw
 	t, p := now.UnixNano(), scanPrefix(pThr, scope)
-	err := s.view(func(txn Txn) error {
+	release, err := s.thrSlot(true) // the scan holds a connection too
+	if err != nil {
+		return err
+	}
+	err = s.view(func(txn Txn) error {
 		for i := range thrStripes {
 			n, err := counter(txn, thrCountKey(scope, i))
 			if err != nil {
@@ -677,6 +681,7 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 		}
 		return nil
 	})
+	release()
 	if err != nil {
 		return err
 	}

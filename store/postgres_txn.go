@@ -37,10 +37,26 @@ type pgTxn struct {
 	// transactions only); checked: done, the row is locked FOR SHARE.
 	reads   map[string]struct{}
 	checked map[string]struct{}
+	// untracked: reads are made in the snapshot without being checked at
+	// commit (see SnapshotRead).
+	untracked bool
+}
+
+// SnapshotRead runs fn with reads that do not count towards this
+// transaction's conflicts: they see its snapshot and its own writes, and
+// a concurrent change of what they read does not fail the commit. It is
+// for figures that may be approximate (the stored-bytes total checked
+// against a cap), which a separate read transaction would otherwise give
+// — at the price of a second pooled connection held inside the first,
+// which a full pool turns into a deadlock.
+func (t *pgTxn) SnapshotRead(fn func(Txn) error) error {
+	t.untracked = true
+	defer func() { t.untracked = false }()
+	return fn(t)
 }
 
 func (t *pgTxn) noteRead(k []byte) {
-	if !t.write {
+	if !t.write || t.untracked {
 		return
 	}
 	if _, ok := t.checked[string(k)]; ok {

@@ -75,8 +75,8 @@ func BenchmarkExportImport(b *testing.B) {
 				done()
 				must(b, err)
 				must(b, in.Close())
-				if stats[recUser] != n {
-					b.Fatalf("imported %d users of %d", stats[recUser], n)
+				if stats.Stats[recUser] != n {
+					b.Fatalf("imported %d users of %d", stats.Stats[recUser], n)
 				}
 				must(b, dst.Close())
 			}

@@ -297,11 +297,16 @@ func runImport(c *cobra.Command, args []string) error {
 	res, err := st.Import(in, opts)
 	if err == nil && !opts.DryRun {
 		err = auditOffline(st, "store.import", map[string]string{
-			"orgs": orgList(opts.Orgs), "replace": strconv.FormatBool(opts.Replace), "file": filepath.Base(args[0]),
-			"trust_domains": strconv.FormatBool(opts.TrustDomains), "with_secrets": strconv.FormatBool(opts.WithSecrets),
+			"orgs":               orgList(opts.Orgs),
+			"replace":            strconv.FormatBool(opts.Replace),
+			"file":               filepath.Base(args[0]),
+			"trust_domains":      strconv.FormatBool(opts.TrustDomains),
+			"with_secrets":       strconv.FormatBool(opts.WithSecrets),
 			"with_gateway_audit": strconv.FormatBool(opts.GatewayAudit),
-			"organizations":      strconv.Itoa(res.Stats["org"]), "users": strconv.Itoa(res.Stats["user"]),
-			"secrets": strings.Join(res.Secrets, ","), "pending_domains": strconv.Itoa(len(res.PendingDomains)),
+			"organizations":      strconv.Itoa(res.Stats["org"]),
+			"users":              strconv.Itoa(res.Stats["user"]),
+			"secrets":            strings.Join(res.Secrets, ","),
+			"pending_domains":    strconv.Itoa(len(res.PendingDomains)),
 		})
 	}
 	if cerr := st.Close(); err == nil && cerr != nil {

@@ -41,6 +41,16 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	gw.writeCaddyfile()
 	gw.start()
 	token := gw.createSCIMOrg()
+	// The operator vouches for the organization's domain: an import keeps
+	// that only when told the file is the operator's own.
+	verify, err := http.Post(gw.adminURL+"/sso/orgs/"+crashOrg+"/domains/"+crashDomain+"/verify", "application/json", strings.NewReader(`{"force":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify.Body.Close()
+	if verify.StatusCode != http.StatusOK {
+		t.Fatalf("verifying %s: %s", crashDomain, verify.Status)
+	}
 	scim := &scimConn{base: gw.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: &http.Client{Timeout: 10 * time.Second}}
 
 	// An IdP provisions users until told to stop.
@@ -151,8 +161,34 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	// The export imported into a fresh store, served by a new process.
 	imported := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
 	imported.writeCaddyfile()
-	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); !ok {
+	// A dry run writes nothing; asking for the gateway's keys of a file
+	// of one organization is refused.
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage, "--dry-run", "--with-secrets"); !ok ||
+		!strings.Contains(stderr, `"would_import"`) || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
+		t.Errorf("import --dry-run: ok=%v, %s", ok, stderr)
+	}
+	plainFile := filepath.Join(gw.dir, "plain.jsonl")
+	if err := os.WriteFile(plainFile, []byte(plain), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, ok := storeCLI(t, imported, "import", plainFile, "--path", imported.storage, "--with-secrets"); ok || !strings.Contains(stderr, "--with-secrets") {
+		t.Errorf("import --with-secrets of a one-org file without secrets: ok=%v, %s", ok, stderr)
+	}
+	// Without flags: the organization's records, its domain pending and
+	// named with the commands that verify it again, the gateway's keys
+	// and gateway-wide audit left out and named.
+	_, stderr, ok = storeCLI(t, imported, "import", export, "--path", imported.storage)
+	if !ok {
 		t.Fatalf("store import: %s", stderr)
+	}
+	for _, want := range []string{
+		"org verify-domain " + crashOrg + " " + crashDomain, "--trust-domains",
+		"Gateway secrets in the file not imported (--with-secrets imports them): saml-sp-keypair",
+		"Gateway-wide audit events in the file not imported",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("store import's summary lacks %q:\n%s", want, stderr)
+		}
 	}
 	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); ok || !strings.Contains(stderr, "--replace") {
 		t.Errorf("second import without --replace: ok=%v, %s", ok, stderr)
@@ -176,9 +212,13 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	onPG.writeCaddyfile()
 	t.Setenv("SSOGATE_TEST_EXPORT_DSN", dsn)
 	t.Setenv("SSOGATE_DATABASE_URL", dsn)
-	stdout, stderr, ok := storeCLI(t, onPG, "import", export, "--storage", "postgres", "--postgres-schema", schema)
+	stdout, stderr, ok := storeCLI(t, onPG, "import", export, "--storage", "postgres", "--postgres-schema", schema,
+		"--with-secrets", "--with-gateway-audit", "--trust-domains")
 	if !ok {
 		t.Fatalf("store import into PostgreSQL: %s", stderr)
+	}
+	if strings.Contains(stderr, "pending") || strings.Contains(stderr, "not imported") || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
+		t.Errorf("a move of the whole deployment left something behind:\n%s", stderr)
 	}
 	if strings.Contains(stdout+stderr, dsn) {
 		t.Errorf("store import printed the DSN:\n%s%s", stdout, stderr)

@@ -8,8 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -961,5 +966,51 @@ func TestImportHidesHalfImportedOrg(t *testing.T) {
 	must(t, err)
 	if o.State != OrgActive || !bytes.Equal(o.SCIMTokenHash, want.SCIMTokenHash) {
 		t.Errorf("imported org: state %q, SCIM token hash %x; want active, %x", o.State, o.SCIMTokenHash, want.SCIMTokenHash)
+	}
+}
+
+// TestGatewaySecretNamesKnown reads the gateway's source for the secrets
+// it creates: import refuses any name gatewaySecretName does not know,
+// so a secret added without adding its name here would make every
+// export with secrets unimportable.
+func TestGatewaySecretNamesKnown(t *testing.T) {
+	call := regexp.MustCompile(`\.GetOrCreateSecret\(("[^"]*")?`)
+	found := 0
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range call.FindAllSubmatch(src, -1) {
+			if m[1] == nil {
+				t.Errorf("%s: GetOrCreateSecret with a name that is not a string literal; check its names against gatewaySecretName", path)
+				continue
+			}
+			name, err := strconv.Unquote(string(m[1]))
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(name, "/") { // a prefix, a number follows
+				name += "1"
+			}
+			found++
+			if !gatewaySecretName(name) {
+				t.Errorf("%s creates secret %q, which import would refuse: add it to gatewaySecretName", path, name)
+			}
+		}
+		return nil
+	})
+	must(t, err)
+	if found < 3 {
+		t.Errorf("found %d secrets created in the source, want at least the session key, the SP key pair and the upstream JWT keys", found)
 	}
 }

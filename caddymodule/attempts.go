@@ -39,6 +39,16 @@ type attempt struct {
 // email is recorded only once the response has validated: before that it
 // is whatever a stranger wrote.
 func (g *Gateway) recordAttempt(st *gatewayState, r *http.Request, att *attempt, orgID, email, outcome, detail, code string) string {
+	a := newAttempt(r, att, orgID, email, outcome, detail, code)
+	if err := st.store.AddSignInAttempt(a); err != nil {
+		g.logger.Error("recording sign-in attempt", zap.String("org", orgID), zap.Error(err))
+		return ""
+	}
+	return a.Ref
+}
+
+// newAttempt is the record of one attempt (see recordAttempt).
+func newAttempt(r *http.Request, att *attempt, orgID, email, outcome, detail, code string) *store.SignInAttempt {
 	a := &store.SignInAttempt{
 		OrgID: orgID, Outcome: outcome, Test: att.test, Detail: detail, Email: email,
 		SourceIP: clientIP(r), Shape: att.shape,
@@ -47,11 +57,7 @@ func (g *Gateway) recordAttempt(st *gatewayState, r *http.Request, att *attempt,
 		reason := samlsp.ReasonByCode(code)
 		a.Reason, a.Problem, a.Fix = reason.Code, reason.Problem, reason.Fix
 	}
-	if err := st.store.AddSignInAttempt(a); err != nil {
-		g.logger.Error("recording sign-in attempt", zap.String("org", orgID), zap.Error(err))
-		return ""
-	}
-	return a.Ref
+	return a
 }
 
 // groupRefusal words a refusal for want of the admin group by what the

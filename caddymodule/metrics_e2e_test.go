@@ -123,7 +123,7 @@ func TestMetricsMove(t *testing.T) {
 	moved("ssogate_throttled_total", 1, "kind", "scim")
 	moved("ssogate_recheck_cache_total", 1, "result", "hit")
 	moved("ssogate_recheck_cache_total", 1, "result", "miss")
-	moved("ssogate_store_write_duration_seconds_count", 1, "op", "create session")
+	moved("ssogate_store_write_duration_seconds_count", 1, "op", "complete sign-in")
 	if after("ssogate_active_sessions") < 1 {
 		t.Errorf("ssogate_active_sessions = %v with a live session", after("ssogate_active_sessions"))
 	}

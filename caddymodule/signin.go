@@ -307,7 +307,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
-	// Everything up to ConsumeSignIn only reads: a refusal must leave the
+	// Everything up to CompleteSignIn only reads: a refusal must leave the
 	// AuthnRequest outstanding, the assertion unrecorded and the user
 	// store as it was, so that nothing but the audit event and the sign-in
 	// attempt show it.
@@ -389,58 +389,97 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	if user != nil && user.Source != store.SourceSCIM && !refresh {
 		g.logger.Warn("profile not refreshed: organization at its storage limit", zap.String("org", org.ID), zap.String("user_id", user.ID))
 	}
-	// Admitted: the first write. Of two posts of the same response, or
-	// two answers to one request, only one gets past it.
-	q, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
+	if att.test {
+		g.acsTest(w, r, st, att, org, ident)
+		return
+	}
+	// Start ends the session this browser had, whoever it was for; its
+	// record is written with the rest of the sign-in.
+	pending, err := st.sessions.Prepare(r, store.Session{
+		OrgID: org.ID, AuthMethod: authSAML, Groups: groups, NameID: ident.NameID,
+		Email: ident.Email, AuthTime: ident.AuthnInstant, SessionIndex: ident.SessionIndex,
+	}, ident.SessionNotOnOrAfter)
+	if err != nil {
+		g.internalError(w, r, "starting session", err)
+		return
+	}
+	actor := ident.Email
+	if user != nil {
+		actor = user.UserName
+	}
+	si := &store.SignIn{
+		OrgID: org.ID, RequestID: ident.InResponseTo, ReplayKey: ident.ReplayKey, ReplayUntil: ident.ReplayUntil,
+		EndSession: pending.Replaces, Session: &pending.Record,
+		Audit: &store.AuditEvent{
+			OrgID: org.ID, Actor: actor, Action: "login.saml", Outcome: "success", SourceIP: clientIP(r),
+		},
+		Attempt: newAttempt(r, att, org.ID, ident.Email, "success", "", ""),
+	}
+	userWrite(si, org, user, ident, limits, refresh)
+	// Admitted: the only write, one transaction and so one synced
+	// commit (it used to be five). Of two posts of the same response,
+	// or two answers to one request, only one gets past it; a sign-in
+	// it refuses has written nothing.
+	done, err := st.store.CompleteSignIn(si)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
-		g.refuse(w, r, st, att, org.ID, ident.Email, "assertion already used", "replayed", http.StatusBadRequest, "Sign-in failed",
-			"This sign-in was already completed.", "Start again from the sign-in page.")
+		g.refuseReplayed(w, r, st, att, org.ID, ident.Email)
 		return
-	case errors.Is(err, store.ErrNotFound):
-		g.refuse(w, r, st, att, org.ID, ident.Email, "AuthnRequest already answered", "already-answered", http.StatusBadRequest, "Sign-in failed",
-			"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
+	case errors.Is(err, store.ErrAnswered):
+		g.refuseAnswered(w, r, st, att, org.ID, ident.Email)
+		return
+	case errors.Is(err, store.ErrQuota): // another sign-in took the room after planSave
+		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errStorageFull(limits))
 		return
 	case err != nil:
 		g.internalError(w, r, "recording sign-in", err)
 		return
 	}
-	if att.test {
-		// The request and the assertion are used up, as a sign-in's
-		// are; nothing else happens: no user is saved, no session
-		// starts, the admin's own session stays.
-		g.testPassed(w, r, st, att, org, ident)
-		return
-	}
-	returnTo := "/"
-	if q != nil && q.ReturnTo != "" {
-		returnTo = q.ReturnTo
-	}
-	if user, err = saveUser(st.store, org, user, ident, limits, refresh); err != nil {
-		if errors.Is(err, store.ErrQuota) { // another sign-in took the room after planSave
-			g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errStorageFull(limits))
-			return
-		}
-		g.internalError(w, r, "saving user", err)
-		return
-	}
-
-	// Start ends the session this browser had, whoever it was for.
-	if _, err := st.sessions.Start(w, r, store.Session{
-		OrgID: org.ID, UserID: user.ID, AuthMethod: authSAML, Groups: groups, NameID: ident.NameID,
-		Email: ident.Email, AuthTime: ident.AuthnInstant, SessionIndex: ident.SessionIndex,
-	}, ident.SessionNotOnOrAfter); err != nil {
-		g.internalError(w, r, "starting session", err)
+	if err := pending.SetCookie(w, r); err != nil {
+		// The session exists but the browser cannot refer to it: it
+		// ends at its expiry unused, like any abandoned session.
+		g.internalError(w, r, "setting the session cookie", err)
 		return
 	}
 	// The binding selected this sign-in's AuthnRequest and has no use
 	// left; a later sign-in gets a new one.
 	st.sessions.ClearBinding(w)
-	g.audit(st, r, org.ID, user.UserName, "login.saml", "success", nil)
-	g.recordAttempt(st, r, att, org.ID, ident.Email, "success", "", "")
-	g.logger.Info("signed in", zap.String("org", org.ID), zap.String("user_id", user.ID), zap.String("method", authSAML))
+	g.observeSAMLSignIn(st, org.ID, "success", nil) // metrics.go
+	g.logger.Info("signed in", zap.String("org", org.ID), zap.String("user_id", done.User.ID), zap.String("method", authSAML))
+	returnTo := "/"
+	if done.Request != nil && done.Request.ReturnTo != "" {
+		returnTo = done.Request.ReturnTo
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// acsTest ends an org admin's Test sign-in that passed every check: the
+// request and the assertion are used up, as a sign-in's are; nothing else
+// happens: no user is saved, no session starts, the admin's own session
+// stays.
+func (g *Gateway) acsTest(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, org *store.Org, ident *samlsp.Identity) {
+	_, err := st.store.ConsumeSignIn(org.ID, ident.InResponseTo, ident.ReplayKey, ident.ReplayUntil)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		g.refuseReplayed(w, r, st, att, org.ID, ident.Email)
+	case errors.Is(err, store.ErrAnswered):
+		g.refuseAnswered(w, r, st, att, org.ID, ident.Email)
+	case err != nil:
+		g.internalError(w, r, "recording sign-in", err)
+	default:
+		g.testPassed(w, r, st, att, org, ident)
+	}
+}
+
+func (g *Gateway) refuseReplayed(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, email string) {
+	g.refuse(w, r, st, att, orgID, email, "assertion already used", "replayed", http.StatusBadRequest, "Sign-in failed",
+		"This sign-in was already completed.", "Start again from the sign-in page.")
+}
+
+func (g *Gateway) refuseAnswered(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, orgID, email string) {
+	g.refuse(w, r, st, att, orgID, email, "AuthnRequest already answered", "already-answered", http.StatusBadRequest, "Sign-in failed",
+		"This sign-in was already completed or has expired.", "Start again from the sign-in page.")
 }
 
 // refuse ends a sign-in attempt with a page, an audit event, a log line

@@ -37,7 +37,7 @@ const errIDMissing = linkRefusal("the account on file is linked to a stable IdP 
 // sign-in the organization refuses must not leave a user behind. SCIM
 // provisioning and earlier sign-ins link by the IdP's stable ID first,
 // then by userName or email, so one person never becomes two users. It
-// returns nil for someone not on file yet (saveUser creates them).
+// returns nil for someone not on file yet (userWrite creates them).
 //
 // Addresses compare by identity.Key (ASCII case only, domains as
 // A-labels): an address that differs from a user's by a look-alike
@@ -181,7 +181,7 @@ func errStorageFull(l scim.Limits) *limitRefusal {
 //
 // The checks read the totals committed just before; sign-ins in flight
 // at the same moment may together overshoot them by what they add, as
-// SCIM writes may (see store.MaxStoredBytes). saveUser's write carries
+// SCIM writes may (see store.MaxStoredBytes). userWrite's write carries
 // the store's own byte cap as well.
 func planSave(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits) (refresh bool, err error) {
 	if u != nil && u.Source == store.SourceSCIM {
@@ -264,23 +264,24 @@ func newSAMLUser(org *store.Org, id *samlsp.Identity) *store.User {
 	}
 }
 
-// saveUser records an admitted SAML sign-in: it creates the user findUser
-// did not find (u == nil, source saml) or refreshes the one it found;
-// refresh and l come from planSave. The creation is held to
-// max_stored_bytes by the store too (store.ErrQuota, for sign-ins that
-// raced past planSave). An update adds at most the stable ID of a user
-// that had none and a timestamp, both bounded per user, so it always
-// goes through: a user on file is never locked out by the limit.
-func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits, refresh bool) (*store.User, error) {
+// userWrite sets the user part of an admitted SAML sign-in's write: the
+// user findUser did not find (u == nil) is created, source saml, or the
+// one it found refreshed; refresh and l come from planSave. The creation
+// is held to max_stored_bytes by the store too (store.ErrQuota, for
+// sign-ins that raced past planSave). An update adds at most the stable
+// ID of a user that had none and a timestamp, both bounded per user, so
+// it always goes through: a user on file is never locked out by the limit.
+func userWrite(si *store.SignIn, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits, refresh bool) {
 	if u == nil {
-		nu := newSAMLUser(org, id)
-		if err := st.CreateUser(nu, store.MaxStoredBytes(l.MaxStoredBytes)); err != nil {
-			return nil, fmt.Errorf("creating user: %w", err)
-		}
-		return nu, nil
+		si.NewUser = newSAMLUser(org, id)
+		si.UserOpts = []store.WriteOption{store.MaxStoredBytes(l.MaxStoredBytes)}
+		return
 	}
 	now := time.Now()
-	u, err := st.UpdateUser(org.ID, u.ID, func(u *store.User) error {
+	si.UserID = u.ID
+	// Runs again if the store retries the transaction, on the record as
+	// it is then.
+	si.UpdateUser = func(u *store.User) error {
 		// A provisioned user's externalId belongs to the SCIM client.
 		if u.ExternalID == "" && u.Source != store.SourceSCIM {
 			u.ExternalID = id.ObjectID
@@ -300,11 +301,7 @@ func saveUser(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identit
 		}
 		u.LastLogin = now
 		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("updating user: %w", err)
 	}
-	return u, nil
 }
 
 // userByOnlyEmail is the one user of orgID with this address:

@@ -10,7 +10,9 @@ import (
 // Sign-in attempts are kept for the IT admin who sets up or fixes the IdP:
 // the newest MaxSignInAttempts per organization, none older than
 // SignInAttemptTTL. Anyone can post to an organization's ACS, so the bound
-// is by count, enforced on every write, whatever arrives.
+// is by count, enforced on every write of a refusal, whatever arrives
+// (admitted sign-ins, which need the IdP's signature, enforce it every
+// signInPruneEvery).
 const (
 	MaxSignInAttempts = 200
 	SignInAttemptTTL  = 30 * 24 * time.Hour
@@ -82,42 +84,65 @@ func signInKey(a *SignInAttempt) []byte {
 // MaxSignInAttempts in the same transaction.
 func (s *Store) AddSignInAttempt(a *SignInAttempt) error {
 	const op = "add sign-in attempt"
-	if err := need(op, "org", a.OrgID); err != nil {
+	c, err := newSignInAttempt(op, a)
+	if err != nil {
 		return err
 	}
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
+	err = s.update(op, func(txn Txn) error {
+		if err := putSignInAttempt(txn, op, c); err != nil {
+			return err
+		}
+		return pruneSignInAttempts(txn, c.OrgID)
+	})
+	if err != nil {
+		return err
+	}
+	*a = *c
+	return nil
+}
+
+// newSignInAttempt checks a, assigns its Ref and Time and caps its text.
+func newSignInAttempt(op string, a *SignInAttempt) (*SignInAttempt, error) {
+	if a == nil {
+		return nil, invalid(op, "nil sign-in attempt")
+	}
+	if err := need(op, "org", a.OrgID); err != nil {
+		return nil, err
+	}
 	c := *a
 	ref, err := newRef()
 	if err != nil {
-		return fmt.Errorf("store: %s: %w", op, err)
+		return nil, fmt.Errorf("store: %s: %w", op, err)
 	}
 	c.Ref, c.Time = ref, now()
 	for _, f := range []*string{&c.Outcome, &c.Reason, &c.Problem, &c.Fix, &c.Detail, &c.Email, &c.SourceIP} {
 		*f = clipTo(*f, maxAttemptText)
 	}
-	err = s.update(op, func(txn Txn) error {
-		if err := requireOrg(txn, op, c.OrgID); err != nil {
-			return err
-		}
-		if _, err := setJSON(txn, signInKey(&c), &c, ttlSeconds(c.Time.Add(SignInAttemptTTL))); err != nil {
-			return err
-		}
-		// Newest first, so everything past the cap is the oldest.
-		keys := keysWithPrefix(txn, scanPrefix(pSignIn, c.OrgID), nil, 0)
-		for i := MaxSignInAttempts; i < len(keys); i++ {
-			if err := del(txn, keys[i]); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	return &c, nil
+}
+
+func putSignInAttempt(txn Txn, op string, c *SignInAttempt) error {
+	if err := requireOrg(txn, op, c.OrgID); err != nil {
 		return err
 	}
-	*a = c
+	_, err := setJSON(txn, signInKey(c), c, ttlSeconds(c.Time.Add(SignInAttemptTTL)))
+	return err
+}
+
+// pruneSignInAttempts drops the organization's attempts beyond the newest
+// MaxSignInAttempts.
+func pruneSignInAttempts(txn Txn, orgID string) error {
+	// Newest first, so everything past the cap is the oldest.
+	keys := keysWithPrefix(txn, scanPrefix(pSignIn, orgID), nil, 0)
+	for i := MaxSignInAttempts; i < len(keys); i++ {
+		if err := del(txn, keys[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

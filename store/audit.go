@@ -364,6 +364,13 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 			return err
 		}
 	}
+	s.countAuditAppends(events)
+	return nil
+}
+
+// countAuditAppends counts written events towards their trails' next
+// prune, and wakes the pruner when one is due.
+func (s *Store) countAuditAppends(events []*AuditEvent) {
 	a := &s.audit
 	a.mu.Lock()
 	every := a.policy.pruneEvery()
@@ -379,7 +386,6 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 	if wake {
 		s.wakeAudit()
 	}
-	return nil
 }
 
 // auditLoop writes aggregates whose window has ended and prunes trails,

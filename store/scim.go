@@ -1,7 +1,9 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 
@@ -319,4 +321,99 @@ func (s *Store) CreateUsers(users []*User, opts ...WriteOption) error {
 		*u = cs[i]
 	}
 	return nil
+}
+
+// ProvisioningMatches returns, from one snapshot, the users of the org a
+// provisioning request with these identifiers may mean: the holder of
+// externalID (nil when none, or externalID is ""), the holder of userName
+// (case-insensitively; nil when none), and the users having any of emails
+// (case-insensitively), in the order of emails, then of user ID, each
+// once. A SCIM creation asks this before it creates or adopts a user; one
+// call reads every index in one exchange where the backend can, instead
+// of one look-up per identifier.
+func (s *Store) ProvisioningMatches(orgID, externalID, userName string, emails []string) (byExternalID, byUserName *User, byEmail []*User, err error) {
+	const op = "provisioning matches"
+	if err := need(op, "org id", orgID, "userName", userName); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := s.enter(); err != nil {
+		return nil, nil, nil, err
+	}
+	defer s.leave()
+	err = s.view(func(txn Txn) error {
+		idx := [][]byte{key(pUName, orgID, userKey(userName))}
+		if externalID != "" {
+			idx = append(idx, key(pUExt, orgID, externalID))
+		}
+		holders, err := getMany(txn, idx)
+		if err != nil {
+			return err
+		}
+		ids := make([]string, len(holders))
+		for i, v := range holders {
+			if v != nil {
+				if err := json.Unmarshal(v, &ids[i]); err != nil {
+					return fmt.Errorf("store: decode %q: %w", idx[i], err)
+				}
+			}
+		}
+		seen := map[string]bool{}
+		var mailIDs []string
+		for _, e := range emails {
+			m := userKey(e)
+			if m == "" {
+				continue
+			}
+			for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, m), nil, 0) {
+				if id := lastSegment(k); !seen[id] {
+					seen[id] = true
+					mailIDs = append(mailIDs, id)
+				}
+			}
+		}
+		all := append(append([]string(nil), ids...), mailIDs...)
+		recs := make([][]byte, len(all))
+		for i, id := range all {
+			if id != "" {
+				recs[i] = key(pUser, orgID, id)
+			}
+		}
+		users := make([]*User, len(all))
+		var want [][]byte
+		var at []int
+		for i, k := range recs {
+			if k != nil {
+				want = append(want, k)
+				at = append(at, i)
+			}
+		}
+		vals, err := getMany(txn, want)
+		if err != nil {
+			return err
+		}
+		for j, v := range vals {
+			if v == nil {
+				continue // cannot happen while indexes are kept in step
+			}
+			u := new(User)
+			if err := json.Unmarshal(v, u); err != nil {
+				return fmt.Errorf("store: decode %q: %w", want[j], err)
+			}
+			users[at[j]] = u
+		}
+		byUserName = users[0]
+		if externalID != "" {
+			byExternalID = users[1]
+		}
+		for _, u := range users[len(ids):] {
+			if u != nil {
+				byEmail = append(byEmail, u)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return byExternalID, byUserName, byEmail, nil
 }

@@ -22,15 +22,33 @@ type sessRef struct {
 // session can never outlive its user. ErrExists if the ID is taken.
 func (s *Store) CreateSession(sess *Session) error {
 	const op = "create session"
+	c, err := newSession(op, sess)
+	if err != nil {
+		return err
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	err = s.update(op, func(txn Txn) error { return putSession(txn, op, c) })
+	if err != nil {
+		return err
+	}
+	*sess = *c
+	return nil
+}
+
+// newSession checks a session to create and fills in its defaults.
+func newSession(op string, sess *Session) (*Session, error) {
 	if sess == nil {
-		return invalid(op, "nil session")
+		return nil, invalid(op, "nil session")
 	}
 	if err := need(op, "session id", sess.ID, "org id", sess.OrgID, "user id", sess.UserID); err != nil {
-		return err
+		return nil, err
 	}
 	t := now()
 	if !sess.ExpiresAt.After(t) {
-		return invalid(op, "expiry %s is not in the future", sess.ExpiresAt)
+		return nil, invalid(op, "expiry %s is not in the future", sess.ExpiresAt)
 	}
 	c := *sess
 	c.Groups = slices.Clone(c.Groups)
@@ -40,45 +58,39 @@ func (s *Store) CreateSession(sess *Session) error {
 	if c.LastSeen.IsZero() {
 		c.LastSeen = c.Created
 	}
+	return &c, nil
+}
+
+// putSession is CreateSession's transaction.
+func putSession(txn Txn, op string, c *Session) error {
 	ttl := ttlSeconds(c.ExpiresAt)
-	if err := s.enter(); err != nil {
+	if err := requireOrg(txn, op, c.OrgID); err != nil {
 		return err
 	}
-	defer s.leave()
-	err := s.update(op, func(txn Txn) error {
-		if err := requireOrg(txn, op, c.OrgID); err != nil {
-			return err
-		}
-		if ok, err := exists(txn, key(pUser, c.OrgID, c.UserID)); err != nil {
-			return err
-		} else if !ok {
-			return notFound(op, "user", c.UserID)
-		}
-		k := key(pSess, c.ID)
-		if ok, err := exists(txn, k); err != nil {
-			return err
-		} else if ok {
-			return fmt.Errorf("store: %s: %w", op, ErrExists)
-		}
-		if _, err := setJSON(txn, k, &c, ttl); err != nil {
-			return err
-		}
-		if _, err := setJSON(txn, key(pSessOrg, c.OrgID, c.ID), sessRef{c.UserID, c.AuthMethod}, ttl); err != nil {
-			return err
-		}
-		if _, err := setJSON(txn, key(pSessUser, c.OrgID, c.UserID, c.ID), true, ttl); err != nil {
-			return err
-		}
-		if c.NameID != "" {
-			_, err := setJSON(txn, sessNameKey(&c), true, ttl)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
+	if ok, err := exists(txn, key(pUser, c.OrgID, c.UserID)); err != nil {
+		return err
+	} else if !ok {
+		return notFound(op, "user", c.UserID)
+	}
+	k := key(pSess, c.ID)
+	if ok, err := exists(txn, k); err != nil {
+		return err
+	} else if ok {
+		return fmt.Errorf("store: %s: %w", op, ErrExists)
+	}
+	if _, err := setJSON(txn, k, c, ttl); err != nil {
 		return err
 	}
-	*sess = c
+	if _, err := setJSON(txn, key(pSessOrg, c.OrgID, c.ID), sessRef{c.UserID, c.AuthMethod}, ttl); err != nil {
+		return err
+	}
+	if _, err := setJSON(txn, key(pSessUser, c.OrgID, c.UserID, c.ID), true, ttl); err != nil {
+		return err
+	}
+	if c.NameID != "" {
+		_, err := setJSON(txn, sessNameKey(c), true, ttl)
+		return err
+	}
 	return nil
 }
 
@@ -244,23 +256,26 @@ func (s *Store) DeleteSession(id string) error {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn Txn) error {
-		sess := new(Session)
-		if err := getJSON(txn, key(pSess, id), sess); err != nil {
-			if err == ErrNotFound {
-				return fmt.Errorf("store: %s: %w", op, ErrNotFound)
-			}
-			return err
-		}
-		if err := deleteSessionNameKey(txn, sess); err != nil {
-			return err
-		}
-		return deleteSessionKeys(txn, sess.OrgID, sess.UserID, id)
-	})
+	err := s.update(op, func(txn Txn) error { return deleteSession(txn, op, id) })
 	s.touchMu.Lock()
 	delete(s.touches, id)
 	s.touchMu.Unlock()
 	return err
+}
+
+// deleteSession is DeleteSession's transaction.
+func deleteSession(txn Txn, op, id string) error {
+	sess := new(Session)
+	if err := getJSON(txn, key(pSess, id), sess); err != nil {
+		if err == ErrNotFound {
+			return fmt.Errorf("store: %s: %w", op, ErrNotFound)
+		}
+		return err
+	}
+	if err := deleteSessionNameKey(txn, sess); err != nil {
+		return err
+	}
+	return deleteSessionKeys(txn, sess.OrgID, sess.UserID, id)
 }
 
 func deleteSessionKeys(txn Txn, orgID, userID, id string) error {

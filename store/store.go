@@ -100,6 +100,10 @@ type Store struct {
 	// them (see invalidation.go).
 	marks changeMarks
 
+	// groups lets concurrent writes of one kind share a transaction and
+	// its sync (see commitgroup.go).
+	groups commitGroups
+
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
 	hints pageHints
@@ -107,6 +111,9 @@ type Store struct {
 	// audit holds aggregated audit events until they are written, and
 	// schedules the trail's pruning (see audit.go).
 	audit auditState
+
+	// signIns schedules the pruning of sign-in attempts (see signin.go).
+	signIns signInPrunes
 
 	// thrPruning holds the throttle scopes being pruned (see throttle.go).
 	thrPruning sync.Map

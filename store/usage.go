@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -40,6 +41,36 @@ type WriteOption func(*writeOptions)
 
 type writeOptions struct {
 	maxBytes int64
+	maxUsers int
+	audit    *AuditEvent
+}
+
+func writeOpts(opts []WriteOption) writeOptions {
+	var o writeOptions
+	for _, f := range opts {
+		f(&o)
+	}
+	return o
+}
+
+// MaxUsers refuses the creation of a user with ErrUserLimit, writing
+// nothing, when the organization has max users already. The count is
+// read in the creating transaction, so concurrent creations cannot
+// together overshoot it. max <= 0 means no cap. Only user creations
+// heed it.
+func MaxUsers(max int) WriteOption {
+	return func(o *writeOptions) { o.maxUsers = max }
+}
+
+// ErrUserLimit: the organization has as many users as MaxUsers allows.
+var ErrUserLimit = errors.New("organization at its user limit")
+
+// Audited records e in the audit trail in the same transaction as the
+// write, so that the change and its record are kept or lost together and
+// share one sync. e gets its ID and Time as AppendAudit gives them. Only
+// user creations heed it.
+func Audited(e *AuditEvent) WriteOption {
+	return func(o *writeOptions) { o.audit = e }
 }
 
 // MaxStoredBytes refuses the write with ErrQuota, writing nothing, when it
@@ -76,11 +107,7 @@ type usage struct {
 }
 
 func newUsage(orgID string, opts []WriteOption) *usage {
-	var o writeOptions
-	for _, f := range opts {
-		f(&o)
-	}
-	return &usage{org: orgID, max: o.maxBytes}
+	return &usage{org: orgID, max: writeOpts(opts).maxBytes}
 }
 
 // entrySize is len(k) + the length of k's value in txn (0 if absent). It
@@ -189,11 +216,22 @@ func (u *usage) overCap(total int64) error {
 }
 
 func sumStripes(txn Txn, orgID string) (int64, error) {
+	keys := make([][]byte, usageStripes)
+	for i := range keys {
+		keys[i] = usageKey(orgID, i)
+	}
+	vals, err := getMany(txn, keys)
+	if err != nil {
+		return 0, err
+	}
 	var total int64
-	for i := range usageStripes {
+	for i, v := range vals {
+		if v == nil {
+			continue
+		}
 		var n int64
-		if err := getJSON(txn, usageKey(orgID, i), &n); err != nil && !errors.Is(err, ErrNotFound) {
-			return 0, err
+		if err := json.Unmarshal(v, &n); err != nil {
+			return 0, fmt.Errorf("store: decode %q: %w", keys[i], err)
 		}
 		total += n
 	}

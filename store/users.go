@@ -91,8 +91,9 @@ func checkUser(op string, u *User) error {
 // u.ID is empty and sets Created and Updated when zero; u is updated in
 // place on success. ErrConflict if the userName (case-insensitively) or
 // externalId (exactly) is used by another user of the org; ErrExists if the
-// ID is taken; ErrNotFound if the org does not exist; ErrQuota if opts
-// set a cap the user does not fit in.
+// ID is taken; ErrNotFound if the org does not exist; ErrQuota or
+// ErrUserLimit if opts set a cap the user does not fit in. Concurrent
+// creations in one organization share a transaction (see commitgroup.go).
 func (s *Store) CreateUser(u *User, opts ...WriteOption) error {
 	return s.createUser("create user", u, nil, opts)
 }
@@ -116,15 +117,36 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	if c.Updated.IsZero() {
 		c.Updated = c.Created
 	}
+	o := writeOpts(opts)
+	var ev *AuditEvent
+	if o.audit != nil {
+		var err error
+		if ev, err = newAuditEvent(op, o.audit); err != nil {
+			return err
+		}
+	}
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	err := s.update(op, func(txn Txn) error {
+	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
+		txn, err := prefetch(txn, createUserReads(&c)...)
+		if err != nil {
+			return err
+		}
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
-		use := newUsage(c.OrgID, opts)
+		if o.maxUsers > 0 {
+			n, err := counter(txn, key(pCount, "users", c.OrgID))
+			if err != nil {
+				return err
+			}
+			if n >= o.maxUsers {
+				return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, c.OrgID, n, ErrUserLimit)
+			}
+		}
+		use := &usage{org: c.OrgID, max: o.maxBytes}
 		if err := putNewUser(txn, use, op, &c); err != nil {
 			return err
 		}
@@ -133,13 +155,36 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 				return err
 			}
 		}
-		return s.charge(txn, use, c.ID)
+		if err := s.charge(txn, use, c.ID); err != nil {
+			return err
+		}
+		if ev != nil {
+			if _, err := setJSON(txn, auditKey(ev), ev, 0); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	if ev != nil {
+		*o.audit = *ev
+		s.countAuditAppends([]*AuditEvent{ev})
+	}
 	*u = c
 	return nil
+}
+
+// createUserReads are the keys creating u reads (ProvisionUser's markers
+// and the stored-bytes stripe included), for prefetch.
+func createUserReads(u *User) [][]byte {
+	keys := [][]byte{key(pOrgLive, u.OrgID), key(pCount, "users", u.OrgID), key(pUser, u.OrgID, u.ID),
+		usageMarker(u.OrgID), usageKey(u.OrgID, usageStripe(u.ID))}
+	for _, ix := range userIndexes(u) {
+		keys = append(keys, ix.key)
+	}
+	return append(keys, deprovisionKeys(u)...)
 }
 
 func putNewUser(txn Txn, use *usage, op string, u *User) error {
@@ -272,57 +317,64 @@ func (s *Store) UpdateUser(orgID, id string, fn func(*User) error, opts ...Write
 	defer s.leave()
 	var stored []byte
 	err := s.update(op, func(txn Txn) error {
-		k := key(pUser, orgID, id)
-		old := new(User)
-		if err := getJSON(txn, k, old); err != nil {
-			return wrapNotFound(err, op, "user", id)
-		}
-		u := new(User)
-		if err := getJSON(txn, k, u); err != nil { // fn gets its own copy
-			return err
-		}
-		if err := fn(u); err != nil {
-			return err
-		}
-		if u.ID != id || u.OrgID != orgID {
-			return invalid(op, "user ID and organization are immutable")
-		}
-		if err := checkUser(op, u); err != nil {
-			return err
-		}
-		u.Updated = now()
-
-		use := newUsage(orgID, opts)
-		oldIdx, newIdx := userIndexes(old), userIndexes(u)
-		keep := map[string]bool{}
-		for _, ix := range oldIdx {
-			keep[string(ix.key)] = true
-		}
-		wanted := map[string]bool{}
-		for _, ix := range newIdx {
-			wanted[string(ix.key)] = true
-		}
-		for _, ix := range oldIdx {
-			if !wanted[string(ix.key)] {
-				if err := dropUserIndex(txn, use, ix, id); err != nil {
-					return err
-				}
-			}
-		}
-		if err := writeUserIndexes(txn, use, op, u, newIdx, keep); err != nil {
-			return err
-		}
 		var err error
-		if stored, err = use.set(txn, k, u); err != nil {
-			return err
-		}
-		return s.charge(txn, use, id)
+		stored, err = s.updateUser(txn, op, orgID, id, fn, opts)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	out := new(User)
 	return out, json.Unmarshal(stored, out)
+}
+
+// updateUser is UpdateUser's transaction; it returns the stored record.
+func (s *Store) updateUser(txn Txn, op, orgID, id string, fn func(*User) error, opts []WriteOption) ([]byte, error) {
+	k := key(pUser, orgID, id)
+	old := new(User)
+	if err := getJSON(txn, k, old); err != nil {
+		return nil, wrapNotFound(err, op, "user", id)
+	}
+	u := new(User)
+	if err := getJSON(txn, k, u); err != nil { // fn gets its own copy
+		return nil, err
+	}
+	if err := fn(u); err != nil {
+		return nil, err
+	}
+	if u.ID != id || u.OrgID != orgID {
+		return nil, invalid(op, "user ID and organization are immutable")
+	}
+	if err := checkUser(op, u); err != nil {
+		return nil, err
+	}
+	u.Updated = now()
+
+	use := newUsage(orgID, opts)
+	oldIdx, newIdx := userIndexes(old), userIndexes(u)
+	keep := map[string]bool{}
+	for _, ix := range oldIdx {
+		keep[string(ix.key)] = true
+	}
+	wanted := map[string]bool{}
+	for _, ix := range newIdx {
+		wanted[string(ix.key)] = true
+	}
+	for _, ix := range oldIdx {
+		if !wanted[string(ix.key)] {
+			if err := dropUserIndex(txn, use, ix, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := writeUserIndexes(txn, use, op, u, newIdx, keep); err != nil {
+		return nil, err
+	}
+	stored, err := use.set(txn, k, u)
+	if err != nil {
+		return nil, err
+	}
+	return stored, s.charge(txn, use, id)
 }
 
 // DeleteUser removes the user, its indexes, its group memberships (from the

@@ -52,7 +52,21 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func newEnv(t testing.TB, tweak ...func(*Config)) *env {
 	t.Helper()
-	st, err := store.Open(t.TempDir(), store.Options{Logger: zaptest.NewLogger(t), GCInterval: -1})
+	return newEnvWith(t, store.Options{}, nil, tweak...)
+}
+
+// newEnvWith is newEnv with store options (its Logger and GCInterval are
+// the test's) on backend b (nil: Badger in a temporary directory).
+func newEnvWith(t testing.TB, opts store.Options, b store.Backend, tweak ...func(*Config)) *env {
+	t.Helper()
+	opts.Logger, opts.GCInterval = zaptest.NewLogger(t), -1
+	var st *store.Store
+	var err error
+	if b != nil {
+		st, err = store.OpenBackend(b, opts)
+	} else {
+		st, err = store.Open(t.TempDir(), opts)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

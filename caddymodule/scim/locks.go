@@ -6,8 +6,10 @@ import (
 )
 
 // writeLocks serializes SCIM writes that would otherwise only fight over
-// the same store keys: creations and deletions in one organization (they
-// all update its user or group counter) and changes to one resource.
+// the same store keys: group creations and deletions, user deletions in
+// one organization (they all update its user or group counter) and
+// changes to one resource. User creations take no lock: the store runs
+// concurrent ones in one transaction (see store.CreateUser).
 // Badger resolves such races by failing all but one transaction and
 // retrying the others, and an IdP that sends requests in parallel (both
 // Okta and Entra ID do) can make a request exhaust its retries. Taking

@@ -302,7 +302,15 @@ func (s *Server) BaseURL(orgID string) string {
 // audit records a SCIM event. A failure to record is logged: the change
 // it describes has happened.
 func (s *Server) audit(orgID, source, action, outcome string, details map[string]string) {
-	e := &store.AuditEvent{
+	e := s.auditEvent(orgID, source, action, outcome, details)
+	if err := s.cfg.Store.AppendAudit(e); err != nil {
+		s.log.Error("recording audit event", zap.String("org", orgID), zap.String("action", action), zap.Error(err))
+	}
+}
+
+// auditEvent is the audit event of a SCIM request.
+func (s *Server) auditEvent(orgID, source, action, outcome string, details map[string]string) *store.AuditEvent {
+	return &store.AuditEvent{
 		Time:     s.cfg.Now().UTC(),
 		OrgID:    orgID,
 		Actor:    "scim",
@@ -310,9 +318,6 @@ func (s *Server) audit(orgID, source, action, outcome string, details map[string
 		Outcome:  outcome,
 		SourceIP: source,
 		Details:  details,
-	}
-	if err := s.cfg.Store.AppendAudit(e); err != nil {
-		s.log.Error("recording audit event", zap.String("org", orgID), zap.String("action", action), zap.Error(err))
 	}
 }
 

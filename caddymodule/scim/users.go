@@ -13,6 +13,7 @@ import (
 	elimity "github.com/elimity-com/scim"
 	scimerrors "github.com/elimity-com/scim/errors"
 	"github.com/elimity-com/scim/optional"
+	"github.com/google/uuid"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/identity"
@@ -265,9 +266,15 @@ func empty(v any) bool {
 // what can be derived for users that sign-in or the operator created
 // (derived), and the groups the user is a direct member of.
 func (h *userHandler) resource(u *store.User, p projection) (elimity.Resource, error) {
+	return h.resourceOf(u, p, true)
+}
+
+// resourceOf is resource; a user created just now is in no group yet, so
+// its groups need no look-up (lookUpGroups false).
+func (h *userHandler) resourceOf(u *store.User, p projection, lookUpGroups bool) (elimity.Resource, error) {
 	a := userAttributes(u)
 	derive(a, u)
-	if p.wants(attrGroups) {
+	if lookUpGroups && p.wants(attrGroups) {
 		ids, err := h.srv.cfg.Store.GroupsOfUser(u.OrgID, u.ID)
 		if err != nil {
 			return elimity.Resource{}, h.srv.storeError(err, "", "")
@@ -353,31 +360,32 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.srv.checkDomains(org, userDomains(u)); err != nil {
 		return elimity.Resource{}, err
 	}
-	defer h.srv.locks.lock(orgKey(org))()
+	// No lock: concurrent creations share the store's transaction, which
+	// checks uniqueness and max_users with the ones before it counted
+	// (store.CreateUser), and an adoption is an update that re-checks
+	// its candidate.
 	adopted, err := h.adopt(org, u)
 	if err != nil {
 		return elimity.Resource{}, err
 	}
-	details := map[string]string{}
 	if adopted != nil {
 		u = adopted
-		details["adopted"] = "signed-in user"
-	} else {
-		// Every creation takes the organization's lock, so the count
-		// cannot move between this check and the write.
-		n, err := h.srv.cfg.Store.CountUsers(org)
-		if err != nil {
-			return elimity.Resource{}, h.srv.storeError(err, "", "")
-		}
-		if n >= h.srv.limits.MaxUsers {
-			return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
-		}
-		if err := h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped()); err != nil {
-			return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
-		}
+		h.audit(r, "scim.user.create", u, map[string]string{"adopted": "signed-in user"})
+		return h.resource(u, projectionOf(r))
 	}
-	h.audit(r, "scim.user.create", u, details)
-	return h.resource(u, projectionOf(r))
+	// The ID is chosen here so that the audit event, written in the same
+	// transaction as the user, can name it.
+	u.ID = uuid.NewString()
+	ev := h.srv.auditEvent(org, h.srv.cfg.ClientIP(r), "scim.user.create", "success",
+		map[string]string{"user_id": u.ID, "userName": u.UserName})
+	err = h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev))
+	if errors.Is(err, store.ErrUserLimit) {
+		return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
+	}
+	if err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+	}
+	return h.resourceOf(u, projectionOf(r), false)
 }
 
 // errChangedMeanwhile aborts an update whose user changed between its
@@ -393,22 +401,14 @@ var errNotAdoptable = errors.New("user is no longer one created by sign-in")
 // conflict the IdP must hear about.
 func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 	st := h.srv.cfg.Store
+	byExt, byName, byEmail, err := st.ProvisioningMatches(org, in.ExternalID, in.UserName, emailValues(in))
+	if err != nil {
+		return nil, h.srv.storeError(err, "", "")
+	}
 	var cand *store.User
-	for _, find := range []func() (*store.User, error){
-		func() (*store.User, error) {
-			if in.ExternalID == "" {
-				return nil, store.ErrNotFound
-			}
-			return st.UserByExternalID(org, in.ExternalID)
-		},
-		func() (*store.User, error) { return st.UserByUserName(org, in.UserName) },
-	} {
-		u, err := find()
-		if errors.Is(err, store.ErrNotFound) {
+	for _, u := range []*store.User{byExt, byName} {
+		if u == nil {
 			continue
-		}
-		if err != nil {
-			return nil, h.srv.storeError(err, "", "")
 		}
 		if u.Source != store.SourceSAML {
 			return nil, h.srv.storeError(store.ErrConflict, "", conflictUser)
@@ -416,17 +416,9 @@ func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
 		cand = u
 		break
 	}
-	for _, e := range in.Emails {
-		if cand != nil {
-			break
-		}
-		ids, err := st.UserIDsByEmail(org, e.Value)
-		if err != nil {
-			return nil, h.srv.storeError(err, "", "")
-		}
-		for _, id := range ids {
-			u, err := st.GetUser(org, id)
-			if err == nil && u.Source == store.SourceSAML {
+	if cand == nil {
+		for _, u := range byEmail {
+			if u.Source == store.SourceSAML {
 				cand = u
 				break
 			}

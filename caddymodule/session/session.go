@@ -143,10 +143,45 @@ func (m *Manager) CookieName() string { return m.name }
 // sign-in never leaves an older session alive in the same browser, and
 // the new one never reuses its reference (no fixation).
 func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Session, notAfter time.Time) (*store.Session, error) {
-	if old, ok := m.RecordID(r); ok {
-		if err := m.cfg.Store.DeleteSession(old); err != nil && !errors.Is(err, store.ErrNotFound) {
+	p, err := m.Prepare(r, rec, notAfter)
+	if err != nil {
+		return nil, err
+	}
+	if p.Replaces != "" {
+		if err := m.cfg.Store.DeleteSession(p.Replaces); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("session: ending the previous session: %w", err)
 		}
+	}
+	if err := m.cfg.Store.CreateSession(&p.Record); err != nil {
+		return nil, fmt.Errorf("session: saving: %w", err)
+	}
+	if err := p.SetCookie(w, r); err != nil {
+		return nil, err
+	}
+	return &p.Record, nil
+}
+
+// Pending is a session that a sign-in is about to start (see Prepare).
+type Pending struct {
+	// Record is the session record to store.
+	Record store.Session
+	// Replaces is the record ID of the session the browser had, "" if
+	// none; it must end with the sign-in.
+	Replaces string
+
+	m   *Manager
+	ref string
+}
+
+// Prepare does what Start does except write: it builds the record for
+// rec and notAfter, with a new reference, and says which session the
+// browser had. A caller that stores the record itself, together with its
+// other writes (the SAML sign-in does), ends Replaces in the same
+// transaction and then calls SetCookie.
+func (m *Manager) Prepare(r *http.Request, rec store.Session, notAfter time.Time) (*Pending, error) {
+	p := &Pending{m: m}
+	if old, ok := m.RecordID(r); ok {
+		p.Replaces = old
 	}
 	ref, err := randomToken()
 	if err != nil {
@@ -168,18 +203,22 @@ func (m *Manager) Start(w http.ResponseWriter, r *http.Request, rec store.Sessio
 	if !rec.ExpiresAt.After(now) {
 		return nil, errors.New("session: the IdP allowed no session time (SessionNotOnOrAfter has passed)")
 	}
-	if err := m.cfg.Store.CreateSession(&rec); err != nil {
-		return nil, fmt.Errorf("session: saving: %w", err)
-	}
+	p.Record, p.ref = rec, ref
+	return p, nil
+}
+
+// SetCookie sets the cookie that refers to p.Record, once it is stored.
+func (p *Pending) SetCookie(w http.ResponseWriter, r *http.Request) error {
+	m := p.m
 	s := sessions.NewSession(m.cookies, m.name)
 	opts := *m.cookies.Options
-	opts.MaxAge = int(rec.ExpiresAt.Sub(now) / time.Second)
+	opts.MaxAge = int(p.Record.ExpiresAt.Sub(p.Record.Created) / time.Second)
 	s.Options = &opts
-	s.Values[valueKey] = ref
+	s.Values[valueKey] = p.ref
 	if err := m.cookies.Save(r, w, s); err != nil {
-		return nil, fmt.Errorf("session: sealing cookie: %w", err)
+		return fmt.Errorf("session: sealing cookie: %w", err)
 	}
-	return &rec, nil
+	return nil
 }
 
 // Load returns the live session of the request, or ErrNoSession. A

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ssogate/ssogate/store"
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
@@ -319,5 +321,73 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "typo")); !os.IsNotExist(err) {
 		t.Errorf("an export from a mistyped --path created it (%v)", err)
+	}
+}
+
+// TestStoreImportReadsItsFileOnce imports from a named pipe, which gives
+// its content once: import's two passes read the private copy the command
+// made, never the file named twice (which may change between the reads).
+func TestStoreImportReadsItsFileOnce(t *testing.T) {
+	dir := t.TempDir()
+	src, err := store.Open(filepath.Join(dir, "src"), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CreateOrg(&store.Org{ID: "piped", Name: "Piped"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddDomain(&store.Domain{OrgID: "piped", Name: "piped.example", Token: "tok", Status: store.DomainVerified, VerifiedBy: "dns"}); err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	if _, err := src.Export(&export, store.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "export.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			wrote <- err
+			return
+		}
+		_, err = f.Write(export.Bytes())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		wrote <- err
+	}()
+	home := filepath.Join(dir, "home")
+	dst := filepath.Join(dir, "dst")
+	cmd := exec.Command(os.Args[0], "store", "import", fifo, "--path", dst)
+	cmd.Env = append(os.Environ(), runAsSSOGate+"=1", "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// Unblock the writer if the command never opened the pipe.
+		if r, oerr := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+			r.Close()
+		}
+		t.Fatalf("store import from a pipe: %v\n%s", err, out)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("writing the pipe: %v", err)
+	}
+	if !strings.Contains(string(out), `"created":["piped"]`) || !strings.Contains(string(out), "org verify-domain piped piped.example") {
+		t.Errorf("summary:\n%s", out)
+	}
+	st, err := store.Open(dst, store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := st.GetDomain("piped", "piped.example")
+	if err != nil || d.Status != store.DomainPending || d.Token != "tok" {
+		t.Errorf("imported domain %+v (%v), want pending with its token", d, err)
 	}
 }

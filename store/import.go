@@ -27,9 +27,9 @@ import (
 // members that are users of the organization, a verified domain held by
 // one organization, known secret names, the record count of the end
 // line) and against the store (an organization that exists is refused
-// unless opts.Replace; with opts.TrustDomains, a verified domain another
-// organization holds; a different secret under the same name unless
-// opts.Replace); on the first problem it returns an error wrapping
+// unless opts.Replace; a domain the file has verified that another
+// organization holds, even if it is to be imported pending; a different
+// secret under the same name unless opts.Replace); on the first problem it returns an error wrapping
 // ErrInvalid (ErrExists, ErrConflict for the store's refusals) that
 // names the line, and has written nothing. The second pass writes,
 // through the transactions that keep indexes, counters and stored bytes,

@@ -352,9 +352,9 @@ func printImportSummary(c *cobra.Command, res *store.ImportResult, dryRun bool) 
 	bin := invokedName()
 	if n := len(res.PendingDomains); n > 0 {
 		fmt.Fprintf(w, "%d domains verified in the file are pending here (no sign-in is routed by them until verified again).\n"+
-			"Check each one's TXT record, which keeps its token, or vouch for it as the operator:\n", n)
+			"Check each one's TXT record, which keeps its token (add --force to vouch for it as the operator instead):\n", n)
 		for _, d := range res.PendingDomains {
-			fmt.Fprintf(w, "  %s org verify-domain %s %s        # or add --force to vouch\n", bin, d.Org, d.Name)
+			fmt.Fprintf(w, "  %s org verify-domain %s %s\n", bin, d.Org, d.Name)
 		}
 		fmt.Fprintln(w, "(Importing a file of your own deployment, --trust-domains keeps them verified.)")
 	}

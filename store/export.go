@@ -135,8 +135,10 @@ type ImportOptions struct {
 	// them again (their TXT records, still published, match) or vouches.
 	TrustDomains bool
 	// WithSecrets imports the gateway-wide secrets of an export of
-	// everything (only the names gatewaySecretName knows). Without it
-	// they are left out and listed in ImportResult.SkippedSecrets.
+	// everything. Without it they are left out and listed in
+	// ImportResult.SkippedSecrets. Either way a file naming a secret the
+	// gateway does not create (session-key, saml-sp-keypair,
+	// upstream-jwt-es256/<period>) is refused.
 	WithSecrets bool
 	// GatewayAudit imports the gateway-wide audit events of an export of
 	// everything; without it they are left out and counted.

@@ -50,6 +50,11 @@ import (
 // invite`), each organization a new SCIM token, and a gateway importing
 // the file keeps its own keys (the SP certificate in the IdPs' metadata
 // then changes).
+//
+// Import takes from a file only what belongs to its organizations unless
+// told otherwise (ImportOptions): domains arrive pending, and the
+// gateway-wide secrets and audit events are left out, since whoever can
+// write the file would otherwise claim domains and keys for good.
 
 // Export format identifiers.
 const (

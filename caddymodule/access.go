@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"go.uber.org/zap"
 
@@ -38,40 +39,86 @@ func (g *Gateway) authenticate(st *gatewayState, r *http.Request) (*identityValu
 	// The cache is keyed by a hash of the sealed cookie: a hit means this
 	// exact cookie was unsealed (authenticated) before, so unsealing it
 	// again, the main cost left on this path, can be skipped.
-	key := sha256.Sum256([]byte(sealed))
+	key := cookieKey(sealed)
 	if e, ok := st.rechecked.get(key); ok && !st.store.Changed(e.watch) && st.sessions.Fresh(e.sess) {
 		g.observeRecheck(true)
 		return e.id, true, nil
 	}
+	// Concurrent requests with this cookie (a browser's parallel requests
+	// after a change) wait for one full re-check instead of each running
+	// its own against the store; its outcome serves them on the cache's
+	// terms, and a refusal or a store error is theirs too.
+	f, leader := st.rechecked.join(key)
+	if !leader {
+		select {
+		case <-f.done:
+		case <-r.Context().Done():
+			return nil, false, r.Context().Err()
+		}
+		switch {
+		case f.err != nil:
+			return nil, false, f.err
+		case !f.ok:
+			return nil, false, nil
+		case !st.store.Changed(f.e.watch) && st.sessions.Fresh(f.e.sess):
+			g.observeRecheck(true)
+			return f.e.id, true, nil
+		}
+		// Changed again since that re-check began: one of its own.
+		e, ok, err := g.fullRecheck(st, key, sealed)
+		return e.id, ok, err
+	}
+	defer st.rechecked.land(key, f)
+	if st.leaderHook != nil {
+		st.leaderHook(f)
+	}
+	f.e, f.ok, f.err = g.fullRecheck(st, key, sealed)
+	return f.e.id, f.ok, f.err
+}
+
+// fullRecheck unseals the cookie, loads its session and re-checks it (see
+// authenticate), caching a success under key.
+func (g *Gateway) fullRecheck(st *gatewayState, key [sha256.Size]byte, sealed string) (recheckEntry, bool, error) {
 	g.observeRecheck(false)
 	sid, ok := st.sessions.RecordIDOf(sealed)
 	if !ok {
-		return nil, false, nil
+		return recheckEntry{}, false, nil
 	}
 	// Each watch is taken before the records it covers are read, so that
 	// a write racing with this re-check leaves its outcome already stale.
 	watch := st.store.Watch(store.WatchSession(sid))
 	sess, err := st.sessions.LoadRecord(sid)
 	if errors.Is(err, session.ErrNoSession) {
-		return nil, false, nil
+		return recheckEntry{}, false, nil
 	}
 	if err != nil {
-		return nil, false, err
+		return recheckEntry{}, false, err
 	}
 	watch = watch.With(st.store, store.WatchOrg(sess.OrgID), store.WatchUser(sess.OrgID, sess.UserID))
 	reason, id, err := g.recheck(st.store, sess)
 	if err != nil {
-		return nil, false, err
+		return recheckEntry{}, false, err
 	}
 	if reason != "" {
 		g.logger.Info("session ended by re-check",
 			zap.String("org", sess.OrgID), zap.String("user_id", sess.UserID), zap.String("reason", reason))
 		_ = st.store.DeleteSession(sess.ID)
-		return nil, false, nil
+		return recheckEntry{}, false, nil
 	}
-	v := id.values()
-	st.rechecked.put(key, recheckEntry{watch: watch, sess: sess, id: v})
-	return v, true, nil
+	e := recheckEntry{watch: watch, sess: sess, id: id.values()}
+	st.rechecked.put(key, e)
+	return e, true, nil
+}
+
+// cookieKey is the SHA-256 of a sealed session cookie, the re-check
+// cache's key: the cache holds no usable cookie. Session cookies are far
+// shorter than the buffer, which keeps the hashed copy off the heap.
+func cookieKey(sealed string) [sha256.Size]byte {
+	var buf [512]byte
+	if len(sealed) > len(buf) {
+		return sha256.Sum256([]byte(sealed))
+	}
+	return sha256.Sum256(append(buf[:0], sealed...))
 }
 
 // recheckCacheSize bounds the remembered re-checks: one per recently
@@ -87,6 +134,42 @@ const recheckCacheSize = 32 << 10
 type recheckCache struct {
 	mu      sync.RWMutex
 	entries map[[sha256.Size]byte]recheckEntry
+	flights map[[sha256.Size]byte]*recheckFlight
+}
+
+// recheckFlight is a full re-check under way; its outcome is set before
+// done is closed.
+type recheckFlight struct {
+	done    chan struct{}
+	waiting atomic.Int32 // requests that joined it, for tests
+	e       recheckEntry
+	ok      bool
+	err     error
+}
+
+// join returns the re-check under way for key, or starts one (leader).
+// A leader must land it.
+func (c *recheckCache) join(key [sha256.Size]byte) (f *recheckFlight, leader bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if f := c.flights[key]; f != nil {
+		f.waiting.Add(1)
+		return f, false
+	}
+	if c.flights == nil {
+		c.flights = make(map[[sha256.Size]byte]*recheckFlight)
+	}
+	f = &recheckFlight{done: make(chan struct{})}
+	c.flights[key] = f
+	return f, true
+}
+
+// land ends the re-check under way for key, releasing those waiting.
+func (c *recheckCache) land(key [sha256.Size]byte, f *recheckFlight) {
+	c.mu.Lock()
+	delete(c.flights, key)
+	c.mu.Unlock()
+	close(f.done)
 }
 
 type recheckEntry struct {

@@ -5,10 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 
 	"github.com/ssogate/ssogate/caddymodule/pages"
@@ -120,33 +123,48 @@ func (f *cacheFixture) sessionID(t *testing.T) string {
 func TestRecheckCacheNeverOutlivesAWrite(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
+		setup func(f *cacheFixture) error // before the first request
 		write func(f *cacheFixture) error
 	}{
-		{"user deactivated", func(f *cacheFixture) error {
+		{name: "user deactivated", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.Active = false; return nil })
 			return err
 		}},
-		{"org deactivated", func(f *cacheFixture) error {
+		{name: "org deactivated", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.State = store.OrgInactive; return nil })
 			return err
 		}},
-		{"admin group mapping changed", func(f *cacheFixture) error {
+		{name: "admin group mapping changed", write: func(f *cacheFixture) error {
 			_, err := f.st.UpdateOrg("acme", func(o *store.Org) error { o.AdminGroup.Name = "owners"; return nil })
 			return err
 		}},
-		{"user deleted", func(f *cacheFixture) error { return f.st.DeleteUser("acme", f.user.ID) }},
-		{"signed out", func(f *cacheFixture) error {
+		{name: "user deleted", write: func(f *cacheFixture) error { return f.st.DeleteUser("acme", f.user.ID) }},
+		{name: "signed out", write: func(f *cacheFixture) error {
 			sid, _ := f.g.lazy.sessions.RecordIDOf(f.cookie.Value)
 			return f.st.DeleteSession(sid)
 		}},
-		{"all the user's sessions ended", func(f *cacheFixture) error {
+		{name: "all the user's sessions ended", write: func(f *cacheFixture) error {
 			_, err := f.st.DeleteUserSessions("acme", f.user.ID)
 			return err
 		}},
-		{"domain removed", func(f *cacheFixture) error { return f.st.RemoveDomain("acme", "acme.test") }},
+		{name: "domain removed", write: func(f *cacheFixture) error { return f.st.RemoveDomain("acme", "acme.test") }},
+		{name: "admin group provisioned without the user", write: func(f *cacheFixture) error {
+			return f.st.CreateGroup(&store.Group{OrgID: "acme", DisplayName: "admins"})
+		}},
+		{name: "removed from the provisioned admin group", setup: func(f *cacheFixture) error {
+			return f.st.CreateGroup(&store.Group{ID: "g-admins", OrgID: "acme", DisplayName: "admins", Members: []string{f.user.ID}})
+		}, write: func(f *cacheFixture) error {
+			_, err := f.st.UpdateGroup("acme", "g-admins", func(g *store.Group) error { g.Members = nil; return nil })
+			return err
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newCacheFixture(t)
+			if tc.setup != nil {
+				if err := tc.setup(f); err != nil {
+					t.Fatal(err)
+				}
+			}
 			for range 2 {
 				if ok, user := f.request(t); !ok || user != "ann@acme.test" {
 					t.Fatalf("signed-in request: reached %v as %q", ok, user)
@@ -194,8 +212,21 @@ func TestRecheckCacheLifetimes(t *testing.T) {
 	if err := f.st.AppendAudit(&store.AuditEvent{OrgID: "acme", Action: "test"}); err != nil {
 		t.Fatal(err)
 	}
+	// An IdP syncing the directory: another user joins and leaves a group.
+	staff := &store.Group{OrgID: "acme", DisplayName: "staff"}
+	if err := f.st.CreateGroup(staff); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := f.request(t); !ok || !f.cached() { // a new group name: re-checked once
+		t.Fatalf("after a group was created: reached %v, cached %v", ok, f.cached())
+	}
+	for _, members := range [][]string{{bob.ID}, nil} {
+		if _, err := f.st.UpdateGroup("acme", staff.ID, func(g *store.Group) error { g.Members = members; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if !f.cached() {
-		t.Fatal("a write to another org, another user or the audit trail dropped the cached re-check")
+		t.Fatal("a write to another org, another user, another user's memberships or the audit trail dropped the cached re-check")
 	}
 	if ok, _ := f.request(t); !ok || !f.cached() {
 		t.Fatalf("after unrelated writes: reached %v, cached %v", ok, f.cached())
@@ -260,5 +291,80 @@ func TestStoreOutageRefusesButKeepsTheSession(t *testing.T) {
 	defer st.Close()
 	if _, err := st.GetSession(sid); err != nil {
 		t.Fatalf("the outage ended the session: %v", err)
+	}
+}
+
+// Concurrent requests with one cookie after a change share one full
+// re-check: the first runs it, the others wait for its outcome (or find
+// it cached), so a browser's parallel requests do not each go to the
+// store. The outcome still ends access when the change calls for it.
+func TestRecheckConcurrentRequestsShareOne(t *testing.T) {
+	f := newCacheFixture(t)
+	m, err := newMetrics(prometheus.NewRegistry(), func() (int, error) { return 0, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g.app.metrics = m
+	if ok, _ := f.request(t); !ok {
+		t.Fatal("first request refused")
+	}
+	// The full re-check waits for the other 15 to arrive, so that they
+	// do arrive while it is under way (a bound, not a timing assertion:
+	// without joining, none would ever be counted and the re-checks run
+	// one each after it).
+	f.g.lazy.leaderHook = func(fl *recheckFlight) {
+		for deadline := time.Now().Add(10 * time.Second); fl.waiting.Load() < 15 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	concurrently := func() (reached int) {
+		const n = 16
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		for range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				ok := false
+				next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+					ok = r.Header.Get("X-Sso-User") == "ann@acme.test"
+					return nil
+				})
+				r := httptest.NewRequest(http.MethodGet, "https://app.example.com/api", nil)
+				r.AddCookie(f.cookie)
+				if err := f.g.ServeHTTP(httptest.NewRecorder(), r, next); err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if ok {
+					reached++
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		return reached
+	}
+
+	// A change that keeps access: one full re-check for all of them.
+	if _, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.DisplayName = "Ann"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := concurrently(); n != 16 {
+		t.Fatalf("%d of 16 concurrent requests reached the upstream", n)
+	}
+	if misses := testutil.ToFloat64(m.recheckMiss); misses != 2 {
+		t.Errorf("%v full re-checks (the first request's and one for the 16), want 2", misses)
+	}
+
+	// A change that ends access ends it for every one of them.
+	if _, err := f.st.UpdateUser("acme", f.user.ID, func(u *store.User) error { u.Active = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n := concurrently(); n != 0 {
+		t.Fatalf("%d concurrent requests reached the upstream after deactivation", n)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strconv"
@@ -114,6 +115,9 @@ type gatewayState struct {
 	jwtSigner *upstreamjwt.Signer
 
 	rechecked recheckCache
+	// leaderHook, set by tests only, runs before a full re-check that
+	// other requests may join.
+	leaderHook func(*recheckFlight)
 }
 
 // CaddyModule returns the Caddy module information.
@@ -367,8 +371,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // expected_underscore_headers or expected_dot_headers. Names compare
 // ASCII case-insensitively with `_` and `.` read as `-`.
 func (g *Gateway) stripIdentityHeaders(h http.Header) {
+	// The names are canonical (strippedHeaders), as the server makes the
+	// incoming ones, so they are deleted as they are: Header.Del would
+	// canonicalize each again, on every request.
 	for _, name := range g.stripped {
-		h.Del(name)
+		delete(h, name)
 	}
 	for k := range h {
 		if !strings.ContainsAny(k, "_.") {
@@ -420,38 +427,64 @@ var ownCookies = func() map[string]bool {
 }()
 
 // stripOwnCookies removes the gateway's cookies from the Cookie header
-// and keeps the application's cookies as the browser sent them.
+// and keeps the application's cookies as the browser sent them. A cookie
+// is the gateway's by its name as net/http reads it (spaces around it
+// trimmed), so none that the gateway would take for its own goes on.
+// Headers with nothing of the gateway's are left as they are, without
+// allocating: that is most requests to an app with cookies of its own.
 func stripOwnCookies(h http.Header) {
-	lines := h.Values("Cookie")
-	if len(lines) == 0 {
+	lines := h["Cookie"]
+	own := false
+	for _, line := range lines {
+		if hasOwnCookie(line) {
+			own = true
+			break
+		}
+	}
+	if !own {
 		return
 	}
 	var kept []string
-	changed := false
 	for _, line := range lines {
-		var parts []string
-		for part := range strings.SplitSeq(line, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-			if ownCookies[name] {
-				changed = true
+		var b strings.Builder
+		for rest := line; rest != ""; {
+			var part string
+			part, rest, _ = strings.Cut(rest, ";")
+			if part = strings.TrimSpace(part); part == "" || isOwnCookie(part) {
 				continue
 			}
-			if strings.TrimSpace(part) != "" {
-				parts = append(parts, strings.TrimSpace(part))
+			if b.Len() > 0 {
+				b.WriteString("; ")
 			}
+			b.WriteString(part)
 		}
-		if len(parts) > 0 {
-			kept = append(kept, strings.Join(parts, "; "))
+		if b.Len() > 0 {
+			kept = append(kept, b.String())
 		}
-	}
-	if !changed {
-		return
 	}
 	if len(kept) == 0 {
-		h.Del("Cookie")
+		delete(h, "Cookie")
 		return
 	}
 	h["Cookie"] = kept
+}
+
+func hasOwnCookie(line string) bool {
+	for line != "" {
+		var part string
+		part, line, _ = strings.Cut(line, ";")
+		if isOwnCookie(part) {
+			return true
+		}
+	}
+	return false
+}
+
+// isOwnCookie tells whether one name=value pair of a Cookie header is a
+// gateway cookie.
+func isOwnCookie(part string) bool {
+	name, _, _ := strings.Cut(part, "=")
+	return ownCookies[textproto.TrimString(name)]
 }
 
 // setHSTS adds Strict-Transport-Security to what the gateway answers

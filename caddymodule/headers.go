@@ -180,6 +180,9 @@ type identity struct {
 const identityFields = 8
 
 // replKeys are the placeholders apply sets, in identityFields order.
+// replPrefix starts every key of replKeys.
+const replPrefix = "http.auth.user."
+
 var replKeys = [identityFields]string{
 	"http.auth.user.id", "http.auth.user.username", "http.auth.user.email", "http.auth.user.name",
 	"http.auth.user.groups", "http.auth.user.org", "http.auth.user.auth_method", "http.auth.user.subject",
@@ -196,6 +199,9 @@ func (h HeaderNames) array() [identityFields]string {
 type identityValues struct {
 	header [identityFields]string
 	repl   [identityFields]any
+	// placeholders answers the {http.auth.user.*} placeholders from repl
+	// (see apply).
+	placeholders caddy.ReplacerFunc
 
 	// For signed_identity: the claims, and the last token minted from
 	// them (see Gateway.signedToken).
@@ -209,6 +215,17 @@ func (id identity) values() *identityValues {
 	for i, s := range raw {
 		v.header[i] = headerSafe(s)
 		v.repl[i] = s
+	}
+	v.placeholders = func(key string) (any, bool) {
+		if !strings.HasPrefix(key, replPrefix) {
+			return nil, false
+		}
+		for i, k := range replKeys {
+			if k == key {
+				return v.repl[i], true
+			}
+		}
+		return nil, false
 	}
 	return v
 }
@@ -256,19 +273,34 @@ func joinGroups(groups []string) string {
 // apply sets the identity headers and the {http.auth.user.*} placeholders
 // that access logs and other directives read. The names are canonical
 // (resolveHeaders), so they go into the header map as they are.
+//
+// This runs on every request, so it allocates once: the header values
+// share one backing array, each capped at its length so that a handler
+// appending to one gets a copy rather than overwriting the next; and the
+// placeholders come from v's provider function, appended to the
+// request's replacer, instead of eight insertions into its map. The
+// same names set earlier (by another authentication handler) are deleted
+// first, so they resolve to the gateway's values, as when it set them.
 func (h HeaderNames) apply(r *http.Request, v *identityValues) {
+	vals := make([]string, 0, 2*identityFields)
 	for i, name := range h.array() {
 		if name != "" && v.header[i] != "" {
-			r.Header[name] = []string{v.header[i]}
+			vals = append(vals, v.header[i])
+			n := len(vals)
+			r.Header[name] = vals[n-1 : n : n]
 			if m := h.mirror[i]; m != "" {
-				r.Header[m] = []string{v.header[i]}
+				// An element of its own: a handler that edits one
+				// header's values in place must not edit the other.
+				vals = append(vals, v.header[i])
+				r.Header[m] = vals[n : n+1 : n+1]
 			}
 		}
 	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		for i, k := range replKeys {
-			repl.Set(k, v.repl[i])
+		for _, k := range replKeys {
+			repl.Delete(k)
 		}
+		repl.Map(v.placeholders)
 	}
 }
 

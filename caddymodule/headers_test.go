@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -105,5 +106,58 @@ func TestSignedIdentityHeaderIsChecked(t *testing.T) {
 		if err := g.validateSignedIdentity(); err == nil {
 			t.Errorf("signed_identity header %q accepted", name)
 		}
+	}
+}
+
+// apply's identity headers share one allocation, yet each value is its
+// own: a later handler editing one header's values in place, or appending
+// to them, leaves every other header (the mirror included) as the gateway
+// set it. The {http.auth.user.*} placeholders give the gateway's values,
+// also over ones an earlier handler set, and a later handler's Set still
+// wins, as when apply set them itself.
+func TestHeaderApplyValuesIndependent(t *testing.T) {
+	h, _ := resolveHeaders(PresetOAuth2Proxy, nil)
+	v := identity{UserID: "uuid-1", User: "alice@acme.com", Email: "alice@acme.com", Name: "Alice", Groups: []string{"a", "b"},
+		Org: "acme", AuthMethod: "saml", Subject: "acme/00u1okta"}.values()
+	r := httptest.NewRequest("GET", "/", nil)
+	repl := caddy.NewReplacer()
+	repl.Set("http.auth.user.id", "someone-else")
+	repl.Set("http.auth.user.email", "someone@else.test")
+	r = r.WithContext(contextWithReplacer(r, repl))
+	h.apply(r, v)
+
+	r.Header["X-Forwarded-Email"][0] = "edited"
+	r.Header["X-Forwarded-User"] = append(r.Header["X-Forwarded-User"], "appended")
+	r.Header["X-Sso-User-Id"][0] = "edited-too"
+	for name, want := range map[string][]string{
+		"X-Auth-Request-Email":           {"alice@acme.com"},
+		"X-Forwarded-Preferred-Username": {"alice@acme.com"},
+		"X-Auth-Request-User":            {"acme/00u1okta"},
+		"X-Forwarded-User":               {"acme/00u1okta", "appended"},
+		"X-Sso-Name":                     {"Alice"},
+		"X-Sso-Org":                      {"acme"},
+		"X-Forwarded-Groups":             {"a,b"},
+	} {
+		if got := r.Header[name]; !slices.Equal(got, want) {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+
+	want := map[string]string{
+		"http.auth.user.id": "uuid-1", "http.auth.user.username": "alice@acme.com", "http.auth.user.email": "alice@acme.com",
+		"http.auth.user.name": "Alice", "http.auth.user.groups": "a,b", "http.auth.user.org": "acme",
+		"http.auth.user.auth_method": "saml", "http.auth.user.subject": "acme/00u1okta",
+	}
+	for k, w := range want {
+		if got, ok := repl.GetString(k); !ok || got != w {
+			t.Errorf("{%s} = %q, %v; want %q", k, got, ok, w)
+		}
+	}
+	if got := repl.ReplaceAll("{http.auth.user.id} {http.auth.user.nope}", "-"); got != "uuid-1 -" {
+		t.Errorf("replaced: %q", got)
+	}
+	repl.Set("http.auth.user.org", "set-later")
+	if got, _ := repl.GetString("http.auth.user.org"); got != "set-later" {
+		t.Errorf("a later Set: {http.auth.user.org} = %q", got)
 	}
 }

@@ -27,11 +27,14 @@ const metricsNamespace = "ssogate"
 const unknownOrg = "unknown"
 
 type metrics struct {
-	signIns     *prometheus.CounterVec   // org, method, outcome, reason
-	scim        *prometheus.CounterVec   // org, resource, operation, status
-	throttled   *prometheus.CounterVec   // kind
-	recheck     *prometheus.CounterVec   // result
-	storeWrites *prometheus.HistogramVec // op
+	signIns   *prometheus.CounterVec // org, method, outcome, reason
+	scim      *prometheus.CounterVec // org, resource, operation, status
+	throttled *prometheus.CounterVec // kind
+	recheck   *prometheus.CounterVec // result
+	// The two children of recheck, resolved once: finding a child by its
+	// label values hashes them under a lock, on every request.
+	recheckHit, recheckMiss prometheus.Counter
+	storeWrites             *prometheus.HistogramVec // op
 }
 
 // newMetrics creates the collectors and registers them in reg, with the
@@ -83,8 +86,8 @@ func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics,
 	}
 	// Series that should read 0 rather than be absent before the first
 	// event, so that rate() and alerts work from the start.
-	m.recheck.WithLabelValues("hit")
-	m.recheck.WithLabelValues("miss")
+	m.recheckHit = m.recheck.WithLabelValues("hit")
+	m.recheckMiss = m.recheck.WithLabelValues("miss")
 	m.throttled.WithLabelValues("password")
 	m.throttled.WithLabelValues("scim")
 	return m, nil
@@ -312,9 +315,9 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 func (g *Gateway) observeRecheck(hit bool) {
 	if m := g.app.metrics; m != nil {
 		if hit {
-			m.recheck.WithLabelValues("hit").Inc()
+			m.recheckHit.Inc()
 		} else {
-			m.recheck.WithLabelValues("miss").Inc()
+			m.recheckMiss.Inc()
 		}
 	}
 }

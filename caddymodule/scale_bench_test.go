@@ -39,7 +39,6 @@ func BenchmarkSessionRequestScale(b *testing.B) {
 				name = "cached"
 			}
 			b.Run(fmt.Sprintf("users=%d/%s", n, name), func(b *testing.B) {
-				repl := caddy.NewReplacer()
 				b.ReportAllocs()
 				for b.Loop() {
 					if !cached {
@@ -49,7 +48,7 @@ func BenchmarkSessionRequestScale(b *testing.B) {
 					}
 					r := httptest.NewRequest(http.MethodGet, "https://app.example.com/dashboard", nil)
 					r.AddCookie(cookie)
-					r = r.WithContext(contextWithReplacer(r, repl))
+					r = r.WithContext(contextWithReplacer(r, caddy.NewReplacer()))
 					if err := g.ServeHTTP(nil, r, next); err != nil {
 						b.Fatal(err)
 					}

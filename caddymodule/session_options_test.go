@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,12 +34,27 @@ func TestStripOwnCookies(t *testing.T) {
 		"a=1":                                        "a=1",
 		"Ssogate_session=x; ssogate_sessionx=y; c=3": "Ssogate_session=x; ssogate_sessionx=y; c=3",
 		";; a=1 ;":                                   ";; a=1 ;", // untouched: nothing of ours
+		// Spaces around the name: net/http (and so the gateway) still
+		// reads it as the session cookie, so it must not go on.
+		"a=1; ssogate_session =x; \tssogate_csrf\t=y": "a=1",
+		" ssogate_session=x ; b=2 ":                   "b=2",
 	} {
 		h := http.Header{"Cookie": {in}}
 		stripOwnCookies(h)
 		if got := strings.Join(h.Values("Cookie"), " | "); got != want {
 			t.Errorf("%q: got %q, want %q", in, got, want)
 		}
+	}
+	// Several Cookie lines (HTTP/2 sends one per cookie): the lines left
+	// with nothing go, the others stay in order.
+	h := http.Header{"Cookie": {"ssogate_session=x", "a=1", "__Host-ssogate_authn=y; b=2"}}
+	stripOwnCookies(h)
+	if got := h["Cookie"]; !slices.Equal(got, []string{"a=1", "b=2"}) {
+		t.Errorf("several lines: got %q", got)
+	}
+	h = http.Header{"Cookie": {"ssogate_session=x", "ssogate_csrf=y"}}
+	if stripOwnCookies(h); h["Cookie"] != nil {
+		t.Errorf("only gateway cookies: Cookie header left: %q", h["Cookie"])
 	}
 }
 

@@ -70,7 +70,8 @@ type Watch struct {
 
 // Watch keys: what a caller can ask to be told about.
 
-// WatchOrg covers an organization's record, domains and groups.
+// WatchOrg covers an organization's record, domains and which groups its
+// group names and IDs resolve to (the name and externalId indexes).
 func WatchOrg(orgID string) string { return "o/" + orgID }
 
 // WatchUser covers a user's record and group memberships.
@@ -221,7 +222,7 @@ func watchKeyOf(k []byte) (w string, ok bool) {
 		return unesc(string(parts[n]))
 	}
 	switch string(prefix) {
-	case pOrg, pOrgLive, pOrgDel, pDom, pGrp, pGName, pGExt:
+	case pOrg, pOrgLive, pOrgDel, pDom, pGName, pGExt:
 		return WatchOrg(seg(0)), true
 	case pUser, pGMem:
 		return WatchUser(seg(0), seg(1)), true
@@ -231,6 +232,15 @@ func watchKeyOf(k []byte) (w string, ok bool) {
 		// Which org held the domain is in the value, not the key; a
 		// verified domain changes rarely, so everything is re-checked.
 		return "", false
+	case pGrp:
+		// The group record (its member list) is what SCIM rewrites on
+		// every membership change, but no watcher reads it: a re-check
+		// reads which group a mapping names (pGName, pGExt, written only
+		// when those change) and one user's membership (pGMem, under
+		// WatchUser). Mapping it onto the org would send every session of
+		// the org back to the full re-check on each membership change of
+		// anyone, the load of an IdP syncing its directory.
+		return "", true
 	case pUName, pUExt, pUMail, pUDel, pSessOrg, pSessUser, pSessName,
 		pAuthn, pAuthnB, pAuthnOrg, pReplay, pAudit, pSecret, pCount,
 		pMeta, pSignIn, pLInv, pLInvUser, pLMail, pThr, pThrN, pFlash:

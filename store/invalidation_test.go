@@ -1,6 +1,7 @@
 package store
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -31,6 +32,20 @@ func TestWatchMovesOnlyWithWhatAWriteChanges(t *testing.T) {
 			return err
 		}, false},
 		{"another user's session ended", func() error { return s.DeleteSession("sess-bob") }, false},
+		{"another user added to a group", func() error {
+			_, err := s.UpdateGroup("acme", g.ID, func(g *Group) error {
+				g.Members = append(g.Members, bob.ID)
+				return nil
+			})
+			return err
+		}, false},
+		{"another user removed from a group", func() error {
+			_, err := s.UpdateGroup("acme", g.ID, func(g *Group) error {
+				g.Members = slices.DeleteFunc(g.Members, func(m string) bool { return m == bob.ID })
+				return nil
+			})
+			return err
+		}, false},
 		{"another org changed", func() error {
 			_, err := s.UpdateOrg("other", func(o *Org) error { o.Name = "Other Inc"; return nil })
 			return err
@@ -55,6 +70,16 @@ func TestWatchMovesOnlyWithWhatAWriteChanges(t *testing.T) {
 				return nil
 			})
 			return err
+		}, true},
+		{"group renamed", func() error {
+			_, err := s.UpdateGroup("acme", g.ID, func(g *Group) error {
+				g.DisplayName = "admins-renamed"
+				return nil
+			})
+			return err
+		}, true},
+		{"group created", func() error {
+			return s.CreateGroup(&Group{OrgID: "acme", DisplayName: "staff", ExternalID: "00gstaff"})
 		}, true},
 		{"org deactivated", func() error {
 			_, err := s.UpdateOrg("acme", func(o *Org) error { o.State = OrgInactive; return nil })

@@ -107,7 +107,7 @@ func (p *Postgres) listenLoop(conn *pgx.Conn, onChange func([]string), onState f
 // wait returns the keys of the next notification from another instance
 // (nil for one of ours, or when a quiet connection passed its ping).
 func (p *Postgres) wait(conn *pgx.Conn) ([]string, error) {
-	ctx, cancel := context.WithTimeout(p.ctx, listenPingEvery)
+	ctx, cancel := context.WithTimeout(p.ctx, p.listenPing)
 	n, err := conn.WaitForNotification(ctx)
 	cancel()
 	if err != nil {
@@ -121,6 +121,7 @@ func (p *Postgres) wait(conn *pgx.Conn) ([]string, error) {
 		if err := conn.Ping(ctx); err != nil {
 			return nil, fmt.Errorf("store: postgres: listener: ping: %w", err)
 		}
+		p.pings.Add(1)
 		return nil, nil
 	}
 	if n == nil || n.Channel != p.channel {

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/textproto"
+	"strings"
 	"time"
 
 	"github.com/gorilla/securecookie"
@@ -300,13 +302,41 @@ func (m *Manager) RecordID(r *http.Request) (string, bool) {
 }
 
 // SealedCookie returns the request's session cookie as sent, still
-// sealed: nothing about it is checked.
+// sealed: nothing about it is checked. It picks the cookie Request.Cookie
+// would (the first well-formed one of that name, quotes removed), without
+// Request.Cookie's allocations, since it runs on every request. (Go also
+// ignores every cookie of a request that has more than 3,000, a bound on
+// its allocations that this scan does not need.)
 func (m *Manager) SealedCookie(r *http.Request) (string, bool) {
-	c, err := r.Cookie(m.name)
-	if err != nil || c.Value == "" {
-		return "", false
+	for _, line := range r.Header["Cookie"] {
+		for line != "" {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			name, val, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(name) != m.name {
+				continue
+			}
+			if v, ok := cookieValue(val); ok {
+				return v, v != ""
+			}
+		}
 	}
-	return c.Value, true
+	return "", false
+}
+
+// cookieValue is net/http's reading of a cookie's value: surrounding
+// double quotes removed, and no byte outside the cookie-octet range
+// (RFC 6265 §4.1.1, as Go relaxes it to allow spaces and commas).
+func cookieValue(raw string) (string, bool) {
+	if len(raw) > 1 && raw[0] == '"' && raw[len(raw)-1] == '"' {
+		raw = raw[1 : len(raw)-1]
+	}
+	for i := 0; i < len(raw); i++ {
+		if b := raw[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return "", false
+		}
+	}
+	return raw, true
 }
 
 // RecordIDOf is RecordID for a cookie value that SealedCookie returned.

@@ -245,3 +245,49 @@ func TestBindingCookie(t *testing.T) {
 		t.Errorf("insecure binding cookie: %+v", ck)
 	}
 }
+
+// SealedCookie picks the same cookie as net/http's Request.Cookie, which
+// it replaces on the per-request path, whatever the Cookie headers hold.
+func TestSealedCookieReadsCookiesAsNetHTTP(t *testing.T) {
+	m := newManager(t, newStore(t), &clock{t: time.Now()}, keyA)
+	n := m.CookieName()
+	for _, lines := range [][]string{
+		nil,
+		{""},
+		{n + "=abc"},
+		{"a=1; " + n + "=abc; b=2"},
+		{"  " + n + " = abc ;"},
+		{n + "=\"abc\""},
+		{n + "=\"abc"},
+		{n + "=\""},
+		{n + "="},
+		{n + "=; " + n + "=later"},
+		{n + "=bad\\value; " + n + "=good"},
+		{n + "=bad\"inner; " + n + "=good"},
+		{n + "=with space"},
+		{n + "=a,b"},
+		{n + "=ctl\x01; " + n + "=ok"},
+		{n + "=caf\xc3\xa9; " + n + "=ok"},
+		{n},
+		{n + "x=1; x" + n + "=2"},
+		{strings.ToUpper(n) + "=abc"},
+		{"a=1", n + "=second-line"},
+		{n + "=first", n + "=second"},
+		{";;; ;" + n + "=x;;"},
+		{"\t" + n + "=tab\t"},
+		{n + "=a=b=c"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		for _, l := range lines {
+			r.Header.Add("Cookie", l)
+		}
+		want, wantOK := "", false
+		if c, err := r.Cookie(n); err == nil && c.Value != "" {
+			want, wantOK = c.Value, true
+		}
+		got, ok := m.SealedCookie(r)
+		if got != want || ok != wantOK {
+			t.Errorf("Cookie %q: SealedCookie = %q, %v; net/http reads %q, %v", lines, got, ok, want, wantOK)
+		}
+	}
+}

@@ -17,7 +17,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "demo",
-		Usage: "[--gateway <addr>] [--idp <addr>] [--upstream <addr>] [--admin <addr>] [--data <dir>] [--password <pw>] [--verbose]",
+		Usage: "[--gateway <addr>] [--idp <addr>] [--upstream <addr>] [--admin <addr>] [--data <dir>] [--password <pw>] [--storage badger|postgres] [--verbose]",
 		Short: "Runs a self-contained demo: gateway, demo SAML IdP and demo app",
 		Long: `
 Runs the gateway in front of a demo application, with a demo SAML identity
@@ -26,7 +26,9 @@ in this process, with the store in a temporary directory unless --data is
 given. Sign in as alice@example.com (in the sign-in group, and may change
 SSO: gets in) or bob@example.com (not in it: refused). Caddy's admin API
 listens on a free loopback port unless --admin is given, and Caddy keeps
-its files in the data directory, not in ~/.local/share/caddy. The logs go
+its files in the data directory, not in ~/.local/share/caddy. With
+--storage postgres the store is the PostgreSQL database named by the
+SSOGATE_DATABASE_URL environment variable instead. The logs go
 to demo.log in the data directory; --verbose prints them too. Press
 Ctrl-C to stop.`,
 		CobraFunc: func(cmd *cobra.Command) {
@@ -36,6 +38,7 @@ Ctrl-C to stop.`,
 			cmd.Flags().String("admin", demo.DefaultAdmin, "Caddy admin API listen address (default: a free loopback port)")
 			cmd.Flags().String("data", "", "data directory (default: a new temporary directory)")
 			cmd.Flags().String("password", demo.DefaultPassword, "password of the demo users")
+			cmd.Flags().String("storage", "badger", "where the store lives: badger (in the data directory) or postgres (the database at $SSOGATE_DATABASE_URL)")
 			cmd.Flags().Bool("verbose", false, "print every log line (default: only to demo.log in the data directory)")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(runDemo)
 		},
@@ -76,6 +79,18 @@ func runDemo(fl caddycmd.Flags) (int, error) {
 		DataDir:  data,
 		Password: fl.String("password"),
 		LogFile:  filepath.Join(data, "demo.log"),
+	}
+	switch fl.String("storage") {
+	case "badger":
+	case "postgres":
+		if os.Getenv("SSOGATE_DATABASE_URL") == "" {
+			return 1, fmt.Errorf("demo: --storage postgres needs the database's connection string in SSOGATE_DATABASE_URL")
+		}
+		// A placeholder, so that the connection string (a secret) is in
+		// no config Caddy holds or shows.
+		cfg.Storage = map[string]any{"module": "postgres", "dsn": "{env.SSOGATE_DATABASE_URL}"}
+	default:
+		return 1, fmt.Errorf("demo: --storage %q: want badger or postgres", fl.String("storage"))
 	}
 	logs := cfg.LogFile
 	if fl.Bool("verbose") {

@@ -1,18 +1,23 @@
 // Command bench is the helper of examples/bench/run.sh, the side-by-side
 // throughput test of plain Caddy reverse_proxy and the same with
-// sso_gateway in front. It has two subcommands:
+// sso_gateway in front. It has three subcommands:
 //
 //	bench upstream -listen 127.0.0.1:9000
 //	    a deliberately tiny upstream (a fixed 13-byte answer), so that the
-//	    comparison measures the proxies, not the application;
+//	    comparison measures the proxies, not the application; at
+//	    /identity-headers it shows the identity headers it was sent;
 //	bench login -gateway http://127.0.0.1:8080 -email alice@example.com -password …
 //	    signs in through the gateway and the demo IdP the way a browser does
 //	    (login form, IdP login form, HTTP-POST to the ACS) and prints the
-//	    session cookie as name=value, ready for a Cookie header.
+//	    session cookie as name=value, ready for a Cookie header;
+//	bench scim -admin http://127.0.0.1:2019 -org example -rate 20
+//	    a background load shaped like an IdP syncing the org's directory
+//	    (see runSCIM), with the token that `bench scim-token` printed.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -40,6 +45,10 @@ func main() {
 		err = runUpstream(os.Args[2:])
 	case "login":
 		err = runLogin(os.Args[2:])
+	case "scim":
+		err = runSCIM(os.Args[2:])
+	case "scim-token":
+		err = runSCIMToken(os.Args[2:])
 	default:
 		usage()
 	}
@@ -50,7 +59,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p")
+	fmt.Fprintln(os.Stderr, "usage: bench upstream -listen addr | bench login -gateway url -email e -password p | bench scim -admin url -org id -rate n | bench scim-token -admin url -org id")
 	os.Exit(2)
 }
 
@@ -66,6 +75,10 @@ func runUpstream(args []string) error {
 	srv := &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/identity-headers" {
+				echoIdentity(w, r)
+				return
+			}
 			w.Header().Set("Content-Type", "text/plain")
 			_, _ = w.Write(body)
 		}),
@@ -80,6 +93,24 @@ func runUpstream(args []string) error {
 		return err
 	}
 	return nil
+}
+
+// echoIdentity answers with the identity headers the request carries (as
+// the gateway sets them: X-SSO-*, and oauth2-proxy's names), as the JSON
+// of a Caddy headers handler's "set", so that run.sh can have plain
+// reverse_proxy send the very same headers.
+func echoIdentity(w http.ResponseWriter, r *http.Request) {
+	out := map[string][]string{}
+	for name, vals := range r.Header {
+		switch {
+		case strings.HasPrefix(name, "X-Sso-"), strings.HasPrefix(name, "X-Auth-Request-"),
+			name == "X-Forwarded-User", name == "X-Forwarded-Email", name == "X-Forwarded-Groups",
+			name == "X-Forwarded-Preferred-Username":
+			out[name] = vals
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 func runLogin(args []string) error {

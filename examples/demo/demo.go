@@ -69,6 +69,10 @@ type Config struct {
 	// ExtraGatewayConfig, when set, replaces the sso_gateway handler JSON
 	// (tests use it to try header presets).
 	GatewayHandler map[string]any
+	// Storage, when set, is the sso app's storage module JSON (e.g.
+	// {"module": "postgres", "dsn": "{env.SSOGATE_DATABASE_URL}"})
+	// instead of Badger in DataDir/db.
+	Storage map[string]any
 }
 
 // Env is a running demo.
@@ -184,6 +188,12 @@ func (e *Env) caddyConfig() []byte {
 	if gw == nil {
 		gw = DefaultGatewayHandler()
 	}
+	sso := map[string]any{"base_url": e.GatewayURL}
+	if e.cfg.Storage != nil {
+		sso["storage"] = e.cfg.Storage
+	} else {
+		sso["storage_path"] = filepath.Join(e.cfg.DataDir, "db")
+	}
 	cfg := map[string]any{
 		"admin": map[string]any{
 			"listen": e.cfg.Admin,
@@ -194,10 +204,7 @@ func (e *Env) caddyConfig() []byte {
 		// not in the user's ~/.local/share/caddy.
 		"storage": map[string]any{"module": "file_system", "root": filepath.Join(e.cfg.DataDir, "caddy")},
 		"apps": map[string]any{
-			"sso": map[string]any{
-				"storage_path": filepath.Join(e.cfg.DataDir, "db"),
-				"base_url":     e.GatewayURL,
-			},
+			"sso": sso,
 			"http": map[string]any{
 				"grace_period": "1s",
 				"servers": map[string]any{

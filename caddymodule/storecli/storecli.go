@@ -181,9 +181,9 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 		if path == "" {
 			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
 		}
-		// Export reads a store: a mistyped --path must not become a new,
-		// empty one (Badger creates what it opens).
-		if c.Name() == "export" {
+		// Export and a dry run only read a store: a mistyped --path must
+		// not become a new, empty one (Badger creates what it opens).
+		if dryRun, _ := c.Flags().GetBool("dry-run"); c.Name() == "export" || dryRun {
 			if _, err := os.Stat(filepath.Join(path, "MANIFEST")); err != nil {
 				return nil, fmt.Errorf("--path %s: not a Badger store (no MANIFEST): %w", path, err)
 			}

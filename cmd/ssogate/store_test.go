@@ -290,6 +290,10 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
+	some := filepath.Join(dir, "some.jsonl")
+	if err := os.WriteFile(some, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -302,6 +306,7 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 		{[]string{"store", "export", "--storage", "sqlite", "-o", out}, "badger or postgres"},
 		{[]string{"store", "backup", "-o", "-"}, "goes to a file"},
 		{[]string{"store", "import", filepath.Join(dir, "missing.jsonl"), "--path", filepath.Join(dir, "db")}, "no such file"},
+		{[]string{"store", "import", some, "--path", filepath.Join(dir, "typo"), "--dry-run"}, "not a Badger store"},
 		// A database that is not there: the error says so without the
 		// DSN's password.
 		{[]string{"store", "export", "--storage", "postgres", "--postgres-dsn", "postgres://u:SECRETPW@127.0.0.1:1/db?connect_timeout=5", "-o", out}, "connect"},

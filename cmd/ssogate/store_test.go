@@ -163,12 +163,8 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	// The export imported into a fresh store, served by a new process.
 	imported := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
 	imported.writeCaddyfile()
-	// A dry run writes nothing; asking for the gateway's keys of a file
-	// of one organization is refused.
-	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage, "--dry-run", "--with-secrets"); !ok ||
-		!strings.Contains(stderr, `"would_import"`) || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
-		t.Errorf("import --dry-run: ok=%v, %s", ok, stderr)
-	}
+	// Asking for the gateway's keys of a file of one organization is
+	// refused.
 	plainFile := filepath.Join(gw.dir, "plain.jsonl")
 	if err := os.WriteFile(plainFile, []byte(plain), 0o600); err != nil {
 		t.Fatal(err)
@@ -191,6 +187,12 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("store import's summary lacks %q:\n%s", want, stderr)
 		}
+	}
+	// A dry run says what it would write, and writes nothing: the import
+	// after it is refused as before.
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage, "--dry-run", "--replace", "--with-secrets"); !ok ||
+		!strings.Contains(stderr, `"would_import"`) || !strings.Contains(stderr, `"replaced":["`+crashOrg+`"]`) || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
+		t.Errorf("import --dry-run: ok=%v, %s", ok, stderr)
 	}
 	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); ok || !strings.Contains(stderr, "--replace") {
 		t.Errorf("second import without --replace: ok=%v, %s", ok, stderr)

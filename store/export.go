@@ -190,7 +190,7 @@ type ImportedDomain struct {
 // version would trust.
 func gatewaySecretName(name string) bool {
 	switch name {
-	case "session-key", "saml-sp-keypair":
+	case "session-key", "saml-sp-keypair", thrSecretName:
 		return true
 	}
 	period, ok := strings.CutPrefix(name, "upstream-jwt-es256/")

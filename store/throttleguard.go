@@ -141,7 +141,7 @@ func (s *Store) throttleSecret() ([]byte, error) {
 	if p := s.thr.secret.Load(); p != nil {
 		return *p, nil
 	}
-	secret, err := s.GetOrCreateSecret(thrSecretName, func() ([]byte, error) {
+	secret, err := s.GetOrCreateSecret("throttle-key", func() ([]byte, error) {
 		b := make([]byte, 32)
 		_, err := rand.Read(b)
 		return b, err

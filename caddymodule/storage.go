@@ -171,8 +171,8 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	if p.Schema == "" {
 		p.Schema = "ssogate"
 	}
-	if !schemaNameRE.MatchString(p.Schema) {
-		return fmt.Errorf("sso: storage postgres: schema %q: use lower-case letters, digits and _ (at most 63, not starting with a digit)", p.Schema)
+	if !schemaNameRE.MatchString(p.Schema) || strings.HasPrefix(p.Schema, "pg_") {
+		return fmt.Errorf("sso: storage postgres: schema %q: use lower-case letters, digits and _ (at most 63, not starting with a digit or pg_)", p.Schema)
 	}
 	if p.MaxConns < 0 || p.MaxConns > 1000 {
 		return fmt.Errorf("sso: storage postgres: max_conns %d: must be from 1 to 1000 (0 for the default)", p.MaxConns)
@@ -240,9 +240,13 @@ func (p *PostgresStorage) open(log *zap.Logger) (store.Backend, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return store.OpenPostgres(ctx, store.PostgresOptions{
+	b, err := store.OpenPostgres(ctx, store.PostgresOptions{
 		DSN: p.DSN, Schema: p.Schema, MaxConns: int32(p.MaxConns), Logger: log,
 	})
+	if err != nil {
+		return nil, err // not b: a nil *Postgres in a Backend is not nil
+	}
+	return b, nil
 }
 
 // UnmarshalCaddyfile reads

@@ -14,6 +14,7 @@ import (
 // TestBackendContract runs the Backend contract (backend.go) against every
 // backend; a backend is added with one line.
 func TestBackendContract(t *testing.T) {
+	onceOnly(t)
 	t.Run("badger", func(t *testing.T) { runBackendContract(t, openTestBadgerBackend) })
 	t.Run("postgres", func(t *testing.T) { runBackendContract(t, openTestPostgres) })
 }
@@ -290,6 +291,46 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			t.Fatalf("A: %v, B: %v; want A committed and B ErrTxnConflict", errA, errB)
 		}
 		wantValue(t, b, "k", "A")
+	})
+
+	t.Run("ReadKeyChangedConflicts", func(t *testing.T) {
+		// The contract: a concurrent commit that wrote a key this
+		// transaction read (changed, deleted, or created where it read
+		// nothing) makes Update fail, whether this one then writes that
+		// key or another.
+		for _, c := range []struct {
+			name   string
+			seed   bool
+			change func(Txn) error
+		}{
+			{"changed", true, func(txn Txn) error { return txn.Set([]byte("k"), []byte("changed"), 0) }},
+			{"deleted", true, func(txn Txn) error { return txn.Delete([]byte("k")) }},
+			{"created", false, func(txn Txn) error { return txn.Set([]byte("k"), []byte("created"), 0) }},
+		} {
+			for _, target := range []string{"j", "k"} {
+				t.Run(c.name+"/A writes "+target, func(t *testing.T) {
+					b := open(t)
+					if c.seed {
+						put(t, b, "k", "v")
+					}
+					var once sync.Once
+					var errB error
+					errA := b.Update(func(txn Txn) error {
+						if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
+							return err
+						}
+						once.Do(func() { errB = b.Update(c.change, nil) })
+						return txn.Set([]byte(target), []byte("from A"), 0)
+					}, nil)
+					if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+						t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+					}
+					if target == "j" {
+						wantAbsent(t, b, "j")
+					}
+				})
+			}
+		}
 	})
 
 	t.Run("WriteSkewRefused", func(t *testing.T) {

@@ -23,7 +23,7 @@ func TestBackupWhileWriting(t *testing.T) {
 	var fixture bytes.Buffer
 	_, err := src.Export(&fixture, ExportOptions{WithSecrets: true})
 	must(t, err)
-	_, err = s.Import(bytes.NewReader(fixture.Bytes()), ImportOptions{})
+	_, err = s.Import(bytes.NewReader(fixture.Bytes()), moveAll)
 	must(t, err)
 
 	owner, err := s.LocalAccountsByEmail("owner@acme.example")

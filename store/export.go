@@ -50,6 +50,11 @@ import (
 // invite`), each organization a new SCIM token, and a gateway importing
 // the file keeps its own keys (the SP certificate in the IdPs' metadata
 // then changes).
+//
+// Import takes from a file only what belongs to its organizations unless
+// told otherwise (ImportOptions): domains arrive pending, and the
+// gateway-wide secrets and audit events are left out, since whoever can
+// write the file would otherwise claim domains and keys for good.
 
 // Export format identifiers.
 const (
@@ -114,14 +119,90 @@ type ExportOptions struct {
 }
 
 // ImportOptions adjust Import.
+//
+// What a file can claim beyond its own organizations (a domain verified
+// for good, the gateway's keys, the gateway-wide audit trail) is imported
+// only when asked: whoever can write or swap the file would otherwise
+// take over a domain nobody verified, or the keys that sign every
+// session. Moving one's own deployment asks for all three.
 type ImportOptions struct {
 	// Orgs limits the import to these organizations of the file; empty:
-	// everything in it, gateway-wide records included.
+	// every organization in it.
 	Orgs []string
 	// Replace deletes organizations of the file that exist in the store
 	// (with all their data) before importing them, and lets the file's
 	// secrets overwrite the store's. Without it, either is refused.
 	Replace bool
+	// TrustDomains keeps the verified status of the file's domains (and
+	// who verified them). Without it every domain is imported pending,
+	// keeping its verification token, and ImportResult.PendingDomains
+	// lists those that were verified in the file: the operator verifies
+	// them again (their TXT records, still published, match) or vouches.
+	TrustDomains bool
+	// WithSecrets imports the gateway-wide secrets of an export of
+	// everything. Without it they are left out and listed in
+	// ImportResult.SkippedSecrets. Either way a file naming a secret the
+	// gateway does not create (session-key, saml-sp-keypair,
+	// upstream-jwt-es256/<period>) is refused.
+	WithSecrets bool
+	// GatewayAudit imports the gateway-wide audit events of an export of
+	// everything; without it they are left out and counted.
+	GatewayAudit bool
+	// DryRun checks everything Import checks and returns what it would
+	// write, writing nothing.
+	DryRun bool
+}
+
+// ImportResult is what Import wrote (with DryRun: would write).
+type ImportResult struct {
+	// Stats counts the records written, by type (with DryRun: the
+	// records of the file to be written).
+	Stats ExportStats
+	// Created and Replaced name the organizations imported, new ones and
+	// ones that existed and were deleted first.
+	Created, Replaced []string
+	// Secrets names the gateway-wide secrets written (never their values).
+	Secrets []string
+	// PendingDomains are the domains the file has verified that were
+	// imported pending (without TrustDomains), by organization and name.
+	PendingDomains []ImportedDomain
+	// SkippedSecrets names the file's gateway-wide secrets left out
+	// (without WithSecrets); SkippedGatewayAudit counts its gateway-wide
+	// audit events left out (without GatewayAudit).
+	SkippedSecrets      []string
+	SkippedGatewayAudit int
+}
+
+// ImportedDomain is a domain an import wrote pending although the file
+// had it verified.
+type ImportedDomain struct {
+	Org        string `json:"org"`
+	Name       string `json:"domain"`
+	VerifiedBy string `json:"verified_by,omitempty"` // as the file said
+}
+
+// gatewaySecretName tells whether name is one of the gateway-wide
+// secrets the gateway creates (GetOrCreateSecret callers: the session
+// cookie key in caddymodule/app.go, the SAML SP key pair in
+// caddymodule/spkey.go, the upstream JWT signing key of each period in
+// caddymodule/upstreamjwt). An import writes no other name: a secret the
+// gateway never reads is at best junk and at worst a key a later
+// version would trust.
+func gatewaySecretName(name string) bool {
+	switch name {
+	case "session-key", "saml-sp-keypair", thrSecretName:
+		return true
+	}
+	period, ok := strings.CutPrefix(name, "upstream-jwt-es256/")
+	if !ok || period == "" || len(period) > 19 {
+		return false
+	}
+	for _, c := range period {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ExportStats counts the records of an export or import, by type.

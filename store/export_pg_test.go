@@ -31,7 +31,7 @@ func TestExportBadgerImportPostgres(t *testing.T) {
 	if dst.Backend().Name() != "postgres" {
 		t.Fatalf("backend %s", dst.Backend().Name())
 	}
-	if _, err := importBytes(dst, data, ImportOptions{}); err != nil {
+	if _, err := importBytes(dst, data, moveAll); err != nil {
 		t.Fatalf("Import into PostgreSQL: %v", err)
 	}
 	for _, id := range f.orgs {

@@ -7,8 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,8 +105,16 @@ func exportBytes(t *testing.T, s *Store, opts ExportOptions) []byte {
 }
 
 func importBytes(s *Store, data []byte, opts ImportOptions) (ExportStats, error) {
-	return s.Import(bytes.NewReader(data), opts)
+	res, err := s.Import(bytes.NewReader(data), opts)
+	if err != nil {
+		return nil, err
+	}
+	return res.Stats, nil
 }
+
+// moveAll are the options of a move of one's own deployment: everything
+// the file holds, as it was.
+var moveAll = ImportOptions{WithSecrets: true, GatewayAudit: true, TrustDomains: true}
 
 // sameOrgData compares, through the store's API, everything an export
 // carries of one organization, indexes included.
@@ -223,7 +237,7 @@ func TestExportImportRoundTrip(t *testing.T) {
 	data := exportBytes(t, src, ExportOptions{WithSecrets: true})
 
 	dst := newTestStore(t)
-	stats, err := importBytes(dst, data, ImportOptions{})
+	stats, err := importBytes(dst, data, moveAll)
 	if err != nil {
 		t.Fatalf("Import: %v", err)
 	}
@@ -322,7 +336,7 @@ func TestExportLeavesSecretsOutByDefault(t *testing.T) {
 	}
 
 	dst := newTestStore(t)
-	if _, err := importBytes(dst, data, ImportOptions{}); err != nil {
+	if _, err := importBytes(dst, data, ImportOptions{TrustDomains: true}); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	for _, id := range f.orgs {
@@ -350,7 +364,7 @@ func TestExportOneOrg(t *testing.T) {
 		t.Error("an export of one organization carries another's or gateway-wide records")
 	}
 	dst := newTestStore(t)
-	if _, err := importBytes(dst, data, ImportOptions{}); err != nil {
+	if _, err := importBytes(dst, data, ImportOptions{TrustDomains: true}); err != nil {
 		t.Fatalf("Import: %v", err)
 	}
 	orgs, err := dst.ListOrgs()
@@ -366,7 +380,7 @@ func TestExportOneOrg(t *testing.T) {
 	// One organization out of a full export.
 	full := exportBytes(t, src, ExportOptions{WithSecrets: true})
 	dst2 := newTestStore(t)
-	if _, err := importBytes(dst2, full, ImportOptions{Orgs: []string{"acme"}}); err != nil {
+	if _, err := importBytes(dst2, full, ImportOptions{Orgs: []string{"acme"}, TrustDomains: true}); err != nil {
 		t.Fatalf("Import --org acme: %v", err)
 	}
 	orgs, err = dst2.ListOrgs()
@@ -502,7 +516,7 @@ func TestImportExistingOrg(t *testing.T) {
 	if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
 		t.Fatal("a refused import changed the store")
 	}
-	if _, err := importBytes(dst, data, ImportOptions{Replace: true}); err != nil {
+	if _, err := importBytes(dst, data, ImportOptions{Replace: true, TrustDomains: true}); err != nil {
 		t.Fatalf("import --replace: %v", err)
 	}
 	if _, err := dst.GetUser("acme", stale.ID); !errors.Is(err, ErrNotFound) {
@@ -535,6 +549,10 @@ func TestImportReplaceWithSecrets(t *testing.T) {
 	}
 }
 
+// TestImportVerifiedDomainConflict: a domain the file has verified that
+// another organization of the store holds is refused before anything is
+// written, whether the import keeps verified status or not (the store
+// refuses even a pending claim of a domain another organization holds).
 func TestImportVerifiedDomainConflict(t *testing.T) {
 	src := newTestStore(t)
 	fillExportFixture(t, src)
@@ -545,12 +563,295 @@ func TestImportVerifiedDomainConflict(t *testing.T) {
 	must(t, dst.AddDomain(&Domain{OrgID: "other", Name: "acme.example", Status: DomainVerified}))
 	before := rawKeys(t, dst, "")
 	for _, replace := range []bool{false, true} {
-		if _, err := importBytes(dst, data, ImportOptions{Replace: replace}); !errors.Is(err, ErrConflict) {
+		if _, err := importBytes(dst, data, ImportOptions{Replace: replace, TrustDomains: true}); !errors.Is(err, ErrConflict) {
 			t.Fatalf("import claiming another org's verified domain (replace %v): %v, want ErrConflict", replace, err)
 		}
 	}
 	if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
 		t.Fatal("a refused import changed the store")
+	}
+	if _, err := importBytes(dst, data, ImportOptions{}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("import naming another org's verified domain: %v, want ErrConflict", err)
+	}
+	if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
+		t.Fatal("a refused import changed the store")
+	}
+}
+
+// TestImportDomainsPendingByDefault: a file cannot claim a domain for
+// good. Without TrustDomains, a domain verified in the file (by DNS or
+// vouched for by an operator, which the periodic re-check skips) is
+// imported pending, routes nothing, and is listed; with it, it keeps its
+// status and who verified it.
+func TestImportDomainsPendingByDefault(t *testing.T) {
+	src := newTestStore(t)
+	mkOrg(t, src, "evil")
+	must(t, src.AddDomain(&Domain{OrgID: "evil", Name: "bank.example", Token: "t1", Status: DomainVerified, VerifiedBy: "operator", LastResult: "verified by the operator"}))
+	must(t, src.AddDomain(&Domain{OrgID: "evil", Name: "evil.example", Token: "t2", Status: DomainVerified, VerifiedBy: "dns"}))
+	must(t, src.AddDomain(&Domain{OrgID: "evil", Name: "later.example", Token: "t3"}))
+	data := exportBytes(t, src, ExportOptions{})
+
+	dst := newTestStore(t)
+	res, err := dst.Import(bytes.NewReader(data), ImportOptions{})
+	must(t, err)
+	want := []ImportedDomain{{Org: "evil", Name: "bank.example", VerifiedBy: "operator"}, {Org: "evil", Name: "evil.example", VerifiedBy: "dns"}}
+	if !reflect.DeepEqual(res.PendingDomains, want) {
+		t.Errorf("pending domains %+v, want %+v", res.PendingDomains, want)
+	}
+	for _, name := range []string{"bank.example", "evil.example", "later.example"} {
+		d, err := dst.GetDomain("evil", name)
+		must(t, err)
+		if d.Status != DomainPending || d.VerifiedBy != "" || !d.VerifiedAt.IsZero() {
+			t.Errorf("%s imported as %+v, want pending", name, d)
+		}
+		if _, err := dst.OrgForDomain(name); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s routes to an organization after an import without --trust-domains: %v", name, err)
+		}
+	}
+
+	trusted := newTestStore(t)
+	res, err = trusted.Import(bytes.NewReader(data), ImportOptions{TrustDomains: true})
+	must(t, err)
+	if len(res.PendingDomains) != 0 {
+		t.Errorf("pending domains with TrustDomains: %+v", res.PendingDomains)
+	}
+	d, err := trusted.GetDomain("evil", "bank.example")
+	must(t, err)
+	if d.Status != DomainVerified || d.VerifiedBy != "operator" {
+		t.Errorf("trusted import: %+v", d)
+	}
+	if holder, err := trusted.OrgForDomain("bank.example"); err != nil || holder != "evil" {
+		t.Errorf("trusted import: bank.example held by %q (%v)", holder, err)
+	}
+}
+
+// TestImportGatewayRecordsOnlyWhenAsked: an export of everything with
+// secrets brings the gateway's keys and its gateway-wide audit trail only
+// with WithSecrets and GatewayAudit; without them they are left out and
+// named. A secret name the gateway does not use is refused at check
+// time, by line; asking for what the file lacks is refused; a dry run
+// tells what would be written and writes nothing.
+func TestImportGatewayRecordsOnlyWhenAsked(t *testing.T) {
+	src := newTestStore(t)
+	fillExportFixture(t, src)
+	full := exportBytes(t, src, ExportOptions{WithSecrets: true})
+	keep := func(s *Store, name string) string {
+		t.Helper()
+		v, err := s.GetOrCreateSecret(name, func() ([]byte, error) { return []byte("own " + name), nil })
+		must(t, err)
+		return string(v)
+	}
+
+	dst := newTestStore(t)
+	res, err := dst.Import(bytes.NewReader(full), ImportOptions{TrustDomains: true})
+	must(t, err)
+	if want := []string{"session-key", "upstream-jwt-es256/42"}; !slices.Equal(res.SkippedSecrets, want) || len(res.Secrets) != 0 {
+		t.Errorf("secrets %v, skipped %v; want none written, %v skipped", res.Secrets, res.SkippedSecrets, want)
+	}
+	if res.SkippedGatewayAudit != 1 || res.Stats[recSecret] != 0 {
+		t.Errorf("result %+v", res)
+	}
+	if v := keep(dst, "session-key"); v != "own session-key" {
+		t.Errorf("session key %q taken from the file without WithSecrets", v)
+	}
+	if ev, err := dst.ListAudit("", 10); err != nil || len(ev) != 0 {
+		t.Errorf("gateway audit imported without GatewayAudit: %v %v", ev, err)
+	}
+
+	dst = newTestStore(t)
+	res, err = dst.Import(bytes.NewReader(full), ImportOptions{WithSecrets: true, GatewayAudit: true})
+	must(t, err)
+	if want := []string{"session-key", "upstream-jwt-es256/42"}; !slices.Equal(res.Secrets, want) || len(res.SkippedSecrets) != 0 || res.SkippedGatewayAudit != 0 {
+		t.Errorf("result %+v; want secrets %v", res, want)
+	}
+	if v := keep(dst, "session-key"); v != keep(src, "session-key") {
+		t.Error("session key not imported with WithSecrets")
+	}
+	if ev, err := dst.ListAudit("", 10); err != nil || len(ev) != 1 {
+		t.Errorf("gateway audit with GatewayAudit: %v %v", ev, err)
+	}
+
+	// An unknown secret name: refused, naming the line, nothing written.
+	lines := strings.Split(string(full), "\n")
+	secretLine := -1
+	for i, l := range lines {
+		if strings.HasPrefix(l, `{"type":"secret"`) {
+			secretLine = i
+			break
+		}
+	}
+	if secretLine < 0 {
+		t.Fatal("no secret line")
+	}
+	for _, name := range []string{"admin-password", "upstream-jwt-es256/", "upstream-jwt-es256/-1", "upstream-jwt-es256/1/2", "session-key2"} {
+		bad := slices.Clone(lines)
+		bad[secretLine] = fmt.Sprintf(`{"type":"secret","name":%q,"value":"c2VjcmV0"}`, name)
+		dst := newTestStore(t)
+		before := rawKeys(t, dst, "")
+		for _, opts := range []ImportOptions{{}, {WithSecrets: true}} {
+			_, err := importBytes(dst, []byte(strings.Join(bad, "\n")), opts)
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("line %d:", secretLine+1)) || !strings.Contains(err.Error(), "not one of the gateway's") {
+				t.Errorf("secret %q: %v; want ErrInvalid naming line %d", name, err, secretLine+1)
+			}
+		}
+		if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
+			t.Errorf("secret %q: a refused import wrote %d keys", name, len(after)-len(before))
+		}
+	}
+
+	// Asking for gateway records the file or the selection lacks.
+	oneOrg := exportBytes(t, src, ExportOptions{Orgs: []string{"acme"}, WithSecrets: true})
+	noSecrets := exportBytes(t, src, ExportOptions{})
+	for _, c := range []struct {
+		name string
+		data []byte
+		opts ImportOptions
+	}{
+		{"secrets of a one-org file", oneOrg, ImportOptions{WithSecrets: true}},
+		{"secrets of a file without", noSecrets, ImportOptions{WithSecrets: true}},
+		{"secrets with --org", full, ImportOptions{WithSecrets: true, Orgs: []string{"acme"}}},
+		{"audit of a one-org file", oneOrg, ImportOptions{GatewayAudit: true}},
+		{"audit with --org", full, ImportOptions{GatewayAudit: true, Orgs: []string{"acme"}}},
+	} {
+		dst := newTestStore(t)
+		before := rawKeys(t, dst, "")
+		if _, err := importBytes(dst, c.data, c.opts); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%s: %v, want ErrInvalid", c.name, err)
+		}
+		if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
+			t.Errorf("%s: a refused import wrote %d keys", c.name, len(after)-len(before))
+		}
+	}
+
+	// A dry run: what would be written, nothing written.
+	dst = newTestStore(t)
+	mkOrg(t, dst, "acme")
+	before := rawKeys(t, dst, "")
+	res, err = dst.Import(bytes.NewReader(full), ImportOptions{DryRun: true, Replace: true, WithSecrets: true})
+	must(t, err)
+	if after := rawKeys(t, dst, ""); !slices.Equal(before, after) {
+		t.Errorf("a dry run wrote %d keys", len(after)-len(before))
+	}
+	if !slices.Equal(res.Replaced, []string{"acme"}) || !slices.Equal(res.Created, []string{"globex"}) ||
+		!slices.Equal(res.Secrets, []string{"session-key", "upstream-jwt-es256/42"}) || res.SkippedGatewayAudit != 1 ||
+		res.Stats[recOrg] != 2 || res.Stats[recUser] != 14 || res.Stats[recSecret] != 2 || res.Stats[recAudit] != 2 || len(res.PendingDomains) != 2 {
+		t.Errorf("dry run result %+v", res)
+	}
+}
+
+// swapReader reads first until it is rewound, then second: a file
+// rewritten between the two passes of an import (an upload directory its
+// tenant can write, a network mount).
+type swapReader struct {
+	first, second []byte
+	r             *bytes.Reader
+	rewound       bool
+}
+
+func (s *swapReader) Read(p []byte) (int, error) {
+	if s.r == nil {
+		s.r = bytes.NewReader(s.first)
+	}
+	return s.r.Read(p)
+}
+
+func (s *swapReader) Seek(off int64, whence int) (int64, error) {
+	if off != 0 || whence != io.SeekStart {
+		return 0, errors.New("swapReader rewinds only")
+	}
+	s.r, s.rewound = bytes.NewReader(s.second), true
+	return 0, nil
+}
+
+// TestImportFileChangedBetweenPasses: the file an import checked is not
+// the file it writes. Whatever the second read says, no record reaches an
+// organization the first pass did not approve (here the existing
+// "victim", which without --replace the import may not touch), the
+// import fails, and the organization it had begun is removed again.
+func TestImportFileChangedBetweenPasses(t *testing.T) {
+	src := newTestStore(t)
+	mkOrg(t, src, "evil")
+	owner := &User{OrgID: "evil", UserName: "boss@evil.example", Emails: []Email{{Value: "boss@evil.example"}}, Source: SourceLocal, Role: RoleAdmin, Active: true}
+	tok := sha256.Sum256([]byte("evil link"))
+	must(t, src.CreateLocalUser(owner, &Invitation{TokenHash: hex.EncodeToString(tok[:]), Purpose: InviteUser, ExpiresAt: time.Now().Add(time.Hour)}))
+	must(t, src.AddDomain(&Domain{OrgID: "evil", Name: "evil.example", Token: "t", Status: DomainVerified, VerifiedBy: "dns"}))
+	for i := range 3 {
+		mkUser(t, src, "evil", fmt.Sprintf("u%d@evil.example", i))
+	}
+	good := string(exportBytes(t, src, ExportOptions{Orgs: []string{"evil"}, WithSecrets: true}))
+	lines := strings.Split(strings.TrimSuffix(good, "\n"), "\n")
+	find := func(prefix string) int {
+		for i, l := range lines {
+			if strings.HasPrefix(l, prefix) {
+				return i
+			}
+		}
+		t.Fatalf("no line %s", prefix)
+		return -1
+	}
+	with := func(i int, l string) string {
+		c := slices.Clone(lines)
+		c[i] = l
+		return strings.Join(c, "\n") + "\n"
+	}
+	// The local admin the attacker wants in "victim", with a password
+	// hash of theirs.
+	admin := &User{ID: "0b0b0b0b-0000-4000-8000-000000000001", OrgID: "victim", UserName: "it@victim.example",
+		Emails: []Email{{Value: "it@victim.example"}}, Source: SourceLocal, Role: RoleAdmin, Active: true,
+		PasswordHash: "$argon2id$v=19$m=65536,t=1,p=4$YXR0YWNrZXI$aGFzaA"}
+	adminLine, _ := json.Marshal(&userRecord{recUser, admin})
+	userAt := find(`{"type":"user"`)
+	domainAt := find(`{"type":"domain"`)
+	var dom domainRecord
+	must(t, json.Unmarshal([]byte(lines[domainAt]), &dom))
+	dom.Name = "victim.example"
+	domLine, _ := json.Marshal(&dom)
+
+	cases := []struct{ name, second string }{
+		{"a user of another org in the section", with(userAt, string(adminLine))},
+		{"another header and section", strings.ReplaceAll(good, `"evil"`, `"victim"`)},
+		{"a verified domain that was not checked", with(domainAt, string(domLine))},
+		{"the same records, one byte changed", strings.Replace(good, "u1@evil", "u9@evil", 1)},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dst := newTestStore(t)
+			mkOrg(t, dst, "victim")
+			mkUser(t, dst, "victim", "staff@victim.example")
+			before := rawKeys(t, dst, "")
+			in := &swapReader{first: []byte(good), second: []byte(c.second)}
+			_, err := dst.Import(in, ImportOptions{TrustDomains: true, WithSecrets: false})
+			if !in.rewound {
+				t.Fatal("the import did not read the file twice")
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "changed after it was checked") {
+				t.Fatalf("import of a file changed between the passes: %v", err)
+			}
+			var victimKeys []string
+			for _, k := range rawKeys(t, dst, "") {
+				if strings.Contains(k, "victim") && !slices.Contains(before, k) {
+					victimKeys = append(victimKeys, k)
+				}
+			}
+			if len(victimKeys) > 0 {
+				t.Errorf("the import wrote into victim: %v", victimKeys)
+			}
+			if accts, err := dst.LocalAccountsByEmail("it@victim.example"); err != nil || len(accts) != 0 {
+				t.Errorf("local accounts of the attacker: %v %v", accts, err)
+			}
+			if _, err := dst.OrgForDomain("victim.example"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("victim.example was claimed: %v", err)
+			}
+			if _, err := dst.GetOrg("evil"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("the partly imported organization was left: %v", err)
+			}
+		})
+	}
+	// The file read the same twice imports.
+	dst := newTestStore(t)
+	mkOrg(t, dst, "victim")
+	if _, err := dst.Import(&swapReader{first: []byte(good), second: []byte(good)}, ImportOptions{TrustDomains: true}); err != nil {
+		t.Fatalf("import of an unchanged file: %v", err)
 	}
 }
 
@@ -630,9 +931,11 @@ func TestImportHidesHalfImportedOrg(t *testing.T) {
 	data := exportBytes(t, src, ExportOptions{Orgs: []string{"acme"}, WithSecrets: true})
 
 	dst := newTestStore(t)
-	c := newImportCheck(nil)
-	must(t, readExport(bytes.NewReader(data), c.check))
-	w := &importWriter{s: dst, check: c, stats: ExportStats{}}
+	c := newImportCheck(nil, ImportOptions{})
+	first := sha256.New()
+	must(t, readExport(bytes.NewReader(data), hashLines(first, c.check)))
+	c.digest = first.Sum(nil)
+	w := newImportWriter(dst, c, ImportOptions{})
 	stop := errors.New("stopped before the groups")
 	err := readExport(bytes.NewReader(data), func(line int, typ string, raw []byte) error {
 		if typ == recGroup {
@@ -663,5 +966,51 @@ func TestImportHidesHalfImportedOrg(t *testing.T) {
 	must(t, err)
 	if o.State != OrgActive || !bytes.Equal(o.SCIMTokenHash, want.SCIMTokenHash) {
 		t.Errorf("imported org: state %q, SCIM token hash %x; want active, %x", o.State, o.SCIMTokenHash, want.SCIMTokenHash)
+	}
+}
+
+// TestGatewaySecretNamesKnown reads the gateway's source for the secrets
+// it creates: import refuses any name gatewaySecretName does not know,
+// so a secret added without adding its name here would make every
+// export with secrets unimportable.
+func TestGatewaySecretNamesKnown(t *testing.T) {
+	call := regexp.MustCompile(`\.GetOrCreateSecret\(("[^"]*")?`)
+	found := 0
+	err := filepath.WalkDir("..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range call.FindAllSubmatch(src, -1) {
+			if m[1] == nil {
+				t.Errorf("%s: GetOrCreateSecret with a name that is not a string literal; check its names against gatewaySecretName", path)
+				continue
+			}
+			name, err := strconv.Unquote(string(m[1]))
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(name, "/") { // a prefix, a number follows
+				name += "1"
+			}
+			found++
+			if !gatewaySecretName(name) {
+				t.Errorf("%s creates secret %q, which import would refuse: add it to gatewaySecretName", path, name)
+			}
+		}
+		return nil
+	})
+	must(t, err)
+	if found < 3 {
+		t.Errorf("found %d secrets created in the source, want at least the session key, the SP key pair and the upstream JWT keys", found)
 	}
 }

@@ -140,6 +140,7 @@ func (it *pgIter) Key() []byte {
 	if !it.Valid() {
 		return nil
 	}
+	it.t.noteRead(it.rows[it.i].k)
 	return it.rows[it.i].k
 }
 
@@ -153,6 +154,7 @@ func (it *pgIter) Value() ([]byte, error) {
 	if it.o.KeysOnly {
 		return it.t.Get(it.rows[it.i].k)
 	}
+	it.t.noteRead(it.rows[it.i].k)
 	return it.rows[it.i].v, nil
 }
 

@@ -241,6 +241,7 @@ func (l *pgListener) receive(n *pgconn.Notification, now time.Time) {
 		// must not extend liveness.
 		if sent.After(l.newest) && !sent.After(now) {
 			l.newest = sent
+			l.p.pings.Add(1)
 		}
 		return
 	}

@@ -173,6 +173,7 @@ func pollUntil(t testing.TB, bound time.Duration, what string, cond func() bool)
 // heartbeatMaxAge, so a revocation on another replica cannot stay unseen
 // longer; healed, it comes back by itself.
 func TestPostgresListenerBlackholed(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	proxy := startProxy(t, serverAddr(t, dsn))
 	b := openPostgresAt(t, proxiedDSN(t, dsn, proxy), schema)
@@ -208,6 +209,7 @@ func TestPostgresListenerBlackholed(t *testing.T) {
 // LISTEN and delivers nothing) is never live, though its heartbeats are
 // sent and its connection is fine.
 func TestPostgresListenerWithoutHeartbeatsNeverLive(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	p := openPostgresAt(t, dsn, schema)
 
@@ -257,6 +259,7 @@ func TestPostgresListenerWithoutHeartbeatsNeverLive(t *testing.T) {
 // Store would take one for "everything changed"), and a real change list
 // still does.
 func TestPostgresHeartbeatsAreNotChanges(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
 	ra, rb := subscribe(a), subscribe(b)
@@ -315,6 +318,7 @@ func TestPostgresHeartbeatsAreNotChanges(t *testing.T) {
 // a URL whose password holds an unescaped '/' puts the rest of the
 // password into the database name.
 func TestPostgresConnectErrorsRedacted(t *testing.T) {
+	onceOnly(t)
 	const secret = "Sw0rdf1sh-secret"
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +20,14 @@ import (
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
-// TestMain stops the PostgreSQL server pgtest may start for this binary.
+// onceOnly skips a test of the backends themselves in the suite's second
+// pass (see TestMain): it runs both backends already in the first.
+func onceOnly(t *testing.T) {
+	t.Helper()
+	if suiteOnPostgres() {
+		t.Skip("backend tests run in the first pass")
+	}
+}
 
 // hangGuard bounds waits that only a bug would make long; it is no
 // measure of speed.
@@ -110,6 +118,7 @@ func (r *recorder) state(t testing.TB) bool {
 // Two backends on one schema are two gateway processes on one database:
 // each sees the other's commits.
 func TestPostgresSharedBetweenInstances(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
 	put(t, a, "from-a", "1")
@@ -121,6 +130,7 @@ func TestPostgresSharedBetweenInstances(t *testing.T) {
 // Change keys reach the other instances when, and only when, the
 // transaction commits; an instance does not hear its own.
 func TestPostgresNotifications(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
 	ra, rb := subscribe(a), subscribe(b)
@@ -186,6 +196,7 @@ func TestPostgresNotifications(t *testing.T) {
 // A PostgreSQL restart is survived without reopening: transactions retry
 // on a new connection, the listener reports the gap and comes back.
 func TestPostgresRestart(t *testing.T) {
+	onceOnly(t)
 	srv := pgtest.StartServer(t)
 	a := openPostgresAt(t, srv.DSN(), "ssogate")
 	ra := subscribe(a)
@@ -242,6 +253,7 @@ func TestPostgresRestart(t *testing.T) {
 // A lost connection poisons the transaction (the iterator stops, the
 // error reaches View) and the transaction is run again from scratch.
 func TestPostgresLostConnectionRetriesTransaction(t *testing.T) {
+	onceOnly(t)
 	srv := pgtest.StartServer(t)
 	p := openPostgresAt(t, srv.DSN(), "ssogate")
 	const n = 300 // more than one page
@@ -299,6 +311,7 @@ func TestPostgresLostConnectionRetriesTransaction(t *testing.T) {
 
 // Replicas starting together on a fresh schema migrate it once.
 func TestPostgresConcurrentFirstOpen(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	const n = 4
 	var wg sync.WaitGroup
@@ -331,6 +344,7 @@ func TestPostgresConcurrentFirstOpen(t *testing.T) {
 
 // A database migrated by a newer gateway is refused, not half-understood.
 func TestPostgresRefusesNewerSchema(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	must(t, openPostgresAt(t, dsn, schema).Close())
 	vt := pgx.Identifier{schema, "schema_version"}.Sanitize()
@@ -343,6 +357,7 @@ func TestPostgresRefusesNewerSchema(t *testing.T) {
 
 // The DSN's password appears in no error and no log line.
 func TestPostgresDSNNotDisclosed(t *testing.T) {
+	onceOnly(t)
 	const secret = "Sw0rdf1sh-secret"
 	core, logs := observer.New(zapcore.DebugLevel)
 	log := zap.New(core)
@@ -394,6 +409,7 @@ func TestPostgresDSNNotDisclosed(t *testing.T) {
 }
 
 func TestPostgresOptionsChecked(t *testing.T) {
+	onceOnly(t)
 	for _, o := range []PostgresOptions{
 		{DSN: ""},
 		{DSN: "host=127.0.0.1", Schema: "Ssogate"},
@@ -411,6 +427,7 @@ func TestPostgresOptionsChecked(t *testing.T) {
 
 // Maintain removes expired rows (not merely hides them) and keeps the rest.
 func TestPostgresMaintain(t *testing.T) {
+	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
 	p := openPostgresAt(t, dsn, schema)
 	must(t, p.Update(func(txn Txn) error {
@@ -428,5 +445,225 @@ func TestPostgresMaintain(t *testing.T) {
 	kv := pgx.Identifier{schema, "kv"}.Sanitize()
 	if got := sqlQuery[string](t, dsn, "SELECT string_agg(convert_from(k, 'UTF8'), ',' ORDER BY k) FROM "+kv); got != "forever,live" {
 		t.Fatalf("rows after Maintain: %s", got)
+	}
+}
+
+// cutProxy forwards TCP connections to a PostgreSQL server. Armed with n,
+// it forwards the n-th client write from then on that starts with a Bind
+// message (one round trip of a transaction whose statements are already
+// prepared), and cuts the connection before the server's answer reaches
+// the client: the answer is lost, as in a network failure mid-commit.
+type cutProxy struct {
+	l      net.Listener
+	target string
+
+	mu        sync.Mutex
+	countdown int           // Bind-led writes left before the cut; 0: disarmed
+	answered  chan struct{} // closed when the server answered the cut write
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	p := &cutProxy{l: l, target: target}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go p.serve(c)
+		}
+	}()
+	return p
+}
+
+func (p *cutProxy) arm(n int) <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.countdown = n
+	p.answered = make(chan struct{})
+	return p.answered
+}
+
+func (p *cutProxy) serve(client net.Conn) {
+	server, err := net.Dial("tcp", p.target)
+	if err != nil {
+		client.Close()
+		return
+	}
+	var cut atomic.Bool
+	var answered chan struct{}
+	go func() { // server to client, dropped once cut
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := server.Read(buf)
+			if n > 0 && cut.Load() {
+				close(answered)
+				server.Close()
+				return
+			}
+			if n > 0 {
+				if _, err := client.Write(buf[:n]); err != nil {
+					server.Close()
+					return
+				}
+			}
+			if err != nil {
+				client.Close()
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			if buf[0] == 'B' {
+				p.mu.Lock()
+				if p.countdown > 0 {
+					p.countdown--
+					if p.countdown == 0 {
+						answered = p.answered
+						cut.Store(true)
+					}
+				}
+				p.mu.Unlock()
+			}
+			if cut.Load() {
+				// The client will never see the answer; the other
+				// goroutine closes the server side once it came.
+				client.Close()
+				_, _ = server.Write(buf[:n])
+				return
+			}
+			if _, err := server.Write(buf[:n]); err != nil {
+				client.Close()
+				return
+			}
+		}
+		if err != nil {
+			server.Close()
+			return
+		}
+	}
+}
+
+// A connection lost while COMMIT is in flight leaves the outcome unknown:
+// Update says so and does not run the transaction again (it might apply
+// twice). Lost before COMMIT was sent, the transaction is simply retried.
+func TestPostgresCommitInFlight(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	cfg, err := pgx.ParseConfig(dsn)
+	must(t, err)
+	proxy := newCutProxy(t, fmt.Sprintf("%s:%d", cfg.Host, cfg.Port))
+	_, port, _ := net.SplitHostPort(proxy.l.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn + " host=127.0.0.1 port=" + port, Schema: schema, MaxConns: 1})
+	must(t, err)
+	defer p.Close()
+
+	runs := 0
+	increment := func(txn Txn) error {
+		runs++
+		v, err := txn.Get([]byte("n"))
+		if errors.Is(err, ErrNoKey) {
+			v, err = []byte("0"), nil
+		}
+		if err != nil {
+			return err
+		}
+		var n int
+		fmt.Sscan(string(v), &n)
+		return txn.Set([]byte("n"), fmt.Append(nil, n+1), 0)
+	}
+	must(t, p.Update(increment, nil)) // prepares the statements: n = 1
+	wantValue(t, p, "n", "1")
+
+	// Cut after the first round trip (BEGIN and the read) was sent.
+	runs = 0
+	answered := proxy.arm(1)
+	must(t, p.Update(increment, nil))
+	<-answered
+	if runs != 2 {
+		t.Fatalf("transaction ran %d times, want 2 (cut, then retried)", runs)
+	}
+	wantValue(t, p, "n", "2")
+	must(t, p.Update(increment, nil)) // prepares again on the new connection: n = 3
+
+	// Cut after the second round trip (the write and COMMIT) was sent.
+	runs = 0
+	answered = proxy.arm(2)
+	err = p.Update(increment, nil)
+	<-answered
+	if !errors.Is(err, ErrCommitUnknown) || errors.Is(err, ErrTxnConflict) {
+		t.Fatalf("Update with COMMIT's answer lost: %v, want ErrCommitUnknown", err)
+	}
+	if runs != 1 {
+		t.Fatalf("transaction ran %d times, want once", runs)
+	}
+	// The server did get COMMIT (it answered): the write is there, once.
+	wantValue(t, p, "n", "4")
+}
+
+// A transaction that waits for a connection while the pool is full (here:
+// one nested in another on a pool of one) fails once the wait is over; it
+// is not taken for a lost connection and retried.
+func TestPostgresPoolExhausted(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
+	must(t, err)
+	defer p.Close()
+	p.acquireWait = 500 * time.Millisecond
+	inner := 0
+	err = p.Update(func(txn Txn) error {
+		if _, err := txn.Get([]byte("k")); !errors.Is(err, ErrNoKey) { // holds the connection
+			return err
+		}
+		return p.View(func(v Txn) error {
+			inner++
+			_, err := v.Get([]byte("k"))
+			return err
+		})
+	}, nil)
+	if err == nil || !strings.Contains(err.Error(), "no free connection") {
+		t.Fatalf("nested transaction on a full pool: %v", err)
+	}
+	if inner != 1 {
+		t.Fatalf("nested fn ran %d times, want once (no retry)", inner)
+	}
+	put(t, p, "k", "the pool works again")
+}
+
+// A listener with no changes to hear still hears its own heartbeats
+// (they replace the ping of a quiet connection), and that neither drops
+// the connection nor loses a notification.
+func TestPostgresListenerPings(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	a, b := openPostgresAt(t, dsn, schema), openPostgresAt(t, dsn, schema)
+	ra := subscribe(a)
+	deadline := time.Now().Add(hangGuard)
+	for a.pings.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("the listener never heard its heartbeats")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	must(t, b.Update(func(txn Txn) error { return txn.Set([]byte("k"), []byte("v"), 0) },
+		func() []string { return []string{"after-pings"} }))
+	if got := strings.Join(ra.next(t), ","); got != "after-pings" {
+		t.Fatalf("heard %q", got)
+	}
+	select {
+	case s := <-ra.states:
+		t.Fatalf("state change %v while pinging", s)
+	default:
 	}
 }

@@ -52,6 +52,7 @@ func testCAFile(t *testing.T) string {
 // DSN decides, so the default (prefer), libpq's environment and
 // multi-host DSNs are judged as they will be used.
 func TestPostgresTransportChecked(t *testing.T) {
+	onceOnly(t)
 	for _, v := range []string{"PGSSLMODE", "PGHOST", "PGPORT", "PGSSLROOTCERT", "PGSERVICE", "PGSERVICEFILE"} {
 		t.Setenv(v, "")
 		os.Unsetenv(v)
@@ -114,6 +115,7 @@ func TestPostgresTransportChecked(t *testing.T) {
 
 // A DSN that does not parse is refused without being shown.
 func TestPostgresTransportUnparsable(t *testing.T) {
+	onceOnly(t)
 	const secret = "Sw0rdf1sh"
 	_, _, err := CheckPostgresTransport("postgres://gw:"+secret+"@db.example.com:notaport/sso", true)
 	if err == nil || strings.Contains(err.Error(), secret) || errors.Is(err, ErrInsecureTransport) {

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -26,10 +28,101 @@ type pgTxn struct {
 	conn    *pgxpool.Conn
 	begun   bool // BEGIN has been executed
 	wrote   bool // a write has been sent or queued
-	done    bool // COMMIT (or ROLLBACK) has been executed
 	broken  bool // the connection is unusable: close it, never reuse it
 	pending []pgStmt
 	err     error // the first failed round trip; poisons the transaction
+
+	// Keys read, to be checked before this transaction's own writes of
+	// them are sent, and at the latest with its commit (writing
+	// transactions only); checked: done, the row is locked FOR SHARE.
+	reads   map[string]struct{}
+	checked map[string]struct{}
+	// untracked: reads are made in the snapshot without being checked at
+	// commit (see SnapshotRead).
+	untracked bool
+}
+
+// SnapshotRead runs fn with reads that do not count towards this
+// transaction's conflicts: they see its snapshot and its own writes, and
+// a concurrent change of what they read does not fail the commit. It is
+// for figures that may be approximate (the stored-bytes total checked
+// against a cap), which a separate read transaction would otherwise give
+// — at the price of a second pooled connection held inside the first,
+// which a full pool turns into a deadlock.
+func (t *pgTxn) SnapshotRead(fn func(Txn) error) error {
+	t.untracked = true
+	defer func() { t.untracked = false }()
+	return fn(t)
+}
+
+func (t *pgTxn) noteRead(k []byte) {
+	if !t.write || t.untracked {
+		return
+	}
+	if _, ok := t.checked[string(k)]; ok {
+		return
+	}
+	if t.reads == nil {
+		t.reads = make(map[string]struct{})
+	}
+	t.reads[string(k)] = struct{}{}
+}
+
+// checks are the statements sent just before the pending writes. Rows
+// about to be written are locked FOR UPDATE NOWAIT and rows read but not
+// written FOR SHARE NOWAIT: either fails at once if a row changed since
+// the snapshot or another transaction holds a lock on it, so a writer
+// never waits in a lock cycle (a deadlock would cost a second before
+// PostgreSQL broke it). Keys read are then claimed (see claimRead); all
+// of them with the commit (all), else those the pending writes touch.
+// Keys go sorted, so that claims of the same keys wait in one order.
+func (t *pgTxn) checks(all bool) []pgStmt {
+	written := make(map[string]struct{}, len(t.pending))
+	for _, w := range t.pending {
+		written[string(w.args[0].([]byte))] = struct{}{}
+	}
+	var readKeys []string
+	for k := range t.reads {
+		if _, w := written[k]; all || w {
+			readKeys = append(readKeys, k)
+		}
+	}
+	var wkeys, skeys, ckeys [][]byte
+	for k := range written {
+		wkeys = append(wkeys, []byte(k))
+	}
+	for _, k := range readKeys {
+		delete(t.reads, k)
+		if t.checked == nil {
+			t.checked = make(map[string]struct{})
+		}
+		t.checked[k] = struct{}{}
+		if _, w := written[k]; !w {
+			skeys = append(skeys, []byte(k))
+		}
+		ckeys = append(ckeys, []byte(k))
+	}
+	drain := func(r pgx.Rows) error {
+		for r.Next() {
+		}
+		return r.Err()
+	}
+	var stmts []pgStmt
+	if len(wkeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.lockWrite, args: []any{sortKeys(wkeys)}, scan: drain})
+	}
+	if len(skeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.lockRead, args: []any{sortKeys(skeys)}, scan: drain})
+	}
+	if len(ckeys) > 0 {
+		stmts = append(stmts, pgStmt{sql: t.p.q.claimRead, args: []any{sortKeys(ckeys)}})
+	}
+	return stmts
+}
+
+func sortKeys(ks [][]byte) [][]byte {
+	slices.SortFunc(ks, bytes.Compare)
+	return ks
 }
 
 // pgStmt is one statement of a round trip; scan reads a query's rows.
@@ -79,6 +172,7 @@ func (t *pgTxn) getRow(sql string, k []byte, dest ...any) (bool, error) {
 	if len(k) == 0 {
 		return false, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
 	}
+	t.noteRead(k)
 	found := false
 	err := t.roundTrip(pgStmt{sql: sql, args: []any{k, t.now}, scan: func(rows pgx.Rows) error {
 		for rows.Next() {
@@ -141,7 +235,7 @@ func (t *pgTxn) beginStmts() []pgStmt {
 	if !t.write {
 		return []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}}
 	}
-	s := []pgStmt{{sql: "BEGIN ISOLATION LEVEL SERIALIZABLE"}}
+	s := []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ"}}
 	if t.noSync {
 		s = append(s, pgStmt{sql: "SET LOCAL synchronous_commit = off"})
 	}
@@ -155,13 +249,20 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 	if t.err != nil {
 		return t.err
 	}
-	stmts := t.pending
+	var stmts []pgStmt
 	if !t.begun {
-		stmts = append(t.beginStmts(), stmts...)
+		stmts = t.beginStmts()
+	}
+	if len(t.pending) > 0 {
+		stmts = append(stmts, t.checks(false)...)
+		stmts = append(stmts, t.pending...)
 	}
 	stmts = append(stmts, tail...)
 	t.pending = nil
 	_, _, err := t.exchange(stmts)
+	if err != nil && err == t.err {
+		return err
+	}
 	if err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && !connLossCode(pgErr.Code) {
@@ -185,7 +286,13 @@ func (t *pgTxn) commit(keys []string) error {
 			return err
 		}
 	}
-	stmts := t.pending
+	var stmts []pgStmt
+	if t.wrote {
+		// As in Badger, a transaction that writes nothing cannot
+		// conflict: its reads were a consistent snapshot.
+		stmts = t.checks(true)
+	}
+	stmts = append(stmts, t.pending...)
 	t.pending = nil
 	if len(keys) > 0 {
 		stmts = append(stmts, pgStmt{sql: "SELECT pg_notify($1, $2)", args: []any{t.p.channel, t.p.notifyPayload(keys)}})
@@ -193,10 +300,12 @@ func (t *pgTxn) commit(keys []string) error {
 	commitAt := len(stmts)
 	stmts = append(stmts, pgStmt{sql: "COMMIT"})
 	ok, tag, err := t.exchange(stmts)
+	if err != nil && err == t.err {
+		return err // nothing was sent
+	}
 	if ok > commitAt {
 		// COMMIT's answer came back: whatever failed after it (a
 		// shutdown notice) did not undo it.
-		t.done = true
 		if tag.String() != "COMMIT" {
 			// PostgreSQL answers ROLLBACK to the COMMIT of a failed
 			// transaction; a pipeline should never get there.
@@ -223,10 +332,18 @@ func (t *pgTxn) commit(keys []string) error {
 // than by the server's answer is marked broken.
 func (t *pgTxn) exchange(stmts []pgStmt) (ok int, tag pgconn.CommandTag, err error) {
 	if t.conn == nil {
-		ctx, cancel := context.WithTimeout(t.p.ctx, acquireTimeout)
+		ctx, cancel := context.WithTimeout(t.p.ctx, t.p.acquireWait)
 		c, err := t.p.pool.Acquire(ctx)
 		cancel()
 		if err != nil {
+			var ce *pgconn.ConnectError
+			if errors.Is(err, context.DeadlineExceeded) && !errors.As(err, &ce) && t.p.ctx.Err() == nil {
+				// Every connection stayed busy: retrying would only queue
+				// again. Not a lost connection, so not retried.
+				t.err = fmt.Errorf("store: postgres: no free connection within %v (pool of %d): %w",
+					t.p.acquireWait, t.p.pool.Config().MaxConns, err)
+				return 0, tag, t.err
+			}
 			return 0, tag, fmt.Errorf("connect: %w", safeConnectError(err))
 		}
 		t.conn = c
@@ -304,6 +421,7 @@ func connLossCode(code string) bool {
 func serverError(e *pgconn.PgError) error {
 	switch e.Code {
 	case "40001", // serialization_failure
+		"55P03", // lock_not_available: a read row is being written
 		"40P01", // deadlock_detected
 		"23505": // unique_violation: a concurrent insert of the same key
 		return fmt.Errorf("store: postgres: %w: %w", ErrTxnConflict, e)

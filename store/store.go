@@ -33,6 +33,11 @@ type Options struct {
 	// ObserveWrite, if set, is told how long each write transaction took,
 	// retries included, by its operation name (a fixed set; for metrics).
 	ObserveWrite func(op string, d time.Duration)
+
+	// ThrottleTxns bounds the throttle transactions (failed sign-ins and
+	// SCIM authentications) in flight at once; beyond it an attempt is
+	// refused (ErrThrottleBusy). 0 means 4.
+	ThrottleTxns int
 }
 
 const (
@@ -112,11 +117,11 @@ type Store struct {
 	// schedules the trail's pruning (see audit.go).
 	audit auditState
 
+	// thr bounds what throttling costs the backend (see throttleguard.go).
+	thr throttleState
+
 	// signIns schedules the pruning of sign-in attempts (see signin.go).
 	signIns signInPrunes
-
-	// thrPruning holds the throttle scopes being pruned (see throttle.go).
-	thrPruning sync.Map
 }
 
 // Open opens the embedded Badger database in dir, creating it if needed.
@@ -166,6 +171,7 @@ func OpenBackend(b Backend, opts Options) (*Store, error) {
 
 	s.wg.Add(1)
 	go s.touchFlusher()
+	s.startThrottle(opts.ThrottleTxns)
 	s.startAudit(opts.Audit)
 	every := opts.GCInterval
 	if every == 0 {

@@ -3,8 +3,6 @@ package store
 import (
 	"bytes"
 	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +10,6 @@ import (
 	"math"
 	"slices"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // Throttle counters: how often a key (an account, a source address, a
@@ -34,15 +30,23 @@ import (
 // seconds to minutes long; syncing every failed guess would instead let a
 // flood of guesses cost a disk flush each.
 //
-// Keys are stored as SHA-256 hashes: a record names no address, account or
-// device token part, and a key of any length costs the same. Records
-// expire (backend TTL) once they would start from zero anyway, and each
-// scope holds at most its MaxKeys records (see pruneThrottle), so an
-// attacker with many sources cannot grow the store without limit.
+// Keys are stored as HMACs under a secret of the store (see thrKey): a
+// record names no address, account or device token part, cannot be
+// matched against a list of candidate addresses without the secret, and a
+// key of any length costs the same. (Records written under the former
+// plain SHA-256 form are no longer found and expire on their TTL: an
+// upgrade starts every count from zero.) Records expire (backend TTL)
+// once they would start from zero anyway, and each scope holds at most
+// about its MaxKeys records (see pruneThrottle), so an attacker with many
+// sources cannot grow the store without limit.
+//
+// What bounds the database work throttling costs per process (a memo of
+// locked keys, a cap on transactions in flight, pruning in the
+// background) is in throttleguard.go.
 
 const (
-	pThr  = "thr"  // thr/<scope>/<hex sha256(key)>   throttleRecord, TTL = when it would start from zero
-	pThrN = "thrn" // thrn/<scope>/<stripe>           records created in the scope (approximate)
+	pThr  = "thr"  // thr/<scope>/<hex hmac(key)>   throttleRecord, TTL = when it would start from zero
+	pThrN = "thrn" // thrn/<scope>/<stripe>         records created in the scope (approximate)
 
 	// thrStripes spreads a scope's record count over several keys, so
 	// that failures on new keys from many sources do not all conflict on
@@ -99,6 +103,7 @@ type ThrottleTicket struct {
 	// until is the lock's end this reservation set, prev the one before
 	// it, so that a refund lifts the lock only if nothing changed it since.
 	until, prev int64
+	k           []byte // the record's key
 }
 
 // throttleRecord is one key's state. Times are Unix nanoseconds of the
@@ -114,15 +119,16 @@ type throttleRecord struct {
 	Expires int64 `json:"x"`
 }
 
-func thrKey(scope, key string) []byte {
-	sum := sha256.Sum256([]byte(key))
-	return append(scanPrefix(pThr, scope), hex.EncodeToString(sum[:16])...)
+// thrStripe is the count stripe of record key k (thrKey's result), so
+// that a prune can tell each record's stripe from its key.
+func thrStripe(k []byte) int {
+	h := fnv.New32a()
+	h.Write(k[bytes.LastIndexByte(k, '/')+1:])
+	return int(h.Sum32() % thrStripes)
 }
 
-func thrCountKey(scope, k string) []byte {
-	h := fnv.New32a()
-	h.Write([]byte(k))
-	return key(pThrN, scope, fmt.Sprint(h.Sum32()%thrStripes))
+func thrCountKey(scope string, stripe int) []byte {
+	return key(pThrN, scope, fmt.Sprint(stripe))
 }
 
 // thrTTL converts a record's expiry on the caller's clock into the
@@ -149,14 +155,14 @@ func loadThrottle(txn Txn, k []byte, now int64) (rec throttleRecord, found, live
 
 // saveThrottle writes rec; a record that did not exist is counted in its
 // scope, and the count returned says whether the scope needs pruning.
-func saveThrottle(txn Txn, scope, key string, k []byte, rec *throttleRecord, existed bool, now time.Time) (int, error) {
+func saveThrottle(txn Txn, scope string, k []byte, rec *throttleRecord, existed bool, now time.Time) (int, error) {
 	if _, err := setJSON(txn, k, rec, thrTTL(rec.Expires, now)); err != nil {
 		return 0, err
 	}
 	if existed {
 		return 0, nil
 	}
-	ck := thrCountKey(scope, key)
+	ck := thrCountKey(scope, thrStripe(k))
 	n, err := counter(txn, ck)
 	if err != nil {
 		return 0, err
@@ -188,82 +194,174 @@ func (r ThrottleRule) fail(rec *throttleRecord, now int64) time.Duration {
 	return d
 }
 
+// thrOpen checks scope and returns key's record key. It runs before
+// enter: the first call reads the HMAC secret through GetOrCreateSecret,
+// which enters the store itself.
+func (s *Store) thrOpen(op, scope, key string) ([]byte, error) {
+	if err := need(op, "scope", scope); err != nil {
+		return nil, err
+	}
+	k, err := s.thrKey(scope, key)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return k, nil
+}
+
+// thrBusy wraps a slot failure for op.
+func thrBusy(op string, err error) error {
+	return fmt.Errorf("store: %s: %w", op, err)
+}
+
 // ReserveThrottle admits an attempt on key in scope unless the key is
 // locked at now, and counts the attempt as a failure at once, with the
 // lock that failure causes: its outcome is not known yet, and attempts in
 // flight on any process must count against the key. If the attempt turns
 // out not to have failed, ResetThrottle the key or RefundThrottle the
 // ticket. Check and count are one transaction.
+//
+// A key this process saw locked within the last second is refused from
+// memory, without a transaction; with too many throttle transactions in
+// flight the attempt is refused with ErrThrottleBusy (see
+// throttleguard.go).
 func (s *Store) ReserveThrottle(scope, key string, rule ThrottleRule, now time.Time) (*ThrottleTicket, ThrottleVerdict, error) {
-	const op = "reserve throttle"
-	if err := need(op, "scope", scope); err != nil {
-		return nil, ThrottleVerdict{}, err
+	tickets, _, v, err := s.ReserveThrottles([]ThrottleKey{{Scope: scope, Key: key, Rule: rule}}, now)
+	if err != nil || v.Locked {
+		return nil, v, err
 	}
-	if err := rule.check(op); err != nil {
-		return nil, ThrottleVerdict{}, err
+	return tickets[0], v, nil
+}
+
+// ThrottleKey names one key of ReserveThrottles.
+type ThrottleKey struct {
+	Scope, Key string
+	Rule       ThrottleRule
+}
+
+// ReserveThrottles is ReserveThrottle for an attempt that counts against
+// several keys (a source and an account), in one transaction: if any key
+// is locked, nothing is counted and the verdict of the first locked key
+// (locked is its index) is returned; otherwise the attempt is counted
+// against every key, and tickets holds their tickets in order. One
+// transaction instead of one per key halves what an attempt costs the
+// database, and a refused attempt needs no refund.
+func (s *Store) ReserveThrottles(keys []ThrottleKey, now time.Time) (tickets []*ThrottleTicket, locked int, verdict ThrottleVerdict, err error) {
+	const op = "reserve throttle"
+	if len(keys) == 0 {
+		return nil, 0, ThrottleVerdict{}, invalid(op, "no key")
+	}
+	ks := make([][]byte, len(keys))
+	for i, tk := range keys {
+		if err := tk.Rule.check(op); err != nil {
+			return nil, 0, ThrottleVerdict{}, err
+		}
+		if ks[i], err = s.thrOpen(op, tk.Scope, tk.Key); err != nil {
+			return nil, 0, ThrottleVerdict{}, err
+		}
+		for _, k := range ks[:i] {
+			if bytes.Equal(k, ks[i]) {
+				return nil, 0, ThrottleVerdict{}, invalid(op, "key %d given twice", i)
+			}
+		}
 	}
 	if err := s.enter(); err != nil {
-		return nil, ThrottleVerdict{}, err
+		return nil, 0, ThrottleVerdict{}, err
 	}
 	defer s.leave()
-	k, t := thrKey(scope, key), now.UnixNano()
-	var (
-		ticket  *ThrottleTicket
-		verdict ThrottleVerdict
-		count   int
-	)
-	err := s.updateThrottle(op, func(txn Txn) error {
-		ticket, verdict, count = nil, ThrottleVerdict{}, 0
-		rec, found, _, err := loadThrottle(txn, k, t)
-		if err != nil {
-			return err
+	t := now.UnixNano()
+	epochs := make([]uint64, len(keys))
+	for i, k := range ks {
+		d, epoch := s.thr.memo.refused(k, t)
+		if d > 0 {
+			return nil, i, ThrottleVerdict{Locked: true, RetryAfter: d}, nil
 		}
-		if t < rec.Until {
-			verdict = ThrottleVerdict{Locked: true, RetryAfter: time.Duration(rec.Until - t), FirstRefusal: !rec.Reported}
-			if rec.Reported {
-				return nil // nothing to write: a flood against a lock costs reads only
+		epochs[i] = epoch
+	}
+	release, err := s.thrSlot(false)
+	if err != nil {
+		return nil, 0, ThrottleVerdict{}, thrBusy(op, err)
+	}
+	defer release()
+	counts := make([]int, len(keys))
+	err = s.updateThrottle(op, func(txn Txn) error {
+		tickets, locked, verdict = nil, 0, ThrottleVerdict{}
+		clear(counts)
+		recs := make([]throttleRecord, len(keys))
+		found := make([]bool, len(keys))
+		for i, k := range ks {
+			rec, f, _, err := loadThrottle(txn, k, t)
+			if err != nil {
+				return err
 			}
-			rec.Reported = true
-			_, err := setJSON(txn, k, &rec, thrTTL(rec.Expires, now))
-			return err
+			if t < rec.Until {
+				locked = i
+				verdict = ThrottleVerdict{Locked: true, RetryAfter: time.Duration(rec.Until - t), FirstRefusal: !rec.Reported}
+				if rec.Reported {
+					return nil // nothing to write: a flood against a lock costs reads only
+				}
+				rec.Reported = true
+				_, err := setJSON(txn, k, &rec, thrTTL(rec.Expires, now))
+				return err
+			}
+			recs[i], found[i] = rec, f
 		}
-		prev := rec.Until
-		lock := rule.fail(&rec, t)
-		ticket = &ThrottleTicket{Scope: scope, Key: key, Rule: rule, Lock: lock, until: rec.Until, prev: prev}
-		count, err = saveThrottle(txn, scope, key, k, &rec, found, now)
-		return err
+		for i, k := range ks {
+			rec := &recs[i]
+			prev := rec.Until
+			lock := keys[i].Rule.fail(rec, t)
+			tickets = append(tickets, &ThrottleTicket{Scope: keys[i].Scope, Key: keys[i].Key, Rule: keys[i].Rule, Lock: lock, until: rec.Until, prev: prev, k: k})
+			var err error
+			if counts[i], err = saveThrottle(txn, keys[i].Scope, k, rec, found[i], now); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return nil, ThrottleVerdict{}, err
+		return nil, 0, ThrottleVerdict{}, err
 	}
-	s.maybePruneThrottle(scope, rule.maxKeys(), count, now, k)
-	return ticket, verdict, nil
+	if verdict.Locked {
+		// Reported now, so a refusal from the memo is never the first.
+		s.thr.memo.refuse(ks[locked], t+int64(min(verdict.RetryAfter, thrMemoLockTTL)), t+int64(verdict.RetryAfter), epochs[locked])
+		return nil, locked, verdict, nil
+	}
+	for i, k := range ks {
+		s.maybePruneThrottle(keys[i].Scope, keys[i].Rule.maxKeys(), counts[i], now, k)
+	}
+	return tickets, 0, verdict, nil
 }
 
 // FailThrottle counts a failure of key that was not reserved, and returns
-// the lock it started (0: none).
+// the lock it started (0: none). The failure happened, so it waits for a
+// throttle transaction slot rather than go uncounted.
 func (s *Store) FailThrottle(scope, key string, rule ThrottleRule, now time.Time) (time.Duration, error) {
 	const op = "fail throttle"
-	if err := need(op, "scope", scope); err != nil {
+	if err := rule.check(op); err != nil {
 		return 0, err
 	}
-	if err := rule.check(op); err != nil {
+	k, err := s.thrOpen(op, scope, key)
+	if err != nil {
 		return 0, err
 	}
 	if err := s.enter(); err != nil {
 		return 0, err
 	}
 	defer s.leave()
-	k, t := thrKey(scope, key), now.UnixNano()
+	release, err := s.thrSlot(true)
+	if err != nil {
+		return 0, thrBusy(op, err)
+	}
+	defer release()
+	t := now.UnixNano()
 	var lock time.Duration
 	var count int
-	err := s.updateThrottle(op, func(txn Txn) error {
+	err = s.updateThrottle(op, func(txn Txn) error {
 		rec, found, _, err := loadThrottle(txn, k, t)
 		if err != nil {
 			return err
 		}
 		lock = rule.fail(&rec, t)
-		count, err = saveThrottle(txn, scope, key, k, &rec, found, now)
+		count, err = saveThrottle(txn, scope, k, &rec, found, now)
 		return err
 	})
 	if err != nil {
@@ -274,17 +372,29 @@ func (s *Store) FailThrottle(scope, key string, rule ThrottleRule, now time.Time
 }
 
 // CheckThrottle tells whether key is locked at now, without counting
-// anything. The first refusal of a lock is recorded as reported.
+// anything. The first refusal of a lock is recorded as reported. Like
+// ReserveThrottle it answers a key known locked from memory, and fails
+// with ErrThrottleBusy when too many throttle transactions are in flight.
 func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict, error) {
 	const op = "check throttle"
-	if err := need(op, "scope", scope); err != nil {
+	k, err := s.thrOpen(op, scope, key)
+	if err != nil {
 		return ThrottleVerdict{}, err
 	}
 	if err := s.enter(); err != nil {
 		return ThrottleVerdict{}, err
 	}
 	defer s.leave()
-	k, t := thrKey(scope, key), now.UnixNano()
+	t := now.UnixNano()
+	d, epoch := s.thr.memo.refused(k, t)
+	if d > 0 {
+		return ThrottleVerdict{Locked: true, RetryAfter: d}, nil
+	}
+	release, err := s.thrSlot(false)
+	if err != nil {
+		return ThrottleVerdict{}, thrBusy(op, err)
+	}
+	defer release()
 	var verdict ThrottleVerdict
 	read := func(txn Txn) (throttleRecord, error) {
 		rec, _, _, err := loadThrottle(txn, k, t)
@@ -302,20 +412,22 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 	if err := s.view(func(txn Txn) error { _, err := read(txn); return err }); err != nil {
 		return ThrottleVerdict{}, err
 	}
-	if !verdict.FirstRefusal {
-		return verdict, nil
-	}
-	err := s.updateThrottle(op, func(txn Txn) error {
-		rec, err := read(txn)
-		if err != nil || !verdict.FirstRefusal {
+	if verdict.FirstRefusal {
+		err = s.updateThrottle(op, func(txn Txn) error {
+			rec, err := read(txn)
+			if err != nil || !verdict.FirstRefusal {
+				return err
+			}
+			rec.Reported = true
+			_, err = setJSON(txn, k, &rec, thrTTL(rec.Expires, now))
 			return err
+		})
+		if err != nil {
+			return ThrottleVerdict{}, err
 		}
-		rec.Reported = true
-		_, err = setJSON(txn, k, &rec, thrTTL(rec.Expires, now))
-		return err
-	})
-	if err != nil {
-		return ThrottleVerdict{}, err
+	}
+	if verdict.Locked {
+		s.thr.memo.refuse(k, t+int64(min(verdict.RetryAfter, thrMemoLockTTL)), t+int64(verdict.RetryAfter), epoch)
 	}
 	return verdict, nil
 }
@@ -325,18 +437,31 @@ func (s *Store) CheckThrottle(scope, key string, now time.Time) (ThrottleVerdict
 // lock the reservation started is lifted unless a later attempt (on any
 // process) has changed it since; a later lock stays. Refunding a ticket
 // whose key was reset or forgotten since changes nothing. The caller
-// refunds a ticket at most once.
+// refunds a ticket at most once. It waits for a throttle transaction
+// slot: a refund must not be lost to a flood.
 func (s *Store) RefundThrottle(ticket *ThrottleTicket, now time.Time) error {
 	const op = "refund throttle"
 	if ticket == nil {
 		return nil
 	}
+	k := ticket.k
+	if k == nil {
+		var err error
+		if k, err = s.thrOpen(op, ticket.Scope, ticket.Key); err != nil {
+			return err
+		}
+	}
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	k, t := thrKey(ticket.Scope, ticket.Key), now.UnixNano()
-	return s.updateThrottle(op, func(txn Txn) error {
+	release, err := s.thrSlot(true)
+	if err != nil {
+		return thrBusy(op, err)
+	}
+	defer release()
+	t := now.UnixNano()
+	err = s.updateThrottle(op, func(txn Txn) error {
 		rec, _, live, err := loadThrottle(txn, k, t)
 		if err != nil || !live {
 			return err // reset or forgotten since: nothing left to take back
@@ -352,20 +477,29 @@ func (s *Store) RefundThrottle(ticket *ThrottleTicket, now time.Time) error {
 		_, err = setJSON(txn, k, &rec, thrTTL(rec.Expires, now))
 		return err
 	})
+	// A refusal seen here meanwhile may have been of the lock just lifted.
+	s.thr.memo.forget(k)
+	return err
 }
 
-// ResetThrottle forgets key's failures, after a success.
+// ResetThrottle forgets key's failures, after a success. Like a refund it
+// waits for a throttle transaction slot.
 func (s *Store) ResetThrottle(scope, key string) error {
 	const op = "reset throttle"
-	if err := need(op, "scope", scope); err != nil {
+	k, err := s.thrOpen(op, scope, key)
+	if err != nil {
 		return err
 	}
 	if err := s.enter(); err != nil {
 		return err
 	}
 	defer s.leave()
-	k := thrKey(scope, key)
-	return s.updateThrottle(op, func(txn Txn) error {
+	release, err := s.thrSlot(true)
+	if err != nil {
+		return thrBusy(op, err)
+	}
+	defer release()
+	err = s.updateThrottle(op, func(txn Txn) error {
 		ok, err := exists(txn, k)
 		if err != nil || !ok {
 			return err
@@ -373,8 +507,10 @@ func (s *Store) ResetThrottle(scope, key string) error {
 		if err := del(txn, k); err != nil {
 			return err
 		}
-		return addCounter(txn, thrCountKey(scope, key), -1)
+		return addCounter(txn, thrCountKey(scope, thrStripe(k)), -1)
 	})
+	s.thr.memo.forget(k)
+	return err
 }
 
 // TakeToken is a token bucket per key: each call takes a token; the
@@ -382,23 +518,38 @@ func (s *Store) ResetThrottle(scope, key string) error {
 // whether a token was there; when not, nothing is taken (a flood does not
 // extend the wait) and retry says when the next one will be. The SCIM
 // endpoint's failed-authentication limiter is one.
+//
+// A bucket this process saw empty is answered from memory until its next
+// token is due, without a transaction; with too many throttle
+// transactions in flight it fails with ErrThrottleBusy.
 func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, maxKeys int, now time.Time) (ok bool, retry time.Duration, err error) {
 	const op = "take token"
-	if err := need(op, "scope", scope); err != nil {
-		return false, 0, err
-	}
 	if burst <= 0 || every <= 0 || maxKeys < 0 {
 		return false, 0, invalid(op, "bucket of %d per %v", burst, every)
 	}
 	if maxKeys == 0 {
 		maxKeys = defaultThrottleMaxKeys
 	}
+	k, err := s.thrOpen(op, scope, key)
+	if err != nil {
+		return false, 0, err
+	}
 	if err := s.enter(); err != nil {
 		return false, 0, err
 	}
 	defer s.leave()
-	k, t := thrKey(scope, key), now.UnixNano()
+	t := now.UnixNano()
+	d, epoch := s.thr.memo.refused(k, t)
+	if d > 0 {
+		return false, d, nil
+	}
+	release, err := s.thrSlot(false)
+	if err != nil {
+		return false, 0, thrBusy(op, err)
+	}
+	defer release()
 	var count int
+	var left float64
 	err = s.updateThrottle(op, func(txn Txn) error {
 		ok, retry, count = false, 0, 0
 		rec, found, live, err := loadThrottle(txn, k, t)
@@ -409,20 +560,27 @@ func (s *Store) TakeToken(scope, key string, burst int, every time.Duration, max
 		if live {
 			tokens = min(tokens, rec.Tokens+float64(max(0, t-rec.Last))/float64(every))
 		}
+		left = tokens
 		if tokens < 1 {
 			retry = time.Duration((1 - tokens) * float64(every))
 			return nil
 		}
 		ok = true
 		tokens--
+		left = tokens
 		// The record lasts until the bucket is full again, when it is as
 		// good as absent.
 		rec = throttleRecord{Last: t, Tokens: tokens, Expires: t + int64((float64(burst)-tokens)*float64(every))}
-		count, err = saveThrottle(txn, scope, key, k, &rec, found, now)
+		count, err = saveThrottle(txn, scope, k, &rec, found, now)
 		return err
 	})
 	if err != nil {
 		return false, 0, err
+	}
+	if left < 1 {
+		// Empty until the next token is due, whoever takes from it.
+		next := t + int64((1-left)*float64(every))
+		s.thr.memo.refuse(k, next, next, epoch)
 	}
 	s.maybePruneThrottle(scope, maxKeys, count, now, k)
 	return ok, retry, nil
@@ -454,22 +612,16 @@ func (s *Store) CountThrottle(scope string, now time.Time) (int, error) {
 	return n, nil
 }
 
-// maybePruneThrottle prunes scope when a stripe of its record count
-// passed its share of maxKeys. Expired records leave without lowering
-// the count, so the count only ever overestimates and a prune recounts.
+// maybePruneThrottle asks for scope to be pruned when a stripe of its
+// record count passed its share of maxKeys. Expired records leave without
+// lowering the count, so the count only ever overestimates and a prune
+// recounts. The prune runs in the background (throttlePruner): the
+// request that crossed the line does not pay for a scan of the scope.
 func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now time.Time, just []byte) {
 	if stripeCount == 0 || stripeCount <= max(1, maxKeys/thrStripes) {
 		return
 	}
-	// One prune per scope at a time in this process; another process
-	// pruning at once deletes the same records, which is harmless.
-	if _, busy := s.thrPruning.LoadOrStore(scope, true); busy {
-		return
-	}
-	defer s.thrPruning.Delete(scope)
-	if err := s.pruneThrottle(scope, maxKeys, now, just); err != nil {
-		s.log.Warn("pruning throttle records", zap.String("scope", scope), zap.Error(err))
-	}
+	s.askPrune(scope, maxKeys, now, just)
 }
 
 // pruneThrottle drops scope's records that would start from zero anyway
@@ -480,7 +632,9 @@ func (s *Store) maybePruneThrottle(scope string, maxKeys, stripeCount int, now t
 // the per-source throttle slows down. It scans a snapshot and then deletes
 // without reading, so that it does not conflict with (or retry behind)
 // the failures counted meanwhile; one of those whose record it deletes is
-// forgotten, as an eviction would forget it.
+// forgotten, as an eviction would forget it. Each of its transactions
+// waits for a throttle transaction slot, so pruning takes no more of the
+// pool than the requests may.
 func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []byte) error {
 	type aged struct {
 		k    []byte
@@ -488,8 +642,20 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 	}
 	var live []aged
 	var stale [][]byte
+	var seen [thrStripes]int // the stripe counts the snapshot saw
 	t, p := now.UnixNano(), scanPrefix(pThr, scope)
-	err := s.view(func(txn Txn) error {
+	release, err := s.thrSlot(true) // the scan holds a connection too
+	if err != nil {
+		return err
+	}
+	err = s.view(func(txn Txn) error {
+		for i := range thrStripes {
+			n, err := counter(txn, thrCountKey(scope, i))
+			if err != nil {
+				return err
+			}
+			seen[i] = n
+		}
 		// One ordered scan of keys and values: a read per key would be
 		// a round trip each on PostgreSQL.
 		it := txn.Iterator(IterOptions{Prefix: p})
@@ -515,6 +681,7 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 		}
 		return nil
 	})
+	release()
 	if err != nil {
 		return err
 	}
@@ -526,10 +693,18 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 		}
 		live = live[len(live)-keep:]
 	}
+	write := func(fn func(txn Txn) error) error {
+		release, err := s.thrSlot(true)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return s.updateThrottle("prune throttle", fn)
+	}
 	for len(stale) > 0 {
 		batch := stale[:min(len(stale), purgeBatch)]
 		stale = stale[len(batch):]
-		if err := s.updateThrottle("prune throttle", func(txn Txn) error {
+		if err := write(func(txn Txn) error {
 			for _, k := range batch {
 				if err := del(txn, k); err != nil {
 					return err
@@ -540,15 +715,21 @@ func (s *Store) pruneThrottle(scope string, maxKeys int, now time.Time, just []b
 			return err
 		}
 	}
-	// The count restarts from what is left, spread evenly: each stripe
-	// only decides when to prune.
-	return s.updateThrottle("prune throttle", func(txn Txn) error {
+	// Each stripe's count loses what the snapshot counted beyond the live
+	// records it kept; records created since the snapshot stay counted.
+	var kept [thrStripes]int
+	for _, a := range live {
+		kept[thrStripe(a.k)]++
+	}
+	return write(func(txn Txn) error {
 		for i := range thrStripes {
-			n := len(live) / thrStripes
-			if i < len(live)%thrStripes {
-				n++
+			ck := thrCountKey(scope, i)
+			n, err := counter(txn, ck)
+			if err != nil {
+				return err
 			}
-			if _, err := setJSON(txn, key(pThrN, scope, fmt.Sprint(i)), n, 0); err != nil {
+			n = max(kept[i], n-(seen[i]-kept[i]))
+			if _, err := setJSON(txn, ck, n, 0); err != nil {
 				return err
 			}
 		}

@@ -155,7 +155,10 @@ func testThrottleRecordsExpire(t *testing.T, s *Store) {
 	if _, err := s.FailThrottle("account", "k", rule, fixed); err != nil {
 		t.Fatal(err)
 	}
-	k := thrKey("account", "k")
+	k, err := s.thrKey("account", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
 	present := func() bool {
 		var ok bool
 		must(t, s.view(func(txn Txn) error {
@@ -197,6 +200,9 @@ func testThrottleBounded(t *testing.T, a, b *Store) {
 		}
 		now = now.Add(time.Millisecond)
 	}
+	// Pruning runs in the background, on each process.
+	a.WaitThrottlePruning()
+	b.WaitThrottlePruning()
 	if n, err := s.CountThrottle("source", now); err != nil || n > rule.MaxKeys {
 		t.Fatalf("%d records kept, bound is %d (%v)", n, rule.MaxKeys, err)
 	}

@@ -186,7 +186,7 @@ func (s *Store) charge(txn Txn, u *usage, id string) error {
 		// would make each growing write conflict with every other write
 		// of the organization, which the stripes are there to avoid.
 		var committed int64
-		err := s.view(func(v Txn) error {
+		err := s.snapshotRead(txn, func(v Txn) error {
 			var err error
 			committed, err = sumStripes(v, u.org)
 			return err
@@ -297,4 +297,34 @@ func (s *Store) StoredBytes(orgID string) (int64, error) {
 		return err
 	})
 	return total, err
+}
+
+// snapshotReader is a transaction that can read without the reads
+// counting towards its conflicts (pgTxn.SnapshotRead).
+type snapshotReader interface {
+	SnapshotRead(fn func(Txn) error) error
+}
+
+// snapshotRead runs fn on reads that must not make txn conflict with
+// every other writer of what they read: in txn's own snapshot where the
+// backend can do that untracked, else (Badger, whose reads in a write
+// transaction always count) in a read transaction of its own, which on
+// Badger holds no scarce resource.
+func (s *Store) snapshotRead(txn Txn, fn func(Txn) error) error {
+	inner := txn
+	for {
+		switch w := inner.(type) {
+		case *recordingTxn:
+			inner = w.Txn
+			continue
+		case *prefetchedTxn:
+			inner = w.Txn
+			continue
+		}
+		break
+	}
+	if sr, ok := inner.(snapshotReader); ok {
+		return sr.SnapshotRead(fn)
+	}
+	return s.view(fn)
 }

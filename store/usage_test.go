@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // rawUsage adds up, straight from Badger, len(key)+len(value) of every key
@@ -495,5 +498,45 @@ func BenchmarkStoredBytesFirstScan(b *testing.B) {
 		must(b, err)
 		b.ReportMetric(float64(n)/(1<<20), "MiB")
 		mkUser(b, s, "acme", fmt.Sprintf("new%d@acme.test", time.Now().UnixNano()))
+	}
+}
+
+// A capped write on PostgreSQL reads the stored-bytes total without a
+// second pooled connection: with a pool of one connection, capped writes
+// from several goroutines all go through (a nested read transaction
+// would wait forever for the connection its own writer holds).
+func TestCappedWritesNeedOneConnection(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
+	must(t, err)
+	s, err := OpenBackend(b, Options{GCInterval: -1})
+	must(t, err)
+	defer s.Close()
+	mkOrg(t, s, "acme")
+	done := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			var err error
+			for i := range 3 {
+				u := &User{OrgID: "acme", UserName: fmt.Sprintf("g%d-u%d@acme.test", g, i), Active: true, Source: SourceSCIM}
+				if err = s.ProvisionUser(u, MaxStoredBytes(1<<20)); err != nil {
+					break
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 4 {
+		select {
+		case err := <-done:
+			must(t, err)
+		case <-time.After(45 * time.Second):
+			t.Fatal("capped writes on a one-connection pool are stuck")
+		}
+	}
+	if n, _ := s.CountUsers("acme"); n != 12 {
+		t.Fatalf("%d users, want 12", n)
 	}
 }

@@ -33,7 +33,7 @@ const (
 	OutcomeBadCredentials Outcome = "bad_credentials" // unknown address, no password yet, or wrong password
 	OutcomeLocked         Outcome = "locked"          // throttled: not checked at all
 	OutcomeBusy           Outcome = "busy"            // the source has too many attempts in flight: not checked
-	OutcomeOverloaded     Outcome = "overloaded"      // the password hasher's queue is full: not checked
+	OutcomeOverloaded     Outcome = "overloaded"      // the password hasher's queue, or the throttle's, is full: not checked
 
 	OutcomeDisabled      Outcome = "disabled"       // the account is deactivated
 	OutcomeForeignDomain Outcome = "foreign_domain" // the address's domain is verified by another organization
@@ -111,9 +111,11 @@ type Result struct {
 // attempt is counted as a failure when it is admitted, before the hash,
 // and refunded if it succeeds (see Throttle), so attempts sent at once
 // get no more checks than attempts sent one after another. Besides,
-// InFlight bounds the attempts one source has in flight, and the
-// hasher's queue bounds them all (ErrBusy); an attempt refused by either
-// is answered at once, without a hash, and not counted.
+// InFlight bounds the attempts one source has in flight, the hasher's
+// queue bounds them all (ErrBusy), and so does the store's bound on
+// throttle transactions in flight (store.ErrThrottleBusy); an attempt
+// refused by any of them is answered at once, without a hash, and not
+// counted.
 type Authenticator struct {
 	Store    *store.Store
 	Hasher   Hasher
@@ -187,33 +189,37 @@ func (a *Authenticator) Authenticate(ctx context.Context, at Attempt) (Result, e
 	} else {
 		keys = []throttleKey{{a.Sources, ScopeSource, at.SourceIP}, {a.Accounts, ScopeAccount, email}}
 	}
-	// Each key counts this attempt as a failure now (see Throttle); the
-	// attempt is refunded below unless its password is checked and wrong.
-	// A throttle that cannot count fails the attempt unchecked (an
-	// internal error), and a refund that fails leaves a failure counted:
-	// either way the error is on the side of fewer guesses.
-	reserved := make([]*Reservation, 0, len(keys))
+	// Each key counts this attempt as a failure now (see Throttle), all in
+	// one store transaction; the attempt is refunded below unless its
+	// password is checked and wrong. A throttle that cannot count fails
+	// the attempt unchecked (an internal error), and a refund that fails
+	// leaves a failure counted: either way the error is on the side of
+	// fewer guesses.
+	tks := make([]ThrottleKey, len(keys))
+	for i, k := range keys {
+		tks[i] = ThrottleKey{T: k.t, Key: k.key}
+	}
+	reserved, locked, v, err := ReserveAll(tks)
+	switch {
+	case errors.Is(err, store.ErrThrottleBusy):
+		// This process has as many throttle transactions under way as it
+		// allows (a flood of attempts): refused unchecked, like a full
+		// hasher queue.
+		res.Outcome = OutcomeOverloaded
+		return res, nil
+	case err != nil:
+		return res, err
+	case v.Locked:
+		res.Outcome = OutcomeLocked
+		res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, keys[locked].scope, v.FirstRefusal
+		return res, nil
+	}
 	refund := func() error {
 		var errs []error
 		for _, r := range reserved {
 			errs = append(errs, r.Refund())
 		}
 		return errors.Join(errs...)
-	}
-	for _, k := range keys {
-		r, v, err := k.t.Reserve(k.key)
-		if err != nil {
-			return res, errors.Join(err, refund())
-		}
-		if v.Locked {
-			if err := refund(); err != nil {
-				return res, err
-			}
-			res.Outcome = OutcomeLocked
-			res.RetryAfter, res.LockScope, res.FirstRefusal = v.RetryAfter, k.scope, v.FirstRefusal
-			return res, nil
-		}
-		reserved = append(reserved, r)
 	}
 
 	// The one hash of this attempt.

@@ -591,3 +591,68 @@ func TestThrottleStoreFailureFailsClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestAttemptRefusedWhenThrottleBusy: when the store has as many throttle
+// transactions under way (and waiting) as it allows, an attempt is
+// refused at once as overloaded, without a password check, instead of
+// waiting for the database or going uncounted.
+func TestAttemptRefusedWhenThrottleBusy(t *testing.T) {
+	hold := make(chan struct{})
+	var holding atomic.Bool
+	holding.Store(true)
+	// A reservation's write is observed before its transaction slot is
+	// released: blocking here keeps it in flight, as a slow database would.
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1, ThrottleTxns: 1, ObserveWrite: func(op string, _ time.Duration) {
+		if op == "reserve throttle" && holding.Load() {
+			<-hold
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	c := newClock()
+	h := &countingHasher{Argon2id: newTestHasher(t)}
+	cfg := ThrottleConfig{Free: 3, Base: time.Minute, Max: time.Hour, Now: c.now}
+	auth := &Authenticator{Store: st, Hasher: h,
+		Accounts: NewThrottle(st, ScopeAccount, cfg), Devices: NewThrottle(st, ScopeDevice, cfg), Sources: NewThrottle(st, ScopeSource, cfg)}
+	// One slot and a short queue behind it (16 places): so many attempts
+	// at once cannot all be admitted, and the others wait for the held
+	// transaction.
+	const n = 64
+	results := make(chan Result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			res, err := auth.Authenticate(context.Background(), Attempt{Email: fmt.Sprintf("u%d@example.com", i), Password: "guess", SourceIP: fmt.Sprint("192.0.2.", i)})
+			if err != nil {
+				t.Error(err)
+			}
+			results <- res
+		})
+	}
+	first := <-results
+	if first.Outcome != OutcomeOverloaded || h.verifies.Load() != 0 {
+		t.Fatalf("first answer while every slot was held: %s after %d password checks", first.Outcome, h.verifies.Load())
+	}
+	holding.Store(false)
+	close(hold)
+	wg.Wait()
+	close(results)
+	checked := 0
+	for res := range results {
+		switch res.Outcome {
+		case OutcomeBadCredentials:
+			checked++
+		case OutcomeOverloaded:
+		default:
+			t.Errorf("outcome %s", res.Outcome)
+		}
+	}
+	if n := h.verifies.Load(); int(n) != checked {
+		t.Errorf("%d password checks for %d checked attempts: a refused attempt was checked", n, checked)
+	}
+	if checked == 0 {
+		t.Error("no attempt was served once the slot was free")
+	}
+}

@@ -150,6 +150,43 @@ func (t *Throttle) Reserve(key string) (*Reservation, Verdict, error) {
 	return &Reservation{t: t, ticket: ticket}, Verdict{}, nil
 }
 
+// ThrottleKey is a key of a Throttle, for ReserveAll.
+type ThrottleKey struct {
+	T   *Throttle
+	Key string
+}
+
+// ReserveAll is Reserve for one attempt that counts against several keys
+// (of Throttles on one store), in one store transaction: if any key is
+// locked, the attempt is refused with that key's verdict, locked is its
+// index and nothing is counted; otherwise the attempt is counted against
+// every key and rs holds their reservations in order.
+func ReserveAll(keys []ThrottleKey) (rs []*Reservation, locked int, v Verdict, err error) {
+	if len(keys) == 0 {
+		return nil, 0, Verdict{}, fmt.Errorf("reserving an attempt: no key")
+	}
+	st := keys[0].T.st
+	sk := make([]store.ThrottleKey, len(keys))
+	for i, k := range keys {
+		if k.T.st != st {
+			return nil, 0, Verdict{}, fmt.Errorf("reserving an attempt: throttles on different stores")
+		}
+		sk[i] = store.ThrottleKey{Scope: k.T.scope, Key: k.Key, Rule: k.T.rule()}
+	}
+	tickets, locked, sv, err := st.ReserveThrottles(sk, keys[0].T.cfg.Now())
+	if err != nil {
+		return nil, 0, Verdict{}, fmt.Errorf("reserving %s attempt: %w", keys[0].T.scope, err)
+	}
+	if sv.Locked {
+		return nil, locked, verdictOf(sv), nil
+	}
+	rs = make([]*Reservation, len(tickets))
+	for i, tk := range tickets {
+		rs[i] = &Reservation{t: keys[i].T, ticket: tk}
+	}
+	return rs, 0, Verdict{}, nil
+}
+
 // Lock is the lock the reserved attempt started (0: none), reported when
 // the attempt fails.
 func (r *Reservation) Lock() time.Duration { return r.ticket.Lock }

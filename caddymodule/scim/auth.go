@@ -43,8 +43,11 @@ const maxTokenLen = 512
 // bits, so the throttle is not what stops guessing; it bounds what a
 // flood of failures costs: one store read of the organization, one
 // SHA-256 of at most maxTokenLen bytes, a limiter transaction (a write
-// only for a failure within the limit; a throttled one only reads) and an
-// aggregated audit count (no audit write per request).
+// only for a failure within the limit; none at all once this process has
+// seen the bucket empty, see store.TakeToken) and an aggregated audit
+// count (no audit write per request). Limiter transactions share the
+// store's bound on throttle transactions in flight: beyond it a failure
+// is answered 503 at once (see store.ErrThrottleBusy).
 // Nothing about the path or the body is looked at before the token is
 // accepted.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *store.Org {
@@ -64,7 +67,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *st
 		key += org.ID
 	}
 	allowed, retry, err := s.limiter.fail(key, s.cfg.Now())
-	if err != nil {
+	busy := errors.Is(err, store.ErrThrottleBusy)
+	if err != nil && !busy {
 		// Uncounted failures would be unthrottled ones: refuse with an
 		// error instead, which gives a guesser nothing either.
 		s.log.Error("SCIM authentication failed and could not be counted", zap.String("org", orgID), zap.String("remote_ip", source), zap.Error(err))
@@ -73,10 +77,25 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, orgID string) *st
 	}
 	if org != nil {
 		details := map[string]string{"reason": why}
-		if !allowed {
+		switch {
+		case busy:
+			details["throttled"] = "busy"
+		case !allowed:
 			details["throttled"] = "yes"
 		}
 		s.auditFailure(org.ID, source, details)
+	}
+	if busy {
+		// This process has as many throttle transactions under way as it
+		// allows: a flood of failures must not take the database
+		// connections that signed-in traffic needs. The failure goes
+		// uncounted, but the client learns no more than from a 401, and a
+		// valid token never gets here (tokens are 256 random bits: the
+		// limiter bounds cost, not guessing).
+		s.log.Debug("SCIM authentication failed while the limiter was busy", zap.String("org", orgID), zap.String("reason", why), zap.String("remote_ip", source))
+		w.Header().Set("Retry-After", "1")
+		writeError(w, scimerrors.ScimError{Status: http.StatusServiceUnavailable, Detail: "Too many failed authentications are being handled; try again later."})
+		return nil
 	}
 	if !allowed {
 		s.log.Debug("SCIM authentication failed while throttled", zap.String("org", orgID), zap.String("reason", why), zap.String("remote_ip", source))

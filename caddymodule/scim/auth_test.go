@@ -3,12 +3,16 @@ package scim
 import (
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"go.uber.org/zap/zaptest"
 
 	"github.com/ssogate/ssogate/store"
 )
@@ -198,6 +202,7 @@ func TestFailureLimiterStaysBounded(t *testing.T) {
 	for i := range 3 * l.maxKeys {
 		fail(fmt.Sprint("source-", i))
 	}
+	e.store.WaitThrottlePruning() // pruning runs in the background
 	if n, err := e.store.CountThrottle(limiterScope, now); err != nil || n > l.maxKeys {
 		t.Fatalf("%d buckets kept, bound is %d (%v)", n, l.maxKeys, err)
 	}
@@ -284,5 +289,86 @@ func TestLimiterStoreFailureFailsClosed(t *testing.T) {
 	}
 	if r := e.callWith(e.tokens["acme"], http.MethodGet, users, nil); r.status != http.StatusOK {
 		t.Errorf("the valid token: %d", r.status)
+	}
+}
+
+// TestFailedAuthFloodFromThrottledSourceWritesNothing: once a source's
+// bucket is empty, a flood of failed authentications from it is answered
+// 429 without a single store write (the limiter remembers the empty
+// bucket until its next token), so it cannot hold the database
+// connections that signed-in traffic needs.
+func TestFailedAuthFloodFromThrottledSourceWritesNothing(t *testing.T) {
+	var mu sync.Mutex
+	writes := map[string]int{}
+	st, err := store.Open(t.TempDir(), store.Options{GCInterval: -1, ObserveWrite: func(op string, _ time.Duration) {
+		if strings.Contains(op, "audit") {
+			return // the aggregated audit trail's own flush, once a window
+		}
+		mu.Lock()
+		writes[op]++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	sum := sha256.Sum256([]byte("the-token"))
+	if err := st.CreateOrg(&store.Org{ID: "acme", Name: "acme", SCIMTokenHash: sum[:], SCIMTokenCreated: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(Config{Store: st, BaseURL: testBase, Prefix: testPrefix, Logger: zaptest.NewLogger(t),
+		ClientIP: func(*http.Request) string { return "192.0.2.66" }, FailureBurst: 2, FailureEvery: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	get := func(token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, hs.URL+testPrefix+"/scim/acme/v2/Users", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		res, err := hs.Client().Do(req)
+		if err != nil {
+			t.Error(err)
+			return nil
+		}
+		_, _ = io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	for _, want := range []int{http.StatusUnauthorized, http.StatusUnauthorized, http.StatusTooManyRequests} {
+		if res := get("guess"); res == nil || res.StatusCode != want {
+			t.Fatalf("failure: %v, want %d", res, want)
+		}
+	}
+	mu.Lock()
+	if writes["take token"] != 2 {
+		t.Fatalf("writes before the flood: %v", writes)
+	}
+	clear(writes)
+	mu.Unlock()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				res := get("guess")
+				if res == nil {
+					return
+				}
+				if res.StatusCode != http.StatusTooManyRequests || res.Header.Get("Retry-After") == "" {
+					t.Errorf("flood: %d, Retry-After %q", res.StatusCode, res.Header.Get("Retry-After"))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(writes) != 0 {
+		t.Fatalf("400 failures from a throttled source wrote %v", writes)
+	}
+	// The valid token still passes from the same source.
+	if res := get("the-token"); res == nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("valid token: %v", res)
 	}
 }

@@ -63,14 +63,21 @@ its directory); export --online asks the running gateway instead.
   BIN store import all.jsonl --storage postgres        # DSN from $SSOGATE_DATABASE_URL
   BIN store import all.jsonl --storage postgres --postgres-dsn-file /run/secrets/ssogate-dsn
   BIN store import acme.jsonl --path /var/lib/ssogate --replace
+  BIN store import all.jsonl --storage postgres --with-secrets --with-gateway-audit --trust-domains
 
 The PostgreSQL DSN holds a password: give it in $SSOGATE_DATABASE_URL or
 a file (--postgres-dsn-file), not with --postgres-dsn, whose value other
 users of the machine can read in the process list.
 
-Import checks the whole file before writing anything, refuses an
-organization that exists unless --replace, and writes each organization
-inactive until all its records are in.
+Import works on a private copy of the file, checks all of it before
+writing anything, refuses an organization that exists unless --replace,
+and writes each organization inactive until all its records are in.
+What a file could claim beyond its organizations is imported only when
+asked, for a file from your own deployment: --trust-domains keeps
+domains verified (otherwise they arrive pending and are listed, to be
+verified again), --with-secrets takes the gateway's keys,
+--with-gateway-audit its gateway-wide audit trail. --dry-run prints what
+would be written.
 
 backup takes a consistent copy of the whole Badger store (sessions
 included) from the running gateway through its admin API; restore loads
@@ -111,7 +118,7 @@ func storeCommands(cmd *cobra.Command) {
 	cmd.AddCommand(export)
 
 	imp := &cobra.Command{
-		Use:   "import <file> [--org <id>]... [--replace] (--path <dir> | --storage postgres ...)",
+		Use:   "import <file> [--org <id>]... [--replace] [--trust-domains] [--with-secrets] [--with-gateway-audit] [--dry-run] (--path <dir> | --storage postgres ...)",
 		Short: "Reads a portable export into a store (the gateway on a Badger store stopped)",
 		Args:  cobra.ExactArgs(1),
 		RunE:  runImport,
@@ -119,6 +126,10 @@ func storeCommands(cmd *cobra.Command) {
 	storageFlags(imp)
 	imp.Flags().StringArray("org", nil, "import only this organization of the file (repeatable)")
 	imp.Flags().Bool("replace", false, "delete organizations of the file that exist, and overwrite differing secrets")
+	imp.Flags().Bool("trust-domains", false, "keep the file's verified domains verified (only for a file of your own deployment); default: imported pending")
+	imp.Flags().Bool("with-secrets", false, "import the gateway's keys from an export of everything with secrets")
+	imp.Flags().Bool("with-gateway-audit", false, "import the gateway-wide audit events of an export of everything")
+	imp.Flags().Bool("dry-run", false, "check everything and print what would be written, writing nothing")
 	cmd.AddCommand(imp)
 
 	backup := &cobra.Command{
@@ -179,9 +190,9 @@ func openStore(c *cobra.Command) (*store.Store, error) {
 		if path == "" {
 			return nil, errors.New("give the Badger directory with --path (the sso app's storage_path)")
 		}
-		// Export reads a store: a mistyped --path must not become a new,
-		// empty one (Badger creates what it opens).
-		if c.Name() == "export" {
+		// Export and a dry run only read a store: a mistyped --path must
+		// not become a new, empty one (Badger creates what it opens).
+		if dryRun, _ := c.Flags().GetBool("dry-run"); c.Name() == "export" || dryRun {
 			if _, err := os.Stat(filepath.Join(path, "MANIFEST")); err != nil {
 				return nil, fmt.Errorf("--path %s: not a Badger store (no MANIFEST): %w", path, err)
 			}
@@ -319,9 +330,14 @@ func runExport(c *cobra.Command, _ []string) error {
 }
 
 func runImport(c *cobra.Command, args []string) error {
-	orgs, _ := c.Flags().GetStringArray("org")
-	replace, _ := c.Flags().GetBool("replace")
-	in, cleanup, err := seekableInput(args[0])
+	var opts store.ImportOptions
+	opts.Orgs, _ = c.Flags().GetStringArray("org")
+	opts.Replace, _ = c.Flags().GetBool("replace")
+	opts.TrustDomains, _ = c.Flags().GetBool("trust-domains")
+	opts.WithSecrets, _ = c.Flags().GetBool("with-secrets")
+	opts.GatewayAudit, _ = c.Flags().GetBool("with-gateway-audit")
+	opts.DryRun, _ = c.Flags().GetBool("dry-run")
+	in, cleanup, err := privateCopy(args[0])
 	if err != nil {
 		return err
 	}
@@ -330,11 +346,19 @@ func runImport(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	stats, err := st.Import(in, store.ImportOptions{Orgs: orgs, Replace: replace})
-	if err == nil {
+	res, err := st.Import(in, opts)
+	if err == nil && !opts.DryRun {
 		err = auditOffline(st, "store.import", map[string]string{
-			"orgs": orgList(orgs), "replace": strconv.FormatBool(replace), "file": filepath.Base(args[0]),
-			"organizations": strconv.Itoa(stats["org"]), "users": strconv.Itoa(stats["user"]),
+			"orgs":               orgList(opts.Orgs),
+			"replace":            strconv.FormatBool(opts.Replace),
+			"file":               filepath.Base(args[0]),
+			"trust_domains":      strconv.FormatBool(opts.TrustDomains),
+			"with_secrets":       strconv.FormatBool(opts.WithSecrets),
+			"with_gateway_audit": strconv.FormatBool(opts.GatewayAudit),
+			"organizations":      strconv.Itoa(res.Stats["org"]),
+			"users":              strconv.Itoa(res.Stats["user"]),
+			"secrets":            strings.Join(res.Secrets, ","),
+			"pending_domains":    strconv.Itoa(len(res.PendingDomains)),
 		})
 	}
 	if cerr := st.Close(); err == nil && cerr != nil {
@@ -343,7 +367,56 @@ func runImport(c *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	return printSummary(c, "imported", stats)
+	return printImportSummary(c, res, opts.DryRun)
+}
+
+// printImportSummary prints, on standard error, what the import wrote
+// (or would write) as JSON, then what the operator has to do about what
+// it left out: the domains to verify again and the gateway-wide records
+// not asked for. Secrets appear by name only.
+func printImportSummary(c *cobra.Command, res *store.ImportResult, dryRun bool) error {
+	what := "imported"
+	if dryRun {
+		what = "would_import"
+	}
+	summary := map[string]any{what: res.Stats}
+	for k, v := range map[string][]string{
+		"created": res.Created, "replaced": res.Replaced, "secrets": res.Secrets, "skipped_secrets": res.SkippedSecrets,
+	} {
+		if len(v) > 0 {
+			summary[k] = v
+		}
+	}
+	if len(res.PendingDomains) > 0 {
+		summary["pending_domains"] = res.PendingDomains
+	}
+	if res.SkippedGatewayAudit > 0 {
+		summary["skipped_gateway_audit"] = res.SkippedGatewayAudit
+	}
+	b, err := json.Marshal(summary)
+	if err != nil {
+		return err
+	}
+	w := c.ErrOrStderr()
+	if _, err := fmt.Fprintln(w, string(b)); err != nil {
+		return err
+	}
+	bin := invokedName()
+	if n := len(res.PendingDomains); n > 0 {
+		fmt.Fprintf(w, "%d domains verified in the file are pending here (no sign-in is routed by them until verified again).\n"+
+			"Check each one's TXT record, which keeps its token (add --force to vouch for it as the operator instead):\n", n)
+		for _, d := range res.PendingDomains {
+			fmt.Fprintf(w, "  %s org verify-domain %s %s\n", bin, d.Org, d.Name)
+		}
+		fmt.Fprintln(w, "(Importing a file of your own deployment, --trust-domains keeps them verified.)")
+	}
+	if len(res.SkippedSecrets) > 0 {
+		fmt.Fprintf(w, "Gateway secrets in the file not imported (--with-secrets imports them): %s\n", strings.Join(res.SkippedSecrets, ", "))
+	}
+	if res.SkippedGatewayAudit > 0 {
+		fmt.Fprintf(w, "Gateway-wide audit events in the file not imported (--with-gateway-audit imports them): %d\n", res.SkippedGatewayAudit)
+	}
+	return nil
 }
 
 func runBackup(c *cobra.Command, _ []string) error {
@@ -456,28 +529,39 @@ func writeOutput(c *cobra.Command, out string, write func(io.Writer) error, veri
 	return nil
 }
 
-// seekableInput opens name for Import, which reads it twice; standard
-// input is first copied to a temporary file.
-func seekableInput(name string) (io.ReadSeeker, func(), error) {
+// privateCopy copies the file name ("-": standard input) to a temporary
+// file only this process can reach, for Import, which reads its input
+// twice: the file named may change between the two reads (a directory
+// others can write, a network mount), the copy cannot. The copy is
+// unlinked at once (mode 0600 until then), so it is gone however the
+// command ends.
+func privateCopy(name string) (io.ReadSeeker, func(), error) {
+	src := os.Stdin
 	if name != "-" {
 		f, err := os.Open(name)
 		if err != nil {
 			return nil, nil, err
 		}
-		return f, func() { _ = f.Close() }, nil
+		defer f.Close()
+		src = f
 	}
 	tmp, err := os.CreateTemp("", "ssogate-import-*.jsonl")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("copying the file to import: %w", err)
 	}
-	cleanup := func() { _ = tmp.Close(); _ = os.Remove(tmp.Name()) }
+	cleanup := func() { _ = tmp.Close() }
 	if err := tmp.Chmod(0o600); err != nil {
 		cleanup()
+		_ = os.Remove(tmp.Name())
 		return nil, nil, err
 	}
-	if _, err := io.Copy(tmp, os.Stdin); err != nil {
+	if err := os.Remove(tmp.Name()); err != nil {
 		cleanup()
-		return nil, nil, fmt.Errorf("reading standard input: %w", err)
+		return nil, nil, fmt.Errorf("copying the file to import: %w", err)
+	}
+	if _, err := io.Copy(tmp, src); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("copying %s: %w", name, err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		cleanup()

@@ -13,9 +13,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ssogate/ssogate/store"
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
@@ -41,6 +43,16 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	gw.writeCaddyfile()
 	gw.start()
 	token := gw.createSCIMOrg()
+	// The operator vouches for the organization's domain: an import keeps
+	// that only when told the file is the operator's own.
+	verify, err := http.Post(gw.adminURL+"/sso/orgs/"+crashOrg+"/domains/"+crashDomain+"/verify", "application/json", strings.NewReader(`{"force":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify.Body.Close()
+	if verify.StatusCode != http.StatusOK {
+		t.Fatalf("verifying %s: %s", crashDomain, verify.Status)
+	}
 	scim := &scimConn{base: gw.gatewayURL + "/sso/scim/" + crashOrg + "/v2", token: token, client: &http.Client{Timeout: 10 * time.Second}}
 
 	// An IdP provisions users until told to stop.
@@ -151,8 +163,36 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	// The export imported into a fresh store, served by a new process.
 	imported := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
 	imported.writeCaddyfile()
-	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); !ok {
+	// Asking for the gateway's keys of a file of one organization is
+	// refused.
+	plainFile := filepath.Join(gw.dir, "plain.jsonl")
+	if err := os.WriteFile(plainFile, []byte(plain), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, ok := storeCLI(t, imported, "import", plainFile, "--path", imported.storage, "--with-secrets"); ok || !strings.Contains(stderr, "--with-secrets") {
+		t.Errorf("import --with-secrets of a one-org file without secrets: ok=%v, %s", ok, stderr)
+	}
+	// Without flags: the organization's records, its domain pending and
+	// named with the commands that verify it again, the gateway's keys
+	// and gateway-wide audit left out and named.
+	_, stderr, ok = storeCLI(t, imported, "import", export, "--path", imported.storage)
+	if !ok {
 		t.Fatalf("store import: %s", stderr)
+	}
+	for _, want := range []string{
+		"org verify-domain " + crashOrg + " " + crashDomain, "--trust-domains",
+		"Gateway secrets in the file not imported (--with-secrets imports them): saml-sp-keypair",
+		"Gateway-wide audit events in the file not imported",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("store import's summary lacks %q:\n%s", want, stderr)
+		}
+	}
+	// A dry run says what it would write, and writes nothing: the import
+	// after it is refused as before.
+	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage, "--dry-run", "--replace", "--with-secrets"); !ok ||
+		!strings.Contains(stderr, `"would_import"`) || !strings.Contains(stderr, `"replaced":["`+crashOrg+`"]`) || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
+		t.Errorf("import --dry-run: ok=%v, %s", ok, stderr)
 	}
 	if _, stderr, ok := storeCLI(t, imported, "import", export, "--path", imported.storage); ok || !strings.Contains(stderr, "--replace") {
 		t.Errorf("second import without --replace: ok=%v, %s", ok, stderr)
@@ -176,9 +216,13 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	onPG.writeCaddyfile()
 	t.Setenv("SSOGATE_TEST_EXPORT_DSN", dsn)
 	t.Setenv("SSOGATE_DATABASE_URL", dsn)
-	stdout, stderr, ok := storeCLI(t, onPG, "import", export, "--storage", "postgres", "--postgres-schema", schema)
+	stdout, stderr, ok := storeCLI(t, onPG, "import", export, "--storage", "postgres", "--postgres-schema", schema,
+		"--with-secrets", "--with-gateway-audit", "--trust-domains")
 	if !ok {
 		t.Fatalf("store import into PostgreSQL: %s", stderr)
+	}
+	if strings.Contains(stderr, "pending") || strings.Contains(stderr, "not imported") || !strings.Contains(stderr, `"secrets":["saml-sp-keypair"`) {
+		t.Errorf("a move of the whole deployment left something behind:\n%s", stderr)
 	}
 	if strings.Contains(stdout+stderr, dsn) {
 		t.Errorf("store import printed the DSN:\n%s%s", stdout, stderr)
@@ -248,6 +292,10 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "out.jsonl")
+	some := filepath.Join(dir, "some.jsonl")
+	if err := os.WriteFile(some, []byte("{}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		want string
@@ -260,6 +308,7 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 		{[]string{"store", "export", "--storage", "sqlite", "-o", out}, "badger or postgres"},
 		{[]string{"store", "backup", "-o", "-"}, "goes to a file"},
 		{[]string{"store", "import", filepath.Join(dir, "missing.jsonl"), "--path", filepath.Join(dir, "db")}, "no such file"},
+		{[]string{"store", "import", some, "--path", filepath.Join(dir, "typo"), "--dry-run"}, "not a Badger store"},
 		// A database that is not there: the error says so without the
 		// DSN's password.
 		{[]string{"store", "export", "--storage", "postgres", "--postgres-dsn", "postgres://u:SECRETPW@127.0.0.1:1/db?connect_timeout=5", "-o", out}, "connect"},
@@ -279,5 +328,73 @@ func TestStoreCommandHelpAndRefusals(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "typo")); !os.IsNotExist(err) {
 		t.Errorf("an export from a mistyped --path created it (%v)", err)
+	}
+}
+
+// TestStoreImportReadsItsFileOnce imports from a named pipe, which gives
+// its content once: import's two passes read the private copy the command
+// made, never the file named twice (which may change between the reads).
+func TestStoreImportReadsItsFileOnce(t *testing.T) {
+	dir := t.TempDir()
+	src, err := store.Open(filepath.Join(dir, "src"), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CreateOrg(&store.Org{ID: "piped", Name: "Piped"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AddDomain(&store.Domain{OrgID: "piped", Name: "piped.example", Token: "tok", Status: store.DomainVerified, VerifiedBy: "dns"}); err != nil {
+		t.Fatal(err)
+	}
+	var export bytes.Buffer
+	if _, err := src.Export(&export, store.ExportOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "export.fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wrote := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			wrote <- err
+			return
+		}
+		_, err = f.Write(export.Bytes())
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		wrote <- err
+	}()
+	home := filepath.Join(dir, "home")
+	dst := filepath.Join(dir, "dst")
+	cmd := exec.Command(os.Args[0], "store", "import", fifo, "--path", dst)
+	cmd.Env = append(os.Environ(), runAsSSOGate+"=1", "HOME="+home, "XDG_DATA_HOME="+home, "XDG_CONFIG_HOME="+home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		// Unblock the writer if the command never opened the pipe.
+		if r, oerr := os.OpenFile(fifo, os.O_RDONLY|syscall.O_NONBLOCK, 0); oerr == nil {
+			r.Close()
+		}
+		t.Fatalf("store import from a pipe: %v\n%s", err, out)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatalf("writing the pipe: %v", err)
+	}
+	if !strings.Contains(string(out), `"created":["piped"]`) || !strings.Contains(string(out), "org verify-domain piped piped.example") {
+		t.Errorf("summary:\n%s", out)
+	}
+	st, err := store.Open(dst, store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	d, err := st.GetDomain("piped", "piped.example")
+	if err != nil || d.Status != store.DomainPending || d.Token != "tok" {
+		t.Errorf("imported domain %+v (%v), want pending with its token", d, err)
 	}
 }

@@ -18,9 +18,10 @@ type Backend interface {
 	View(fn func(Txn) error) error
 
 	// Update runs fn in a read-write transaction and commits it when fn
-	// returns nil. The transaction must be serializable: if a concurrent
-	// transaction committed a write to a key this one read (or to a key
-	// range it iterated), Update returns an error matching ErrTxnConflict
+	// returns nil. Conflicts follow Badger's optimistic rule: if a
+	// concurrent transaction committed a write to a key this one read
+	// (by Get, or returned by an iterator; a key read as absent included),
+	// Update returns an error matching ErrTxnConflict
 	// and changes nothing, and the Store runs fn again from scratch. When
 	// Update returns nil the write is durable (synced or committed) and
 	// visible to every later transaction of every process on the backend.

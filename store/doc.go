@@ -17,7 +17,8 @@
 // Records and their secondary indexes change in the same transaction, so an
 // index never points at a missing record or misses a present one. A
 // transaction that loses a race with a concurrent one (ErrTxnConflict:
-// both backends run serializable transactions) is retried from scratch, which is why the update callbacks of UpdateOrg,
+// both backends fail a transaction when a key it read was written
+// concurrently, Badger's optimistic rule) is retried from scratch, which is why the update callbacks of UpdateOrg,
 // UpdateUser and friends may run more than once and must not call back
 // into the Store. Every value returned is a fresh copy the caller may
 // modify.

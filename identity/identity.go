@@ -166,6 +166,13 @@ func Domain(d string) (string, error) {
 		return "", fmt.Errorf("the domain is not a valid host name: %w", ErrEmail)
 	}
 	a = Fold(a)
+	// The A-label form must itself be accepted, unchanged: a name whose
+	// Unicode form passes but whose A-labels do not (a label mixing
+	// right-to-left and other scripts that the mapping produced) would
+	// have a canonical form that is refused the next time it is read.
+	if again, err := idna.Lookup.ToASCII(a); err != nil || again != a {
+		return "", fmt.Errorf("the domain is not a valid host name: %w", ErrEmail)
+	}
 	if len(a) > MaxDomainLength {
 		return "", fmt.Errorf("domain is %d bytes long, at most %d are allowed: %w", len(a), MaxDomainLength, ErrEmail)
 	}

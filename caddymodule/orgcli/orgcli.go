@@ -36,14 +36,14 @@ func Command() caddycmd.Command {
 		// The help names the binary as it was invoked: `ssogate org` for
 		// cmd/ssogate, `caddy org` for an xcaddy build. Caddy names its
 		// root command the same way.
-		Long:      strings.ReplaceAll(longHelp, "BIN", invokedName()),
+		Long:      strings.ReplaceAll(longHelp, "BIN", InvokedName()),
 		CobraFunc: orgCommands,
 	}
 }
 
-// invokedName is the name the binary was run as: `ssogate`, or `caddy` for
+// InvokedName is the name the binary was run as: `ssogate`, or `caddy` for
 // a Caddy built with xcaddy.
-func invokedName() string {
+func InvokedName() string {
 	if len(os.Args) == 0 {
 		return "caddy"
 	}
@@ -78,7 +78,7 @@ func orgCommands(cmd *cobra.Command) {
 	// like success.
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("unknown command %q for %q; see '%s org --help'", args[0], invokedName()+" org", invokedName())
+			return fmt.Errorf("unknown command %q for %q; see '%s org --help'", args[0], InvokedName()+" org", InvokedName())
 		}
 		return nil
 	}
@@ -88,7 +88,7 @@ func orgCommands(cmd *cobra.Command) {
 	// what it shows can be pasted back.
 	help := cmd.HelpFunc()
 	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
-		c.Root().Use = invokedName()
+		c.Root().Use = InvokedName()
 		help(c, args)
 	})
 
@@ -266,7 +266,7 @@ func runAudit(c *cobra.Command, args []string) error {
 		events = append(events, page...)
 		if !all || next == "" {
 			if next != "" {
-				fmt.Fprintf(c.ErrOrStderr(), "More events: %s org audit %s --before %s\n", invokedName(), args[0], next)
+				fmt.Fprintf(c.ErrOrStderr(), "More events: %s org audit %s --before %s\n", InvokedName(), args[0], next)
 			}
 			break
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
+	"github.com/ssogate/ssogate/caddymodule/orgcli"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -33,16 +34,9 @@ func Command() caddycmd.Command {
 		Name:      "store",
 		Usage:     "export|import|backup|restore ...",
 		Short:     "Exports, imports, backs up and restores the gateway's store",
-		Long:      strings.ReplaceAll(longHelp, "BIN", invokedName()),
+		Long:      strings.ReplaceAll(longHelp, "BIN", orgcli.InvokedName()),
 		CobraFunc: storeCommands,
 	}
-}
-
-func invokedName() string {
-	if len(os.Args) == 0 {
-		return "caddy"
-	}
-	return filepath.Base(os.Args[0])
 }
 
 const longHelp = `
@@ -90,7 +84,7 @@ one into an empty directory, with the gateway stopped:
 func storeCommands(cmd *cobra.Command) {
 	cmd.Args = func(c *cobra.Command, args []string) error {
 		if len(args) > 0 {
-			return fmt.Errorf("unknown command %q for %q; see '%s store --help'", args[0], invokedName()+" store", invokedName())
+			return fmt.Errorf("unknown command %q for %q; see '%s store --help'", args[0], orgcli.InvokedName()+" store", orgcli.InvokedName())
 		}
 		return nil
 	}
@@ -99,7 +93,7 @@ func storeCommands(cmd *cobra.Command) {
 	// shows can be pasted back.
 	help := cmd.HelpFunc()
 	cmd.SetHelpFunc(func(c *cobra.Command, args []string) {
-		c.Root().Use = invokedName()
+		c.Root().Use = orgcli.InvokedName()
 		help(c, args)
 	})
 
@@ -401,7 +395,7 @@ func printImportSummary(c *cobra.Command, res *store.ImportResult, dryRun bool) 
 	if _, err := fmt.Fprintln(w, string(b)); err != nil {
 		return err
 	}
-	bin := invokedName()
+	bin := orgcli.InvokedName()
 	if n := len(res.PendingDomains); n > 0 {
 		fmt.Fprintf(w, "%d domains verified in the file are pending here (no sign-in is routed by them until verified again).\n"+
 			"Check each one's TXT record, which keeps its token (add --force to vouch for it as the operator instead):\n", n)

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -150,8 +149,6 @@ func (PostgresStorage) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-var schemaNameRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
-
 // Provision expands placeholders and checks the options, the DSN's
 // transport security included.
 func (p *PostgresStorage) Provision(ctx caddy.Context) error {
@@ -171,8 +168,8 @@ func (p *PostgresStorage) Provision(ctx caddy.Context) error {
 	if p.Schema == "" {
 		p.Schema = "ssogate"
 	}
-	if !schemaNameRE.MatchString(p.Schema) || strings.HasPrefix(p.Schema, "pg_") {
-		return fmt.Errorf("sso: storage postgres: schema %q: use lower-case letters, digits and _ (at most 63, not starting with a digit or pg_)", p.Schema)
+	if err := store.CheckPostgresSchema(p.Schema); err != nil {
+		return fmt.Errorf("sso: storage postgres: schema %q: %w", p.Schema, err)
 	}
 	if p.MaxConns < 0 || p.MaxConns > 1000 {
 		return fmt.Errorf("sso: storage postgres: max_conns %d: must be from 1 to 1000 (0 for the default)", p.MaxConns)

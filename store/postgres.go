@@ -163,6 +163,15 @@ type pgQueries struct {
 
 var pgSchemaPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
+// CheckPostgresSchema refuses a schema name OpenPostgres would refuse, so
+// that a config can be refused when it loads.
+func CheckPostgresSchema(schema string) error {
+	if !pgSchemaPattern.MatchString(schema) || strings.HasPrefix(schema, "pg_") {
+		return fmt.Errorf("store: postgres: schema name %q: use lower-case letters, digits and underscores, at most 63, not starting with a digit or pg_: %w", schema, ErrInvalid)
+	}
+	return nil
+}
+
 // OpenPostgres connects to the database, brings its schema up to date and
 // returns the backend. ctx bounds the opening (the migration lock wait
 // included), not the backend's life.
@@ -171,8 +180,8 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if schema == "" {
 		schema = defaultPostgresSchema
 	}
-	if !pgSchemaPattern.MatchString(schema) || len(schema) >= 3 && schema[:3] == "pg_" {
-		return nil, fmt.Errorf("store: postgres: schema name %q: use lower-case letters, digits and underscores, at most 63, not starting with a digit or pg_: %w", schema, ErrInvalid)
+	if err := CheckPostgresSchema(schema); err != nil {
+		return nil, err
 	}
 	maxConns := o.MaxConns
 	if maxConns == 0 {

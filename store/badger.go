@@ -68,6 +68,11 @@ func (b *badgerBackend) UpdateNoSync(fn func(Txn) error, changes func() []string
 	return b.Update(fn, changes)
 }
 
+// soleWriter says that no other process writes this database (Badger
+// locks its directory), so what this process's commits change is all
+// that changes (see stripeCache).
+func (b *badgerBackend) soleWriter() {}
+
 // Subscribe does nothing: no other process can write to a Badger
 // directory while this one holds its lock.
 func (b *badgerBackend) Subscribe(func([]string), func(bool)) {}
@@ -102,6 +107,23 @@ func (b *badgerBackend) Backup(w io.Writer) error {
 		return fmt.Errorf("store: backup: %w", err)
 	}
 	return nil
+}
+
+// LSMShape describes the tree a read walks through: the tables of each
+// non-empty level (a read of a key that every table holds, such as a
+// counter, visits every level-0 table and one table of each other level)
+// and the sizes on disk. For benchmarks and diagnostics.
+func (b *badgerBackend) LSMShape() string {
+	var sb strings.Builder
+	for _, l := range b.db.Levels() {
+		if l.NumTables == 0 {
+			continue
+		}
+		fmt.Fprintf(&sb, "L%d:%d/%dMiB ", l.Level, l.NumTables, l.Size>>20)
+	}
+	lsm, vlog := b.db.Size()
+	fmt.Fprintf(&sb, "lsm %dMiB vlog %dMiB", lsm>>20, vlog>>20)
+	return sb.String()
 }
 
 // badgerErr maps Badger's errors onto the Backend contract's.

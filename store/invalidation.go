@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"sync/atomic"
 )
@@ -123,6 +124,8 @@ type recordingTxn struct {
 	Txn
 	changed []int // slots
 	all     bool
+	stripes []int // stripeCache slots of the stored-bytes stripes written
+	held    []int // stripes marked busy for the commit (stripeCache.hold)
 }
 
 func (t *recordingTxn) Set(k, v []byte, expiresAt uint64) error {
@@ -136,6 +139,11 @@ func (t *recordingTxn) Delete(k []byte) error {
 }
 
 func (t *recordingTxn) note(k []byte) {
+	if isStripeKey(k) {
+		if i := stripeSlot(k); !slices.Contains(t.stripes, i) {
+			t.stripes = append(t.stripes, i)
+		}
+	}
 	if t.all {
 		return
 	}

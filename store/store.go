@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -109,6 +110,12 @@ type Store struct {
 	// its sync (see commitgroup.go).
 	groups commitGroups
 
+	// stripes lets a stored-bytes cap check re-read only the stripes
+	// written since it last read them, where soleWriter says that this
+	// process is the backend's only writer (see stripeCache).
+	stripes    stripeCache
+	soleWriter bool
+
 	// hints lets paging through a large user or group list seek to where
 	// the previous page stopped (see pageHints).
 	hints pageHints
@@ -155,6 +162,7 @@ func OpenBackend(b Backend, opts Options) (*Store, error) {
 		observeWrite: opts.ObserveWrite,
 	}
 	s.marks.live.Store(true)
+	_, s.soleWriter = b.(interface{ soleWriter() })
 	// Finish organization deletions a crash interrupted, before anyone can
 	// see their leftovers.
 	if err := s.resumePurges(); err != nil {
@@ -295,13 +303,25 @@ func (s *Store) write(op string, mode writeMode, fn func(txn Txn) error) error {
 func (s *Store) tryUpdate(mode writeMode, fn func(txn Txn) error) error {
 	rec := &recordingTxn{}
 	run := func(txn Txn) error {
+		// A backend that runs fn again (after a failed attempt) ends
+		// the previous attempt's hold first.
+		s.stripes.release(rec.held)
+		rec.held = nil
 		rec.Txn = txn
 		rec.changed = rec.changed[:0]
+		rec.stripes = rec.stripes[:0]
 		rec.all = false
 		if mode&writeUnwatched != 0 {
+			// Touches: they write no stored-bytes stripe either.
 			return fn(txn)
 		}
-		return fn(rec)
+		if err := fn(rec); err != nil {
+			return err
+		}
+		// The commit follows: stripes it writes are busy until it has
+		// returned (see stripeCache).
+		rec.held = s.stripes.hold(slices.Clone(rec.stripes))
+		return nil
 	}
 	var err error
 	if mode&writeNoSync != 0 {
@@ -311,6 +331,7 @@ func (s *Store) tryUpdate(mode writeMode, fn func(txn Txn) error) error {
 	}
 	// Marked whatever the commit says: a failed commit may still have
 	// changed something, and a spurious mark only costs a cache miss.
+	s.stripes.release(rec.held)
 	s.marks.localChange(rec)
 	return err
 }

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
+	"sync"
+	"sync/atomic"
 )
 
 // Stored bytes: every key an organization's users and groups occupy (the
@@ -185,12 +188,7 @@ func (s *Store) charge(txn Txn, u *usage, id string) error {
 		// Read in a snapshot of its own: reading every stripe in txn
 		// would make each growing write conflict with every other write
 		// of the organization, which the stripes are there to avoid.
-		var committed int64
-		err := s.snapshotRead(txn, func(v Txn) error {
-			var err error
-			committed, err = sumStripes(v, u.org)
-			return err
-		})
+		committed, err := s.committedUsage(txn, u.org)
 		if err != nil {
 			return err
 		}
@@ -213,6 +211,167 @@ func (u *usage) overCap(total int64) error {
 		return nil
 	}
 	return fmt.Errorf("store: organization %q would store %d bytes of users and groups, more than its limit of %d: %w", u.org, total, u.max, ErrQuota)
+}
+
+// committedUsage is the organization's stored bytes as committed, for
+// the cap check of a growing write in txn: read in a snapshot of its own,
+// since reading every stripe in txn would make each growing write
+// conflict with every other write of the organization, which the stripes
+// are there to avoid.
+//
+// Where this process is the only writer (Badger), stripes no commit has
+// touched since they were last read come from memory (see stripeCache):
+// on Badger a read of a key rewritten as often as a stripe visits every
+// memtable and level-0 table, each holding versions of it, so reading all
+// sixteen on every creation cost a creation more the larger the store
+// grew.
+func (s *Store) committedUsage(txn Txn, orgID string) (int64, error) {
+	if s.soleWriter {
+		if total, ok, err := s.stripes.sum(s, orgID); ok || err != nil {
+			return total, err
+		}
+	}
+	var total int64
+	err := s.snapshotRead(txn, func(v Txn) error {
+		var err error
+		total, err = sumStripes(v, orgID)
+		return err
+	})
+	return total, err
+}
+
+// stripeCache remembers stripe values with a version per stripe that
+// every commit writing the stripe moves, so that a cap check re-reads
+// only the stripes written since it last read them. It is a seqlock: a
+// transaction that writes stripes marks them busy from the end of its
+// function until its commit has returned, then moves their versions. A
+// reader that finds all of an organization's stripes idle, with the same
+// versions before and after reading the changed ones, has seen no commit
+// touch any of them meanwhile, so the cached and the fresh values are
+// one consistent state, as a snapshot would give: the total committed at
+// that moment. Otherwise it reads all stripes in a snapshot as before.
+//
+// Only valid when no other process writes (versions move only for this
+// process's commits). Stripes hash onto a fixed table of versions:
+// stripes sharing a slot only cost each other a re-read.
+type stripeCache struct {
+	busy [stripeSlots]atomic.Int32
+	ver  [stripeSlots]atomic.Uint64
+
+	mu   sync.Mutex
+	orgs map[string]*cachedStripes // bounded by maxCachedOrgs
+}
+
+type cachedStripes struct {
+	ver [usageStripes]uint64
+	val [usageStripes]int64
+	ok  [usageStripes]bool
+}
+
+const (
+	stripeSlots   = 1024
+	maxCachedOrgs = 4096
+)
+
+// usageStripePrefix starts every stripe key (and not the marker's).
+var usageStripePrefix = []byte(pCount + "/bytes/")
+
+func isStripeKey(k []byte) bool { return bytes.HasPrefix(k, usageStripePrefix) }
+
+func stripeSlot(k []byte) int {
+	h := fnv.New32a()
+	_, _ = h.Write(k)
+	return int(h.Sum32() % stripeSlots)
+}
+
+// hold marks the slots busy: the transaction writing them is about to
+// commit. It returns what release must be given.
+func (c *stripeCache) hold(slots []int) []int {
+	for _, i := range slots {
+		c.busy[i].Add(1)
+	}
+	return slots
+}
+
+// release ends hold: the commit has returned, whatever its outcome (a
+// failed commit may still have written, and a spurious move only costs a
+// re-read).
+func (c *stripeCache) release(slots []int) {
+	for _, i := range slots {
+		c.ver[i].Add(1)
+		c.busy[i].Add(-1)
+	}
+}
+
+// sum returns the organization's committed total, and false when it
+// could not tell it from a consistent state (a stripe being committed):
+// the caller then reads a snapshot.
+func (c *stripeCache) sum(s *Store, orgID string) (int64, bool, error) {
+	var keys [usageStripes][]byte
+	var slots [usageStripes]int
+	var before [usageStripes]uint64
+	for i := range keys {
+		keys[i] = usageKey(orgID, i)
+		slots[i] = stripeSlot(keys[i])
+		if c.busy[slots[i]].Load() != 0 {
+			return 0, false, nil
+		}
+		before[i] = c.ver[slots[i]].Load()
+	}
+	var cur cachedStripes
+	c.mu.Lock()
+	if e := c.orgs[orgID]; e != nil {
+		cur = *e
+	}
+	c.mu.Unlock()
+	var stale [][]byte
+	var at []int
+	for i := range keys {
+		if !cur.ok[i] || cur.ver[i] != before[i] {
+			stale = append(stale, keys[i])
+			at = append(at, i)
+		}
+	}
+	if len(stale) > 0 {
+		var vals [][]byte
+		err := s.view(func(v Txn) error {
+			var err error
+			vals, err = getMany(v, stale)
+			return err
+		})
+		if err != nil {
+			return 0, false, err
+		}
+		for j, v := range vals {
+			var n int64
+			if v != nil {
+				if err := json.Unmarshal(v, &n); err != nil {
+					return 0, false, fmt.Errorf("store: decode %q: %w", stale[j], err)
+				}
+			}
+			i := at[j]
+			cur.val[i], cur.ver[i], cur.ok[i] = n, before[i], true
+		}
+	}
+	for i := range keys {
+		if c.busy[slots[i]].Load() != 0 || c.ver[slots[i]].Load() != before[i] {
+			return 0, false, nil
+		}
+	}
+	if len(stale) > 0 {
+		c.mu.Lock()
+		if c.orgs == nil || len(c.orgs) >= maxCachedOrgs {
+			c.orgs = make(map[string]*cachedStripes)
+		}
+		e := cur
+		c.orgs[orgID] = &e
+		c.mu.Unlock()
+	}
+	var total int64
+	for _, n := range cur.val {
+		total += n
+	}
+	return total, true, nil
 }
 
 func sumStripes(txn Txn, orgID string) (int64, error) {

@@ -32,7 +32,11 @@ import (
 // rate falling with the directory's size shows. Each sub-benchmark
 // imports once, whatever b.N: run it with -benchtime 1x. With
 // SSOGATE_IMPORT_PROFILE=file, the second half of the import is
-// CPU-profiled into file.<backend>.<concurrency>. Runs only when named
+// CPU-profiled into file.<backend>.<concurrency>; with also
+// SSOGATE_IMPORT_PROFILE_TENTHS=1,10 (say), each tenth named is profiled
+// on its own into file.<backend>.<concurrency>.<tenth>, to compare what
+// a creation costs in an empty and in a full store. On Badger each
+// tenth's line also shows the LSM tree's shape. Runs only when named
 // (-bench BenchmarkSCIMImport): it writes 100k users four times.
 func BenchmarkSCIMImport(b *testing.B) {
 	if f := flag.Lookup("test.bench"); f == nil || !strings.Contains(f.Value.String(), "SCIMImport") {
@@ -109,6 +113,18 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 
 	step := total / 10
 	profile := os.Getenv("SSOGATE_IMPORT_PROFILE")
+	var tenths map[int]bool // nil: profile the second half as a whole
+	if v := os.Getenv("SSOGATE_IMPORT_PROFILE_TENTHS"); v != "" {
+		tenths = map[int]bool{}
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 || n > 10 {
+				b.Fatalf("SSOGATE_IMPORT_PROFILE_TENTHS=%q: want tenths from 1 to 10, comma-separated", v)
+			}
+			tenths[n] = true
+		}
+	}
+	shape, _ := e.store.Backend().(interface{ LSMShape() string })
 	var next atomic.Int64
 	var failed atomic.Bool
 	b.ResetTimer()
@@ -117,18 +133,12 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 		if s < 9 {
 			end = int64((s + 1) * step)
 		}
-		if profile != "" && s == 5 {
-			f, err := os.Create(fmt.Sprintf("%s.%s.%d", profile, backend, conc))
-			if err != nil {
-				b.Fatal(err)
-			}
-			if err := pprof.StartCPUProfile(f); err != nil {
-				b.Fatal(err)
-			}
-			defer func() {
-				pprof.StopCPUProfile()
-				f.Close()
-			}()
+		stopProfile := func() {}
+		switch {
+		case profile != "" && tenths != nil && tenths[s+1]:
+			stopProfile = startProfile(b, fmt.Sprintf("%s.%s.%d.%d", profile, backend, conc, s+1))
+		case profile != "" && tenths == nil && s == 5:
+			defer startProfile(b, fmt.Sprintf("%s.%s.%d", profile, backend, conc))()
 		}
 		from := next.Load()
 		commits0, cpu0 := commits.Load(), cpuTime()
@@ -146,6 +156,7 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 			})
 		}
 		wg.Wait()
+		stopProfile()
 		if failed.Load() {
 			b.FailNow()
 		}
@@ -157,12 +168,35 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 		perUser := float64(commits.Load()-commits0) / n
 		// Printed rather than logged: a benchmark's log is cut at ten
 		// lines.
-		fmt.Printf("%s/concurrency=%d %6d users: %5.0f users/s, %.2f ms CPU and %.2f write transactions per user, disk sync %v\n",
-			backend, conc, end, rate, cpu, perUser, syncLatency(b))
+		lsm := ""
+		if shape != nil {
+			lsm = ", " + shape.LSMShape()
+		}
+		fmt.Printf("%s/concurrency=%d %6d users: %5.0f users/s, %.2f ms CPU and %.2f write transactions per user, disk sync %v%s\n",
+			backend, conc, end, rate, cpu, perUser, syncLatency(b), lsm)
 	}
 	b.StopTimer()
 	if n, err := e.store.CountUsers("acme"); err != nil || n != total {
 		b.Fatalf("the organization has %d users, want %d (%v)", n, total, err)
+	}
+}
+
+// startProfile CPU-profiles into file until the function it returns is
+// called.
+func startProfile(b *testing.B, file string) func() {
+	f, err := os.Create(file)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
 	}
 }
 

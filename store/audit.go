@@ -96,6 +96,24 @@ type auditState struct {
 	pruneAll bool                // every org by age and count (at start, on a new policy)
 	ageAll   bool                // every org by age only (hourly)
 	wake     chan struct{}
+	// sizes bounds each trail's length from above where this process is
+	// the only writer (see trailSize); nil entries are unknown.
+	sizes map[string]*trailSize
+}
+
+// trailSize lets a prune by count skip its scan. Counting the newest
+// MaxEvents events costs a scan of the whole trail while it is shorter
+// than that, every MaxEvents/100 appends: during an IdP's first import
+// into a large organization, work per creation growing with the
+// directory. Where no other process writes (Badger), every event is
+// appended through countAuditAppends, so the length a scan found plus
+// the appends since bounds the trail from above, and while that bound is
+// under MaxEvents only the prune by age (which reads just the doomed
+// events) has anything to do.
+type trailSize struct {
+	appended uint64 // events appended by this process, ever
+	bound    int    // the trail has at most this many events
+	known    bool   // bound holds (a scan has been done)
 }
 
 // aggKey identifies identical occurrences: same org, action, outcome and
@@ -125,6 +143,7 @@ func (s *Store) startAudit(p AuditPolicy) {
 		perOrg:   map[string]int{},
 		appends:  map[string]int{},
 		due:      map[string]struct{}{},
+		sizes:    map[string]*trailSize{},
 		pruneAll: true,
 		wake:     make(chan struct{}, 1),
 	}
@@ -376,6 +395,15 @@ func (s *Store) countAuditAppends(events []*AuditEvent) {
 	every := a.policy.pruneEvery()
 	wake := false
 	for _, e := range events {
+		if s.soleWriter && a.sizes != nil {
+			ts := a.sizes[e.OrgID]
+			if ts == nil {
+				ts = &trailSize{}
+				a.sizes[e.OrgID] = ts
+			}
+			ts.appended++
+			ts.bound++
+		}
 		if a.appends[e.OrgID]++; a.appends[e.OrgID] >= every {
 			delete(a.appends, e.OrgID)
 			a.due[e.OrgID] = struct{}{}
@@ -494,6 +522,26 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 		t, ok := auditKeyTime(prefix, k)
 		return ok && t.Before(cutoff)
 	}
+	// Where the trail is known to be short enough, the prune by count
+	// has nothing to delete: only the one by age runs (see trailSize).
+	var appended0 uint64
+	if s.soleWriter {
+		a := &s.audit
+		a.mu.Lock()
+		ts := a.sizes[orgID]
+		if ts == nil {
+			ts = &trailSize{}
+			a.sizes[orgID] = ts
+		}
+		if byCount && ts.known && ts.bound < p.MaxEvents {
+			byCount = false
+		}
+		// Read before the scan's snapshot: appends counted since may
+		// also be in it, which only overstates the bound.
+		appended0 = ts.appended
+		a.mu.Unlock()
+	}
+	kept := -1 // events before the doomed ones, when counted
 	var from []byte
 	err := s.view(func(txn Txn) error {
 		it := txn.Iterator(IterOptions{Prefix: prefix, KeysOnly: true, Reverse: !byCount})
@@ -506,6 +554,7 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 			return nil
 		}
 		i := 0
+		defer func() { kept = i }()
 		for it.Seek(prefix); it.Valid(); it.Next() {
 			if k := it.Key(); i >= p.MaxEvents || old(k) {
 				from = bytes.Clone(it.Key())
@@ -515,10 +564,17 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 		}
 		return nil
 	})
-	if err != nil || from == nil {
+	if err != nil {
 		return 0, err
 	}
-	total := 0
+	total, complete := 0, false
+	if s.soleWriter {
+		defer func() { s.prunedTrail(orgID, kept, appended0, total, complete) }()
+	}
+	if from == nil {
+		complete = true
+		return 0, nil
+	}
 	for {
 		select {
 		case <-s.stop:
@@ -541,8 +597,31 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 		}
 		total += n
 		if n < purgeBatch {
+			complete = true
 			return total, nil
 		}
+	}
+}
+
+// prunedTrail updates the trail's bound after a prune that deleted
+// deleted events (all it meant to when complete) and, if it counted,
+// found kept events to keep in the snapshot it counted in.
+func (s *Store) prunedTrail(orgID string, kept int, appended0 uint64, deleted int, complete bool) {
+	a := &s.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ts := a.sizes[orgID]
+	if ts == nil {
+		return
+	}
+	switch {
+	case kept >= 0 && complete:
+		// What the count kept, and whatever was appended since it
+		// started (some of which it may have counted already).
+		ts.bound, ts.known = kept+int(ts.appended-appended0), true
+	case ts.known:
+		// Every deleted event was one the bound counted.
+		ts.bound = max(ts.bound-deleted, 0)
 	}
 }
 

@@ -230,3 +230,67 @@ func TestAuditPaging(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditPruneByCountSkipsShortTrails: where this process is the only
+// writer, a trail known to be shorter than MaxEvents is not scanned by
+// the prune by count (only the prune by age runs), and once appends may
+// have taken it past MaxEvents it is counted and cut again.
+func TestAuditPruneByCountSkipsShortTrails(t *testing.T) {
+	s := newTestStore(t)
+	s.SetAuditPolicy(AuditPolicy{MaxEvents: 100, MaxAge: 30 * 24 * time.Hour})
+	// Prunes are called here directly, as appends schedule them: the
+	// background task may run them as well, to the same effect.
+	prune := func() {
+		t.Helper()
+		s.audit.mu.Lock()
+		p := s.audit.policy
+		s.audit.mu.Unlock()
+		_, err := s.pruneAudit("acme", p, now(), true)
+		must(t, err)
+	}
+	bound := func() (int, bool) {
+		s.audit.mu.Lock()
+		defer s.audit.mu.Unlock()
+		if ts := s.audit.sizes["acme"]; ts != nil {
+			return ts.bound, ts.known
+		}
+		return 0, false
+	}
+	appendN := func(tag string, n int) {
+		for i := range n {
+			must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: fmt.Sprint(tag, i)}))
+		}
+	}
+	appendN("a", 60)
+	prune()
+	// The bound may overstate by appends a prune counted twice (the
+	// background task prunes too), never understate.
+	if b, known := bound(); s.soleWriter && (!known || b < 60 || b >= 100) {
+		t.Fatalf("after a count of 60 events: bound %d, known %v", b, known)
+	}
+	// An old event: the prune by age still runs where the count is
+	// skipped, and the bound follows what it deleted.
+	must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: "old", Time: time.Now().Add(-31 * 24 * time.Hour)}))
+	prune()
+	if b, known := bound(); s.soleWriter && (!known || b < 60 || b >= 100) {
+		t.Fatalf("after an age prune: bound %d, known %v", b, known)
+	}
+	if ev, _ := s.ListAudit("acme", 1000); len(ev) != 60 {
+		t.Fatalf("%d events after the age prune, want 60", len(ev))
+	}
+	appendN("b", 60)
+	prune()
+	ev, err := s.ListAudit("acme", 1000)
+	must(t, err)
+	if len(ev) != 100 || ev[0].Action != "b59" {
+		t.Fatalf("%d events kept, newest %v; want 100, b59", len(ev), ev[0].Action)
+	}
+	if b, known := bound(); s.soleWriter && (!known || b < 100 || b > 110) {
+		t.Fatalf("after a cut to 100: bound %d, known %v", b, known)
+	}
+	appendN("c", 5)
+	prune()
+	if ev, _ := s.ListAudit("acme", 1000); len(ev) != 100 || ev[0].Action != "c4" {
+		t.Fatalf("%d events kept, newest %v; want 100, c4", len(ev), ev[0].Action)
+	}
+}

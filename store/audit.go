@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -371,20 +372,33 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 		}
 	}
 	for chunk := range slices.Chunk(events, purgeBatch) {
-		err := s.update(op, func(txn Txn) error {
-			for _, e := range chunk {
-				if _, err := setJSON(txn, auditKey(e), e, 0); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
+		if err := s.writeAuditChunk(op, chunk); err != nil {
 			return err
 		}
 	}
 	s.countAuditAppends(events)
 	return nil
+}
+
+// writeAuditChunk writes events in one transaction or, when that is more
+// than the backend takes in one (aggregates and imported events may be
+// large), in halves.
+func (s *Store) writeAuditChunk(op string, events []*AuditEvent) error {
+	err := s.update(op, func(txn Txn) error {
+		for _, e := range events {
+			if _, err := setJSON(txn, auditKey(e), e, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, ErrTxnTooBig) && len(events) > 1 {
+		if err := s.writeAuditChunk(op, events[:len(events)/2]); err != nil {
+			return err
+		}
+		return s.writeAuditChunk(op, events[len(events)/2:])
+	}
+	return err
 }
 
 // countAuditAppends counts written events towards their trails' next

@@ -294,3 +294,20 @@ func TestAuditPruneByCountSkipsShortTrails(t *testing.T) {
 		t.Fatalf("%d events kept, newest %v; want 100, c4", len(ev), ev[0].Action)
 	}
 }
+
+// TestWriteAuditSplitsLargeBatches: a batch of events larger than one
+// Badger transaction holds (a share of its memtable size) is written in
+// smaller transactions, all of it.
+func TestWriteAuditSplitsLargeBatches(t *testing.T) {
+	s := newTestStore(t)
+	var events []*AuditEvent
+	for i := range 4000 {
+		e, err := newAuditEvent("test", &AuditEvent{OrgID: "acme", Action: fmt.Sprint("a", i), Details: map[string]string{"x": strings.Repeat("d", 3000)}})
+		must(t, err)
+		events = append(events, e)
+	}
+	must(t, s.writeAudit("test", events))
+	if n := len(rawKeys(t, s, "audit/acme/")); n != len(events) {
+		t.Fatalf("%d events stored, want %d", n, len(events))
+	}
+}

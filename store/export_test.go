@@ -883,6 +883,30 @@ func TestImportLargeGroup(t *testing.T) {
 	sameOrgData(t, src, dst, "big", true)
 }
 
+// TestImportLargeUsers: a batch of users with large attributes, more
+// than one Badger transaction holds (a share of its memtable size), is
+// imported in smaller transactions.
+func TestImportLargeUsers(t *testing.T) {
+	src := newTestStore(t)
+	mkOrg(t, src, "big")
+	attrs := map[string]any{"title": strings.Repeat("t", 12_000)}
+	for start := 0; start < importBatch; start += 100 {
+		var batch []*User
+		for i := start; i < start+100; i++ {
+			batch = append(batch, &User{OrgID: "big", UserName: fmt.Sprintf("u%05d", i), Source: SourceSCIM, Active: true, SCIM: attrs})
+		}
+		must(t, src.CreateUsers(batch))
+	}
+	data := exportBytes(t, src, ExportOptions{})
+	dst := newTestStore(t)
+	stats, err := importBytes(dst, data, ImportOptions{})
+	must(t, err)
+	if stats[recUser] != importBatch {
+		t.Errorf("stats %v", stats)
+	}
+	sameOrgData(t, src, dst, "big", true)
+}
+
 // notExported are the key prefixes an export leaves behind on purpose
 // (see export.go). Any other key of the source must be in the imported
 // store and the other way round, so that a record kind added to the

@@ -985,6 +985,14 @@ func (w *importWriter) flushUsers() error {
 	}
 	batch := w.users
 	w.users = w.users[:0]
+	return w.writeUsers(batch)
+}
+
+// writeUsers writes batch in one transaction or, when that is more than
+// the backend takes in one (Badger's limit is a share of its memtable
+// size, and users may carry up to max_resource_size of attributes each),
+// in halves.
+func (w *importWriter) writeUsers(batch []*User) error {
 	org := batch[0].OrgID
 	err := w.s.updateOpen("import users", func(t Txn) error {
 		txn := newCachingTxn(t)
@@ -1005,6 +1013,12 @@ func (w *importWriter) flushUsers() error {
 		}
 		return w.s.charge(txn, use, batch[0].ID)
 	})
+	if errors.Is(err, ErrTxnTooBig) && len(batch) > 1 {
+		if err := w.writeUsers(batch[:len(batch)/2]); err != nil {
+			return err
+		}
+		return w.writeUsers(batch[len(batch)/2:])
+	}
 	if err != nil {
 		return err
 	}

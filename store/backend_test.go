@@ -308,27 +308,39 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			{"created", false, func(txn Txn) error { return txn.Set([]byte("k"), []byte("created"), 0) }},
 		} {
 			for _, target := range []string{"j", "k"} {
-				t.Run(c.name+"/A writes "+target, func(t *testing.T) {
-					b := open(t)
-					if c.seed {
-						put(t, b, "k", "v")
+				for _, multi := range []bool{false, true} {
+					name := c.name + "/A writes " + target
+					if multi {
+						// A multi-key read (one exchange on PostgreSQL,
+						// see prefetch.go) counts as Gets would.
+						name += "/multi-key read"
 					}
-					var once sync.Once
-					var errB error
-					errA := b.Update(func(txn Txn) error {
-						if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
-							return err
+					t.Run(name, func(t *testing.T) {
+						b := open(t)
+						if c.seed {
+							put(t, b, "k", "v")
 						}
-						once.Do(func() { errB = b.Update(c.change, nil) })
-						return txn.Set([]byte(target), []byte("from A"), 0)
-					}, nil)
-					if errB != nil || !errors.Is(errA, ErrTxnConflict) {
-						t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
-					}
-					if target == "j" {
-						wantAbsent(t, b, "j")
-					}
-				})
+						var once sync.Once
+						var errB error
+						errA := b.Update(func(txn Txn) error {
+							if multi {
+								if _, err := getMany(txn, [][]byte{[]byte("i"), []byte("k")}); err != nil {
+									return err
+								}
+							} else if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
+								return err
+							}
+							once.Do(func() { errB = b.Update(c.change, nil) })
+							return txn.Set([]byte(target), []byte("from A"), 0)
+						}, nil)
+						if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+							t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+						}
+						if target == "j" {
+							wantAbsent(t, b, "j")
+						}
+					})
+				}
 			}
 		}
 	})

@@ -122,6 +122,13 @@ func (t *pgTxn) GetMany(keys [][]byte) ([][]byte, error) {
 		}
 		at[string(k)] = append(at[string(k)], i)
 	}
+	// Read keys count towards the conflicts as Get's do: without this a
+	// creation's prefetched keys (its org's live marker, the indexes it
+	// found free) went unchecked, and a concurrent change of them did not
+	// fail its commit.
+	for _, k := range keys {
+		t.noteRead(k)
+	}
 	sql := "SELECT k, v FROM " + t.p.q.table + " WHERE k = ANY($1) AND (expires_at = 0 OR expires_at > $2)"
 	err := t.roundTrip(pgStmt{sql: sql, args: []any{keys, t.now}, scan: func(rows pgx.Rows) error {
 		for rows.Next() {

@@ -71,7 +71,7 @@ func (s *Store) GetOrg(id string) (*Org, error) {
 	}
 	defer s.leave()
 	o := new(Org)
-	err := s.view(func(txn Txn) error {
+	err := s.viewSingle(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pOrg, id), o), op, "organization", id)
 	})
 	if err != nil {

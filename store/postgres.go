@@ -395,20 +395,38 @@ func (p *Postgres) Maintain() error {
 
 // View implements Backend: a REPEATABLE READ READ ONLY transaction.
 func (p *Postgres) View(fn func(Txn) error) error {
-	return p.run(false, false, fn, nil)
+	return p.run(txnView, fn, nil)
+}
+
+// ViewSingle implements singleReadViewer: View for an fn that reads
+// once. The read is sent alone, with no BEGIN nor COMMIT: one statement
+// sees one snapshot of its own, so nothing is lost, and the view costs
+// one round trip instead of two. A second read fails.
+func (p *Postgres) ViewSingle(fn func(Txn) error) error {
+	return p.run(txnSingleRead, fn, nil)
 }
 
 // Update implements Backend: a REPEATABLE READ transaction whose read
 // keys are checked at commit (see Postgres).
 func (p *Postgres) Update(fn func(Txn) error, changes func() []string) error {
-	return p.run(true, false, fn, changes)
+	return p.run(txnWrite, fn, changes)
 }
 
 // UpdateNoSync implements Backend: Update with synchronous_commit off, so
 // the commit does not wait for the WAL flush.
 func (p *Postgres) UpdateNoSync(fn func(Txn) error, changes func() []string) error {
-	return p.run(true, true, fn, changes)
+	return p.run(txnWriteNoSync, fn, changes)
 }
+
+// txnKind is what a pgTxn may do.
+type txnKind int
+
+const (
+	txnView        txnKind = iota // REPEATABLE READ READ ONLY
+	txnSingleRead                 // one statement, no transaction (ViewSingle)
+	txnWrite                      // REPEATABLE READ, read keys checked
+	txnWriteNoSync                // txnWrite without waiting for the WAL flush
+)
 
 // connLostError marks a transaction that failed because the connection
 // was lost before its commit was sent: it changed nothing and is retried.
@@ -420,11 +438,11 @@ func (e *connLostError) Unwrap() error { return e.err }
 // run runs fn in a transaction, retrying it while the connection is lost
 // before the commit (a server restart, a fail-over), within
 // reconnectBudget. Conflicts are returned for the Store to retry.
-func (p *Postgres) run(write, noSync bool, fn func(Txn) error, changes func() []string) error {
+func (p *Postgres) run(kind txnKind, fn func(Txn) error, changes func() []string) error {
 	deadline := time.Now().Add(p.retryBudget)
 	backoff := minRetryBackoff
 	for attempt := 1; ; attempt++ {
-		err := p.attempt(write, noSync, fn, changes)
+		err := p.attempt(kind, fn, changes)
 		var lost *connLostError
 		if !errors.As(err, &lost) {
 			return err
@@ -451,8 +469,9 @@ func (p *Postgres) run(write, noSync bool, fn func(Txn) error, changes func() []
 	}
 }
 
-func (p *Postgres) attempt(write, noSync bool, fn func(Txn) error, changes func() []string) error {
-	t := &pgTxn{p: p, write: write, noSync: noSync, now: p.now().Unix()}
+func (p *Postgres) attempt(kind txnKind, fn func(Txn) error, changes func() []string) error {
+	write := kind == txnWrite || kind == txnWriteNoSync
+	t := &pgTxn{p: p, write: write, noSync: kind == txnWriteNoSync, single: kind == txnSingleRead, now: p.now().Unix()}
 	defer t.finish()
 	if err := fn(t); err != nil {
 		// A failed round trip poisons the transaction: its error decides

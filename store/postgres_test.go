@@ -667,3 +667,46 @@ func TestPostgresListenerPings(t *testing.T) {
 	default:
 	}
 }
+
+// A single-read view answers as View does, refuses a second read (which
+// would see another snapshot), and leaves no transaction open: on a pool
+// of one connection, the next transactions run.
+func TestPostgresViewSingle(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
+	must(t, err)
+	defer p.Close()
+	put(t, p, "a", "1")
+	put(t, p, "b", "2")
+	must(t, p.ViewSingle(func(txn Txn) error {
+		if v, err := txn.Get([]byte("a")); err != nil || string(v) != "1" {
+			return fmt.Errorf("a = %q, %v", v, err)
+		}
+		return nil
+	}))
+	must(t, p.ViewSingle(func(txn Txn) error {
+		vals, err := getMany(txn, [][]byte{[]byte("b"), []byte("none"), []byte("a")})
+		if err != nil || string(vals[0]) != "2" || vals[1] != nil || string(vals[2]) != "1" {
+			return fmt.Errorf("getMany = %q, %v", vals, err)
+		}
+		return nil
+	}))
+	err = p.ViewSingle(func(txn Txn) error {
+		if _, err := txn.Get([]byte("a")); err != nil {
+			return err
+		}
+		_, err := txn.Get([]byte("b"))
+		return err
+	})
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("second read of a single-read view: %v, want ErrInvalid", err)
+	}
+	if err := p.ViewSingle(func(txn Txn) error { return txn.Set([]byte("a"), []byte("x"), 0) }); err == nil {
+		t.Fatal("a write in a single-read view was accepted")
+	}
+	put(t, p, "a", "3")
+	wantValue(t, p, "a", "3")
+}

@@ -23,6 +23,7 @@ type pgTxn struct {
 	p      *Postgres
 	write  bool
 	noSync bool
+	single bool  // one read, sent without BEGIN (ViewSingle)
 	now    int64 // Unix seconds: rows expiring at or before it are absent
 
 	conn    *pgxpool.Conn
@@ -76,10 +77,25 @@ func (t *pgTxn) noteRead(k []byte) {
 // PostgreSQL broke it). Keys read are then claimed (see claimRead); all
 // of them with the commit (all), else those the pending writes touch.
 // Keys go sorted, so that claims of the same keys wait in one order.
+//
+// A key read and then set by the pending writes is not claimed: the
+// set's own INSERT … ON CONFLICT fails as the claim would if the key was
+// created since the snapshot (and waits as it would for an uncommitted
+// creation), so the claim would only add a row version. The pending
+// writes are sorted by key for the same reason claims are (stably:
+// writes of one key keep their order).
 func (t *pgTxn) checks(all bool) []pgStmt {
+	slices.SortStableFunc(t.pending, func(a, b pgStmt) int {
+		return bytes.Compare(a.args[0].([]byte), b.args[0].([]byte))
+	})
 	written := make(map[string]struct{}, len(t.pending))
+	set := make(map[string]struct{}, len(t.pending))
 	for _, w := range t.pending {
-		written[string(w.args[0].([]byte))] = struct{}{}
+		k := string(w.args[0].([]byte))
+		written[k] = struct{}{}
+		if w.sql == t.p.q.set {
+			set[k] = struct{}{}
+		}
 	}
 	var readKeys []string
 	for k := range t.reads {
@@ -100,7 +116,9 @@ func (t *pgTxn) checks(all bool) []pgStmt {
 		if _, w := written[k]; !w {
 			skeys = append(skeys, []byte(k))
 		}
-		ckeys = append(ckeys, []byte(k))
+		if _, s := set[k]; !s {
+			ckeys = append(ckeys, []byte(k))
+		}
 	}
 	drain := func(r pgx.Rows) error {
 		for r.Next() {
@@ -232,6 +250,9 @@ func (t *pgTxn) queue(s pgStmt) error {
 }
 
 func (t *pgTxn) beginStmts() []pgStmt {
+	if t.single {
+		return nil
+	}
 	if !t.write {
 		return []pgStmt{{sql: "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"}}
 	}
@@ -247,6 +268,11 @@ func (t *pgTxn) beginStmts() []pgStmt {
 // connection here means nothing was committed: the error says retry.
 func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 	if t.err != nil {
+		return t.err
+	}
+	if t.single && t.begun {
+		// A second statement would see another snapshot.
+		t.err = fmt.Errorf("store: postgres: a single-read view read twice: %w", ErrInvalid)
 		return t.err
 	}
 	var stmts []pgStmt
@@ -278,6 +304,9 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 
 // commit sends the pending writes, the change notification and COMMIT.
 func (t *pgTxn) commit(keys []string) error {
+	if t.single {
+		return nil // no transaction was opened
+	}
 	if !t.begun && len(t.pending) == 0 && len(keys) == 0 {
 		return nil // nothing read, nothing written: nothing to do
 	}

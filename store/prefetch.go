@@ -15,6 +15,23 @@ import (
 // serial SCIM import's rate near that of a write. On Badger a multi-key
 // read is the same Gets, and the cache only saves the repeated ones.
 
+// singleReadViewer is a backend that runs a view of one read without a
+// transaction (Postgres.ViewSingle): one round trip instead of two.
+type singleReadViewer interface {
+	ViewSingle(fn func(Txn) error) error
+}
+
+// viewSingle is view for an fn that reads once: one Get or one getMany
+// (not an Iterator, which may read a page at a time). Where the backend
+// can, the read is a statement of its own, which sees one snapshot as a
+// view does; a second read fails there.
+func (s *Store) viewSingle(fn func(Txn) error) error {
+	if v, ok := s.b.(singleReadViewer); ok {
+		return v.ViewSingle(fn)
+	}
+	return s.view(fn)
+}
+
 // multiGetter is a transaction that reads several keys in one exchange.
 type multiGetter interface {
 	// GetMany returns the values of keys, nil for an absent key, as Get
@@ -47,26 +64,78 @@ func getMany(txn Txn, keys [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
+// snapshotGetter is a transaction that can read, in the exchange of a
+// multi-key read, more keys whose reads do not count towards its
+// conflicts (pgTxn.SnapshotRead's reads).
+type snapshotGetter interface {
+	// GetManySnapshot is GetMany of keys, and of snap without tracking.
+	GetManySnapshot(keys, snap [][]byte) (vals, snapVals [][]byte, err error)
+}
+
 // prefetchedTxn is a transaction whose reads of some keys are answered
 // from values read up front (see prefetch). It sees its own writes: every
 // Set and Delete passes through it and updates what it answers.
 type prefetchedTxn struct {
 	Txn
 	vals map[string][]byte // nil: absent
+	// snap holds keys read for snapshotRead (untracked), when the
+	// backend could read them with vals; nil otherwise.
+	snap map[string][]byte
 }
 
 // prefetch reads keys in txn in one exchange and returns txn answering
 // them from memory.
 func prefetch(txn Txn, keys ...[]byte) (*prefetchedTxn, error) {
-	vals, err := getMany(txn, keys)
-	if err != nil {
+	return prefetchWithSnapshot(txn, keys, nil)
+}
+
+// prefetchWithSnapshot is prefetch that also reads snap for a later
+// snapshotRead, in the same exchange, where the backend can read keys
+// without their counting towards the conflicts (PostgreSQL); elsewhere
+// snap is not read here (Badger's snapshotRead is a view of its own).
+func prefetchWithSnapshot(txn Txn, keys, snap [][]byte) (*prefetchedTxn, error) {
+	p := &prefetchedTxn{Txn: txn, vals: make(map[string][]byte, len(keys))}
+	var vals [][]byte
+	var err error
+	if sg, ok := innerTxn(txn).(snapshotGetter); ok && len(snap) > 0 {
+		var snapVals [][]byte
+		if vals, snapVals, err = sg.GetManySnapshot(keys, snap); err != nil {
+			return nil, err
+		}
+		p.snap = make(map[string][]byte, len(snap))
+		for i, k := range snap {
+			p.snap[string(k)] = snapVals[i]
+		}
+	} else if vals, err = getMany(txn, keys); err != nil {
 		return nil, err
 	}
-	p := &prefetchedTxn{Txn: txn, vals: make(map[string][]byte, len(keys))}
 	for i, k := range keys {
 		p.vals[string(k)] = vals[i]
 	}
 	return p, nil
+}
+
+// innerTxn is the backend's transaction under the Store's wrappers.
+func innerTxn(txn Txn) Txn {
+	for {
+		switch w := txn.(type) {
+		case *recordingTxn:
+			txn = w.Txn
+		case *prefetchedTxn:
+			txn = w.Txn
+		default:
+			return txn
+		}
+	}
+}
+
+// snapshotView is what snapshotRead's fn reads through: the prefetched
+// snapshot values, else the untracked transaction v.
+func (p *prefetchedTxn) snapshotView(v Txn) Txn {
+	if p.snap == nil {
+		return v
+	}
+	return &prefetchedTxn{Txn: v, vals: p.snap}
 }
 
 func (p *prefetchedTxn) Get(k []byte) ([]byte, error) {
@@ -88,12 +157,16 @@ func (p *prefetchedTxn) Set(k, v []byte, expiresAt uint64) error {
 		// Whether it is still there depends on the clock: ask the
 		// backend.
 		delete(p.vals, string(k))
+		delete(p.snap, string(k))
 		return nil
 	}
 	if v == nil {
 		v = []byte{}
 	}
 	p.vals[string(k)] = v
+	if _, ok := p.snap[string(k)]; ok {
+		p.snap[string(k)] = v // the snapshot sees its own writes too
+	}
 	return nil
 }
 
@@ -102,12 +175,33 @@ func (p *prefetchedTxn) Delete(k []byte) error {
 		return err
 	}
 	p.vals[string(k)] = nil
+	if _, ok := p.snap[string(k)]; ok {
+		p.snap[string(k)] = nil
+	}
 	return nil
 }
 
 // GetMany reads every key in one round trip. Pending writes go first, in
 // the same exchange, so the transaction sees them.
 func (t *pgTxn) GetMany(keys [][]byte) ([][]byte, error) {
+	return t.getMany(keys, len(keys))
+}
+
+// GetManySnapshot implements snapshotGetter: keys and snap in one round
+// trip, the reads of snap untracked as in SnapshotRead.
+func (t *pgTxn) GetManySnapshot(keys, snap [][]byte) (vals, snapVals [][]byte, err error) {
+	all := make([][]byte, 0, len(keys)+len(snap))
+	all = append(append(all, keys...), snap...)
+	out, err := t.getMany(all, len(keys))
+	if err != nil {
+		return nil, nil, err
+	}
+	return out[:len(keys)], out[len(keys):], nil
+}
+
+// getMany reads keys in one round trip; the first tracked of them count
+// towards the transaction's conflicts, the others are snapshot reads.
+func (t *pgTxn) getMany(keys [][]byte, tracked int) ([][]byte, error) {
 	if t.err != nil {
 		return nil, t.err
 	}
@@ -126,7 +220,7 @@ func (t *pgTxn) GetMany(keys [][]byte) ([][]byte, error) {
 	// creation's prefetched keys (its org's live marker, the indexes it
 	// found free) went unchecked, and a concurrent change of them did not
 	// fail its commit.
-	for _, k := range keys {
+	for _, k := range keys[:tracked] {
 		t.noteRead(k)
 	}
 	sql := "SELECT k, v FROM " + t.p.q.table + " WHERE k = ANY($1) AND (expires_at = 0 OR expires_at > $2)"

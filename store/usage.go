@@ -144,6 +144,14 @@ func (u *usage) del(txn Txn, k []byte) error {
 	if err != nil {
 		return err
 	}
+	if old == 0 {
+		// Absent (a present key has at least its own length): the read
+		// above already makes a concurrent creation of k fail this
+		// transaction, and deleting nothing would only cost a write (a
+		// statement on PostgreSQL; a user's creation lifts three
+		// deprovisioning markers that are almost never there).
+		return nil
+	}
 	if err := del(txn, k); err != nil {
 		return err
 	}
@@ -215,11 +223,17 @@ func (u *usage) overCap(total int64) error {
 	return fmt.Errorf("store: organization %q would store %d bytes of users and groups, more than its limit of %d: %w", u.org, total, u.max, ErrQuota)
 }
 
-func sumStripes(txn Txn, orgID string) (int64, error) {
+// usageKeys are the organization's stripes.
+func usageKeys(orgID string) [][]byte {
 	keys := make([][]byte, usageStripes)
 	for i := range keys {
 		keys[i] = usageKey(orgID, i)
 	}
+	return keys
+}
+
+func sumStripes(txn Txn, orgID string) (int64, error) {
+	keys := usageKeys(orgID)
 	vals, err := getMany(txn, keys)
 	if err != nil {
 		return 0, err
@@ -310,21 +324,30 @@ type snapshotReader interface {
 // backend can do that untracked, else (Badger, whose reads in a write
 // transaction always count) in a read transaction of its own, which on
 // Badger holds no scarce resource.
+//
+// Keys prefetched for it (prefetchWithSnapshot) are answered from memory.
 func (s *Store) snapshotRead(txn Txn, fn func(Txn) error) error {
-	inner := txn
-	for {
-		switch w := inner.(type) {
-		case *recordingTxn:
-			inner = w.Txn
-			continue
-		case *prefetchedTxn:
-			inner = w.Txn
-			continue
-		}
-		break
-	}
-	if sr, ok := inner.(snapshotReader); ok {
-		return sr.SnapshotRead(fn)
+	if sr, ok := innerTxn(txn).(snapshotReader); ok {
+		return sr.SnapshotRead(func(v Txn) error {
+			if p := outerPrefetch(txn); p != nil {
+				v = p.snapshotView(v)
+			}
+			return fn(v)
+		})
 	}
 	return s.view(fn)
+}
+
+// outerPrefetch is the outermost prefetchedTxn in txn's wrappers, if any.
+func outerPrefetch(txn Txn) *prefetchedTxn {
+	for {
+		switch w := txn.(type) {
+		case *recordingTxn:
+			txn = w.Txn
+		case *prefetchedTxn:
+			return w
+		default:
+			return nil
+		}
+	}
 }

@@ -130,7 +130,13 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	}
 	defer s.leave()
 	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
-		txn, err := prefetch(txn, createUserReads(&c)...)
+		var stripes [][]byte
+		if o.maxBytes > 0 {
+			// charge's check of the cap reads them all, untracked:
+			// in the same exchange where the backend can.
+			stripes = usageKeys(c.OrgID)
+		}
+		txn, err := prefetchWithSnapshot(txn, createUserReads(&c), stripes)
 		if err != nil {
 			return err
 		}
@@ -484,7 +490,7 @@ func (s *Store) CountUsers(orgID string) (int, error) {
 	}
 	defer s.leave()
 	var n int
-	err := s.view(func(txn Txn) error {
+	err := s.viewSingle(func(txn Txn) error {
 		var err error
 		n, err = counter(txn, key(pCount, "users", orgID))
 		return err

@@ -153,6 +153,7 @@ type pgQueries struct {
 	set   string
 	del   string
 	purge string
+	probe string // keys' values, and the first key under each prefix
 
 	// Checks of the keys a writing transaction read and writes, sent
 	// just before its writes.
@@ -260,6 +261,11 @@ func newPGQueries(schema string) pgQueries {
 		lockRead:  "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR SHARE NOWAIT",
 		lockWrite: "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR UPDATE NOWAIT",
 		claimRead: "INSERT INTO " + t + " (k, v, expires_at) SELECT x, ''::bytea, 1 FROM unnest($1::bytea[]) AS x ORDER BY x ON CONFLICT (k) DO NOTHING",
+		// The keys' rows, then per prefix [lo, hi) its first live key
+		// (NULL: none), each one index probe.
+		probe: "SELECT false, k, v FROM " + t + " WHERE k = ANY($1) AND (expires_at = 0 OR expires_at > $2) " +
+			"UNION ALL SELECT true, r.lo, (SELECT k FROM " + t + " WHERE k >= r.lo AND k < r.hi AND (expires_at = 0 OR expires_at > $2) ORDER BY k LIMIT 1) " +
+			"FROM unnest($3::bytea[], $4::bytea[]) AS r(lo, hi)",
 		// SKIP LOCKED: a row a live transaction is rewriting is left for
 		// the next round rather than waited for.
 		purge: "DELETE FROM " + t + " WHERE k IN (SELECT k FROM " + t +

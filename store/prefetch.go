@@ -244,3 +244,91 @@ func (t *pgTxn) getMany(keys [][]byte, tracked int) ([][]byte, error) {
 	}
 	return out, nil
 }
+
+// prober is a transaction that reads keys and finds whether any key
+// starts with each of prefixes, in one statement.
+type prober interface {
+	Probe(keys, prefixes [][]byte) (vals [][]byte, found []bool, err error)
+}
+
+// probe returns the values of keys (nil: absent) and, for each of
+// prefixes, whether some key starts with it: one statement where the
+// backend can (so it fits in a viewSingle), else Gets and a Seek per
+// prefix.
+func probe(txn Txn, keys, prefixes [][]byte) ([][]byte, []bool, error) {
+	if p, ok := innerTxn(txn).(prober); ok {
+		return p.Probe(keys, prefixes)
+	}
+	vals, err := getMany(txn, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	found := make([]bool, len(prefixes))
+	for i, p := range prefixes {
+		it := txn.Iterator(IterOptions{Prefix: p, KeysOnly: true})
+		it.Seek(p)
+		found[i] = it.Valid()
+		it.Close()
+	}
+	return vals, found, nil
+}
+
+// Probe implements prober. A key found under a prefix counts as read,
+// as an iterator's would.
+func (t *pgTxn) Probe(keys, prefixes [][]byte) ([][]byte, []bool, error) {
+	if t.err != nil {
+		return nil, nil, t.err
+	}
+	vals := make([][]byte, len(keys))
+	found := make([]bool, len(prefixes))
+	at := make(map[string][]int, len(keys))
+	for i, k := range keys {
+		if len(k) == 0 {
+			return nil, nil, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
+		}
+		at[string(k)] = append(at[string(k)], i)
+		t.noteRead(k)
+	}
+	his := make([][]byte, len(prefixes))
+	atPrefix := make(map[string][]int, len(prefixes))
+	for i, p := range prefixes {
+		if his[i] = prefixEnd(p); his[i] == nil {
+			// Store prefixes end in a separator; an unbounded range
+			// would need another query.
+			return nil, nil, fmt.Errorf("store: postgres: probe of an unbounded prefix %q: %w", p, ErrInvalid)
+		}
+		atPrefix[string(p)] = append(atPrefix[string(p)], i)
+	}
+	if len(keys) == 0 && len(prefixes) == 0 {
+		return vals, found, nil
+	}
+	err := t.roundTrip(pgStmt{sql: t.p.q.probe, args: []any{keys, t.now, prefixes, his}, scan: func(rows pgx.Rows) error {
+		for rows.Next() {
+			var isPrefix bool
+			var k, v []byte
+			if err := rows.Scan(&isPrefix, &k, &v); err != nil {
+				return err
+			}
+			if !isPrefix {
+				if v == nil {
+					v = []byte{} // present, empty
+				}
+				for _, i := range at[string(k)] {
+					vals[i] = v
+				}
+				continue
+			}
+			if v != nil { // the first key under prefix k
+				t.noteRead(v)
+				for _, i := range atPrefix[string(k)] {
+					found[i] = true
+				}
+			}
+		}
+		return rows.Err()
+	}})
+	if err != nil {
+		return nil, nil, err
+	}
+	return vals, found, nil
+}

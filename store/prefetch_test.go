@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestGetManySeesOwnWrites: a multi-key read answers as Gets would,
@@ -88,4 +89,92 @@ func TestProvisioningMatches(t *testing.T) {
 	}
 	_, _, _, err = s.ProvisioningMatches("acme", "x", "", nil)
 	wantErr(t, err, ErrInvalid)
+}
+
+// TestProbe: values of keys and whether a prefix has keys, expired ones
+// counting as absent, answered alike by both backends, in a single-read
+// view.
+func TestProbe(t *testing.T) {
+	s := newTestStore(t)
+	past := uint64(time.Now().Add(-time.Hour).Unix())
+	must(t, s.update("test", func(txn Txn) error {
+		for k, v := range map[string]string{"p/a": "1", "p/empty": "", "q/x/1": "q", "r/old/1": "gone"} {
+			var exp uint64
+			if k == "r/old/1" {
+				exp = past
+			}
+			if err := txn.Set([]byte(k), []byte(v), exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	must(t, s.viewSingle(func(txn Txn) error {
+		vals, found, err := probe(txn,
+			[][]byte{[]byte("p/a"), []byte("p/none"), []byte("p/empty"), []byte("p/a")},
+			[][]byte{[]byte("q/x/"), []byte("q/y/"), []byte("r/old/"), []byte("q/x/")})
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, v := range vals {
+			if v == nil {
+				got = append(got, "<absent>")
+			} else {
+				got = append(got, string(v))
+			}
+		}
+		if want := []string{"1", "<absent>", "", "1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("values %q, want %q", got, want)
+		}
+		if want := []bool{true, false, false, true}; fmt.Sprint(found) != fmt.Sprint(want) {
+			t.Errorf("found %v, want %v", found, want)
+		}
+		return nil
+	}))
+}
+
+// TestLookUpProvisioning: domain owners come with the matches, whether
+// any user matches (a second, full read) or none does (one read).
+func TestLookUpProvisioning(t *testing.T) {
+	s := newTestStore(t)
+	mkOrg(t, s, "acme")
+	mkOrg(t, s, "other")
+	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
+	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
+	ann := &User{OrgID: "acme", UserName: "ann@acme.example", Emails: []Email{{Value: "ann@acme.example"}}}
+	must(t, s.CreateUser(ann))
+	domains := []string{"acme.example", "free.example", "other.example"}
+	for _, c := range []struct {
+		name, userName, email string
+		want                  string
+	}{
+		{"none matches", "bob@acme.example", "bob@other.example", ""},
+		{"userName matches", "ANN@acme.example", "", ann.ID},
+		{"email matches", "carol@acme.example", "Ann@acme.example", ann.ID},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var emails []string
+			if c.email != "" {
+				emails = []string{c.email}
+			}
+			l, err := s.LookUpProvisioning("acme", domains, "", c.userName, emails)
+			must(t, err)
+			if want := []string{"acme", "", "other"}; fmt.Sprint(l.DomainOwners) != fmt.Sprint(want) {
+				t.Errorf("owners %q, want %q", l.DomainOwners, want)
+			}
+			var got string
+			switch {
+			case l.ByUserName != nil:
+				got = l.ByUserName.ID
+			case len(l.ByEmail) == 1:
+				got = l.ByEmail[0].ID
+			case len(l.ByEmail) > 1:
+				t.Fatalf("by email: %v", l.ByEmail)
+			}
+			if got != c.want || l.ByExternalID != nil {
+				t.Errorf("matched %q (by externalId %v), want %q", got, l.ByExternalID, c.want)
+			}
+		})
+	}
 }

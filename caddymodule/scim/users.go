@@ -357,14 +357,22 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.srv.limits.checkUser(u); err != nil {
 		return elimity.Resource{}, err
 	}
-	if err := h.srv.checkDomains(org, userDomains(u)); err != nil {
-		return elimity.Resource{}, err
+	// The domains and the users the request may mean, in one look-up.
+	domains := userDomains(u)
+	look, err := h.srv.cfg.Store.LookUpProvisioning(org, domains, u.ExternalID, u.UserName, emailValues(u))
+	if err != nil {
+		return elimity.Resource{}, h.srv.storeError(err, "", "")
+	}
+	for i, d := range domains {
+		if err := foreignDomain(org, d, look.DomainOwners[i]); err != nil {
+			return elimity.Resource{}, err
+		}
 	}
 	// No lock: concurrent creations share the store's transaction, which
 	// checks uniqueness and max_users with the ones before it counted
 	// (store.CreateUser), and an adoption is an update that re-checks
 	// its candidate.
-	adopted, err := h.adopt(org, u)
+	adopted, err := h.adopt(org, u, look)
 	if err != nil {
 		return elimity.Resource{}, err
 	}
@@ -395,16 +403,13 @@ var errChangedMeanwhile = scimerrors.ScimError{Status: http.StatusConflict, Deta
 // errNotAdoptable aborts an adoption whose candidate changed meanwhile.
 var errNotAdoptable = errors.New("user is no longer one created by sign-in")
 
-// adopt finds a user that SAML sign-in created and that in describes, and
-// turns it into this provisioned user. It returns nil when there is none.
-// A match by externalId or userName that is not such a user is the
-// conflict the IdP must hear about.
-func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
+// adopt finds a user that SAML sign-in created and that in describes
+// (among the matches of look), and turns it into this provisioned user.
+// It returns nil when there is none. A match by externalId or userName
+// that is not such a user is the conflict the IdP must hear about.
+func (h *userHandler) adopt(org string, in *store.User, look *store.Provisioning) (*store.User, error) {
 	st := h.srv.cfg.Store
-	byExt, byName, byEmail, err := st.ProvisioningMatches(org, in.ExternalID, in.UserName, emailValues(in))
-	if err != nil {
-		return nil, h.srv.storeError(err, "", "")
-	}
+	byExt, byName, byEmail := look.ByExternalID, look.ByUserName, look.ByEmail
 	var cand *store.User
 	for _, u := range []*store.User{byExt, byName} {
 		if u == nil {

@@ -261,6 +261,43 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 		}
 	})
 
+	t.Run("WritesOfOneKeyInOrder", func(t *testing.T) {
+		// Several writes of each key in one transaction (PostgreSQL
+		// sends them together, the last of each key): what stays is
+		// the last write of each.
+		b := open(t)
+		put(t, b, "w/gone", "old")
+		put(t, b, "w/kept", "old")
+		must(t, b.Update(func(txn Txn) error {
+			steps := []struct {
+				k, v string // v "": delete
+			}{
+				{"w/a", "1"}, {"w/b", "1"}, {"w/a", ""}, {"w/c", "1"}, {"w/c", "2"},
+				{"w/d", ""}, {"w/e", "1"}, {"w/e", ""}, {"w/e", "3"}, {"w/gone", ""},
+				{"w/kept", ""}, {"w/kept", "new"}, {"w/b", "2"},
+			}
+			for _, s := range steps {
+				var err error
+				if s.v == "" {
+					err = txn.Delete([]byte(s.k))
+				} else {
+					err = txn.Set([]byte(s.k), []byte(s.v), 0)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil))
+		wantAbsent(t, b, "w/a")
+		wantValue(t, b, "w/b", "2")
+		wantValue(t, b, "w/c", "2")
+		wantAbsent(t, b, "w/d")
+		wantValue(t, b, "w/e", "3")
+		wantAbsent(t, b, "w/gone")
+		wantValue(t, b, "w/kept", "new")
+	})
+
 	t.Run("ReadWriteConflict", func(t *testing.T) {
 		// A and B both read k and write it; A commits while B is open,
 		// so B must not commit a write based on what it read.

@@ -81,13 +81,9 @@ func (t *pgTxn) noteRead(k []byte) {
 // A key read and then set by the pending writes is not claimed: the
 // set's own INSERT … ON CONFLICT fails as the claim would if the key was
 // created since the snapshot (and waits as it would for an uncommitted
-// creation), so the claim would only add a row version. The pending
-// writes are sorted by key for the same reason claims are (stably:
-// writes of one key keep their order).
+// creation), so the claim would only add a row version. The writes go
+// sorted by key (see writes) for the same reason claims do.
 func (t *pgTxn) checks(all bool) []pgStmt {
-	slices.SortStableFunc(t.pending, func(a, b pgStmt) int {
-		return bytes.Compare(a.args[0].([]byte), b.args[0].([]byte))
-	})
 	written := make(map[string]struct{}, len(t.pending))
 	set := make(map[string]struct{}, len(t.pending))
 	for _, w := range t.pending {
@@ -134,6 +130,55 @@ func (t *pgTxn) checks(all bool) []pgStmt {
 	}
 	if len(ckeys) > 0 {
 		stmts = append(stmts, pgStmt{sql: t.p.q.claimRead, args: []any{sortKeys(ckeys)}})
+	}
+	return stmts
+}
+
+// writes are the statements of the pending writes, in key order: the
+// last write of each key, the sets in one multi-row upsert and the
+// deletes in one statement. A user's creation writes some eight keys, and
+// a statement each cost the server more than the rows themselves.
+// Writes of distinct keys commute, and nothing read between two writes
+// of one key (a read sends the writes before it), so only the last
+// counts.
+func (t *pgTxn) writes() []pgStmt {
+	if len(t.pending) <= 1 {
+		return t.pending
+	}
+	// Stably: writes of one key keep their order.
+	slices.SortStableFunc(t.pending, func(a, b pgStmt) int {
+		return bytes.Compare(a.args[0].([]byte), b.args[0].([]byte))
+	})
+	var setK, setV [][]byte
+	var setX []int64
+	var delK [][]byte
+	for i, w := range t.pending {
+		k := w.args[0].([]byte)
+		if i+1 < len(t.pending) && bytes.Equal(k, t.pending[i+1].args[0].([]byte)) {
+			continue // a later write of k follows (sorted: adjacent)
+		}
+		if w.sql == t.p.q.set {
+			setK = append(setK, k)
+			setV = append(setV, w.args[1].([]byte))
+			setX = append(setX, w.args[2].(int64))
+		} else {
+			delK = append(delK, k)
+		}
+	}
+	var stmts []pgStmt
+	switch len(setK) {
+	case 0:
+	case 1:
+		stmts = append(stmts, pgStmt{sql: t.p.q.set, args: []any{setK[0], setV[0], setX[0]}})
+	default:
+		stmts = append(stmts, pgStmt{sql: t.p.q.setMany, args: []any{setK, setV, setX}})
+	}
+	switch len(delK) {
+	case 0:
+	case 1:
+		stmts = append(stmts, pgStmt{sql: t.p.q.del, args: []any{delK[0]}})
+	default:
+		stmts = append(stmts, pgStmt{sql: t.p.q.delMany, args: []any{delK}})
 	}
 	return stmts
 }
@@ -281,7 +326,7 @@ func (t *pgTxn) roundTrip(tail ...pgStmt) error {
 	}
 	if len(t.pending) > 0 {
 		stmts = append(stmts, t.checks(false)...)
-		stmts = append(stmts, t.pending...)
+		stmts = append(stmts, t.writes()...)
 	}
 	stmts = append(stmts, tail...)
 	t.pending = nil
@@ -321,7 +366,7 @@ func (t *pgTxn) commit(keys []string) error {
 		// conflict: its reads were a consistent snapshot.
 		stmts = t.checks(true)
 	}
-	stmts = append(stmts, t.pending...)
+	stmts = append(stmts, t.writes()...)
 	t.pending = nil
 	if len(keys) > 0 {
 		stmts = append(stmts, pgStmt{sql: "SELECT pg_notify($1, $2)", args: []any{t.p.channel, t.p.notifyPayload(keys)}})

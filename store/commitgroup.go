@@ -45,18 +45,25 @@ type commitQueue struct {
 }
 
 type groupedWrite struct {
-	fn  func(Txn) error
-	err error
-	ran bool // err is the write's outcome
+	fn func(Txn) error
+	// reads are the keys fn will read, and snap those it will read for
+	// a snapshotRead; a group reads them all in one exchange up front.
+	reads, snap [][]byte
+	err         error
+	ran         bool // err is the write's outcome
 	// done receives true when the write has run (err holds its outcome),
 	// false when this write's goroutine is to lead the next group.
 	done chan bool
 }
 
 // updateGrouped is update for writes that may share a transaction with
-// concurrent writes of the same group (see above).
-func (s *Store) updateGrouped(op, group string, fn func(Txn) error) error {
-	w := &groupedWrite{fn: fn, done: make(chan bool, 1)}
+// concurrent writes of the same group (see above). reads and snap are
+// the keys fn reads, as prefetchWithSnapshot takes them: a group reads
+// those of all its writes in one exchange, and fn's own prefetch of them
+// then needs none (on PostgreSQL one round trip per group, not per
+// write, before the commit).
+func (s *Store) updateGrouped(op, group string, reads, snap [][]byte, fn func(Txn) error) error {
+	w := &groupedWrite{fn: fn, reads: reads, snap: snap, done: make(chan bool, 1)}
 	g := &s.groups
 	g.mu.Lock()
 	if g.m == nil {
@@ -120,10 +127,19 @@ func (s *Store) runGroup(op string, batch []*groupedWrite) {
 	}()
 	if len(batch) > 1 {
 		var writeFailed bool
+		var reads, snap [][]byte
+		for _, w := range batch {
+			reads = append(reads, w.reads...)
+			snap = append(snap, w.snap...)
+		}
 		err := s.update(op, func(txn Txn) error {
 			writeFailed = false
+			shared, err := prefetchWithSnapshot(txn, reads, snap)
+			if err != nil {
+				return err
+			}
 			for _, w := range batch {
-				if err := w.fn(txn); err != nil {
+				if err := w.fn(shared); err != nil {
 					writeFailed = true
 					return err
 				}

@@ -41,6 +41,9 @@ type multiGetter interface {
 
 // getMany reads keys in txn, in one exchange where the backend can.
 func getMany(txn Txn, keys [][]byte) ([][]byte, error) {
+	if p, ok := txn.(*prefetchedTxn); ok {
+		return p.getMany(keys)
+	}
 	inner := txn
 	if r, ok := txn.(*recordingTxn); ok {
 		inner = r.Txn
@@ -93,7 +96,14 @@ func prefetch(txn Txn, keys ...[]byte) (*prefetchedTxn, error) {
 // snapshotRead, in the same exchange, where the backend can read keys
 // without their counting towards the conflicts (PostgreSQL); elsewhere
 // snap is not read here (Badger's snapshotRead is a view of its own).
+//
+// On a prefetchedTxn that holds every key asked for already (a commit
+// group's, see runGroup), it reads nothing and returns that one, whose
+// values follow the transaction's writes.
 func prefetchWithSnapshot(txn Txn, keys, snap [][]byte) (*prefetchedTxn, error) {
+	if p, ok := txn.(*prefetchedTxn); ok && p.holds(keys, snap) {
+		return p, nil
+	}
 	p := &prefetchedTxn{Txn: txn, vals: make(map[string][]byte, len(keys))}
 	var vals [][]byte
 	var err error
@@ -113,6 +123,58 @@ func prefetchWithSnapshot(txn Txn, keys, snap [][]byte) (*prefetchedTxn, error) 
 		p.vals[string(k)] = vals[i]
 	}
 	return p, nil
+}
+
+// getMany answers the keys p holds from memory and reads the others in
+// one exchange.
+func (p *prefetchedTxn) getMany(keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var missing [][]byte
+	var at []int
+	for i, k := range keys {
+		if v, ok := p.vals[string(k)]; ok {
+			out[i] = v
+		} else {
+			missing = append(missing, k)
+			at = append(at, i)
+		}
+	}
+	if len(missing) == 0 {
+		return out, nil
+	}
+	vals, err := getMany(p.Txn, missing)
+	if err != nil {
+		return nil, err
+	}
+	for j, v := range vals {
+		out[at[j]] = v
+	}
+	return out, nil
+}
+
+// holds says whether p answers every one of keys, and of snap from a
+// snapshot read (where the backend reads those with the others).
+func (p *prefetchedTxn) holds(keys, snap [][]byte) bool {
+	for _, k := range keys {
+		if _, ok := p.vals[string(k)]; !ok {
+			return false
+		}
+	}
+	if len(snap) == 0 {
+		return true
+	}
+	if p.snap == nil {
+		// Not read up front: only where the backend cannot (Badger),
+		// and then a nested prefetch could not either.
+		_, can := innerTxn(p.Txn).(snapshotGetter)
+		return !can
+	}
+	for _, k := range snap {
+		if _, ok := p.snap[string(k)]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // innerTxn is the backend's transaction under the Store's wrappers.

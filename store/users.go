@@ -129,14 +129,15 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 		return err
 	}
 	defer s.leave()
-	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
-		var stripes [][]byte
-		if o.maxBytes > 0 {
-			// charge's check of the cap reads them all, untracked:
-			// in the same exchange where the backend can.
-			stripes = usageKeys(c.OrgID)
-		}
-		txn, err := prefetchWithSnapshot(txn, createUserReads(&c), stripes)
+	reads := createUserReads(&c)
+	var stripes [][]byte
+	if o.maxBytes > 0 {
+		// charge's check of the cap reads them all, untracked: in the
+		// same exchange where the backend can.
+		stripes = usageKeys(c.OrgID)
+	}
+	err := s.updateGrouped(op, "users/"+c.OrgID, reads, stripes, func(txn Txn) error {
+		txn, err := prefetchWithSnapshot(txn, reads, stripes)
 		if err != nil {
 			return err
 		}

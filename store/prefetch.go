@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -67,12 +68,23 @@ func getMany(txn Txn, keys [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
-// snapshotGetter is a transaction that can read, in the exchange of a
-// multi-key read, more keys whose reads do not count towards its
-// conflicts (pgTxn.SnapshotRead's reads).
-type snapshotGetter interface {
-	// GetManySnapshot is GetMany of keys, and of snap without tracking.
-	GetManySnapshot(keys, snap [][]byte) (vals, snapVals [][]byte, err error)
+// readAheader is a transaction that reads, in one exchange, keys, more
+// keys whose reads do not count towards its conflicts (pgTxn.SnapshotRead's
+// reads), and whether any key starts with each of some prefixes.
+type readAheader interface {
+	ReadAhead(r readSet) (vals, snapVals [][]byte, found []bool, err error)
+}
+
+// readSet is what a transaction will read: keys, snap (through
+// snapshotRead) and prefixes (whether any key starts with each).
+type readSet struct {
+	keys, snap, prefixes [][]byte
+}
+
+func (r *readSet) add(o readSet) {
+	r.keys = append(r.keys, o.keys...)
+	r.snap = append(r.snap, o.snap...)
+	r.prefixes = append(r.prefixes, o.prefixes...)
 }
 
 // prefetchedTxn is a transaction whose reads of some keys are answered
@@ -84,45 +96,69 @@ type prefetchedTxn struct {
 	// snap holds keys read for snapshotRead (untracked), when the
 	// backend could read them with vals; nil otherwise.
 	snap map[string][]byte
+	// found says, per prefix probed, whether a key starts with it.
+	found map[string]bool
 }
 
 // prefetch reads keys in txn in one exchange and returns txn answering
 // them from memory.
 func prefetch(txn Txn, keys ...[]byte) (*prefetchedTxn, error) {
-	return prefetchWithSnapshot(txn, keys, nil)
+	return prefetchSet(txn, readSet{keys: keys})
 }
 
-// prefetchWithSnapshot is prefetch that also reads snap for a later
-// snapshotRead, in the same exchange, where the backend can read keys
-// without their counting towards the conflicts (PostgreSQL); elsewhere
-// snap is not read here (Badger's snapshotRead is a view of its own).
+// prefetchSet is prefetch of r.keys that also probes r.prefixes and, in
+// the same exchange where the backend can read keys without their
+// counting towards the conflicts (PostgreSQL), reads r.snap for a later
+// snapshotRead; elsewhere snap is not read here (Badger's snapshotRead
+// is a view of its own).
 //
-// On a prefetchedTxn that holds every key asked for already (a commit
-// group's, see runGroup), it reads nothing and returns that one, whose
-// values follow the transaction's writes.
-func prefetchWithSnapshot(txn Txn, keys, snap [][]byte) (*prefetchedTxn, error) {
-	if p, ok := txn.(*prefetchedTxn); ok && p.holds(keys, snap) {
+// On a prefetchedTxn that holds all of r already (a commit group's, see
+// runGroup), it reads nothing and returns that one, whose answers follow
+// the transaction's writes.
+func prefetchSet(txn Txn, r readSet) (*prefetchedTxn, error) {
+	if p, ok := txn.(*prefetchedTxn); ok && p.holds(r) {
 		return p, nil
 	}
-	p := &prefetchedTxn{Txn: txn, vals: make(map[string][]byte, len(keys))}
-	var vals [][]byte
+	p := &prefetchedTxn{Txn: txn, vals: make(map[string][]byte, len(r.keys))}
+	var vals, snapVals [][]byte
+	var found []bool
 	var err error
-	if sg, ok := innerTxn(txn).(snapshotGetter); ok && len(snap) > 0 {
-		var snapVals [][]byte
-		if vals, snapVals, err = sg.GetManySnapshot(keys, snap); err != nil {
+	if ra, ok := innerTxn(txn).(readAheader); ok {
+		if vals, snapVals, found, err = ra.ReadAhead(r); err != nil {
 			return nil, err
 		}
-		p.snap = make(map[string][]byte, len(snap))
-		for i, k := range snap {
+		p.snap = make(map[string][]byte, len(r.snap))
+		for i, k := range r.snap {
 			p.snap[string(k)] = snapVals[i]
 		}
-	} else if vals, err = getMany(txn, keys); err != nil {
+	} else if vals, found, err = probe(txn, r.keys, r.prefixes); err != nil {
 		return nil, err
 	}
-	for i, k := range keys {
+	for i, k := range r.keys {
 		p.vals[string(k)] = vals[i]
 	}
+	if len(r.prefixes) > 0 {
+		p.found = make(map[string]bool, len(r.prefixes))
+		for i, pre := range r.prefixes {
+			p.found[string(pre)] = found[i]
+		}
+	}
 	return p, nil
+}
+
+// prefixFound says whether some key starts with prefix in txn, from what
+// a prefetch found where it can.
+func prefixFound(txn Txn, prefix []byte) (bool, error) {
+	if p := outerPrefetch(txn); p != nil {
+		if f, ok := p.found[string(prefix)]; ok {
+			return f, nil
+		}
+	}
+	_, found, err := probe(txn, nil, [][]byte{prefix})
+	if err != nil {
+		return false, err
+	}
+	return found[0], nil
 }
 
 // getMany answers the keys p holds from memory and reads the others in
@@ -152,29 +188,48 @@ func (p *prefetchedTxn) getMany(keys [][]byte) ([][]byte, error) {
 	return out, nil
 }
 
-// holds says whether p answers every one of keys, and of snap from a
-// snapshot read (where the backend reads those with the others).
-func (p *prefetchedTxn) holds(keys, snap [][]byte) bool {
-	for _, k := range keys {
+// holds says whether p answers every read of r (snap from a snapshot
+// read where the backend reads those with the others).
+func (p *prefetchedTxn) holds(r readSet) bool {
+	for _, k := range r.keys {
 		if _, ok := p.vals[string(k)]; !ok {
 			return false
 		}
 	}
-	if len(snap) == 0 {
+	for _, pre := range r.prefixes {
+		if _, ok := p.found[string(pre)]; !ok {
+			return false
+		}
+	}
+	if len(r.snap) == 0 {
 		return true
 	}
 	if p.snap == nil {
 		// Not read up front: only where the backend cannot (Badger),
 		// and then a nested prefetch could not either.
-		_, can := innerTxn(p.Txn).(snapshotGetter)
+		_, can := innerTxn(p.Txn).(readAheader)
 		return !can
 	}
-	for _, k := range snap {
+	for _, k := range r.snap {
 		if _, ok := p.snap[string(k)]; !ok {
 			return false
 		}
 	}
 	return true
+}
+
+// noteWrite keeps what p found under its prefixes true to a write of k:
+// a set makes a key found there, a delete makes it unknown.
+func (p *prefetchedTxn) noteWrite(k []byte, set bool) {
+	for pre := range p.found {
+		if bytes.HasPrefix(k, []byte(pre)) {
+			if set {
+				p.found[pre] = true
+			} else {
+				delete(p.found, pre)
+			}
+		}
+	}
 }
 
 // innerTxn is the backend's transaction under the Store's wrappers.
@@ -215,6 +270,8 @@ func (p *prefetchedTxn) Set(k, v []byte, expiresAt uint64) error {
 	if err := p.Txn.Set(k, v, expiresAt); err != nil {
 		return err
 	}
+	// An expiring key may be gone when read: unknown.
+	p.noteWrite(k, expiresAt == 0)
 	if expiresAt != 0 {
 		// Whether it is still there depends on the clock: ask the
 		// backend.
@@ -236,6 +293,7 @@ func (p *prefetchedTxn) Delete(k []byte) error {
 	if err := p.Txn.Delete(k); err != nil {
 		return err
 	}
+	p.noteWrite(k, false)
 	p.vals[string(k)] = nil
 	if _, ok := p.snap[string(k)]; ok {
 		p.snap[string(k)] = nil
@@ -249,16 +307,21 @@ func (t *pgTxn) GetMany(keys [][]byte) ([][]byte, error) {
 	return t.getMany(keys, len(keys))
 }
 
-// GetManySnapshot implements snapshotGetter: keys and snap in one round
-// trip, the reads of snap untracked as in SnapshotRead.
-func (t *pgTxn) GetManySnapshot(keys, snap [][]byte) (vals, snapVals [][]byte, err error) {
-	all := make([][]byte, 0, len(keys)+len(snap))
-	all = append(append(all, keys...), snap...)
-	out, err := t.getMany(all, len(keys))
-	if err != nil {
-		return nil, nil, err
+// ReadAhead implements readAheader: r's keys, snap and prefixes in one
+// round trip, the reads of snap untracked as in SnapshotRead.
+func (t *pgTxn) ReadAhead(r readSet) (vals, snapVals [][]byte, found []bool, err error) {
+	all := make([][]byte, 0, len(r.keys)+len(r.snap))
+	all = append(append(all, r.keys...), r.snap...)
+	var out [][]byte
+	if len(r.prefixes) > 0 {
+		out, found, err = t.probe(all, len(r.keys), r.prefixes)
+	} else {
+		out, err = t.getMany(all, len(r.keys))
 	}
-	return out[:len(keys)], out[len(keys):], nil
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return out[:len(r.keys)], out[len(r.keys):], found, nil
 }
 
 // getMany reads keys in one round trip; the first tracked of them count
@@ -338,6 +401,12 @@ func probe(txn Txn, keys, prefixes [][]byte) ([][]byte, []bool, error) {
 // Probe implements prober. A key found under a prefix counts as read,
 // as an iterator's would.
 func (t *pgTxn) Probe(keys, prefixes [][]byte) ([][]byte, []bool, error) {
+	return t.probe(keys, len(keys), prefixes)
+}
+
+// probe is Probe whose first tracked keys count as read, the others
+// being snapshot reads.
+func (t *pgTxn) probe(keys [][]byte, tracked int, prefixes [][]byte) ([][]byte, []bool, error) {
 	if t.err != nil {
 		return nil, nil, t.err
 	}
@@ -349,7 +418,9 @@ func (t *pgTxn) Probe(keys, prefixes [][]byte) ([][]byte, []bool, error) {
 			return nil, nil, fmt.Errorf("store: postgres: empty key: %w", ErrInvalid)
 		}
 		at[string(k)] = append(at[string(k)], i)
-		t.noteRead(k)
+		if i < tracked {
+			t.noteRead(k)
+		}
 	}
 	his := make([][]byte, len(prefixes))
 	atPrefix := make(map[string][]int, len(prefixes))

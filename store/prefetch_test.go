@@ -178,3 +178,79 @@ func TestLookUpProvisioning(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateUnmatched: a creation with Unmatched refuses a foreign
+// verified domain and names any match instead of creating, and creates
+// when nothing matches; a prefetch's prefix answers follow its writes.
+func TestCreateUnmatched(t *testing.T) {
+	s := newTestStore(t)
+	mkOrg(t, s, "acme")
+	mkOrg(t, s, "other")
+	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
+	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
+	ann := &User{OrgID: "acme", UserName: "ann@acme.example", ExternalID: "x-ann", Emails: []Email{{Value: "ann@acme.example"}}}
+	must(t, s.CreateUser(ann))
+	for _, c := range []struct {
+		name    string
+		u       User
+		domains []string
+		wantErr error
+	}{
+		{"foreign domain", User{UserName: "bob@other.example"}, []string{"other.example"}, nil},
+		{"userName held", User{UserName: "ANN@acme.example"}, []string{"acme.example"}, ErrMatched},
+		{"externalId held", User{UserName: "carol@acme.example", ExternalID: "x-ann"}, nil, ErrMatched},
+		{"address held", User{UserName: "dan@acme.example", Emails: []Email{{Value: "Ann@ACME.example"}}}, nil, ErrMatched},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := c.u
+			u.OrgID = "acme"
+			err := s.CreateUser(&u, Unmatched(c.domains))
+			var owned *DomainOwnedError
+			switch {
+			case c.wantErr != nil:
+				wantErr(t, err, c.wantErr)
+			case !errors.As(err, &owned) || owned.Domain != "other.example" || owned.Owner != "other":
+				t.Fatalf("err = %v, want the domain owned by other", err)
+			}
+			if n, err := s.CountUsers("acme"); err != nil || n != 1 {
+				t.Fatalf("CountUsers = %d, %v: a refused creation wrote", n, err)
+			}
+		})
+	}
+	eve := &User{OrgID: "acme", UserName: "eve@acme.example", ExternalID: "x-eve", Emails: []Email{{Value: "eve@acme.example"}}}
+	must(t, s.CreateUser(eve, Unmatched([]string{"acme.example"}), MaxStoredBytes(1<<20)))
+	if got, err := s.UserByEmail("acme", "eve@acme.example"); err != nil || got.ID != eve.ID {
+		t.Fatalf("UserByEmail = %v, %v", got, err)
+	}
+
+	// Within one transaction, what a prefetch found under a prefix
+	// follows the transaction's writes.
+	rollBack := errors.New("roll back")
+	err := s.update("test", func(txn Txn) error {
+		pre := scanPrefix(pUMail, "acme", "new@acme.example")
+		p, err := prefetchSet(txn, readSet{prefixes: [][]byte{pre}})
+		if err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || f {
+			return fmt.Errorf("before the write: found %v, %v", f, err)
+		}
+		k := key(pUMail, "acme", "new@acme.example", "some-id")
+		if err := p.Set(k, []byte(`"some-id"`), 0); err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || !f {
+			return fmt.Errorf("after the set: found %v, %v", f, err)
+		}
+		if err := p.Delete(k); err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || f {
+			return fmt.Errorf("after the delete: found %v, %v", f, err)
+		}
+		return rollBack
+	})
+	if !errors.Is(err, rollBack) {
+		t.Fatal(err)
+	}
+}

@@ -40,9 +40,11 @@ var ErrQuota = errors.New("over quota")
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	maxBytes int64
-	maxUsers int
-	audit    *AuditEvent
+	maxBytes  int64
+	maxUsers  int
+	audit     *AuditEvent
+	unmatched bool
+	domains   []string
 }
 
 func writeOpts(opts []WriteOption) writeOptions {
@@ -60,6 +62,32 @@ func writeOpts(opts []WriteOption) writeOptions {
 // heed it.
 func MaxUsers(max int) WriteOption {
 	return func(o *writeOptions) { o.maxUsers = max }
+}
+
+// Unmatched makes a user's creation check first, in its transaction,
+// what LookUpProvisioning would tell: it fails, writing nothing, with a
+// *DomainOwnedError if another organization verified one of domains, and
+// with ErrMatched if another user holds the userName or the externalId
+// or has one of the addresses; the caller then looks the matches up and
+// decides (adopts a user, refuses, or creates without this option). A
+// SCIM import's creations match nothing, and so need no look-up of their
+// own: on PostgreSQL its reads ride with the creation's. Only user
+// creations heed it.
+func Unmatched(domains []string) WriteOption {
+	return func(o *writeOptions) { o.unmatched, o.domains = true, domains }
+}
+
+// ErrMatched: a creation with Unmatched names an existing user.
+var ErrMatched = errors.New("the user matches an existing one")
+
+// DomainOwnedError: a creation with Unmatched has an address in a domain
+// another organization verified.
+type DomainOwnedError struct {
+	Domain, Owner string
+}
+
+func (e *DomainOwnedError) Error() string {
+	return fmt.Sprintf("store: domain %q is verified by organization %q", e.Domain, e.Owner)
 }
 
 // ErrUserLimit: the organization has as many users as MaxUsers allows.
@@ -325,7 +353,7 @@ type snapshotReader interface {
 // transaction always count) in a read transaction of its own, which on
 // Badger holds no scarce resource.
 //
-// Keys prefetched for it (prefetchWithSnapshot) are answered from memory.
+// Keys prefetched for it (prefetchSet) are answered from memory.
 func (s *Store) snapshotRead(txn Txn, fn func(Txn) error) error {
 	if sr, ok := innerTxn(txn).(snapshotReader); ok {
 		return sr.SnapshotRead(func(v Txn) error {

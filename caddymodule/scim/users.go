@@ -357,43 +357,76 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.srv.limits.checkUser(u); err != nil {
 		return elimity.Resource{}, err
 	}
-	// The domains and the users the request may mean, in one look-up.
+	// The ID is chosen here so that the audit event, written in the same
+	// transaction as the user, can name it.
+	u.ID = uuid.NewString()
+	ev := h.srv.auditEvent(org, h.srv.cfg.ClientIP(r), "scim.user.create", "success",
+		map[string]string{"user_id": u.ID, "userName": u.UserName})
+	opts := []store.WriteOption{h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev)}
+	// First as if the user were new, which an initial import's users
+	// are: the creation itself checks the domains and that nobody
+	// matches, so the common case needs no look-up of its own.
 	domains := userDomains(u)
+	err := h.srv.cfg.Store.ProvisionUser(u, append(opts, store.Unmatched(domains))...)
+	var owned *store.DomainOwnedError
+	switch {
+	case errors.As(err, &owned):
+		return elimity.Resource{}, foreignDomain(org, owned.Domain, owned.Owner)
+	case errors.Is(err, store.ErrMatched):
+		// Someone matches: look them up and decide.
+		adopted, err := h.createMatched(r, org, u, domains, opts)
+		if err != nil {
+			return elimity.Resource{}, err
+		}
+		if adopted {
+			return h.resource(u, projectionOf(r))
+		}
+	case err != nil:
+		return elimity.Resource{}, h.provisionError(err)
+	}
+	return h.resourceOf(u, projectionOf(r), false)
+}
+
+// provisionError is the answer to a failed ProvisionUser.
+func (h *userHandler) provisionError(err error) error {
+	if errors.Is(err, store.ErrUserLimit) {
+		return quotaError("users", h.srv.limits.MaxUsers)
+	}
+	return h.srv.storeError(err, "", conflictUser)
+}
+
+// createMatched creates u, which matches an existing user, or adopts the
+// one it matches: it looks up the domains and the users the request may
+// mean in one store read, refuses a foreign domain, adopts a user that
+// SAML sign-in created (u becomes it, and adopted is true), and creates u
+// otherwise. Its error is the answer to give.
+func (h *userHandler) createMatched(r *http.Request, org string, u *store.User, domains []string, opts []store.WriteOption) (adopted bool, err error) {
 	look, err := h.srv.cfg.Store.LookUpProvisioning(org, domains, u.ExternalID, u.UserName, emailValues(u))
 	if err != nil {
-		return elimity.Resource{}, h.srv.storeError(err, "", "")
+		return false, h.srv.storeError(err, "", "")
 	}
 	for i, d := range domains {
 		if err := foreignDomain(org, d, look.DomainOwners[i]); err != nil {
-			return elimity.Resource{}, err
+			return false, err
 		}
 	}
 	// No lock: concurrent creations share the store's transaction, which
 	// checks uniqueness and max_users with the ones before it counted
 	// (store.CreateUser), and an adoption is an update that re-checks
 	// its candidate.
-	adopted, err := h.adopt(org, u, look)
+	a, err := h.adopt(org, u, look)
 	if err != nil {
-		return elimity.Resource{}, err
+		return false, err
 	}
-	if adopted != nil {
-		u = adopted
+	if a != nil {
+		*u = *a
 		h.audit(r, "scim.user.create", u, map[string]string{"adopted": "signed-in user"})
-		return h.resource(u, projectionOf(r))
+		return true, nil
 	}
-	// The ID is chosen here so that the audit event, written in the same
-	// transaction as the user, can name it.
-	u.ID = uuid.NewString()
-	ev := h.srv.auditEvent(org, h.srv.cfg.ClientIP(r), "scim.user.create", "success",
-		map[string]string{"user_id": u.ID, "userName": u.UserName})
-	err = h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev))
-	if errors.Is(err, store.ErrUserLimit) {
-		return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
+	if err := h.srv.cfg.Store.ProvisionUser(u, opts...); err != nil {
+		return false, h.provisionError(err)
 	}
-	if err != nil {
-		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
-	}
-	return h.resourceOf(u, projectionOf(r), false)
+	return false, nil
 }
 
 // errChangedMeanwhile aborts an update whose user changed between its

@@ -211,15 +211,19 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "ssogate"
 	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["enable_seqscan"]; !ok {
-		// Every query of the store reads keys or key ranges of kv by its
-		// primary key (or expired rows by their index). While kv is
-		// small, as it is when a new deployment starts importing, the
-		// planner prefers scanning the whole table to probing the index
-		// for several keys, and the prepared statements keep that plan
-		// as the table grows: an import measured here slowed fourfold
-		// within a few thousand users until autovacuum's next ANALYZE.
-		cfg.ConnConfig.RuntimeParams["enable_seqscan"] = "off"
+	// Every query of the store reads keys or key ranges of kv by its
+	// primary key (or expired rows by their index). While kv is small, as
+	// it is when a new deployment starts importing, the planner prefers
+	// scanning the whole table to probing the index for several keys, and
+	// the prepared statements keep that plan as the table grows: imports
+	// measured here slowed up to fourfold within a few thousand users,
+	// until autovacuum's next ANALYZE. A SET rather than a startup
+	// parameter, which PgBouncer refuses.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+			return fmt.Errorf("store: postgres: session settings: %w", err)
+		}
+		return nil
 	}
 	log := o.Logger
 	if log == nil {

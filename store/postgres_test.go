@@ -710,3 +710,17 @@ func TestPostgresViewSingle(t *testing.T) {
 	put(t, p, "a", "3")
 	wantValue(t, p, "a", "3")
 }
+
+// The store's connections do not scan kv whole: see OpenPostgres.
+func TestPostgresSessionSettings(t *testing.T) {
+	onceOnly(t)
+	dsn, schema := pgtest.Schema(t)
+	p := openPostgresAt(t, dsn, schema)
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	var v string
+	must(t, p.pool.QueryRow(ctx, "SHOW enable_seqscan").Scan(&v))
+	if v != "off" {
+		t.Fatalf("enable_seqscan = %q on a pooled connection, want off", v)
+	}
+}

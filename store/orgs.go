@@ -237,7 +237,22 @@ func (s *Store) purgeOrg(orgID string) error {
 	}); err != nil {
 		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 	}
-	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pSessName, pAuthnOrg, pUDel, pSignIn} {
+	// Pending invitation links, keyed by their token's hash, through
+	// the org's per-user markers.
+	if _, err := s.forEachKeyBatch(scanPrefix(pLInvUser, orgID), func(txn Txn, keys [][]byte) (int, error) {
+		for _, k := range keys {
+			if err := del(txn, key(pLInv, lastSegment(k))); err != nil {
+				return 0, err
+			}
+			if err := del(txn, k); err != nil {
+				return 0, err
+			}
+		}
+		return len(keys), nil
+	}); err != nil {
+		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
+	}
+	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pSessName, pAuthnOrg, pUDel, pSignIn, pFlash} {
 		if err := s.deletePrefix(scanPrefix(p, orgID)); err != nil {
 			return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 		}

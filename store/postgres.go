@@ -135,6 +135,7 @@ type Postgres struct {
 	retryBudget time.Duration // reconnectBudget; longer in tests
 	acquireWait time.Duration // acquireTimeout; shorter in tests
 	pings       atomic.Int64  // heartbeats of its own the listener received, for tests
+	listens     atomic.Int64  // listening connections opened, for tests
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc

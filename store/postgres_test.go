@@ -186,10 +186,11 @@ func TestPostgresNotifications(t *testing.T) {
 	if got := strings.Join(ra.next(t), ","); got != "last" {
 		t.Fatalf("a heard %q, want last", got)
 	}
-	select {
-	case s := <-ra.states:
-		t.Fatalf("state change %v without a connection loss", s)
-	default:
+	// Nothing made the listener give its connection up. (A stall of the
+	// machine longer than heartbeatMaxAge may turn it not live for a
+	// moment, as it should, so its states are not what is checked.)
+	if n := a.listens.Load(); n != 1 {
+		t.Fatalf("the listener opened %d connections, want 1", n)
 	}
 }
 
@@ -210,6 +211,9 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	if live := ra.state(t); !live {
 		t.Fatal("listener did not come back")
+	}
+	if n := a.listens.Load(); n < 2 {
+		t.Fatalf("the listener opened %d connections across a restart, want a new one", n)
 	}
 	b := openPostgresAt(t, srv.DSN(), "ssogate")
 	must(t, b.Update(func(txn Txn) error { return txn.Set([]byte("k"), []byte("b"), 0) },
@@ -661,10 +665,8 @@ func TestPostgresListenerPings(t *testing.T) {
 	if got := strings.Join(ra.next(t), ","); got != "after-pings" {
 		t.Fatalf("heard %q", got)
 	}
-	select {
-	case s := <-ra.states:
-		t.Fatalf("state change %v while pinging", s)
-	default:
+	if n := a.listens.Load(); n != 1 {
+		t.Fatalf("the listener opened %d connections while pinging, want 1", n)
 	}
 }
 

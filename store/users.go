@@ -162,14 +162,8 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 				return err
 			}
 		}
-		if o.maxUsers > 0 {
-			n, err := counter(txn, key(pCount, "users", c.OrgID))
-			if err != nil {
-				return err
-			}
-			if n >= o.maxUsers {
-				return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, c.OrgID, n, ErrUserLimit)
-			}
+		if err := checkUserLimit(txn, op, c.OrgID, o.maxUsers); err != nil {
+			return err
 		}
 		use := &usage{org: c.OrgID, max: o.maxBytes}
 		if err := putNewUser(txn, use, op, &c); err != nil {
@@ -564,4 +558,21 @@ func (s *Store) CountUsers(orgID string) (int, error) {
 		return err
 	})
 	return n, err
+}
+
+// checkUserLimit refuses one more user in org when it has max already
+// (max <= 0: no cap). The count is read in the creating transaction, so
+// concurrent creations conflict on it rather than overshoot together.
+func checkUserLimit(txn Txn, op, org string, max int) error {
+	if max <= 0 {
+		return nil
+	}
+	n, err := counter(txn, key(pCount, "users", org))
+	if err != nil {
+		return err
+	}
+	if n >= max {
+		return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, org, n, ErrUserLimit)
+	}
+	return nil
 }

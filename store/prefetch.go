@@ -1,9 +1,9 @@
 package store
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -88,7 +88,7 @@ func (r *readSet) add(o readSet) {
 }
 
 // prefetchedTxn is a transaction whose reads of some keys are answered
-// from values read up front (see prefetch). It sees its own writes: every
+// from values read up front (see prefetchSet). It sees its own writes: every
 // Set and Delete passes through it and updates what it answers.
 type prefetchedTxn struct {
 	Txn
@@ -100,17 +100,12 @@ type prefetchedTxn struct {
 	found map[string]bool
 }
 
-// prefetch reads keys in txn in one exchange and returns txn answering
-// them from memory.
-func prefetch(txn Txn, keys ...[]byte) (*prefetchedTxn, error) {
-	return prefetchSet(txn, readSet{keys: keys})
-}
-
-// prefetchSet is prefetch of r.keys that also probes r.prefixes and, in
-// the same exchange where the backend can read keys without their
-// counting towards the conflicts (PostgreSQL), reads r.snap for a later
-// snapshotRead; elsewhere snap is not read here (Badger's snapshotRead
-// is a view of its own).
+// prefetchSet reads r.keys in txn in one exchange and returns txn
+// answering them from memory. It also probes r.prefixes and, in the same
+// exchange where the backend can read keys without their counting towards
+// the conflicts (PostgreSQL), reads r.snap for a later snapshotRead;
+// elsewhere snap is not read here (Badger's snapshotRead is a view of its
+// own).
 //
 // On a prefetchedTxn that holds all of r already (a commit group's, see
 // runGroup), it reads nothing and returns that one, whose answers follow
@@ -221,8 +216,12 @@ func (p *prefetchedTxn) holds(r readSet) bool {
 // noteWrite keeps what p found under its prefixes true to a write of k:
 // a set makes a key found there, a delete makes it unknown.
 func (p *prefetchedTxn) noteWrite(k []byte, set bool) {
+	if len(p.found) == 0 {
+		return
+	}
+	ks := string(k)
 	for pre := range p.found {
-		if bytes.HasPrefix(k, []byte(pre)) {
+		if strings.HasPrefix(ks, pre) {
 			if set {
 				p.found[pre] = true
 			} else {

@@ -40,7 +40,7 @@ func TestGetManySeesOwnWrites(t *testing.T) {
 			}
 		}
 		// The prefetched view answers the same, and follows later writes.
-		p, err := prefetch(txn, keys...)
+		p, err := prefetchSet(txn, readSet{keys: keys})
 		if err != nil {
 			return err
 		}

@@ -382,6 +382,34 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 		}
 	})
 
+	t.Run("ReadAbsentSetThenDeletedConflicts", func(t *testing.T) {
+		// A reads k absent, sets it and deletes it again (the set is
+		// never sent on PostgreSQL, only the last write of a key); B
+		// creates k meanwhile: A must not commit.
+		b := open(t)
+		var once sync.Once
+		var errB error
+		errA := b.Update(func(txn Txn) error {
+			if _, err := txn.Get([]byte("k")); !errors.Is(err, ErrNoKey) {
+				return fmt.Errorf("k: %v, want absent", err)
+			}
+			once.Do(func() {
+				errB = b.Update(func(txn Txn) error { return txn.Set([]byte("k"), []byte("B"), 0) }, nil)
+			})
+			if err := txn.Set([]byte("k"), []byte("A"), 0); err != nil {
+				return err
+			}
+			if err := txn.Delete([]byte("k")); err != nil {
+				return err
+			}
+			return txn.Set([]byte("j"), []byte("A"), 0)
+		}, nil)
+		if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+			t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+		}
+		wantValue(t, b, "k", "B")
+	})
+
 	t.Run("WriteSkewRefused", func(t *testing.T) {
 		// The invariant "x or y stays 1": A reads both and clears x, B
 		// reads both and clears y. Serializable means not both commit.

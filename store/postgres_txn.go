@@ -78,8 +78,8 @@ func (t *pgTxn) noteRead(k []byte) {
 // of them with the commit (all), else those the pending writes touch.
 // Keys go sorted, so that claims of the same keys wait in one order.
 //
-// A key read and then set by the pending writes is not claimed: the
-// set's own INSERT … ON CONFLICT fails as the claim would if the key was
+// A key read and then set by the pending writes (its last write) is not
+// claimed: the set's own INSERT … ON CONFLICT fails as the claim would if the key was
 // created since the snapshot (and waits as it would for an uncommitted
 // creation), so the claim would only add a row version. The writes go
 // sorted by key (see writes) for the same reason claims do.
@@ -89,8 +89,12 @@ func (t *pgTxn) checks(all bool) []pgStmt {
 	for _, w := range t.pending {
 		k := string(w.args[0].([]byte))
 		written[k] = struct{}{}
+		// Only a key whose last write is a set: the others' upserts
+		// are not sent (see writes).
 		if w.sql == t.p.q.set {
 			set[k] = struct{}{}
+		} else {
+			delete(set, k)
 		}
 	}
 	var readKeys []string

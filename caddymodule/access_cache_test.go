@@ -300,7 +300,7 @@ func TestStoreOutageRefusesButKeepsTheSession(t *testing.T) {
 // store. The outcome still ends access when the change calls for it.
 func TestRecheckConcurrentRequestsShareOne(t *testing.T) {
 	f := newCacheFixture(t)
-	m, err := newMetrics(prometheus.NewRegistry(), func() (int, error) { return 0, nil })
+	m, err := newMetrics(prometheus.NewRegistry(), func() (int, error) { return 0, nil }, func() float64 { return 1 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -197,7 +197,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.shared = &appState{}
 	if reg := ctx.GetMetricsRegistry(); reg != nil {
-		m, err := newMetrics(reg, a.countSessions)
+		m, err := newMetrics(reg, a.countSessions, a.changesLive)
 		if err != nil {
 			return fmt.Errorf("sso: registering metrics: %w", err)
 		}
@@ -484,6 +484,16 @@ func (a *App) countSessions() (int, error) {
 		return 0, err
 	}
 	return st.CountSessions()
+}
+
+// changesLive is the store_changes_live gauge: 0 also when the store
+// cannot be had.
+func (a *App) changesLive() float64 {
+	st, err := a.Store()
+	if err != nil || !st.ChangesLive() {
+		return 0
+	}
+	return 1
 }
 
 // pooledStore lets the usage pool close the store with its last reference.

@@ -38,8 +38,9 @@ type metrics struct {
 }
 
 // newMetrics creates the collectors and registers them in reg, with the
-// active-sessions gauge reading count.
-func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics, error) {
+// active-sessions gauge reading count and the change-listener gauge
+// reading live.
+func newMetrics(reg prometheus.Registerer, count func() (int, error), live func() float64) (*metrics, error) {
 	m := &metrics{
 		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: metricsNamespace, Name: "signins_total",
@@ -67,6 +68,10 @@ func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics,
 		Namespace: metricsNamespace, Name: "active_sessions",
 		Help: "Live sessions in the store (counted at most every 15 s).",
 	}, cachedCount(count, 15*time.Second))
+	changesLive := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: metricsNamespace, Name: "store_changes_live",
+		Help: "1 while this instance hears every store write that can change its cached re-checks (always with Badger; with PostgreSQL while the change listener is connected and its heartbeats are fresh), 0 while every request is re-checked in full.",
+	}, live)
 	// A registry that already has them (two sso apps provisioned in one
 	// context, as tests do) keeps the first set, as Caddy's own modules do.
 	for _, f := range []**prometheus.CounterVec{&m.signIns, &m.scim, &m.throttled, &m.recheck} {
@@ -81,8 +86,10 @@ func newMetrics(reg prometheus.Registerer, count func() (int, error)) (*metrics,
 		return nil, err
 	}
 	m.storeWrites = c.(*prometheus.HistogramVec)
-	if _, err := register(reg, sessions); err != nil {
-		return nil, err
+	for _, g := range []prometheus.Collector{sessions, changesLive} {
+		if _, err := register(reg, g); err != nil {
+			return nil, err
+		}
 	}
 	// Series that should read 0 rather than be absent before the first
 	// event, so that rate() and alerts work from the start.

@@ -127,6 +127,9 @@ func TestMetricsMove(t *testing.T) {
 	if after("ssogate_active_sessions") < 1 {
 		t.Errorf("ssogate_active_sessions = %v with a live session", after("ssogate_active_sessions"))
 	}
+	if v := after("ssogate_store_changes_live"); v != 1 {
+		t.Errorf("ssogate_store_changes_live = %v on Badger, want 1", v)
+	}
 	if n := after("ssogate_scim_requests_total", "org", "no-such-org-xyz"); n != 0 {
 		t.Errorf("an unknown org became a label value: %v", n)
 	}

@@ -52,11 +52,12 @@ func TestSAMLRefusalReasonsAreBounded(t *testing.T) {
 func TestMetricsTwiceInOneRegistry(t *testing.T) {
 	reg := prometheus.NewPedanticRegistry()
 	count := func() (int, error) { return 3, nil }
-	a, err := newMetrics(reg, count)
+	live := func() float64 { return 1 }
+	a, err := newMetrics(reg, count, live)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := newMetrics(reg, count)
+	b, err := newMetrics(reg, count, live)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -431,6 +431,9 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	case errors.Is(err, store.ErrQuota): // another sign-in took the room after planSave
 		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errStorageFull(limits))
 		return
+	case errors.Is(err, store.ErrUserLimit): // another sign-in took the last place after planSave
+		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errUserLimit(limits))
+		return
 	case err != nil:
 		g.internalError(w, r, "recording sign-in", err)
 		return

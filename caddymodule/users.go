@@ -172,6 +172,14 @@ func errStorageFull(l scim.Limits) *limitRefusal {
 		text:   "Your organization has used all the storage this gateway keeps for its accounts, so no new account can be created."}
 }
 
+// errUserLimit refuses a sign-in whose new user would take the
+// organization past max_users.
+func errUserLimit(l scim.Limits) *limitRefusal {
+	return &limitRefusal{status: http.StatusForbidden,
+		reason: fmt.Sprintf("organization at its user limit (max_users %d)", l.MaxUsers),
+		text:   fmt.Sprintf("Your organization has reached the number of accounts this gateway keeps for it (%d), so no new account can be created.", l.MaxUsers)}
+}
+
 // planSave decides, before anything is written, whether the writes of an
 // admitted sign-in fit the organization's limits: a new user must fit
 // max_users and max_stored_bytes, or the sign-in is refused (a
@@ -179,10 +187,11 @@ func errStorageFull(l scim.Limits) *limitRefusal {
 // refresh says whether the profile it asserts fits (a user stuck at the
 // limit keeps the profile on file).
 //
-// The checks read the totals committed just before; sign-ins in flight
-// at the same moment may together overshoot them by what they add, as
-// SCIM writes may (see store.MaxStoredBytes). userWrite's write carries
-// the store's own byte cap as well.
+// The checks read the totals committed just before, so that a refusal
+// writes nothing; userWrite's write carries both caps to the store as
+// well, which holds max_users exactly against sign-ins in flight at the
+// same moment, and max_stored_bytes as SCIM writes do (see
+// store.MaxStoredBytes).
 func planSave(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits) (refresh bool, err error) {
 	if u != nil && u.Source == store.SourceSCIM {
 		return false, nil // SCIM owns its users' profiles; nothing grows
@@ -193,9 +202,7 @@ func planSave(st *store.Store, org *store.Org, u *store.User, id *samlsp.Identit
 			return false, fmt.Errorf("counting users: %w", err)
 		}
 		if n >= l.MaxUsers {
-			return false, &limitRefusal{status: http.StatusForbidden,
-				reason: fmt.Sprintf("organization at its user limit (max_users %d)", l.MaxUsers),
-				text:   fmt.Sprintf("Your organization has reached the number of accounts this gateway keeps for it (%d), so no new account can be created.", l.MaxUsers)}
+			return false, errUserLimit(l)
 		}
 		size, err := newUserSize(newSAMLUser(org, id))
 		if err != nil {
@@ -267,14 +274,15 @@ func newSAMLUser(org *store.Org, id *samlsp.Identity) *store.User {
 // userWrite sets the user part of an admitted SAML sign-in's write: the
 // user findUser did not find (u == nil) is created, source saml, or the
 // one it found refreshed; refresh and l come from planSave. The creation
-// is held to max_stored_bytes by the store too (store.ErrQuota, for
-// sign-ins that raced past planSave). An update adds at most the stable
+// is held to max_users and max_stored_bytes by the store too
+// (store.ErrUserLimit, store.ErrQuota, for sign-ins that raced past
+// planSave). An update adds at most the stable
 // ID of a user that had none and a timestamp, both bounded per user, so
 // it always goes through: a user on file is never locked out by the limit.
 func userWrite(si *store.SignIn, org *store.Org, u *store.User, id *samlsp.Identity, l scim.Limits, refresh bool) {
 	if u == nil {
 		si.NewUser = newSAMLUser(org, id)
-		si.UserOpts = []store.WriteOption{store.MaxStoredBytes(l.MaxStoredBytes)}
+		si.UserOpts = []store.WriteOption{store.MaxStoredBytes(l.MaxStoredBytes), store.MaxUsers(l.MaxUsers)}
 		return
 	}
 	now := time.Now()

@@ -261,6 +261,43 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 		}
 	})
 
+	t.Run("WritesOfOneKeyInOrder", func(t *testing.T) {
+		// Several writes of each key in one transaction (PostgreSQL
+		// sends them together, the last of each key): what stays is
+		// the last write of each.
+		b := open(t)
+		put(t, b, "w/gone", "old")
+		put(t, b, "w/kept", "old")
+		must(t, b.Update(func(txn Txn) error {
+			steps := []struct {
+				k, v string // v "": delete
+			}{
+				{"w/a", "1"}, {"w/b", "1"}, {"w/a", ""}, {"w/c", "1"}, {"w/c", "2"},
+				{"w/d", ""}, {"w/e", "1"}, {"w/e", ""}, {"w/e", "3"}, {"w/gone", ""},
+				{"w/kept", ""}, {"w/kept", "new"}, {"w/b", "2"},
+			}
+			for _, s := range steps {
+				var err error
+				if s.v == "" {
+					err = txn.Delete([]byte(s.k))
+				} else {
+					err = txn.Set([]byte(s.k), []byte(s.v), 0)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			return nil
+		}, nil))
+		wantAbsent(t, b, "w/a")
+		wantValue(t, b, "w/b", "2")
+		wantValue(t, b, "w/c", "2")
+		wantAbsent(t, b, "w/d")
+		wantValue(t, b, "w/e", "3")
+		wantAbsent(t, b, "w/gone")
+		wantValue(t, b, "w/kept", "new")
+	})
+
 	t.Run("ReadWriteConflict", func(t *testing.T) {
 		// A and B both read k and write it; A commits while B is open,
 		// so B must not commit a write based on what it read.
@@ -308,29 +345,69 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			{"created", false, func(txn Txn) error { return txn.Set([]byte("k"), []byte("created"), 0) }},
 		} {
 			for _, target := range []string{"j", "k"} {
-				t.Run(c.name+"/A writes "+target, func(t *testing.T) {
-					b := open(t)
-					if c.seed {
-						put(t, b, "k", "v")
+				for _, multi := range []bool{false, true} {
+					name := c.name + "/A writes " + target
+					if multi {
+						// A multi-key read (one exchange on PostgreSQL,
+						// see prefetch.go) counts as Gets would.
+						name += "/multi-key read"
 					}
-					var once sync.Once
-					var errB error
-					errA := b.Update(func(txn Txn) error {
-						if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
-							return err
+					t.Run(name, func(t *testing.T) {
+						b := open(t)
+						if c.seed {
+							put(t, b, "k", "v")
 						}
-						once.Do(func() { errB = b.Update(c.change, nil) })
-						return txn.Set([]byte(target), []byte("from A"), 0)
-					}, nil)
-					if errB != nil || !errors.Is(errA, ErrTxnConflict) {
-						t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
-					}
-					if target == "j" {
-						wantAbsent(t, b, "j")
-					}
-				})
+						var once sync.Once
+						var errB error
+						errA := b.Update(func(txn Txn) error {
+							if multi {
+								if _, err := getMany(txn, [][]byte{[]byte("i"), []byte("k")}); err != nil {
+									return err
+								}
+							} else if _, err := txn.Get([]byte("k")); err != nil && !errors.Is(err, ErrNoKey) {
+								return err
+							}
+							once.Do(func() { errB = b.Update(c.change, nil) })
+							return txn.Set([]byte(target), []byte("from A"), 0)
+						}, nil)
+						if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+							t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+						}
+						if target == "j" {
+							wantAbsent(t, b, "j")
+						}
+					})
+				}
 			}
 		}
+	})
+
+	t.Run("ReadAbsentSetThenDeletedConflicts", func(t *testing.T) {
+		// A reads k absent, sets it and deletes it again (the set is
+		// never sent on PostgreSQL, only the last write of a key); B
+		// creates k meanwhile: A must not commit.
+		b := open(t)
+		var once sync.Once
+		var errB error
+		errA := b.Update(func(txn Txn) error {
+			if _, err := txn.Get([]byte("k")); !errors.Is(err, ErrNoKey) {
+				return fmt.Errorf("k: %v, want absent", err)
+			}
+			once.Do(func() {
+				errB = b.Update(func(txn Txn) error { return txn.Set([]byte("k"), []byte("B"), 0) }, nil)
+			})
+			if err := txn.Set([]byte("k"), []byte("A"), 0); err != nil {
+				return err
+			}
+			if err := txn.Delete([]byte("k")); err != nil {
+				return err
+			}
+			return txn.Set([]byte("j"), []byte("A"), 0)
+		}, nil)
+		if errB != nil || !errors.Is(errA, ErrTxnConflict) {
+			t.Fatalf("A: %v, B: %v; want B committed and A ErrTxnConflict", errA, errB)
+		}
+		wantValue(t, b, "k", "B")
 	})
 
 	t.Run("WriteSkewRefused", func(t *testing.T) {

@@ -45,18 +45,24 @@ type commitQueue struct {
 }
 
 type groupedWrite struct {
-	fn  func(Txn) error
-	err error
-	ran bool // err is the write's outcome
+	fn func(Txn) error
+	// reads is what fn will read; a group reads that of all its
+	// writes in one exchange up front.
+	reads readSet
+	err   error
+	ran   bool // err is the write's outcome
 	// done receives true when the write has run (err holds its outcome),
 	// false when this write's goroutine is to lead the next group.
 	done chan bool
 }
 
 // updateGrouped is update for writes that may share a transaction with
-// concurrent writes of the same group (see above).
-func (s *Store) updateGrouped(op, group string, fn func(Txn) error) error {
-	w := &groupedWrite{fn: fn, done: make(chan bool, 1)}
+// concurrent writes of the same group (see above). reads is what fn
+// reads, as prefetchSet takes it: a group reads that of all its writes
+// in one exchange, and fn's own prefetchSet of it then reads nothing (on
+// PostgreSQL one round trip per group, not per write, before the commit).
+func (s *Store) updateGrouped(op, group string, reads readSet, fn func(Txn) error) error {
+	w := &groupedWrite{fn: fn, reads: reads, done: make(chan bool, 1)}
 	g := &s.groups
 	g.mu.Lock()
 	if g.m == nil {
@@ -120,10 +126,18 @@ func (s *Store) runGroup(op string, batch []*groupedWrite) {
 	}()
 	if len(batch) > 1 {
 		var writeFailed bool
+		var reads readSet
+		for _, w := range batch {
+			reads.add(w.reads)
+		}
 		err := s.update(op, func(txn Txn) error {
 			writeFailed = false
+			shared, err := prefetchSet(txn, reads)
+			if err != nil {
+				return err
+			}
 			for _, w := range batch {
-				if err := w.fn(txn); err != nil {
+				if err := w.fn(shared); err != nil {
 					writeFailed = true
 					return err
 				}

@@ -30,7 +30,7 @@ func TestCommitGroupSharesTransaction(t *testing.T) {
 	started := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		must(t, s.updateGrouped("test", "g", func(txn Txn) error {
+		must(t, s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 			close(started)
 			<-release
 			return txn.Set([]byte("k/leader"), []byte("1"), 0)
@@ -39,7 +39,7 @@ func TestCommitGroupSharesTransaction(t *testing.T) {
 	<-started
 	for i := range followers {
 		wg.Go(func() {
-			if err := s.updateGrouped("test", "g", func(txn Txn) error {
+			if err := s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 				return txn.Set(fmt.Appendf(nil, "k/%d", i), []byte("1"), 0)
 			}); err != nil {
 				t.Error(err)
@@ -72,7 +72,7 @@ func TestCommitGroupFailureIsolated(t *testing.T) {
 	started := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		must(t, s.updateGrouped("test", "g", func(txn Txn) error {
+		must(t, s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 			select {
 			case <-started:
 			default:
@@ -86,7 +86,7 @@ func TestCommitGroupFailureIsolated(t *testing.T) {
 	errs := make([]error, 6)
 	for i := range errs {
 		wg.Go(func() {
-			errs[i] = s.updateGrouped("test", "g", func(txn Txn) error {
+			errs[i] = s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 				// Written before failing: must not be kept.
 				if err := txn.Set(fmt.Appendf(nil, "k/%d", i), []byte("1"), 0); err != nil {
 					return err
@@ -210,7 +210,7 @@ func TestCommitGroupPanicFailsItsWrites(t *testing.T) {
 	var wg sync.WaitGroup
 	var leaderErr error
 	wg.Go(func() {
-		leaderErr = s.updateGrouped("test", "g", func(txn Txn) error {
+		leaderErr = s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 			select {
 			case <-started:
 			default:
@@ -223,7 +223,7 @@ func TestCommitGroupPanicFailsItsWrites(t *testing.T) {
 	<-started
 	var panicErr error
 	wg.Go(func() {
-		panicErr = s.updateGrouped("test", "g", func(Txn) error { panic("boom") })
+		panicErr = s.updateGrouped("test", "g", readSet{}, func(Txn) error { panic("boom") })
 	})
 	waitQueued(t, s, "g", 1)
 	close(release)
@@ -237,7 +237,7 @@ func TestCommitGroupPanicFailsItsWrites(t *testing.T) {
 		t.Errorf("leader: %v", leaderErr)
 	}
 	// And the group is usable again.
-	must(t, s.updateGrouped("test", "g", func(txn Txn) error {
+	must(t, s.updateGrouped("test", "g", readSet{}, func(txn Txn) error {
 		return txn.Set([]byte("k/after"), []byte("1"), 0)
 	}))
 	if keys := rawKeys(t, s, "k/after"); len(keys) != 1 {

@@ -260,7 +260,7 @@ func (s *Store) OrgForDomain(name string) (string, error) {
 	}
 	defer s.leave()
 	var org string
-	err := s.view(func(txn Txn) error {
+	err := s.viewSingle(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pVDom, name), &org), op, "verified domain", name)
 	})
 	if err != nil {

@@ -104,6 +104,13 @@ func (w Watch) With(s *Store, keys ...string) Watch {
 	return w
 }
 
+// ChangesLive reports whether this process hears every write that can
+// change what it caches: always with Badger (one process), and with
+// PostgreSQL while its change listener is connected and its heartbeats are
+// fresh. While it is false, Changed says true and every re-check is done
+// in full.
+func (s *Store) ChangesLive() bool { return s.marks.live.Load() }
+
 // Changed reports whether anything w covers may have changed since it was
 // taken (always true for a Watch taken while changes could be missed).
 func (s *Store) Changed(w Watch) bool {

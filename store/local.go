@@ -23,10 +23,11 @@ import (
 //	lmail/<email key>/<org>        user ID of the org's local account with that address
 //
 // lmail and linv are not scoped by organization in their first segment, so
-// DeleteOrg's prefix purge does not reach them. Nothing depends on that:
-// every reader checks that the org, the user and the address still match
-// (a stale entry is skipped), invitations expire on their own, and
-// CreateOrgWithOwner overwrites the entry of a re-created org.
+// DeleteOrg's prefix purge does not reach them: it deletes an org's linv
+// entries through their linvu markers, and leaves lmail entries, which
+// every reader checks against the org, the user and the address (a stale
+// entry is skipped) and CreateOrgWithOwner overwrites for a re-created
+// org.
 
 // Key prefixes of local accounts.
 const (

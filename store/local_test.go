@@ -357,3 +357,33 @@ func TestRedeemChangesCredentialVersion(t *testing.T) {
 		t.Errorf("old record: version %d, %v", old.CredVersion, err)
 	}
 }
+
+// Deleting an org takes its pending invitation links and its flashes
+// with it, and leaves another org's alone.
+func TestDeleteOrgPurgesInvitationsAndFlashes(t *testing.T) {
+	onBackends(t, testDeleteOrgPurgesInvitationsAndFlashes)
+}
+
+func testDeleteOrgPurgesInvitationsAndFlashes(t *testing.T, s *Store) {
+	for _, org := range []string{"acme", "beta"} {
+		mkOrg(t, s, org)
+		must(t, s.CreateLocalUser(localUser(org, "pat@"+org+".test", RoleUser), invitation("tok-"+org, InviteUser, time.Hour)))
+		must(t, s.PutFlash(org, "sess-"+org, []byte("id"), []byte("sealed"), time.Now().Add(time.Hour), 10))
+	}
+	count := func() (inv, marks, flashes int) {
+		return len(rawKeys(t, s, pLInv+"/")), len(rawKeys(t, s, pLInvUser+"/")), len(rawKeys(t, s, pFlash+"/"))
+	}
+	if inv, marks, flashes := count(); inv != 2 || marks != 2 || flashes != 2 {
+		t.Fatalf("before: %d invitations, %d markers, %d flashes; want 2 each", inv, marks, flashes)
+	}
+	must(t, s.DeleteOrg("acme"))
+	if inv, marks, flashes := count(); inv != 1 || marks != 1 || flashes != 1 {
+		t.Fatalf("after deleting acme: %d invitations, %d markers, %d flashes; want beta's 1 each", inv, marks, flashes)
+	}
+	if _, err := s.GetInvitation(tokenHash("tok-beta")); err != nil {
+		t.Errorf("beta's invitation: %v", err)
+	}
+	if _, err := s.GetInvitation(tokenHash("tok-acme")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("acme's invitation after DeleteOrg: %v", err)
+	}
+}

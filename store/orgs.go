@@ -71,7 +71,7 @@ func (s *Store) GetOrg(id string) (*Org, error) {
 	}
 	defer s.leave()
 	o := new(Org)
-	err := s.view(func(txn Txn) error {
+	err := s.viewSingle(func(txn Txn) error {
 		return wrapNotFound(getJSON(txn, key(pOrg, id), o), op, "organization", id)
 	})
 	if err != nil {
@@ -237,7 +237,22 @@ func (s *Store) purgeOrg(orgID string) error {
 	}); err != nil {
 		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 	}
-	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pSessName, pAuthnOrg, pUDel, pSignIn} {
+	// Pending invitation links, keyed by their token's hash, through
+	// the org's per-user markers.
+	if _, err := s.forEachKeyBatch(scanPrefix(pLInvUser, orgID), func(txn Txn, keys [][]byte) (int, error) {
+		for _, k := range keys {
+			if err := del(txn, key(pLInv, lastSegment(k))); err != nil {
+				return 0, err
+			}
+			if err := del(txn, k); err != nil {
+				return 0, err
+			}
+		}
+		return len(keys), nil
+	}); err != nil {
+		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
+	}
+	for _, p := range []string{pDom, pUser, pUName, pUExt, pUMail, pGrp, pGName, pGExt, pGMem, pSessOrg, pSessUser, pSessName, pAuthnOrg, pUDel, pSignIn, pFlash} {
 		if err := s.deletePrefix(scanPrefix(p, orgID)); err != nil {
 			return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 		}

@@ -135,6 +135,7 @@ type Postgres struct {
 	retryBudget time.Duration // reconnectBudget; longer in tests
 	acquireWait time.Duration // acquireTimeout; shorter in tests
 	pings       atomic.Int64  // heartbeats of its own the listener received, for tests
+	listens     atomic.Int64  // listening connections opened, for tests
 
 	ctx    context.Context // canceled by Close
 	cancel context.CancelFunc
@@ -146,13 +147,16 @@ type Postgres struct {
 
 // pgQueries is the SQL of one schema, with the table name quoted in.
 type pgQueries struct {
-	table string
-	get   string
-	getV  string // with the row version
-	getX  string // the expiry
-	set   string
-	del   string
-	purge string
+	table   string
+	get     string
+	getV    string // with the row version
+	getX    string // the expiry
+	set     string
+	setMany string // set of arrays of keys, values and expiries
+	del     string
+	delMany string // del of an array of keys
+	purge   string
+	probe   string // keys' values, and the first key under each prefix
 
 	// Checks of the keys a writing transaction read and writes, sent
 	// just before its writes.
@@ -208,6 +212,20 @@ func OpenPostgres(ctx context.Context, o PostgresOptions) (*Postgres, error) {
 	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "ssogate"
 	}
+	// Every query of the store reads keys or key ranges of kv by its
+	// primary key (or expired rows by their index). While kv is small, as
+	// it is when a new deployment starts importing, the planner prefers
+	// scanning the whole table to probing the index for several keys, and
+	// the prepared statements keep that plan as the table grows: imports
+	// measured here slowed up to fourfold within a few thousand users,
+	// until autovacuum's next ANALYZE. A SET rather than a startup
+	// parameter, which PgBouncer refuses.
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, "SET enable_seqscan = off"); err != nil {
+			return fmt.Errorf("store: postgres: session settings: %w", err)
+		}
+		return nil
+	}
 	log := o.Logger
 	if log == nil {
 		log = zap.NewNop()
@@ -253,13 +271,22 @@ func newPGQueries(schema string) pgQueries {
 		getX: "SELECT expires_at FROM " + t + " WHERE k = $1 AND (expires_at = 0 OR expires_at > $2)",
 		set: "INSERT INTO " + t + " (k, v, expires_at) VALUES ($1, $2, $3) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
-		del: "DELETE FROM " + t + " WHERE k = $1",
+		// Keys are distinct: ON CONFLICT cannot update a row twice.
+		setMany: "INSERT INTO " + t + " (k, v, expires_at) SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS w(k, v, x) ORDER BY k " +
+			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
+		del:     "DELETE FROM " + t + " WHERE k = $1",
+		delMany: "DELETE FROM " + t + " WHERE k = ANY($1)",
 		// Expired rows are locked too: one may have been rewritten live.
 		// NOWAIT: a transaction never waits for a row lock it could be
 		// in a cycle with; a locked row is a conflict, retried.
 		lockRead:  "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR SHARE NOWAIT",
 		lockWrite: "SELECT k FROM " + t + " WHERE k = ANY($1) ORDER BY k FOR UPDATE NOWAIT",
 		claimRead: "INSERT INTO " + t + " (k, v, expires_at) SELECT x, ''::bytea, 1 FROM unnest($1::bytea[]) AS x ORDER BY x ON CONFLICT (k) DO NOTHING",
+		// The keys' rows, then per prefix [lo, hi) its first live key
+		// (NULL: none), each one index probe.
+		probe: "SELECT false, k, v FROM " + t + " WHERE k = ANY($1) AND (expires_at = 0 OR expires_at > $2) " +
+			"UNION ALL SELECT true, r.lo, (SELECT k FROM " + t + " WHERE k >= r.lo AND k < r.hi AND (expires_at = 0 OR expires_at > $2) ORDER BY k LIMIT 1) " +
+			"FROM unnest($3::bytea[], $4::bytea[]) AS r(lo, hi)",
 		// SKIP LOCKED: a row a live transaction is rewriting is left for
 		// the next round rather than waited for.
 		purge: "DELETE FROM " + t + " WHERE k IN (SELECT k FROM " + t +
@@ -395,20 +422,38 @@ func (p *Postgres) Maintain() error {
 
 // View implements Backend: a REPEATABLE READ READ ONLY transaction.
 func (p *Postgres) View(fn func(Txn) error) error {
-	return p.run(false, false, fn, nil)
+	return p.run(txnView, fn, nil)
+}
+
+// ViewSingle implements singleReadViewer: View for an fn that reads
+// once. The read is sent alone, with no BEGIN nor COMMIT: one statement
+// sees one snapshot of its own, so nothing is lost, and the view costs
+// one round trip instead of two. A second read fails.
+func (p *Postgres) ViewSingle(fn func(Txn) error) error {
+	return p.run(txnSingleRead, fn, nil)
 }
 
 // Update implements Backend: a REPEATABLE READ transaction whose read
 // keys are checked at commit (see Postgres).
 func (p *Postgres) Update(fn func(Txn) error, changes func() []string) error {
-	return p.run(true, false, fn, changes)
+	return p.run(txnWrite, fn, changes)
 }
 
 // UpdateNoSync implements Backend: Update with synchronous_commit off, so
 // the commit does not wait for the WAL flush.
 func (p *Postgres) UpdateNoSync(fn func(Txn) error, changes func() []string) error {
-	return p.run(true, true, fn, changes)
+	return p.run(txnWriteNoSync, fn, changes)
 }
+
+// txnKind is what a pgTxn may do.
+type txnKind int
+
+const (
+	txnView        txnKind = iota // REPEATABLE READ READ ONLY
+	txnSingleRead                 // one statement, no transaction (ViewSingle)
+	txnWrite                      // REPEATABLE READ, read keys checked
+	txnWriteNoSync                // txnWrite without waiting for the WAL flush
+)
 
 // connLostError marks a transaction that failed because the connection
 // was lost before its commit was sent: it changed nothing and is retried.
@@ -420,11 +465,11 @@ func (e *connLostError) Unwrap() error { return e.err }
 // run runs fn in a transaction, retrying it while the connection is lost
 // before the commit (a server restart, a fail-over), within
 // reconnectBudget. Conflicts are returned for the Store to retry.
-func (p *Postgres) run(write, noSync bool, fn func(Txn) error, changes func() []string) error {
+func (p *Postgres) run(kind txnKind, fn func(Txn) error, changes func() []string) error {
 	deadline := time.Now().Add(p.retryBudget)
 	backoff := minRetryBackoff
 	for attempt := 1; ; attempt++ {
-		err := p.attempt(write, noSync, fn, changes)
+		err := p.attempt(kind, fn, changes)
 		var lost *connLostError
 		if !errors.As(err, &lost) {
 			return err
@@ -451,8 +496,9 @@ func (p *Postgres) run(write, noSync bool, fn func(Txn) error, changes func() []
 	}
 }
 
-func (p *Postgres) attempt(write, noSync bool, fn func(Txn) error, changes func() []string) error {
-	t := &pgTxn{p: p, write: write, noSync: noSync, now: p.now().Unix()}
+func (p *Postgres) attempt(kind txnKind, fn func(Txn) error, changes func() []string) error {
+	write := kind == txnWrite || kind == txnWriteNoSync
+	t := &pgTxn{p: p, write: write, noSync: kind == txnWriteNoSync, single: kind == txnSingleRead, now: p.now().Unix()}
 	defer t.finish()
 	if err := fn(t); err != nil {
 		// A failed round trip poisons the transaction: its error decides

@@ -142,6 +142,7 @@ func (l *pgListener) listen(ctx context.Context) (*pgx.Conn, error) {
 		_ = conn.Close(ctx)
 		return nil, fmt.Errorf("store: postgres: listener: LISTEN: %w", err)
 	}
+	l.p.listens.Add(1)
 	return conn, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestGetManySeesOwnWrites: a multi-key read answers as Gets would,
@@ -39,7 +40,7 @@ func TestGetManySeesOwnWrites(t *testing.T) {
 			}
 		}
 		// The prefetched view answers the same, and follows later writes.
-		p, err := prefetch(txn, keys...)
+		p, err := prefetchSet(txn, readSet{keys: keys})
 		if err != nil {
 			return err
 		}
@@ -88,4 +89,168 @@ func TestProvisioningMatches(t *testing.T) {
 	}
 	_, _, _, err = s.ProvisioningMatches("acme", "x", "", nil)
 	wantErr(t, err, ErrInvalid)
+}
+
+// TestProbe: values of keys and whether a prefix has keys, expired ones
+// counting as absent, answered alike by both backends, in a single-read
+// view.
+func TestProbe(t *testing.T) {
+	s := newTestStore(t)
+	past := uint64(time.Now().Add(-time.Hour).Unix())
+	must(t, s.update("test", func(txn Txn) error {
+		for k, v := range map[string]string{"p/a": "1", "p/empty": "", "q/x/1": "q", "r/old/1": "gone"} {
+			var exp uint64
+			if k == "r/old/1" {
+				exp = past
+			}
+			if err := txn.Set([]byte(k), []byte(v), exp); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	must(t, s.viewSingle(func(txn Txn) error {
+		vals, found, err := probe(txn,
+			[][]byte{[]byte("p/a"), []byte("p/none"), []byte("p/empty"), []byte("p/a")},
+			[][]byte{[]byte("q/x/"), []byte("q/y/"), []byte("r/old/"), []byte("q/x/")})
+		if err != nil {
+			return err
+		}
+		var got []string
+		for _, v := range vals {
+			if v == nil {
+				got = append(got, "<absent>")
+			} else {
+				got = append(got, string(v))
+			}
+		}
+		if want := []string{"1", "<absent>", "", "1"}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("values %q, want %q", got, want)
+		}
+		if want := []bool{true, false, false, true}; fmt.Sprint(found) != fmt.Sprint(want) {
+			t.Errorf("found %v, want %v", found, want)
+		}
+		return nil
+	}))
+}
+
+// TestLookUpProvisioning: domain owners come with the matches, whether
+// any user matches (a second, full read) or none does (one read).
+func TestLookUpProvisioning(t *testing.T) {
+	s := newTestStore(t)
+	mkOrg(t, s, "acme")
+	mkOrg(t, s, "other")
+	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
+	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
+	ann := &User{OrgID: "acme", UserName: "ann@acme.example", Emails: []Email{{Value: "ann@acme.example"}}}
+	must(t, s.CreateUser(ann))
+	domains := []string{"acme.example", "free.example", "other.example"}
+	for _, c := range []struct {
+		name, userName, email string
+		want                  string
+	}{
+		{"none matches", "bob@acme.example", "bob@other.example", ""},
+		{"userName matches", "ANN@acme.example", "", ann.ID},
+		{"email matches", "carol@acme.example", "Ann@acme.example", ann.ID},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var emails []string
+			if c.email != "" {
+				emails = []string{c.email}
+			}
+			l, err := s.LookUpProvisioning("acme", domains, "", c.userName, emails)
+			must(t, err)
+			if want := []string{"acme", "", "other"}; fmt.Sprint(l.DomainOwners) != fmt.Sprint(want) {
+				t.Errorf("owners %q, want %q", l.DomainOwners, want)
+			}
+			var got string
+			switch {
+			case l.ByUserName != nil:
+				got = l.ByUserName.ID
+			case len(l.ByEmail) == 1:
+				got = l.ByEmail[0].ID
+			case len(l.ByEmail) > 1:
+				t.Fatalf("by email: %v", l.ByEmail)
+			}
+			if got != c.want || l.ByExternalID != nil {
+				t.Errorf("matched %q (by externalId %v), want %q", got, l.ByExternalID, c.want)
+			}
+		})
+	}
+}
+
+// TestCreateUnmatched: a creation with Unmatched refuses a foreign
+// verified domain and names any match instead of creating, and creates
+// when nothing matches; a prefetch's prefix answers follow its writes.
+func TestCreateUnmatched(t *testing.T) {
+	s := newTestStore(t)
+	mkOrg(t, s, "acme")
+	mkOrg(t, s, "other")
+	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
+	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
+	ann := &User{OrgID: "acme", UserName: "ann@acme.example", ExternalID: "x-ann", Emails: []Email{{Value: "ann@acme.example"}}}
+	must(t, s.CreateUser(ann))
+	for _, c := range []struct {
+		name    string
+		u       User
+		domains []string
+		wantErr error
+	}{
+		{"foreign domain", User{UserName: "bob@other.example"}, []string{"other.example"}, nil},
+		{"userName held", User{UserName: "ANN@acme.example"}, []string{"acme.example"}, ErrMatched},
+		{"externalId held", User{UserName: "carol@acme.example", ExternalID: "x-ann"}, nil, ErrMatched},
+		{"address held", User{UserName: "dan@acme.example", Emails: []Email{{Value: "Ann@ACME.example"}}}, nil, ErrMatched},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := c.u
+			u.OrgID = "acme"
+			err := s.CreateUser(&u, Unmatched(c.domains))
+			var owned *DomainOwnedError
+			switch {
+			case c.wantErr != nil:
+				wantErr(t, err, c.wantErr)
+			case !errors.As(err, &owned) || owned.Domain != "other.example" || owned.Owner != "other":
+				t.Fatalf("err = %v, want the domain owned by other", err)
+			}
+			if n, err := s.CountUsers("acme"); err != nil || n != 1 {
+				t.Fatalf("CountUsers = %d, %v: a refused creation wrote", n, err)
+			}
+		})
+	}
+	eve := &User{OrgID: "acme", UserName: "eve@acme.example", ExternalID: "x-eve", Emails: []Email{{Value: "eve@acme.example"}}}
+	must(t, s.CreateUser(eve, Unmatched([]string{"acme.example"}), MaxStoredBytes(1<<20)))
+	if got, err := s.UserByEmail("acme", "eve@acme.example"); err != nil || got.ID != eve.ID {
+		t.Fatalf("UserByEmail = %v, %v", got, err)
+	}
+
+	// Within one transaction, what a prefetch found under a prefix
+	// follows the transaction's writes.
+	rollBack := errors.New("roll back")
+	err := s.update("test", func(txn Txn) error {
+		pre := scanPrefix(pUMail, "acme", "new@acme.example")
+		p, err := prefetchSet(txn, readSet{prefixes: [][]byte{pre}})
+		if err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || f {
+			return fmt.Errorf("before the write: found %v, %v", f, err)
+		}
+		k := key(pUMail, "acme", "new@acme.example", "some-id")
+		if err := p.Set(k, []byte(`"some-id"`), 0); err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || !f {
+			return fmt.Errorf("after the set: found %v, %v", f, err)
+		}
+		if err := p.Delete(k); err != nil {
+			return err
+		}
+		if f, err := prefixFound(p, pre); err != nil || f {
+			return fmt.Errorf("after the delete: found %v, %v", f, err)
+		}
+		return rollBack
+	})
+	if !errors.Is(err, rollBack) {
+		t.Fatal(err)
+	}
 }

@@ -328,27 +328,96 @@ func (s *Store) CreateUsers(users []*User, opts ...WriteOption) error {
 // externalID (nil when none, or externalID is ""), the holder of userName
 // (case-insensitively; nil when none), and the users having any of emails
 // (case-insensitively), in the order of emails, then of user ID, each
-// once. A SCIM creation asks this before it creates or adopts a user; one
-// call reads every index in one exchange where the backend can, instead
-// of one look-up per identifier.
+// once. See LookUpProvisioning, which also checks domains.
 func (s *Store) ProvisioningMatches(orgID, externalID, userName string, emails []string) (byExternalID, byUserName *User, byEmail []*User, err error) {
+	l, err := s.LookUpProvisioning(orgID, nil, externalID, userName, emails)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return l.ByExternalID, l.ByUserName, l.ByEmail, nil
+}
+
+// Provisioning is what a SCIM creation looks up before it writes (see
+// LookUpProvisioning).
+type Provisioning struct {
+	// DomainOwners holds, for each domain asked about, the organization
+	// that verified it ("" for none).
+	DomainOwners []string
+	// The users the request may mean (see ProvisioningMatches).
+	ByExternalID, ByUserName *User
+	ByEmail                  []*User
+}
+
+// LookUpProvisioning returns, from one snapshot, the owners of domains
+// (OrgForDomain's answer for each) and ProvisioningMatches's users. A
+// SCIM creation asks this before it creates or adopts a user. On
+// PostgreSQL it is one statement when no user matches, as during an
+// initial import (else one more exchange per index kind): reading each
+// separately made three views of two round trips each.
+func (s *Store) LookUpProvisioning(orgID string, domains []string, externalID, userName string, emails []string) (*Provisioning, error) {
 	const op = "provisioning matches"
 	if err := need(op, "org id", orgID, "userName", userName); err != nil {
-		return nil, nil, nil, err
+		return nil, err
+	}
+	for _, d := range domains {
+		if err := need(op, "domain name", d); err != nil {
+			return nil, err
+		}
 	}
 	if err := s.enter(); err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
 	defer s.leave()
-	err = s.view(func(txn Txn) error {
-		idx := [][]byte{key(pUName, orgID, userKey(userName))}
-		if externalID != "" {
-			idx = append(idx, key(pUExt, orgID, externalID))
+	idx := [][]byte{key(pUName, orgID, userKey(userName))}
+	if externalID != "" {
+		idx = append(idx, key(pUExt, orgID, externalID))
+	}
+	var mailPrefixes [][]byte
+	seenMail := map[string]bool{}
+	for _, e := range emails {
+		if m := userKey(e); m != "" && !seenMail[m] {
+			seenMail[m] = true
+			mailPrefixes = append(mailPrefixes, scanPrefix(pUMail, orgID, m))
 		}
-		holders, err := getMany(txn, idx)
+	}
+	keys := append([][]byte(nil), idx...)
+	for _, d := range domains {
+		keys = append(keys, key(pVDom, d))
+	}
+	l := &Provisioning{DomainOwners: make([]string, len(domains))}
+	matched := false
+	// First the common case in one read: the domains, and whether any
+	// index names a user at all.
+	err := s.viewSingle(func(txn Txn) error {
+		vals, found, err := probe(txn, keys, mailPrefixes)
 		if err != nil {
 			return err
 		}
+		for _, v := range vals[:len(idx)] {
+			matched = matched || v != nil
+		}
+		for _, f := range found {
+			matched = matched || f
+		}
+		return decodeOwners(l.DomainOwners, keys[len(idx):], vals[len(idx):])
+	})
+	if err != nil || !matched {
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+	// Someone matched: read the users, and the domains again, in one
+	// snapshot.
+	err = s.view(func(txn Txn) error {
+		vals, err := getMany(txn, keys)
+		if err != nil {
+			return err
+		}
+		if err := decodeOwners(l.DomainOwners, keys[len(idx):], vals[len(idx):]); err != nil {
+			return err
+		}
+		holders := vals[:len(idx)]
 		ids := make([]string, len(holders))
 		for i, v := range holders {
 			if v != nil {
@@ -359,12 +428,8 @@ func (s *Store) ProvisioningMatches(orgID, externalID, userName string, emails [
 		}
 		seen := map[string]bool{}
 		var mailIDs []string
-		for _, e := range emails {
-			m := userKey(e)
-			if m == "" {
-				continue
-			}
-			for _, k := range keysWithPrefix(txn, scanPrefix(pUMail, orgID, m), nil, 0) {
+		for _, p := range mailPrefixes {
+			for _, k := range keysWithPrefix(txn, p, nil, 0) {
 				if id := lastSegment(k); !seen[id] {
 					seen[id] = true
 					mailIDs = append(mailIDs, id)
@@ -387,11 +452,11 @@ func (s *Store) ProvisioningMatches(orgID, externalID, userName string, emails [
 				at = append(at, i)
 			}
 		}
-		vals, err := getMany(txn, want)
+		recVals, err := getMany(txn, want)
 		if err != nil {
 			return err
 		}
-		for j, v := range vals {
+		for j, v := range recVals {
 			if v == nil {
 				continue // cannot happen while indexes are kept in step
 			}
@@ -401,19 +466,34 @@ func (s *Store) ProvisioningMatches(orgID, externalID, userName string, emails [
 			}
 			users[at[j]] = u
 		}
-		byUserName = users[0]
+		l.ByUserName = users[0]
 		if externalID != "" {
-			byExternalID = users[1]
+			l.ByExternalID = users[1]
 		}
 		for _, u := range users[len(ids):] {
 			if u != nil {
-				byEmail = append(byEmail, u)
+				l.ByEmail = append(l.ByEmail, u)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return byExternalID, byUserName, byEmail, nil
+	return l, nil
+}
+
+// decodeOwners decodes the verified-domain records vals of keys into
+// owners ("" for an absent one).
+func decodeOwners(owners []string, keys, vals [][]byte) error {
+	for i, v := range vals {
+		owners[i] = ""
+		if v == nil {
+			continue
+		}
+		if err := json.Unmarshal(v, &owners[i]); err != nil {
+			return fmt.Errorf("store: decode %q: %w", keys[i], err)
+		}
+	}
+	return nil
 }

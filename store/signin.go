@@ -158,7 +158,7 @@ func (p *signInPrunes) due(orgID string) bool {
 // commits; a refused sign-in changes nothing, so the caller records its
 // refusal as for any other.
 //
-// Errors: ErrAnswered, ErrReplayed as ConsumeSignIn; ErrQuota, ErrConflict
+// Errors: ErrAnswered, ErrReplayed as ConsumeSignIn; ErrQuota, ErrUserLimit, ErrConflict
 // from the user's write as CreateUser and UpdateUser; ErrNotFound when
 // the org or the user to update is gone; ErrInvalid for a malformed
 // SignIn. si is not changed; the records as written are returned.
@@ -245,6 +245,9 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 		}
 		if nu != nil {
 			u := *nu
+			if err := checkUserLimit(txn, op, u.OrgID, writeOpts(si.UserOpts).maxUsers); err != nil {
+				return err
+			}
 			use := newUsage(u.OrgID, si.UserOpts)
 			if err := putNewUser(txn, use, op, &u); err != nil {
 				return err

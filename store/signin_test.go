@@ -287,6 +287,10 @@ func testCompleteSignInRefusalChangesNothing(t *testing.T, s *Store) {
 			newUser(si, "dave@acme.test")
 			si.UserOpts = []WriteOption{MaxStoredBytes(1)}
 		}, ErrQuota},
+		{"new user over max_users", func(si *SignIn) {
+			newUser(si, "dave@acme.test")
+			si.UserOpts = []WriteOption{MaxUsers(1)} // alice and carol are on file
+		}, ErrUserLimit},
 		{"new user whose userName is taken", func(si *SignIn) { newUser(si, "CAROL@acme.test") }, ErrConflict},
 		{"update refused", func(si *SignIn) { si.UpdateUser = func(*User) error { return errFn } }, errFn},
 		{"user gone", func(si *SignIn) { si.UserID = "no-such-user" }, ErrNotFound},
@@ -403,6 +407,45 @@ func testCompleteSignInConcurrency(t *testing.T, s *Store) {
 	}
 	if list, err := s.ListSignInAttempts("acme", ""); err != nil || len(list) != MaxSignInAttempts {
 		t.Errorf("ListSignInAttempts: %d, %v", len(list), err)
+	}
+}
+
+// First sign-ins racing for the last places under max_users: exactly as
+// many as there are places get in, whatever the interleaving, and a
+// refused one leaves no user behind.
+func TestCompleteSignInUserLimit(t *testing.T) { onBackends(t, testCompleteSignInUserLimit) }
+
+func testCompleteSignInUserLimit(t *testing.T, s *Store) {
+	mkOrg(t, s, "acme")
+	mkUser(t, s, "acme", "alice@acme.test")
+	const n, places, max = 16, 3, 4 // alice holds one of max
+	var wins, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			_, err := s.CompleteSignIn(&SignIn{OrgID: "acme", ReplayKey: fmt.Sprint("k-", i), ReplayUntil: time.Now().Add(time.Hour),
+				NewUser:  &User{OrgID: "acme", UserName: fmt.Sprint("user-", i, "@acme.test"), Active: true, Source: SourceSAML},
+				UserOpts: []WriteOption{MaxUsers(max)},
+				Session:  &Session{ID: fmt.Sprint("s-", i), OrgID: "acme", ExpiresAt: time.Now().Add(time.Hour)}})
+			switch {
+			case err == nil:
+				wins.Add(1)
+			case errors.Is(err, ErrUserLimit):
+				refused.Add(1)
+			default:
+				t.Errorf("sign-in %d: %v", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if wins.Load() != places || refused.Load() != n-places {
+		t.Fatalf("%d admitted, %d refused at the limit; want %d, %d", wins.Load(), refused.Load(), places, n-places)
+	}
+	if got, err := s.CountUsers("acme"); err != nil || got != max {
+		t.Fatalf("%d users (%v), want %d", got, err, max)
+	}
+	if users := rawKeys(t, s, pUser+"/acme/"); len(users) != max {
+		t.Fatalf("%d user records, want %d", len(users), max)
 	}
 }
 

@@ -43,9 +43,11 @@ var ErrQuota = errors.New("over quota")
 type WriteOption func(*writeOptions)
 
 type writeOptions struct {
-	maxBytes int64
-	maxUsers int
-	audit    *AuditEvent
+	maxBytes  int64
+	maxUsers  int
+	audit     *AuditEvent
+	unmatched bool
+	domains   []string
 }
 
 func writeOpts(opts []WriteOption) writeOptions {
@@ -63,6 +65,40 @@ func writeOpts(opts []WriteOption) writeOptions {
 // heed it.
 func MaxUsers(max int) WriteOption {
 	return func(o *writeOptions) { o.maxUsers = max }
+}
+
+// Unmatched makes a user's creation check first, in its transaction,
+// what LookUpProvisioning would tell: it fails, writing nothing, with a
+// *DomainOwnedError if another organization verified one of domains, and
+// with ErrMatched if another user holds the userName or the externalId
+// or has one of the addresses; the caller then looks the matches up and
+// decides (adopts a user, refuses, or creates without this option). A
+// SCIM import's creations match nothing, and so need no look-up of their
+// own: on PostgreSQL its reads ride with the creation's. Only user
+// creations heed it.
+//
+// Only the userName and externalId checks are exact against concurrent
+// writes (their index keys are read in the transaction). The domain
+// owners are read untracked and an address is found by a prefix probe
+// that records no read when it finds nothing, as the separate look-ups
+// before it did: a domain verified by another organization, or a user
+// given the same address, at the very moment of the creation can go
+// unnoticed.
+func Unmatched(domains []string) WriteOption {
+	return func(o *writeOptions) { o.unmatched, o.domains = true, domains }
+}
+
+// ErrMatched: a creation with Unmatched names an existing user.
+var ErrMatched = errors.New("the user matches an existing one")
+
+// DomainOwnedError: a creation with Unmatched has an address in a domain
+// another organization verified.
+type DomainOwnedError struct {
+	Domain, Owner string
+}
+
+func (e *DomainOwnedError) Error() string {
+	return fmt.Sprintf("store: domain %q is verified by organization %q", e.Domain, e.Owner)
 }
 
 // ErrUserLimit: the organization has as many users as MaxUsers allows.
@@ -146,6 +182,14 @@ func (u *usage) del(txn Txn, k []byte) error {
 	old, err := entrySize(txn, k)
 	if err != nil {
 		return err
+	}
+	if old == 0 {
+		// Absent (a present key has at least its own length): the read
+		// above already makes a concurrent creation of k fail this
+		// transaction, and deleting nothing would only cost a write (a
+		// statement on PostgreSQL; a user's creation lifts three
+		// deprovisioning markers that are almost never there).
+		return nil
 	}
 	if err := del(txn, k); err != nil {
 		return err
@@ -374,11 +418,17 @@ func (c *stripeCache) sum(s *Store, orgID string) (int64, bool, error) {
 	return total, true, nil
 }
 
-func sumStripes(txn Txn, orgID string) (int64, error) {
+// usageKeys are the organization's stripes.
+func usageKeys(orgID string) [][]byte {
 	keys := make([][]byte, usageStripes)
 	for i := range keys {
 		keys[i] = usageKey(orgID, i)
 	}
+	return keys
+}
+
+func sumStripes(txn Txn, orgID string) (int64, error) {
+	keys := usageKeys(orgID)
 	vals, err := getMany(txn, keys)
 	if err != nil {
 		return 0, err
@@ -469,21 +519,30 @@ type snapshotReader interface {
 // backend can do that untracked, else (Badger, whose reads in a write
 // transaction always count) in a read transaction of its own, which on
 // Badger holds no scarce resource.
+//
+// Keys prefetched for it (prefetchSet) are answered from memory.
 func (s *Store) snapshotRead(txn Txn, fn func(Txn) error) error {
-	inner := txn
-	for {
-		switch w := inner.(type) {
-		case *recordingTxn:
-			inner = w.Txn
-			continue
-		case *prefetchedTxn:
-			inner = w.Txn
-			continue
-		}
-		break
-	}
-	if sr, ok := inner.(snapshotReader); ok {
-		return sr.SnapshotRead(fn)
+	if sr, ok := innerTxn(txn).(snapshotReader); ok {
+		return sr.SnapshotRead(func(v Txn) error {
+			if p := outerPrefetch(txn); p != nil {
+				v = p.snapshotView(v)
+			}
+			return fn(v)
+		})
 	}
 	return s.view(fn)
+}
+
+// outerPrefetch is the outermost prefetchedTxn in txn's wrappers, if any.
+func outerPrefetch(txn Txn) *prefetchedTxn {
+	for {
+		switch w := txn.(type) {
+		case *recordingTxn:
+			txn = w.Txn
+		case *prefetchedTxn:
+			return w
+		default:
+			return nil
+		}
+	}
 }

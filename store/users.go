@@ -129,22 +129,41 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 		return err
 	}
 	defer s.leave()
-	err := s.updateGrouped(op, "users/"+c.OrgID, func(txn Txn) error {
-		txn, err := prefetch(txn, createUserReads(&c)...)
+	reads := readSet{keys: createUserReads(&c)}
+	if o.maxBytes > 0 {
+		// charge's check of the cap reads them all, untracked: in the
+		// same exchange where the backend can.
+		reads.snap = usageKeys(c.OrgID)
+	}
+	var mailPrefixes [][]byte
+	if o.unmatched {
+		for _, d := range o.domains {
+			reads.snap = append(reads.snap, key(pVDom, d))
+		}
+		seen := map[string]bool{}
+		for _, e := range c.Emails {
+			if m := userKey(e.Value); m != "" && !seen[m] {
+				seen[m] = true
+				mailPrefixes = append(mailPrefixes, scanPrefix(pUMail, c.OrgID, m))
+			}
+		}
+		reads.prefixes = mailPrefixes
+	}
+	err := s.updateGrouped(op, "users/"+c.OrgID, reads, func(txn Txn) error {
+		txn, err := prefetchSet(txn, reads)
 		if err != nil {
 			return err
 		}
 		if err := requireOrg(txn, op, c.OrgID); err != nil {
 			return err
 		}
-		if o.maxUsers > 0 {
-			n, err := counter(txn, key(pCount, "users", c.OrgID))
-			if err != nil {
+		if o.unmatched {
+			if err := s.checkUnmatched(txn, &c, o.domains, mailPrefixes); err != nil {
 				return err
 			}
-			if n >= o.maxUsers {
-				return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, c.OrgID, n, ErrUserLimit)
-			}
+		}
+		if err := checkUserLimit(txn, op, c.OrgID, o.maxUsers); err != nil {
+			return err
 		}
 		use := &usage{org: c.OrgID, max: o.maxBytes}
 		if err := putNewUser(txn, use, op, &c); err != nil {
@@ -173,6 +192,55 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 		s.countAuditAppends([]*AuditEvent{ev})
 	}
 	*u = c
+	return nil
+}
+
+// checkUnmatched is Unmatched's check of u in txn (mailPrefixes: those
+// of u's addresses). Domains are read as LookUpProvisioning's separate
+// view did, untracked, so that creations in organizations whose users
+// share a domain do not conflict over it.
+func (s *Store) checkUnmatched(txn Txn, u *User, domains []string, mailPrefixes [][]byte) error {
+	if len(domains) > 0 {
+		keys := make([][]byte, len(domains))
+		for i, d := range domains {
+			keys[i] = key(pVDom, d)
+		}
+		owners := make([]string, len(domains))
+		err := s.snapshotRead(txn, func(v Txn) error {
+			vals, err := getMany(v, keys)
+			if err != nil {
+				return err
+			}
+			return decodeOwners(owners, keys, vals)
+		})
+		if err != nil {
+			return err
+		}
+		for i, owner := range owners {
+			if owner != "" && owner != u.OrgID {
+				return &DomainOwnedError{Domain: domains[i], Owner: owner}
+			}
+		}
+	}
+	for _, ix := range userIndexes(u) {
+		if !ix.unique {
+			continue
+		}
+		if ok, err := exists(txn, ix.key); err != nil || ok {
+			if err == nil {
+				err = ErrMatched
+			}
+			return err
+		}
+	}
+	for _, p := range mailPrefixes {
+		if found, err := prefixFound(txn, p); err != nil || found {
+			if err == nil {
+				err = ErrMatched
+			}
+			return err
+		}
+	}
 	return nil
 }
 
@@ -484,10 +552,27 @@ func (s *Store) CountUsers(orgID string) (int, error) {
 	}
 	defer s.leave()
 	var n int
-	err := s.view(func(txn Txn) error {
+	err := s.viewSingle(func(txn Txn) error {
 		var err error
 		n, err = counter(txn, key(pCount, "users", orgID))
 		return err
 	})
 	return n, err
+}
+
+// checkUserLimit refuses one more user in org when it has max already
+// (max <= 0: no cap). The count is read in the creating transaction, so
+// concurrent creations conflict on it rather than overshoot together.
+func checkUserLimit(txn Txn, op, org string, max int) error {
+	if max <= 0 {
+		return nil
+	}
+	n, err := counter(txn, key(pCount, "users", org))
+	if err != nil {
+		return err
+	}
+	if n >= max {
+		return fmt.Errorf("store: %s: organization %q has %d users, its limit: %w", op, org, n, ErrUserLimit)
+	}
+	return nil
 }

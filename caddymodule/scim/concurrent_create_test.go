@@ -2,20 +2,40 @@ package scim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/ssogate/ssogate/store"
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // TestConcurrentCreates: creations sent in parallel (as Entra ID sends
 // them) take no lock and share store transactions, yet max_users holds
 // exactly, a userName sent several times in different case is created
-// once, and every created user has its audit event.
+// once, and every created user has its audit event. On both backends:
+// on PostgreSQL a commit group reads its writes' keys in one exchange.
 func TestConcurrentCreates(t *testing.T) {
+	t.Run("badger", func(t *testing.T) { testConcurrentCreates(t, nil) })
+	t.Run("postgres", func(t *testing.T) {
+		dsn, schema := pgtest.Schema(t)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		testConcurrentCreates(t, pg)
+	})
+}
+
+func testConcurrentCreates(t *testing.T, b store.Backend) {
 	const max = 10
-	e := newEnv(t, func(c *Config) { c.Limits.MaxUsers = max })
+	e := newEnvWith(t, store.Options{}, b, func(c *Config) { c.Limits.MaxUsers = max })
 	post := func(userName string) (int, error) {
 		body, err := json.Marshal(oktaUser(userName))
 		if err != nil {

@@ -221,9 +221,20 @@ func (s *Server) checkDomains(org string, domains []string) error {
 		case errors.Is(err, store.ErrNotFound):
 		case err != nil:
 			return s.storeError(err, "", "")
-		case owner != org:
-			return badValue("The domain " + d + " is verified by another organization; its addresses cannot belong to users of this one.")
+		default:
+			if err := foreignDomain(org, d, owner); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// foreignDomain refuses domain d, verified by owner ("" for nobody), in
+// an address of a user of org.
+func foreignDomain(org, d, owner string) error {
+	if owner != "" && owner != org {
+		return badValue("The domain " + d + " is verified by another organization; its addresses cannot belong to users of this one.")
 	}
 	return nil
 }

@@ -357,35 +357,76 @@ func (h *userHandler) Create(r *http.Request, attrs elimity.ResourceAttributes) 
 	if err := h.srv.limits.checkUser(u); err != nil {
 		return elimity.Resource{}, err
 	}
-	if err := h.srv.checkDomains(org, userDomains(u)); err != nil {
-		return elimity.Resource{}, err
-	}
-	// No lock: concurrent creations share the store's transaction, which
-	// checks uniqueness and max_users with the ones before it counted
-	// (store.CreateUser), and an adoption is an update that re-checks
-	// its candidate.
-	adopted, err := h.adopt(org, u)
-	if err != nil {
-		return elimity.Resource{}, err
-	}
-	if adopted != nil {
-		u = adopted
-		h.audit(r, "scim.user.create", u, map[string]string{"adopted": "signed-in user"})
-		return h.resource(u, projectionOf(r))
-	}
 	// The ID is chosen here so that the audit event, written in the same
 	// transaction as the user, can name it.
 	u.ID = uuid.NewString()
 	ev := h.srv.auditEvent(org, h.srv.cfg.ClientIP(r), "scim.user.create", "success",
 		map[string]string{"user_id": u.ID, "userName": u.UserName})
-	err = h.srv.cfg.Store.ProvisionUser(u, h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev))
-	if errors.Is(err, store.ErrUserLimit) {
-		return elimity.Resource{}, quotaError("users", h.srv.limits.MaxUsers)
-	}
-	if err != nil {
-		return elimity.Resource{}, h.srv.storeError(err, "", conflictUser)
+	opts := []store.WriteOption{h.srv.limits.capped(), store.MaxUsers(h.srv.limits.MaxUsers), store.Audited(ev)}
+	// First as if the user were new, which an initial import's users
+	// are: the creation itself checks the domains and that nobody
+	// matches, so the common case needs no look-up of its own.
+	domains := userDomains(u)
+	err := h.srv.cfg.Store.ProvisionUser(u, append(opts, store.Unmatched(domains))...)
+	var owned *store.DomainOwnedError
+	switch {
+	case errors.As(err, &owned):
+		return elimity.Resource{}, foreignDomain(org, owned.Domain, owned.Owner)
+	case errors.Is(err, store.ErrMatched):
+		// Someone matches: look them up and decide.
+		adopted, err := h.createMatched(r, org, u, domains, opts)
+		if err != nil {
+			return elimity.Resource{}, err
+		}
+		if adopted {
+			return h.resource(u, projectionOf(r))
+		}
+	case err != nil:
+		return elimity.Resource{}, h.provisionError(err)
 	}
 	return h.resourceOf(u, projectionOf(r), false)
+}
+
+// provisionError is the answer to a failed ProvisionUser.
+func (h *userHandler) provisionError(err error) error {
+	if errors.Is(err, store.ErrUserLimit) {
+		return quotaError("users", h.srv.limits.MaxUsers)
+	}
+	return h.srv.storeError(err, "", conflictUser)
+}
+
+// createMatched creates u, which matches an existing user, or adopts the
+// one it matches: it looks up the domains and the users the request may
+// mean in one store read, refuses a foreign domain, adopts a user that
+// SAML sign-in created (u becomes it, and adopted is true), and creates u
+// otherwise. Its error is the answer to give.
+func (h *userHandler) createMatched(r *http.Request, org string, u *store.User, domains []string, opts []store.WriteOption) (adopted bool, err error) {
+	look, err := h.srv.cfg.Store.LookUpProvisioning(org, domains, u.ExternalID, u.UserName, emailValues(u))
+	if err != nil {
+		return false, h.srv.storeError(err, "", "")
+	}
+	for i, d := range domains {
+		if err := foreignDomain(org, d, look.DomainOwners[i]); err != nil {
+			return false, err
+		}
+	}
+	// No lock: concurrent creations share the store's transaction, which
+	// checks uniqueness and max_users with the ones before it counted
+	// (store.CreateUser), and an adoption is an update that re-checks
+	// its candidate.
+	a, err := h.adopt(org, u, look)
+	if err != nil {
+		return false, err
+	}
+	if a != nil {
+		*u = *a
+		h.audit(r, "scim.user.create", u, map[string]string{"adopted": "signed-in user"})
+		return true, nil
+	}
+	if err := h.srv.cfg.Store.ProvisionUser(u, opts...); err != nil {
+		return false, h.provisionError(err)
+	}
+	return false, nil
 }
 
 // errChangedMeanwhile aborts an update whose user changed between its
@@ -395,16 +436,13 @@ var errChangedMeanwhile = scimerrors.ScimError{Status: http.StatusConflict, Deta
 // errNotAdoptable aborts an adoption whose candidate changed meanwhile.
 var errNotAdoptable = errors.New("user is no longer one created by sign-in")
 
-// adopt finds a user that SAML sign-in created and that in describes, and
-// turns it into this provisioned user. It returns nil when there is none.
-// A match by externalId or userName that is not such a user is the
-// conflict the IdP must hear about.
-func (h *userHandler) adopt(org string, in *store.User) (*store.User, error) {
+// adopt finds a user that SAML sign-in created and that in describes
+// (among the matches of look), and turns it into this provisioned user.
+// It returns nil when there is none. A match by externalId or userName
+// that is not such a user is the conflict the IdP must hear about.
+func (h *userHandler) adopt(org string, in *store.User, look *store.Provisioning) (*store.User, error) {
 	st := h.srv.cfg.Store
-	byExt, byName, byEmail, err := st.ProvisioningMatches(org, in.ExternalID, in.UserName, emailValues(in))
-	if err != nil {
-		return nil, h.srv.storeError(err, "", "")
-	}
+	byExt, byName, byEmail := look.ByExternalID, look.ByUserName, look.ByEmail
 	var cand *store.User
 	for _, u := range []*store.User{byExt, byName} {
 		if u == nil {

@@ -517,6 +517,12 @@ func TestReplicasSurvivePostgresRestart(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
+	// Operators see it: the change listener is down on both.
+	for _, r := range []*replica{e.a, e.b} {
+		if v := r.metric(t, "ssogate_store_changes_live"); v != 0 {
+			t.Errorf("replica %s: ssogate_store_changes_live = %v during the outage, want 0", r.name, v)
+		}
+	}
 
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -535,6 +541,14 @@ func TestReplicasSurvivePostgresRestart(t *testing.T) {
 		}
 	}
 	t.Logf("both replicas serve again %v after the database came back", time.Since(restarted).Round(time.Millisecond))
+	for _, r := range []*replica{e.a, e.b} {
+		for r.metric(t, "ssogate_store_changes_live") != 1 {
+			if time.Since(restarted) > time.Minute {
+				t.Fatalf("replica %s: ssogate_store_changes_live not back to 1 a minute after the database came back", r.name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 
 	// Writes work again on both, and the notifications are back: A
 	// serves from its cache (warm), then learns of B's write.

@@ -53,6 +53,9 @@
 #                identity as a signed JWT (signed_identity); 0: sso_gateway
 #                with its defaults (identity headers only)
 #   HEADERS_BASELINE  1 (default): also measure the "headers" server; 0: not
+#   GATEWAY_HANDLER  JSON of the sso_gateway handler to measure instead
+#                (overrides SIGNED_IDENTITY), e.g. with fewer identity
+#                headers: '{"handler":"sso_gateway","headers":{"name":"-"}}'
 #   CONCURRENCY  connections to test, default "1 16 64"
 #   DURATION     wrk duration per measurement, default 10s
 #   THREADS      wrk threads, default 1 (the machine is small; wrk must not
@@ -80,6 +83,7 @@ STORAGE=${STORAGE:-badger}
 PG_DSN=${PG_DSN:-}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SIGNED_IDENTITY=${SIGNED_IDENTITY:-1}
+GATEWAY_HANDLER=${GATEWAY_HANDLER:-}
 HEADERS_BASELINE=${HEADERS_BASELINE:-1}
 
 for l in $LOAD; do
@@ -185,7 +189,9 @@ admin PUT /config/apps/http/servers/plain \
 	"{\"listen\":[\"$PLAIN\"],\"automatic_https\":{\"disable\":true},\"routes\":[{\"handle\":[{\"handler\":\"reverse_proxy\",\"upstreams\":[{\"dial\":\"$UPSTREAM\"}]}]}]}"
 # (b) the demo's gateway server, pointed at the same upstream.
 admin PATCH /config/apps/http/servers/gateway/routes/0/handle/1/upstreams "[{\"dial\":\"$UPSTREAM\"}]"
-if [ "$SIGNED_IDENTITY" = 0 ]; then
+if [ -n "$GATEWAY_HANDLER" ]; then
+	admin PATCH /config/apps/http/servers/gateway/routes/0/handle/0 "$GATEWAY_HANDLER"
+elif [ "$SIGNED_IDENTITY" = 0 ]; then
 	admin PATCH /config/apps/http/servers/gateway/routes/0/handle/0 '{"handler":"sso_gateway"}'
 fi
 wait_http "http://$PLAIN/"
@@ -392,6 +398,7 @@ median() { # of the numbers in $1
 echo
 gwcfg="sso_gateway with signed_identity (the demo's)"
 [ "$SIGNED_IDENTITY" = 0 ] && gwcfg="sso_gateway with its defaults"
+[ -n "$GATEWAY_HANDLER" ] && gwcfg="sso_gateway as GATEWAY_HANDLER sets it"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(go env GOVERSION); wrk -t$THREADS, ${DURATION} per run, mean of $ROUNDS rounds"
 echo "storage: $STORAGE; gateway: $gwcfg; scim load: $SCIM_RATE changes/s requested"
 printf '%-6s | %-5s | %11s | %11s | %7s | %7s | %-13s | %9s | %9s | %9s | %9s | %9s | %9s | %9s | %9s\n' load conns "plain req/s" "gateway" ratio "median" "rounds" "plain p50" "gw p50" "plain p99" "gw p99" "plain CPU" "gw CPU" "CPU ratio" "re-checks"

@@ -273,7 +273,7 @@ func newPGQueries(schema string) pgQueries {
 		set: "INSERT INTO " + t + " (k, v, expires_at) VALUES ($1, $2, $3) " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
 		// Keys are distinct: ON CONFLICT cannot update a row twice.
-		setMany: "INSERT INTO " + t + " (k, v, expires_at) SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) " +
+		setMany: "INSERT INTO " + t + " (k, v, expires_at) SELECT * FROM unnest($1::bytea[], $2::bytea[], $3::bigint[]) AS w(k, v, x) ORDER BY k " +
 			"ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v, expires_at = EXCLUDED.expires_at",
 		del:     "DELETE FROM " + t + " WHERE k = $1",
 		delMany: "DELETE FROM " + t + " WHERE k = ANY($1)",

@@ -73,6 +73,14 @@ func MaxUsers(max int) WriteOption {
 // SCIM import's creations match nothing, and so need no look-up of their
 // own: on PostgreSQL its reads ride with the creation's. Only user
 // creations heed it.
+//
+// Only the userName and externalId checks are exact against concurrent
+// writes (their index keys are read in the transaction). The domain
+// owners are read untracked and an address is found by a prefix probe
+// that records no read when it finds nothing, as the separate look-ups
+// before it did: a domain verified by another organization, or a user
+// given the same address, at the very moment of the creation can go
+// unnoticed.
 func Unmatched(domains []string) WriteOption {
 	return func(o *writeOptions) { o.unmatched, o.domains = true, domains }
 }

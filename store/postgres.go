@@ -117,7 +117,8 @@ var ErrCommitUnknown = errors.New("store: commit outcome unknown")
 // read-modify-writes of distinct keys, none this way), and it lets a
 // transaction commit although a key it read has changed when the result
 // is still serializable, which is weaker than the contract. Reads (View)
-// are REPEATABLE READ READ ONLY.
+// are REPEATABLE READ READ ONLY; a view of a single read (ViewSingle) is
+// that one statement, its own snapshot.
 //
 // What an operator should know: each process holds up to MaxConns pooled
 // connections plus one for LISTEN; LISTEN/NOTIFY needs a session, so a

@@ -207,7 +207,12 @@ func (s *Store) charge(txn Txn, u *usage, id string) error {
 		return err
 	}
 	if !marked {
-		total, err := scanUsage(txn, u.org)
+		var total int64
+		err := inTxnUntracked(txn, func(v Txn) error {
+			var err error
+			total, err = scanUsage(v, u.org)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -531,6 +536,22 @@ func (s *Store) snapshotRead(txn Txn, fn func(Txn) error) error {
 		})
 	}
 	return s.view(fn)
+}
+
+// inTxnUntracked runs fn on txn's own snapshot and writes with reads
+// that do not count towards its conflicts where the backend can
+// (PostgreSQL), else (Badger) on txn itself. It is for the scan that
+// computes an organization's first stored-bytes total: the marker that
+// the scanning transaction reads absent and writes is what makes every
+// concurrent charging transaction conflict with it (each of them writes
+// or has read the marker), so the thousands of keys scanned need no
+// row lock each. With them, a few writers racing to compute the first
+// total locked each other out (NOWAIT) until they gave up.
+func inTxnUntracked(txn Txn, fn func(Txn) error) error {
+	if sr, ok := innerTxn(txn).(snapshotReader); ok {
+		return sr.SnapshotRead(fn)
+	}
+	return fn(txn)
 }
 
 // outerPrefetch is the outermost prefetchedTxn in txn's wrappers, if any.

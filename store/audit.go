@@ -376,13 +376,13 @@ func (s *Store) writeAudit(op string, events []*AuditEvent) error {
 			return err
 		}
 	}
-	s.countAuditAppends(events)
 	return nil
 }
 
 // writeAuditChunk writes events in one transaction or, when that is more
 // than the backend takes in one (aggregates and imported events may be
-// large), in halves.
+// large), in halves. Each committed part is counted at once, so that a
+// later part's failure leaves no committed event uncounted.
 func (s *Store) writeAuditChunk(op string, events []*AuditEvent) error {
 	err := s.update(op, func(txn Txn) error {
 		for _, e := range events {
@@ -398,7 +398,31 @@ func (s *Store) writeAuditChunk(op string, events []*AuditEvent) error {
 		}
 		return s.writeAuditChunk(op, events[len(events)/2:])
 	}
-	return err
+	if err != nil {
+		s.auditWriteFailed(events)
+		return err
+	}
+	s.countAuditAppends(events)
+	return nil
+}
+
+// auditWriteFailed forgets the length bound of the trails events were
+// meant for: a write that reports failure may still have committed
+// (Badger fails every write of a batch when one of them fails), and an
+// uncounted event would let the trail's prune by count be skipped past
+// MaxEvents. The next prune of those trails counts them again.
+func (s *Store) auditWriteFailed(events []*AuditEvent) {
+	if !s.soleWriter {
+		return
+	}
+	a := &s.audit
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range events {
+		if ts := a.sizes[e.OrgID]; ts != nil {
+			ts.known = false
+		}
+	}
 }
 
 // countAuditAppends counts written events towards their trails' next

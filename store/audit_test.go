@@ -293,6 +293,36 @@ func TestAuditPruneByCountSkipsShortTrails(t *testing.T) {
 	if ev, _ := s.ListAudit("acme", 1000); len(ev) != 100 || ev[0].Action != "c4" {
 		t.Fatalf("%d events kept, newest %v; want 100, c4", len(ev), ev[0].Action)
 	}
+
+	// A write that reported failure may have committed its events all
+	// the same: the trail's bound is forgotten, and the next prune by
+	// count counts again rather than trust a bound that misses them.
+	pruneBeta := func() {
+		t.Helper()
+		_, err := s.pruneAudit("beta", AuditPolicy{MaxEvents: 100, MaxAge: 30 * 24 * time.Hour}, now(), true)
+		must(t, err)
+	}
+	for i := range 10 {
+		must(t, s.AppendAudit(&AuditEvent{OrgID: "beta", Action: fmt.Sprint("d", i)}))
+	}
+	pruneBeta()
+	var unreported []*AuditEvent
+	for i := range 150 {
+		unreported = append(unreported, &AuditEvent{ID: fmt.Sprint("u", i), OrgID: "beta", Action: fmt.Sprint("u", i), Time: now()})
+	}
+	must(t, s.update("test", func(txn Txn) error {
+		for _, e := range unreported {
+			if _, err := setJSON(txn, auditKey(e), e, 0); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	s.auditWriteFailed(unreported)
+	pruneBeta()
+	if ev, _ := s.ListAudit("beta", 1000); len(ev) != 100 {
+		t.Fatalf("%d events kept after a failed write that committed, want 100", len(ev))
+	}
 }
 
 // TestWriteAuditSplitsLargeBatches: a batch of events larger than one

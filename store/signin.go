@@ -285,6 +285,9 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 		return nil
 	})
 	if err != nil {
+		if out.Audit != nil {
+			s.auditWriteFailed([]*AuditEvent{out.Audit})
+		}
 		return nil, err
 	}
 	if si.EndSession != "" {

@@ -302,6 +302,9 @@ func (s *Store) write(op string, mode writeMode, fn func(txn Txn) error) error {
 
 func (s *Store) tryUpdate(mode writeMode, fn func(txn Txn) error) error {
 	rec := &recordingTxn{}
+	// Released whatever happens, a panic in the commit included: a
+	// stripe left busy would disable its cache for good.
+	defer func() { s.stripes.release(rec.held) }()
 	run := func(txn Txn) error {
 		// A backend that runs fn again (after a failed attempt) ends
 		// the previous attempt's hold first.
@@ -331,7 +334,6 @@ func (s *Store) tryUpdate(mode writeMode, fn func(txn Txn) error) error {
 	}
 	// Marked whatever the commit says: a failed commit may still have
 	// changed something, and a spurious mark only costs a cache miss.
-	s.stripes.release(rec.held)
 	s.marks.localChange(rec)
 	return err
 }

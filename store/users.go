@@ -185,6 +185,9 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 		return nil
 	})
 	if err != nil {
+		if ev != nil {
+			s.auditWriteFailed([]*AuditEvent{ev})
+		}
 		return err
 	}
 	if ev != nil {

@@ -124,7 +124,13 @@ func putInvitation(txn Txn, inv *Invitation) error {
 
 // revokeInvitations deletes every pending link of the user.
 func revokeInvitations(txn Txn, orgID, userID string) error {
-	for _, mk := range keysWithPrefix(txn, scanPrefix(pLInvUser, orgID, userID), nil, 0) {
+	return deleteInvitations(txn, keysWithPrefix(txn, scanPrefix(pLInvUser, orgID, userID), nil, 0))
+}
+
+// deleteInvitations deletes the links that per-user markers (linvu keys)
+// point at, and the markers.
+func deleteInvitations(txn Txn, markers [][]byte) error {
+	for _, mk := range markers {
 		if err := del(txn, key(pLInv, lastSegment(mk))); err != nil {
 			return err
 		}

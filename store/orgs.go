@@ -240,15 +240,7 @@ func (s *Store) purgeOrg(orgID string) error {
 	// Pending invitation links, keyed by their token's hash, through
 	// the org's per-user markers.
 	if _, err := s.forEachKeyBatch(scanPrefix(pLInvUser, orgID), func(txn Txn, keys [][]byte) (int, error) {
-		for _, k := range keys {
-			if err := del(txn, key(pLInv, lastSegment(k))); err != nil {
-				return 0, err
-			}
-			if err := del(txn, k); err != nil {
-				return 0, err
-			}
-		}
-		return len(keys), nil
+		return len(keys), deleteInvitations(txn, keys)
 	}); err != nil {
 		return fmt.Errorf("store: %s %q: %w", op, orgID, err)
 	}

@@ -54,8 +54,10 @@
 #                with its defaults (identity headers only)
 #   HEADERS_BASELINE  1 (default): also measure the "headers" server; 0: not
 #   GATEWAY_HANDLER  JSON of the sso_gateway handler to measure instead
-#                (overrides SIGNED_IDENTITY), e.g. with fewer identity
-#                headers: '{"handler":"sso_gateway","headers":{"name":"-"}}'
+#                (overrides SIGNED_IDENTITY), e.g. the handler with some
+#                fields of its "headers" object set to "-" to send fewer
+#                identity headers; the sanity checks below refuse a
+#                handler that does not let the session through
 #   CONCURRENCY  connections to test, default "1 16 64"
 #   DURATION     wrk duration per measurement, default 10s
 #   THREADS      wrk threads, default 1 (the machine is small; wrk must not

@@ -552,7 +552,8 @@ func (s *Store) auditOrgs() ([]string, error) {
 // many. Events are stored newest first, so the doomed ones are a tail of
 // the org's range: a keys-only scan finds where it starts (from the
 // newest when counting, in O(MaxEvents); from the oldest otherwise, in
-// O(doomed)), then it is deleted in batches.
+// O(doomed)), or the backend does where it can skip keys (doomedFrom),
+// then it is deleted in batches.
 func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bool) (int, error) {
 	prefix := scanPrefix(pAudit, orgID)
 	cutoff := at.Add(-p.MaxAge)
@@ -582,6 +583,11 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 	kept := -1 // events before the doomed ones, when counted
 	var from []byte
 	err := s.view(func(txn Txn) error {
+		if kt, ok := txn.(keyAtTxn); ok {
+			var err error
+			from, err = doomedFrom(kt, prefix, cutoff, p, byCount)
+			return err
+		}
 		it := txn.Iterator(IterOptions{Prefix: prefix, KeysOnly: true, Reverse: !byCount})
 		defer it.Close()
 		if !byCount {
@@ -639,6 +645,29 @@ func (s *Store) pruneAudit(orgID string, p AuditPolicy, at time.Time, byCount bo
 			return total, nil
 		}
 	}
+}
+
+// doomedFrom is where the org's doomed events start (nil: none), found
+// without walking the trail where the backend can skip keys (keyAtTxn):
+// the first event past the MaxEvents newest when byCount, or the newest
+// event older than cutoff, whichever comes first. An event's time segment
+// grows as its time falls, so the events older than cutoff are those at
+// or after the least key past cutoff's own segment.
+func doomedFrom(txn keyAtTxn, prefix []byte, cutoff time.Time, p AuditPolicy, byCount bool) ([]byte, error) {
+	// '0' follows '/': past every key with cutoff's own segment.
+	cut := append(append(slices.Clip(prefix), auditTimeSegment(cutoff)...), '0')
+	from, err := txn.KeyAt(prefix, cut, 0)
+	if err != nil || !byCount {
+		return from, err
+	}
+	n, err := txn.KeyAt(prefix, prefix, p.MaxEvents)
+	if err != nil {
+		return nil, err
+	}
+	if n != nil && (from == nil || bytes.Compare(n, from) < 0) {
+		from = n
+	}
+	return from, nil
 }
 
 // prunedTrail updates the trail's bound after a prune that deleted

@@ -341,3 +341,46 @@ func TestWriteAuditSplitsLargeBatches(t *testing.T) {
 		t.Fatalf("%d events stored, want %d", n, len(events))
 	}
 }
+
+// The prune's edges, on either backend: an event exactly max_age old
+// stays and one a nanosecond older goes; by count, exactly the MaxEvents
+// newest stay.
+func TestAuditPruneEdges(t *testing.T) {
+	s := newTestStore(t)
+	// A policy no background prune acts on, while events go in.
+	s.SetAuditPolicy(AuditPolicy{MaxEvents: 1000, MaxAge: 365 * 24 * time.Hour})
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
+	p := AuditPolicy{MaxEvents: 4, MaxAge: 24 * time.Hour}
+	cutoff := at.Add(-p.MaxAge)
+	for i, d := range []time.Duration{-time.Hour, -time.Nanosecond, 0, time.Nanosecond, time.Minute, time.Hour} {
+		must(t, s.AppendAudit(&AuditEvent{OrgID: "acme", Action: fmt.Sprint("e", i), Time: cutoff.Add(d)}))
+	}
+	actions := func() string {
+		t.Helper()
+		ev, err := s.ListAudit("acme", 100)
+		must(t, err)
+		var a []string
+		for _, e := range ev {
+			a = append(a, e.Action)
+		}
+		return strings.Join(a, " ")
+	}
+	p.MaxEvents = 5
+	n, err := s.pruneAudit("acme", p, at, false)
+	must(t, err)
+	if got := actions(); n != 2 || got != "e5 e4 e3 e2" {
+		t.Errorf("by age: deleted %d, kept %q; want 2 deleted, e5 e4 e3 e2 kept", n, got)
+	}
+	p.MaxEvents = 3
+	n, err = s.pruneAudit("acme", p, at, true)
+	must(t, err)
+	if got := actions(); n != 1 || got != "e5 e4 e3" {
+		t.Errorf("by count: deleted %d, kept %q; want 1 deleted, e5 e4 e3 kept", n, got)
+	}
+	p.MaxEvents = 3
+	n, err = s.pruneAudit("acme", p, at, true)
+	must(t, err)
+	if got := actions(); n != 0 || got != "e5 e4 e3" {
+		t.Errorf("again: deleted %d, kept %q", n, got)
+	}
+}

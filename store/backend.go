@@ -118,6 +118,17 @@ type versionedTxn interface {
 	GetVersion(k []byte) (v []byte, version uint64, err error)
 }
 
+// keyAtTxn is implemented by a Txn that can find the key n places into
+// a prefix's range without handing over the keys before it: one statement
+// on PostgreSQL, where an iterator would bring all n across the network
+// (a prune by count of a long audit trail). Badger's iterator is as cheap.
+type keyAtTxn interface {
+	// KeyAt returns the key at index n (from 0) of the keys that start
+	// with prefix and are >= from, in ascending order, or nil when there
+	// are n or fewer. It records no read, so it is for views.
+	KeyAt(prefix, from []byte, n int) ([]byte, error)
+}
+
 // expiryTxn is implemented by a Txn that can report a key's expiry (Unix
 // seconds, 0 = never); tests use it to check expiries are kept.
 type expiryTxn interface {

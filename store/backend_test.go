@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -226,6 +227,47 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 				}
 				return nil
 			}))
+		}
+	})
+
+	t.Run("KeyAtAgreesWithIterator", func(t *testing.T) {
+		b := open(t)
+		if !hasKeyAt(t, b) {
+			t.Skip("this backend has no KeyAt: the Store walks an iterator")
+		}
+		past := uint64(time.Now().Unix() - 1)
+		must(t, b.Update(func(txn Txn) error {
+			for _, k := range []string{"o\xff", "p", "p\x00", "p\x01", "p\xfe\xff", "p\xff", "p\xff\xff", "q"} {
+				if err := txn.Set([]byte(k), []byte("v"), 0); err != nil {
+					return err
+				}
+			}
+			return txn.Set([]byte("p\x02"), []byte("expired"), past)
+		}, nil))
+		for _, c := range []struct{ prefix, from string }{
+			{"p", "p"}, {"p", ""}, {"p", "o"}, {"p", "p\x01"}, {"p", "p\x02"}, {"p", "p\xff"}, {"p", "q"},
+			{"p\xff", "p\xff"}, {"p\xff\xff", ""}, {"", ""}, {"", "p\xfe"}, {"r", "r"},
+		} {
+			all := keys(t, b, IterOptions{Prefix: []byte(c.prefix), KeysOnly: true}, []byte(c.from))
+			if c.from < c.prefix {
+				all = keys(t, b, IterOptions{Prefix: []byte(c.prefix), KeysOnly: true}, []byte(c.prefix))
+			}
+			walked := strings.Fields(all)
+			for n := range len(walked) + 2 {
+				want := ""
+				if n < len(walked) {
+					want = walked[n]
+				}
+				var got []byte
+				must(t, b.View(func(txn Txn) error {
+					var err error
+					got, err = txn.(keyAtTxn).KeyAt([]byte(c.prefix), []byte(c.from), n)
+					return err
+				}))
+				if string(got) != want {
+					t.Errorf("KeyAt(%q, %q, %d) = %q, want %q (the iterator's)", c.prefix, c.from, n, got, want)
+				}
+			}
 		}
 	})
 
@@ -494,6 +536,16 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 			t.Fatalf("Name() = %q", n)
 		}
 	})
+}
+
+// hasKeyAt reports whether b's transactions implement keyAtTxn.
+func hasKeyAt(t testing.TB, b Backend) bool {
+	var ok bool
+	must(t, b.View(func(txn Txn) error {
+		_, ok = txn.(keyAtTxn)
+		return nil
+	}))
+	return ok
 }
 
 func put(t testing.TB, b Backend, k, v string) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -166,6 +167,36 @@ func (it *pgIter) ValueSize() int64 {
 }
 
 func (it *pgIter) Close() { it.rows = nil }
+
+// KeyAt is keyAtTxn's: the server skips the first n keys itself.
+func (t *pgTxn) KeyAt(prefix, from []byte, n int) ([]byte, error) {
+	if n < 0 {
+		return nil, fmt.Errorf("store: postgres: key at %d: %w", n, ErrInvalid)
+	}
+	sql := "SELECT k FROM " + t.p.q.table + " WHERE (expires_at = 0 OR expires_at > $1) AND k >= $2"
+	if bytes.Compare(from, prefix) < 0 {
+		from = prefix
+	}
+	args := []any{t.now, nonNil(from), n}
+	if hi := prefixEnd(prefix); hi != nil {
+		sql += " AND k < $4"
+		args = append(args, hi)
+	}
+	sql += " ORDER BY k OFFSET $3 LIMIT 1"
+	var k []byte
+	err := t.roundTrip(pgStmt{sql: sql, args: args, scan: func(r pgx.Rows) error {
+		for r.Next() {
+			if err := r.Scan(&k); err != nil {
+				return err
+			}
+		}
+		return r.Err()
+	}})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
 
 func nonNil(b []byte) []byte {
 	if b == nil {

@@ -118,7 +118,7 @@ func (s *Server) authenticate(orgID, header string) (*store.Org, string) {
 	token, hasToken := bearerToken(header)
 	var org *store.Org
 	if orgIDPattern.MatchString(orgID) {
-		o, err := s.cfg.Store.GetOrg(orgID)
+		o, err := s.orgs.get(s.cfg.Store, orgID)
 		switch {
 		case err == nil:
 			org = o

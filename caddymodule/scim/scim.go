@@ -93,6 +93,7 @@ type Server struct {
 	limits  Limits
 	slots   *orgSlots
 	locks   writeLocks
+	orgs    orgCache
 	// dummyHash is compared against when the organization does not exist
 	// or has no token, so that the answer takes as long as a real miss.
 	dummyHash [32]byte

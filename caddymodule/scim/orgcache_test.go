@@ -1,0 +1,68 @@
+package scim
+
+import (
+	"context"
+	"crypto/sha256"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/ssogate/ssogate/store"
+	"github.com/ssogate/ssogate/store/pgtest"
+)
+
+// The organization record authentication reuses is dropped when another
+// replica rotates the token or deletes the organization: the old token
+// stops working on this one once the change is heard, without a request
+// that reads the record first.
+func TestCachedOrgFollowsOtherReplicas(t *testing.T) {
+	dsn, schema := pgtest.Schema(t)
+	open := func() store.Backend {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pg
+	}
+	e := newEnvWith(t, store.Options{}, open())
+	other, err := store.OpenBackend(open(), store.Options{GCInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+
+	users := testPrefix + "/scim/acme/v2/Users"
+	status := func(token string) int { return e.callWith(token, http.MethodGet, users, nil).status }
+	// Until the old token fails, with a bound far above the notification
+	// delay that only a stalled machine reaches.
+	refusedSoon := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for status(e.tokens["acme"]) != http.StatusUnauthorized {
+			if time.Now().After(deadline) {
+				t.Fatalf("the old token still works 10 s after %s on the other replica", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	for range 3 {
+		if s := status(e.tokens["acme"]); s != http.StatusOK {
+			t.Fatalf("before the rotation: %d", s)
+		}
+	}
+	sum := sha256.Sum256([]byte("the-new-token"))
+	if _, err := other.UpdateOrg("acme", func(o *store.Org) error { o.SCIMTokenHash = sum[:]; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	refusedSoon("a rotation")
+	if s := status("the-new-token"); s != http.StatusOK {
+		t.Fatalf("the new token: %d", s)
+	}
+	e.tokens["acme"] = "the-new-token"
+	if err := other.DeleteOrg("acme"); err != nil {
+		t.Fatal(err)
+	}
+	refusedSoon("a deletion")
+}

@@ -30,10 +30,15 @@ type badgerBackend struct {
 // into a fresh file: 0.2 ms). With 64 MiB the log reaches about 50 MiB
 // before its flush, and a serial SCIM import's creation write rises from
 // 0.54 to 1.4 ms before each flush (every ~37k users); with 32 MiB it
-// stayed at 0.42-0.73 ms to 100k. But with 32, 40 or 48 MiB the SCIM
-// memory test (TestWorstParallelRequestsOfOneTenant) measures 260-300 MiB
-// of anonymous memory growth under its worst requests, over its 256 MiB
-// bound (64 MiB: 200-210), for reasons not yet understood.
+// stayed at 0.42-0.73 ms to 100k. But Badger sizes its largest
+// transaction from the memtable (15% of it, about 105k entries at 64 MiB),
+// and a group's membership changes are one transaction: replacing a group
+// of 50,000 members (the default max_group_members) by 50,000 others
+// writes about 100k entries, which 32 MiB memtables refuse (measured).
+// (The SCIM memory test's growth with smaller memtables, once blamed on
+// them, was the set-up's memtables still waiting for their flush: Go
+// heap, which the garbage collector's target doubles; the test now waits
+// for them.)
 
 // newBadgerBackend opens (creating if needed) the Badger database in dir.
 // Every acknowledged Update is synced to disk.

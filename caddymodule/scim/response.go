@@ -45,6 +45,13 @@ func (s *Server) storeError(err error, id, conflictDetail string) error {
 		return badValue(strings.TrimPrefix(err.Error(), "store: "))
 	case errors.Is(err, store.ErrQuota):
 		return s.limits.storedBytesError()
+	case errors.Is(err, store.ErrTxnTooBig):
+		// A change the store cannot make in one transaction (Badger's
+		// holds about 105k keys: a membership change that large needs
+		// max_group_members and max_request_size raised past their
+		// defaults). Nothing of it was written.
+		return scimerrors.ScimError{Status: http.StatusRequestEntityTooLarge,
+			Detail: "This request changes more than the server can change at once; nothing was changed. Send it in smaller parts."}
 	}
 	s.log.Error("SCIM request failed", zap.Error(err))
 	return scimerrors.ScimErrorInternal

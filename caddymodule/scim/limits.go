@@ -131,6 +131,11 @@ const (
 	ceilFilterDepth  = 64
 	ceilFilterLength = 64 << 10
 	ceilJSONDepth    = 128
+	// A group's deletion removes all its memberships in one store
+	// transaction, and Badger's holds about 10 MB of keys: some 78,000
+	// memberships with the longest organization IDs. Past this ceiling a
+	// group could grow too large to delete.
+	ceilGroupMembers = 60_000
 )
 
 // WithDefaults returns l with zero values replaced by the defaults.
@@ -193,6 +198,8 @@ func (l Limits) Validate() error {
 		return fmt.Errorf("max_filter_depth %d: at most %d", l.MaxFilterDepth, ceilFilterDepth)
 	case l.MaxFilterLength > ceilFilterLength:
 		return fmt.Errorf("max_filter_length %d: at most %d", l.MaxFilterLength, ceilFilterLength)
+	case l.MaxGroupMembers > ceilGroupMembers:
+		return fmt.Errorf("max_group_members %d: at most %d (a group's deletion is one store transaction)", l.MaxGroupMembers, ceilGroupMembers)
 	case l.MaxJSONDepth > ceilJSONDepth:
 		return fmt.Errorf("max_json_depth %d: at most %d", l.MaxJSONDepth, ceilJSONDepth)
 	case l.MaxJSONDepth != 0 && l.MaxJSONDepth < 8:

@@ -49,9 +49,10 @@ func (s *Server) storeError(err error, id, conflictDetail string) error {
 		// A change the store cannot make in one transaction (Badger's
 		// holds about 105k keys: a membership change that large needs
 		// max_group_members and max_request_size raised past their
-		// defaults). Nothing of it was written.
-		return scimerrors.ScimError{Status: http.StatusRequestEntityTooLarge,
-			Detail: "This request changes more than the server can change at once; nothing was changed. Send it in smaller parts."}
+		// defaults). Nothing of it was written. A 400 like the other
+		// size caps on group members: the library allows a 413 on POST
+		// alone.
+		return badValue("This request changes more group memberships than the server can change at once; nothing was changed. Send it in smaller parts.")
 	}
 	s.log.Error("SCIM request failed", zap.Error(err))
 	return scimerrors.ScimErrorInternal

@@ -383,4 +383,36 @@ func TestAuditPruneEdges(t *testing.T) {
 	if got := actions(); n != 0 || got != "e5 e4 e3" {
 		t.Errorf("again: deleted %d, kept %q", n, got)
 	}
+
+	// Both cuts in one prune: whichever keeps fewer wins, on the
+	// gateway-wide trail (empty org) and on an org's.
+	for _, c := range []struct {
+		org              string
+		recent, old, max int
+		want             int
+	}{
+		{"", 6, 2, 3, 3},       // the count cuts first
+		{"globex", 2, 3, 4, 2}, // the age cuts first
+	} {
+		for i := range c.recent {
+			must(t, s.AppendAudit(&AuditEvent{OrgID: c.org, Action: "recent", Time: cutoff.Add(time.Duration(i+1) * time.Minute)}))
+		}
+		for i := range c.old {
+			must(t, s.AppendAudit(&AuditEvent{OrgID: c.org, Action: "old", Time: cutoff.Add(-time.Duration(i+1) * time.Minute)}))
+		}
+		// An event from before 1970 is old too.
+		must(t, s.AppendAudit(&AuditEvent{OrgID: c.org, Action: "old", Time: time.Unix(-3600, 0)}))
+		_, err := s.pruneAudit(c.org, AuditPolicy{MaxEvents: c.max, MaxAge: p.MaxAge}, at, true)
+		must(t, err)
+		ev, err := s.ListAudit(c.org, 100)
+		must(t, err)
+		if len(ev) != c.want {
+			t.Errorf("org %q, %d recent and %d old events, max %d: kept %d, want %d", c.org, c.recent, c.old+1, c.max, len(ev), c.want)
+		}
+		for _, e := range ev {
+			if e.Action != "recent" {
+				t.Errorf("org %q: an old event kept", c.org)
+			}
+		}
+	}
 }

@@ -269,6 +269,14 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 				}
 			}
 		}
+		// It records no read, so a writing transaction may not use it.
+		err := b.Update(func(txn Txn) error {
+			_, err := txn.(keyAtTxn).KeyAt([]byte("p"), []byte("p"), 0)
+			return err
+		}, nil)
+		if !errors.Is(err, ErrInvalid) {
+			t.Errorf("KeyAt in Update: %v, want ErrInvalid", err)
+		}
 	})
 
 	t.Run("KeysOnlyValueSize", func(t *testing.T) {

@@ -173,6 +173,11 @@ func (t *pgTxn) KeyAt(prefix, from []byte, n int) ([]byte, error) {
 	if n < 0 {
 		return nil, fmt.Errorf("store: postgres: key at %d: %w", n, ErrInvalid)
 	}
+	if t.write {
+		// It records no read: in a writing transaction it would step
+		// around the conflict rule.
+		return nil, fmt.Errorf("store: postgres: KeyAt in a writing transaction: %w", ErrInvalid)
+	}
 	sql := "SELECT k FROM " + t.p.q.table + " WHERE (expires_at = 0 OR expires_at > $1) AND k >= $2"
 	if bytes.Compare(from, prefix) < 0 {
 		from = prefix

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"sync"
+	"time"
 
 	"github.com/ssogate/ssogate/store"
 )
@@ -60,4 +61,23 @@ func (c *orgCache) get(st *store.Store, id string) (*store.Org, error) {
 	}
 	c.m[id] = orgCacheEntry{org: o, w: w}
 	return o, nil
+}
+
+// touched records in the cached record that the token was just used at
+// at: the touch is written later, in a write that does not move the org's
+// change marks (it changes nothing a re-check reads), so without this the
+// cached record would ask for a touch on every request once a minute had
+// passed, and the org record would be rewritten at every touch flush.
+// The record is replaced by a copy, never changed: requests in flight
+// share the old one.
+func (c *orgCache) touched(id string, at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[id]
+	if !ok || !at.After(e.org.SCIMTokenLastUsed) {
+		return
+	}
+	o := *e.org
+	o.SCIMTokenLastUsed = at
+	c.m[id] = orgCacheEntry{org: &o, w: e.w}
 }

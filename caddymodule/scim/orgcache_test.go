@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,4 +66,37 @@ func TestCachedOrgFollowsOtherReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	refusedSoon("a deletion")
+}
+
+// The token's last use is written about once a minute however many
+// requests come, cached record or not: each flush of a touch rewrites the
+// org record.
+func TestTokenTouchesStayRareWithTheCache(t *testing.T) {
+	var mu sync.Mutex
+	rewrites := 0
+	e := newEnvWith(t, store.Options{ObserveWrite: func(op string, _ time.Duration) {
+		if op == "touch SCIM tokens" {
+			mu.Lock()
+			rewrites++
+			mu.Unlock()
+		}
+	}}, nil)
+	// Requests a few seconds of the gateway's clock apart, each in a
+	// flush period of its own: 0 s, then 61 s (a minute on: touched)
+	// and four more within that minute.
+	for i, at := range []time.Duration{0, 61 * time.Second, time.Second, time.Second, time.Second, time.Second} {
+		e.clock.Advance(at)
+		e.must(http.StatusOK, "acme", http.MethodGet, "/Users", nil)
+		if i < 5 {
+			time.Sleep(1200 * time.Millisecond)
+		}
+	}
+	if err := e.store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if rewrites != 2 {
+		t.Errorf("the org record was rewritten %d times for touches, want 2 (at 0 s and 61 s)", rewrites)
+	}
 }

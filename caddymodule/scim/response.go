@@ -52,7 +52,7 @@ func (s *Server) storeError(err error, id, conflictDetail string) error {
 		// defaults). Nothing of it was written. A 400 like the other
 		// size caps on group members: the library allows a 413 on POST
 		// alone.
-		return badValue("This request changes more group memberships than the server can change at once; nothing was changed. Send it in smaller parts.")
+		return badValue("This request changes more than the server can change at once (in a group, its memberships); nothing was changed. Send it in smaller parts.")
 	}
 	s.log.Error("SCIM request failed", zap.Error(err))
 	return scimerrors.ScimErrorInternal

@@ -204,6 +204,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if now.Sub(org.SCIMTokenLastUsed) >= touchEvery {
 		if err := s.cfg.Store.TouchSCIMToken(org.ID, now); err != nil {
 			s.log.Warn("recording SCIM token use", zap.String("org", org.ID), zap.Error(err))
+		} else {
+			s.orgs.touched(org.ID, now)
 		}
 	}
 

@@ -1,6 +1,9 @@
 package store
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Backend is where a Store keeps its data: an ordered key-value space with
 // serializable transactions and per-key expiry. Everything the Store
@@ -64,7 +67,7 @@ type Txn interface {
 	// Get returns the value of k, or an error matching ErrNoKey.
 	Get(k []byte) ([]byte, error)
 	// Set writes k; expiresAt is Unix seconds, 0 for never. A transaction
-	// sees its own writes.
+	// sees its own writes. A key over MaxKeyBytes is ErrKeyTooLong.
 	Set(k, v []byte, expiresAt uint64) error
 	// Delete removes k (absent keys are not an error).
 	Delete(k []byte) error
@@ -98,6 +101,18 @@ type Iterator interface {
 	ValueSize() int64
 	Close()
 }
+
+// MaxKeyBytes is the longest key a Backend stores: a PostgreSQL index
+// entry holds about 2.7 KB (less when the key does not compress), and
+// both backends refuse the same keys, with ErrKeyTooLong, so that no
+// caller's outcome depends on the backend. Keys grow with identifiers a
+// client chooses (an externalId, a group's name), which the SCIM caps
+// keep far below this unless an operator raises max_string_length.
+const MaxKeyBytes = 2600
+
+// ErrKeyTooLong is what Txn.Set returns for a key over MaxKeyBytes; it
+// matches ErrInvalid too.
+var ErrKeyTooLong = fmt.Errorf("store: an identifier too long to be indexed (a key over %d bytes): %w", MaxKeyBytes, ErrInvalid)
 
 // ErrNoKey is returned by Txn.Get for a key that is absent or expired.
 var ErrNoKey = errors.New("store: key not found")

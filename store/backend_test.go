@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
@@ -228,6 +229,24 @@ func runBackendContract(t *testing.T, open func(t *testing.T) Backend) {
 				return nil
 			}))
 		}
+	})
+
+	t.Run("KeyLength", func(t *testing.T) {
+		b := open(t)
+		// Random bytes: PostgreSQL would compress a repetitive key under
+		// its index limit.
+		rng := rand.New(rand.NewPCG(3, 4))
+		k := make([]byte, MaxKeyBytes+1)
+		for i := range k {
+			k[i] = byte(rng.UintN(256))
+		}
+		must(t, b.Update(func(txn Txn) error { return txn.Set(k[:MaxKeyBytes], []byte("v"), 0) }, nil))
+		wantValue(t, b, string(k[:MaxKeyBytes]), "v")
+		err := b.Update(func(txn Txn) error { return txn.Set(k, []byte("v"), 0) }, nil)
+		if !errors.Is(err, ErrKeyTooLong) || !errors.Is(err, ErrInvalid) {
+			t.Fatalf("a key of %d bytes: %v, want ErrKeyTooLong", len(k), err)
+		}
+		wantAbsent(t, b, string(k))
 	})
 
 	t.Run("KeyAtAgreesWithIterator", func(t *testing.T) {

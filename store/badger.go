@@ -174,6 +174,9 @@ func (t badgerTxn) Get(k []byte) ([]byte, error) {
 }
 
 func (t badgerTxn) Set(k, v []byte, expiresAt uint64) error {
+	if len(k) > MaxKeyBytes {
+		return ErrKeyTooLong
+	}
 	e := badger.NewEntry(k, v)
 	e.ExpiresAt = expiresAt
 	if err := t.t.SetEntry(e); err != nil {

@@ -259,6 +259,9 @@ func (t *pgTxn) Set(k, v []byte, expiresAt uint64) error {
 	if err := t.checkWrite(k); err != nil {
 		return err
 	}
+	if len(k) > MaxKeyBytes {
+		return ErrKeyTooLong
+	}
 	if v == nil {
 		v = []byte{} // pgx sends a nil slice as NULL
 	}

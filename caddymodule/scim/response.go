@@ -33,6 +33,10 @@ func writeError(w http.ResponseWriter, e scimerrors.ScimError) {
 // answer a pointer with a 500.
 func (s *Server) storeError(err error, id, conflictDetail string) error {
 	switch {
+	case errors.Is(err, store.ErrKeyTooLong):
+		// Before ErrInvalid, which it also is: the store's message
+		// quotes the whole key.
+		return badValue("An identifier (externalId, userName, displayName or an email address) is too long to be indexed; nothing was changed.")
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrInvalid) && id != "":
 		return scimerrors.ScimErrorResourceNotFound(id)
 	case errors.Is(err, store.ErrConflict):

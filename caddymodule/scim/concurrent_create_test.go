@@ -2,16 +2,13 @@ package scim
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ssogate/ssogate/store"
-	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // TestConcurrentCreates: creations sent in parallel (as Entra ID sends
@@ -21,16 +18,7 @@ import (
 // on PostgreSQL a commit group reads its writes' keys in one exchange.
 func TestConcurrentCreates(t *testing.T) {
 	t.Run("badger", func(t *testing.T) { testConcurrentCreates(t, nil) })
-	t.Run("postgres", func(t *testing.T) {
-		dsn, schema := pgtest.Schema(t)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
-		if err != nil {
-			t.Fatal(err)
-		}
-		testConcurrentCreates(t, pg)
-	})
+	t.Run("postgres", func(t *testing.T) { testConcurrentCreates(t, postgresBackend(t, "", "")) })
 }
 
 func testConcurrentCreates(t *testing.T, b store.Backend) {

@@ -2,6 +2,7 @@ package scim
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/json"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/ssogate/ssogate/store"
+	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 const (
@@ -53,6 +55,23 @@ func (c *fakeClock) Advance(d time.Duration) {
 func newEnv(t testing.TB, tweak ...func(*Config)) *env {
 	t.Helper()
 	return newEnvWith(t, store.Options{}, nil, tweak...)
+}
+
+// postgresBackend opens a PostgreSQL backend on a fresh schema of the
+// test server (dsn, schema); with a schema of "" it takes a new one.
+// Several backends on one schema are several replicas.
+func postgresBackend(t testing.TB, dsn, schema string) store.Backend {
+	t.Helper()
+	if schema == "" {
+		dsn, schema = pgtest.Schema(t)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pg
 }
 
 // newEnvWith is newEnv with store options (its Logger and GCInterval are

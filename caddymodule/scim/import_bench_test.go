@@ -2,7 +2,6 @@ package scim
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -80,14 +79,7 @@ func importUsers(b *testing.B, backend string, total, conc int) {
 	}}
 	var be store.Backend // nil: Badger in a temporary directory
 	if backend == "postgres" {
-		dsn, schema := pgtest.Schema(b)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
-		if err != nil {
-			b.Fatal(err)
-		}
-		be = pg
+		be = postgresBackend(b, "", "")
 	}
 	e := newEnvWith(b, opts, be, func(c *Config) {
 		c.Now = time.Now // token touches and audit times as in production

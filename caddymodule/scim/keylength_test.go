@@ -1,15 +1,12 @@
 package scim
 
 import (
-	"context"
 	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ssogate/ssogate/store"
-	"github.com/ssogate/ssogate/store/pgtest"
 )
 
 // An identifier whose index key is too long for either backend (a
@@ -21,14 +18,7 @@ func TestOverlongIdentifiersAreRefusedOnBothBackends(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			var be store.Backend
 			if backend == "postgres" {
-				dsn, schema := pgtest.Schema(t)
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
-				if err != nil {
-					t.Fatal(err)
-				}
-				be = pg
+				be = postgresBackend(t, "", "")
 			}
 			e := newEnvWith(t, store.Options{}, be, func(c *Config) { c.Limits.MaxStringLength = 4096 })
 			// Within a raised max_string_length: 3,000 random letters,

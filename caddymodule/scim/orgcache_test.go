@@ -1,7 +1,6 @@
 package scim
 
 import (
-	"context"
 	"crypto/sha256"
 	"net/http"
 	"sync"
@@ -18,17 +17,8 @@ import (
 // that reads the record first.
 func TestCachedOrgFollowsOtherReplicas(t *testing.T) {
 	dsn, schema := pgtest.Schema(t)
-	open := func() store.Backend {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		pg, err := store.OpenPostgres(ctx, store.PostgresOptions{DSN: dsn, Schema: schema})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pg
-	}
-	e := newEnvWith(t, store.Options{}, open())
-	other, err := store.OpenBackend(open(), store.Options{GCInterval: -1})
+	e := newEnvWith(t, store.Options{}, postgresBackend(t, dsn, schema))
+	other, err := store.OpenBackend(postgresBackend(t, dsn, schema), store.Options{GCInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,9 +41,19 @@ func openTestPostgres(t *testing.T) Backend {
 
 func openPostgresAt(t testing.TB, dsn, schema string) *Postgres {
 	t.Helper()
+	return openPostgresWith(t, PostgresOptions{DSN: dsn, Schema: schema})
+}
+
+// openPostgresWith opens a backend with o (a quiet logger unless o has
+// one), closed when the test ends.
+func openPostgresWith(t testing.TB, o PostgresOptions) *Postgres {
+	t.Helper()
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
 	defer cancel()
-	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, Logger: zap.NewNop()})
+	p, err := OpenPostgres(ctx, o)
 	if err != nil {
 		t.Fatalf("OpenPostgres: %v", err)
 	}
@@ -619,14 +629,10 @@ func TestPostgresCommitInFlight(t *testing.T) {
 func TestPostgresPoolExhausted(t *testing.T) {
 	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
-	must(t, err)
-	defer p.Close()
+	p := openPostgresWith(t, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
 	p.acquireWait = 500 * time.Millisecond
 	inner := 0
-	err = p.Update(func(txn Txn) error {
+	err := p.Update(func(txn Txn) error {
 		if _, err := txn.Get([]byte("k")); !errors.Is(err, ErrNoKey) { // holds the connection
 			return err
 		}
@@ -676,11 +682,7 @@ func TestPostgresListenerPings(t *testing.T) {
 func TestPostgresViewSingle(t *testing.T) {
 	onceOnly(t)
 	dsn, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
-	defer cancel()
-	p, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
-	must(t, err)
-	defer p.Close()
+	p := openPostgresWith(t, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
 	put(t, p, "a", "1")
 	put(t, p, "b", "2")
 	must(t, p.ViewSingle(func(txn Txn) error {
@@ -696,7 +698,7 @@ func TestPostgresViewSingle(t *testing.T) {
 		}
 		return nil
 	}))
-	err = p.ViewSingle(func(txn Txn) error {
+	err := p.ViewSingle(func(txn Txn) error {
 		if _, err := txn.Get([]byte("a")); err != nil {
 			return err
 		}

@@ -134,16 +134,24 @@ func TestProbe(t *testing.T) {
 	}))
 }
 
-// TestLookUpProvisioning: domain owners come with the matches, whether
-// any user matches (a second, full read) or none does (one read).
-func TestLookUpProvisioning(t *testing.T) {
+// provisioningFixture is acme and other, each with a verified domain of
+// its own, and acme's user ann (externalId externalID when not "").
+func provisioningFixture(t *testing.T, externalID string) (*Store, *User) {
+	t.Helper()
 	s := newTestStore(t)
 	mkOrg(t, s, "acme")
 	mkOrg(t, s, "other")
 	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
 	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
-	ann := &User{OrgID: "acme", UserName: "ann@acme.example", Emails: []Email{{Value: "ann@acme.example"}}}
+	ann := &User{OrgID: "acme", UserName: "ann@acme.example", ExternalID: externalID, Emails: []Email{{Value: "ann@acme.example"}}}
 	must(t, s.CreateUser(ann))
+	return s, ann
+}
+
+// TestLookUpProvisioning: domain owners come with the matches, whether
+// any user matches (a second, full read) or none does (one read).
+func TestLookUpProvisioning(t *testing.T) {
+	s, ann := provisioningFixture(t, "")
 	domains := []string{"acme.example", "free.example", "other.example"}
 	for _, c := range []struct {
 		name, userName, email string
@@ -183,13 +191,7 @@ func TestLookUpProvisioning(t *testing.T) {
 // verified domain and names any match instead of creating, and creates
 // when nothing matches; a prefetch's prefix answers follow its writes.
 func TestCreateUnmatched(t *testing.T) {
-	s := newTestStore(t)
-	mkOrg(t, s, "acme")
-	mkOrg(t, s, "other")
-	must(t, s.AddDomain(&Domain{OrgID: "other", Name: "other.example", Status: DomainVerified}))
-	must(t, s.AddDomain(&Domain{OrgID: "acme", Name: "acme.example", Status: DomainVerified}))
-	ann := &User{OrgID: "acme", UserName: "ann@acme.example", ExternalID: "x-ann", Emails: []Email{{Value: "ann@acme.example"}}}
-	must(t, s.CreateUser(ann))
+	s, _ := provisioningFixture(t, "x-ann")
 	for _, c := range []struct {
 		name    string
 		u       User

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -511,10 +510,7 @@ func BenchmarkStoredBytesFirstScan(b *testing.B) {
 // would wait forever for the connection its own writer holds).
 func TestCappedWritesNeedOneConnection(t *testing.T) {
 	dsn, schema := pgtest.Schema(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b, err := OpenPostgres(ctx, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
-	must(t, err)
+	b := openPostgresWith(t, PostgresOptions{DSN: dsn, Schema: schema, MaxConns: 1})
 	s, err := OpenBackend(b, Options{GCInterval: -1})
 	must(t, err)
 	defer s.Close()

@@ -51,9 +51,9 @@ func (s *Server) storeError(err error, id, conflictDetail string) error {
 		return s.limits.storedBytesError()
 	case errors.Is(err, store.ErrTxnTooBig):
 		// A change the store cannot make in one transaction (Badger's
-		// holds about 105k keys: a membership change that large needs
-		// max_group_members and max_request_size raised past their
-		// defaults). Nothing of it was written. A 400 like the other
+		// holds about 10 MB of keys: a membership change that large
+		// needs max_request_size raised past its default). Nothing of it
+		// was written. A 400 like the other
 		// size caps on group members: the library allows a 413 on POST
 		// alone.
 		return badValue("This request changes more than the server can change at once (in a group, its memberships); nothing was changed. Send it in smaller parts.")

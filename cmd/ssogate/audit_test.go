@@ -24,7 +24,7 @@ import (
 // never throttled, the flood is a handful of events whose counts add up,
 // and the CLI pages through everything.
 func TestAuditTrailStaysBoundedAndPaged(t *testing.T) {
-	gw := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	gw := newCrashGateway(t)
 	gw.writeCaddyfile()
 	cfg, err := os.ReadFile(gw.caddyfile)
 	if err != nil {

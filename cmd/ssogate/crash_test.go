@@ -47,13 +47,7 @@ func TestCrashLosesNoAcknowledgedWrite(t *testing.T) {
 	if testing.Short() {
 		crashes = 2
 	}
-	dir := t.TempDir()
-	gw := &crashGateway{
-		t:       t,
-		dir:     dir,
-		gateway: freeLoopbackAddr(t),
-		admin:   freeLoopbackAddr(t),
-	}
+	gw := newCrashGateway(t)
 	gw.writeCaddyfile()
 
 	gw.start()
@@ -126,6 +120,51 @@ func freeLoopbackAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
+// ownLoopbackHost returns an address of 127.0.0.0/8 that nothing else here
+// uses, for the ssogate processes under test to listen on: Caddy sets
+// SO_REUSEPORT, so a second Caddy (another test's, in-process) that picks
+// the same port on the same address binds without error and takes half
+// the connections. On an address of its own, a port taken in the
+// meantime cannot be shared. The admin API accepts such a host only when
+// the config lists it in origins.
+func ownLoopbackHost(t *testing.T) string {
+	t.Helper()
+	for range 100 {
+		host := fmt.Sprintf("127.%d.%d.%d", 64+rand.IntN(128), rand.IntN(256), 1+rand.IntN(254))
+		if ln, err := net.Listen("tcp", host+":0"); err == nil {
+			ln.Close()
+			return host
+		}
+	}
+	t.Fatal("no free loopback address")
+	return ""
+}
+
+// freeAddrOn is freeLoopbackAddr on host.
+func freeAddrOn(t *testing.T, host string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// newCrashGateway is a crashGateway on addresses of its own
+// (ownLoopbackHost).
+func newCrashGateway(t *testing.T) *crashGateway {
+	t.Helper()
+	host := ownLoopbackHost(t)
+	return &crashGateway{t: t, dir: t.TempDir(), gateway: freeAddrOn(t, host), admin: freeAddrOn(t, host)}
+}
+
+// host is the address the gateway listens on, without its port.
+func (g *crashGateway) host() string {
+	h, _, _ := net.SplitHostPort(g.gateway)
+	return h
+}
+
 // crashGateway is the ssogate process under test, restarted on the same
 // data directory and addresses.
 type crashGateway struct {
@@ -147,9 +186,11 @@ func (g *crashGateway) writeCaddyfile() {
 	g.homeDir = filepath.Join(g.dir, "home")
 	g.adminURL = "http://" + g.admin
 	g.gatewayURL = "http://" + g.gateway
-	_, port, _ := net.SplitHostPort(g.gateway)
+	host, port, _ := net.SplitHostPort(g.gateway)
 	cfg := fmt.Sprintf(`{
-	admin %s
+	admin %[1]s {
+		origins %[1]s
+	}
 	persist_config off
 	grace_period 1s
 	sso {
@@ -158,12 +199,12 @@ func (g *crashGateway) writeCaddyfile() {
 	}
 }
 
-http://127.0.0.1:%s {
-	bind 127.0.0.1
+http://%s:%s {
+	bind %s
 	sso_gateway
 	respond "upstream"
 }
-`, g.admin, g.gatewayURL, g.storage, port)
+`, g.admin, g.gatewayURL, g.storage, host, port, host)
 	g.caddyfile = filepath.Join(g.dir, "Caddyfile")
 	if err := os.WriteFile(g.caddyfile, []byte(cfg), 0o600); err != nil {
 		g.t.Fatal(err)

@@ -133,8 +133,11 @@ func startReplicas(t *testing.T, dsn, schema string) *replicaEnv {
 	key := make([]byte, 48)
 	_, _ = rand.Read(key)
 	sessionKey := base64.StdEncoding.EncodeToString(key)
+	// One address for every replica (ownLoopbackHost), as for the
+	// servers behind one load balancer.
+	host := ownLoopbackHost(t)
 	newReplica := func(name string) *replica {
-		gw, admin := freeLoopbackAddr(t), freeLoopbackAddr(t)
+		gw, admin := freeAddrOn(t, host), freeAddrOn(t, host)
 		_, port, _ := net.SplitHostPort(gw)
 		r := &replica{
 			name:       name,
@@ -149,7 +152,9 @@ func startReplicas(t *testing.T, dsn, schema string) *replicaEnv {
 		// The DSN reaches the process through its environment, as the
 		// README tells operators to pass it, never through the file.
 		cfg := fmt.Sprintf(`{
-	admin %s
+	admin %[1]s {
+		origins %[1]s
+	}
 	persist_config off
 	grace_period 1s
 	sso {
@@ -163,11 +168,11 @@ func startReplicas(t *testing.T, dsn, schema string) *replicaEnv {
 }
 
 http://:%s {
-	bind 127.0.0.1
+	bind %s
 	sso_gateway
 	reverse_proxy %s
 }
-`, admin, e.baseURL, sessionKey, schema, port, upstreamAddr)
+`, admin, e.baseURL, sessionKey, schema, port, host, upstreamAddr)
 		r.caddyfile = filepath.Join(r.dir, "Caddyfile")
 		if err := os.WriteFile(r.caddyfile, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

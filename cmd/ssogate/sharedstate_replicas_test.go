@@ -34,18 +34,22 @@ type sharedStateReplica struct {
 	log                  string
 }
 
-func startSharedStateReplica(t *testing.T, name, dsn, schema string) *sharedStateReplica {
+// host is the replicas' address (ownLoopbackHost): one for both, as
+// behind one load balancer, so that the browser's cookies go to both.
+func startSharedStateReplica(t *testing.T, host, name, dsn, schema string) *sharedStateReplica {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), name)
 	home := filepath.Join(dir, "home")
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	gateway, admin := freeLoopbackAddr(t), freeLoopbackAddr(t)
+	gateway, admin := freeAddrOn(t, host), freeAddrOn(t, host)
 	r := &sharedStateReplica{t: t, name: name, gatewayURL: "http://" + gateway, adminURL: "http://" + admin, log: filepath.Join(dir, "run.log")}
 	_, port, _ := strings.Cut(gateway, ":")
 	cfg := fmt.Sprintf(`{
-	admin %s
+	admin %[1]s {
+		origins %[1]s
+	}
 	persist_config off
 	grace_period 1s
 	sso {
@@ -62,12 +66,12 @@ func startSharedStateReplica(t *testing.T, name, dsn, schema string) *sharedStat
 	}
 }
 
-http://127.0.0.1:%s {
-	bind 127.0.0.1
+http://%s:%s {
+	bind %s
 	sso_gateway
 	respond "upstream"
 }
-`, admin, r.gatewayURL, sharedStateDSNEnv, schema, port)
+`, admin, r.gatewayURL, sharedStateDSNEnv, schema, host, port, host)
 	caddyfile := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(caddyfile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -197,8 +201,9 @@ func TestReplicasShareThrottlesAndFlashes(t *testing.T) {
 		t.Skip("starts two gateway processes")
 	}
 	dsn, schema := pgtest.Schema(t)
-	a := startSharedStateReplica(t, "A", dsn, schema)
-	b := startSharedStateReplica(t, "B", dsn, schema)
+	host := ownLoopbackHost(t)
+	a := startSharedStateReplica(t, host, "A", dsn, schema)
+	b := startSharedStateReplica(t, host, "B", dsn, schema)
 
 	const org, owner, password = "replicas", "owner@replicas.test", "orbit lantern meadow 42"
 	created := a.admin(http.MethodPost, "/orgs", map[string]any{"id": org, "name": "Replicas", "owner_email": owner})

@@ -39,7 +39,7 @@ func storeCLI(t *testing.T, g *crashGateway, args ...string) (string, string, bo
 // the imported export both serve the organization, with every user
 // acknowledged before the copy began and the same SCIM token.
 func TestStoreBackupAndExportWhileServing(t *testing.T) {
-	gw := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	gw := newCrashGateway(t)
 	gw.writeCaddyfile()
 	gw.start()
 	token := gw.createSCIMOrg()
@@ -143,7 +143,7 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	}
 
 	// The backup restored into a new directory, served by a new process.
-	restored := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	restored := newCrashGateway(t)
 	restored.writeCaddyfile()
 	if _, stderr, ok := storeCLI(t, restored, "restore", backup, "--path", restored.storage); !ok {
 		t.Fatalf("store restore: %s", stderr)
@@ -161,7 +161,7 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	restored.stopGracefully()
 
 	// The export imported into a fresh store, served by a new process.
-	imported := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	imported := newCrashGateway(t)
 	imported.writeCaddyfile()
 	// Asking for the gateway's keys of a file of one organization is
 	// refused.
@@ -212,7 +212,7 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	// the DSN from the environment (as the README does it), served by a
 	// gateway whose storage is that database.
 	dsn, schema := pgtest.Schema(t)
-	onPG := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	onPG := newCrashGateway(t)
 	onPG.writeCaddyfile()
 	t.Setenv("SSOGATE_TEST_EXPORT_DSN", dsn)
 	t.Setenv("SSOGATE_DATABASE_URL", dsn)
@@ -228,8 +228,11 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 		t.Errorf("store import printed the DSN:\n%s%s", stdout, stderr)
 	}
 	_, port, _ := strings.Cut(onPG.gateway, ":")
+	host := onPG.host()
 	cfg := fmt.Sprintf(`{
-	admin %s
+	admin %[1]s {
+		origins %[1]s
+	}
 	persist_config off
 	grace_period 1s
 	sso {
@@ -241,12 +244,12 @@ func TestStoreBackupAndExportWhileServing(t *testing.T) {
 	}
 }
 
-http://127.0.0.1:%s {
-	bind 127.0.0.1
+http://%s:%s {
+	bind %s
 	sso_gateway
 	respond "upstream"
 }
-`, onPG.admin, onPG.gatewayURL, schema, port)
+`, onPG.admin, onPG.gatewayURL, schema, host, port, host)
 	if err := os.WriteFile(onPG.caddyfile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

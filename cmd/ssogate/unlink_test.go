@@ -16,7 +16,7 @@ import (
 // gateway: it forgets a user's stored IdP identifier and says so, names
 // an unknown user, and refuses a SCIM-provisioned one with the reason.
 func TestOrgUnlinkUser(t *testing.T) {
-	gw := &crashGateway{t: t, dir: t.TempDir(), gateway: freeLoopbackAddr(t), admin: freeLoopbackAddr(t)}
+	gw := newCrashGateway(t)
 	gw.writeCaddyfile()
 	gw.start()
 	t.Cleanup(gw.stopGracefully)

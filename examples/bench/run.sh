@@ -53,6 +53,10 @@
 #                identity as a signed JWT (signed_identity); 0: sso_gateway
 #                with its defaults (identity headers only)
 #   HEADERS_BASELINE  1 (default): also measure the "headers" server; 0: not
+#   CLIENT_HEADERS  bare (default): wrk's own request, the session cookie
+#                its only header; browser: also the fourteen headers a
+#                desktop Chrome sends with a page navigation (User-Agent,
+#                Accept, Sec-Fetch-*, …), as real traffic carries them
 #   GATEWAY_HANDLER  JSON of the sso_gateway handler to measure instead
 #                (overrides SIGNED_IDENTITY), e.g. the handler with some
 #                fields of its "headers" object set to "-" to send fewer
@@ -87,6 +91,7 @@ PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 SIGNED_IDENTITY=${SIGNED_IDENTITY:-1}
 GATEWAY_HANDLER=${GATEWAY_HANDLER:-}
 HEADERS_BASELINE=${HEADERS_BASELINE:-1}
+CLIENT_HEADERS=${CLIENT_HEADERS:-bare}
 
 for l in $LOAD; do
 	case $l in quiet | scim) ;; *) echo "run.sh: LOAD: unknown load $l (want quiet, scim)" >&2; exit 1 ;; esac
@@ -94,6 +99,7 @@ done
 case $STORAGE in badger | postgres) ;; *) echo "run.sh: STORAGE=$STORAGE: want badger or postgres" >&2; exit 1 ;; esac
 case $SIGNED_IDENTITY in 0 | 1) ;; *) echo "run.sh: SIGNED_IDENTITY=$SIGNED_IDENTITY: want 0 or 1" >&2; exit 1 ;; esac
 case $HEADERS_BASELINE in 0 | 1) ;; *) echo "run.sh: HEADERS_BASELINE=$HEADERS_BASELINE: want 0 or 1" >&2; exit 1 ;; esac
+case $CLIENT_HEADERS in bare | browser) ;; *) echo "run.sh: CLIENT_HEADERS=$CLIENT_HEADERS: want bare or browser" >&2; exit 1 ;; esac
 
 if ! command -v wrk >/dev/null 2>&1; then
 	echo "run.sh: wrk is not installed. On Debian/Ubuntu: sudo apt-get install -y wrk" >&2
@@ -199,6 +205,16 @@ fi
 wait_http "http://$PLAIN/"
 
 COOKIE=$("$WORK/bench" login -gateway "http://$GATEWAY" -email alice@example.com -password demo-password)
+# REQ is the request headers every load sends, to every server alike.
+REQ=(-H "Cookie: $COOKIE")
+if [ "$CLIENT_HEADERS" = browser ]; then
+	REQ+=(-H 'sec-ch-ua: "Chromium";v="131", "Not_A Brand";v="24"' -H 'sec-ch-ua-mobile: ?0'
+		-H 'sec-ch-ua-platform: "Linux"' -H 'Upgrade-Insecure-Requests: 1'
+		-H 'User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36'
+		-H 'Accept: text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7'
+		-H 'Sec-Fetch-Site: same-origin' -H 'Sec-Fetch-Mode: navigate' -H 'Sec-Fetch-User: ?1' -H 'Sec-Fetch-Dest: document'
+		-H "Referer: http://$GATEWAY/" -H 'Accept-Encoding: gzip, deflate, br, zstd' -H 'Accept-Language: en-US,en;q=0.9')
+fi
 
 # Sanity: the gateway lets the session through and refuses without it.
 body=$(curl -sS -f -H "Cookie: $COOKIE" "http://$GATEWAY/")
@@ -233,21 +249,30 @@ cpu_ticks() {
 	cat "/proc/$SSOGATE_PID/stat" "/proc/$UPSTREAM_PID/stat" | awk '{sub(/^.*\) /, ""); t += $12 + $13} END {print t}'
 }
 
+# upstream_ticks is cpu_ticks for the upstream alone: what reading the
+# requests it is sent costs the application.
+upstream_ticks() {
+	awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$UPSTREAM_PID/stat"
+}
+
 # measure name conns [extra wrk args...]: runs wrk, checks every answer was
-# 2xx/3xx, and prints "rps p50ms p99ms cpu" where cpu is the CPU time of
-# the proxies and the upstream per request, in µs: what the request cost,
-# which other load on the machine changes far less than the throughput.
+# 2xx/3xx, and prints "rps p50ms p99ms cpu ucpu" where cpu is the CPU time
+# of the proxies and the upstream per request, in µs: what the request
+# cost, which other load on the machine changes far less than the
+# throughput; ucpu is the upstream's share of it.
 measure() {
 	local name=$1 conns=$2
 	shift 2
 	local threads=$THREADS
 	[ "$conns" -lt "$threads" ] && threads=$conns
 	local f="$OUT/wrk-$name-c$conns-$(date +%s%N).txt"
-	local t0 t1 s0 s1
+	local t0 t1 s0 s1 u0 u1
 	t0=$(cpu_ticks)
+	u0=$(upstream_ticks)
 	s0=$(date +%s%N)
 	wrk -t "$threads" -c "$conns" -d "$DURATION" --latency "$@" >"$f"
 	t1=$(cpu_ticks)
+	u1=$(upstream_ticks)
 	s1=$(date +%s%N)
 	# Less the background's share (BG_TICKS per second, see idle_ticks).
 	t1=$(awk -v t0="$t0" -v t1="$t1" -v bg="${BG_TICKS:-0}" -v ns=$((s1 - s0)) 'BEGIN {printf "%.0f", t1 - bg * ns / 1e9}')
@@ -256,12 +281,13 @@ measure() {
 		cat "$f" >&2
 		exit 1
 	fi
-	local rps p50 p99 cpu
+	local rps p50 p99 cpu ucpu
 	rps=$(awk '/^Requests\/sec:/ {print $2}' "$f")
 	p50=$(to_ms "$(awk '$1 == "50%" {print $2}' "$f")")
 	p99=$(to_ms "$(awk '$1 == "99%" {print $2}' "$f")")
 	cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f", t * 1e6 / hz / $1}' "$f")
-	echo "$rps $p50 $p99 $cpu"
+	ucpu=$(awk -v t="$((u1 - u0))" -v hz="$(getconf CLK_TCK)" '/ requests in / {printf "%.2f", t * 1e6 / hz / $1}' "$f")
+	echo "$rps $p50 $p99 $cpu $ucpu"
 }
 
 if [[ " $LOAD " == *" scim "* ]]; then
@@ -275,9 +301,9 @@ if [[ " $LOAD " == *" scim "* ]]; then
 fi
 
 echo "warming up ..."
-wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$PLAIN/" >/dev/null
-wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null
-[ "$HEADERS_BASELINE" = 1 ] && wrk -t 1 -c 8 -d 2s -H "Cookie: $COOKIE" "http://$HEADERS/" >/dev/null
+wrk -t 1 -c 8 -d 2s "${REQ[@]}" "http://$PLAIN/" >/dev/null
+wrk -t 1 -c 8 -d 2s "${REQ[@]}" "http://$GATEWAY/" >/dev/null
+[ "$HEADERS_BASELINE" = 1 ] && wrk -t 1 -c 8 -d 2s "${REQ[@]}" "http://$HEADERS/" >/dev/null
 
 # idle_ticks sets BG_TICKS to the CPU ticks per second that the proxies'
 # process and the upstream use while no request comes (the SCIM load's).
@@ -337,17 +363,17 @@ for round in $(seq "$ROUNDS"); do
 			# Every other round the gateway goes first, so that a drift in
 			# the machine's other load favours neither.
 			if [ $((round % 2)) = 1 ]; then
-				read -r prps pp50 pp99 pcpu < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+				read -r prps pp50 pp99 pcpu pucpu < <(measure plain "$c" "${REQ[@]}" "http://$PLAIN/")
 			fi
 			before=$(rechecks)
-			read -r grps gp50 gp99 gcpu < <(measure gateway "$c" -H "Cookie: $COOKIE" "http://$GATEWAY/")
+			read -r grps gp50 gp99 gcpu gucpu < <(measure gateway "$c" "${REQ[@]}" "http://$GATEWAY/")
 			rc=$(($(rechecks) - before))
 			if [ "$HEADERS_BASELINE" = 1 ]; then
-				read -r hrps hp50 hp99 hcpu < <(measure headers "$c" -H "Cookie: $COOKIE" "http://$HEADERS/")
+				read -r hrps hp50 hp99 hcpu hucpu < <(measure headers "$c" "${REQ[@]}" "http://$HEADERS/")
 				[ -n "$hrps" ] || exit 1
 			fi
 			if [ $((round % 2)) = 0 ]; then
-				read -r prps pp50 pp99 pcpu < <(measure plain "$c" -H "Cookie: $COOKIE" "http://$PLAIN/")
+				read -r prps pp50 pp99 pcpu pucpu < <(measure plain "$c" "${REQ[@]}" "http://$PLAIN/")
 			fi
 			[ -n "$prps" ] && [ -n "$grps" ] || exit 1 # measure said why
 			extra=
@@ -368,10 +394,11 @@ for round in $(seq "$ROUNDS"); do
 				GHCPURATIOS[$load,$c]="${GHCPURATIOS[$load,$c]:-} $(awk -v h="$hcpu" -v g="$gcpu" 'BEGIN {printf "%.1f", 100 * h / g}')"
 				SUM[$load,$c,hrps]=$(awk -v a="${SUM[$load,$c,hrps]:-0}" -v b="$hrps" 'BEGIN {print a + b}')
 				SUM[$load,$c,hcpu]=$(awk -v a="${SUM[$load,$c,hcpu]:-0}" -v b="$hcpu" 'BEGIN {print a + b}')
+				SUM[$load,$c,hucpu]=$(awk -v a="${SUM[$load,$c,hucpu]:-0}" -v b="$hucpu" 'BEGIN {print a + b}')
 				hextra="; headers $hrps req/s ($hcpu µs CPU/req)"
 			fi
 			echo "round $round $load c=$c: plain $prps req/s (p50 $pp50 ms, p99 $pp99 ms, $pcpu µs CPU/req); gateway $grps req/s (p50 $gp50 ms, p99 $gp99 ms, $gcpu µs CPU/req); ratio $ratio%, CPU ratio $cratio%; $rc full re-checks$extra$hextra"
-			for k in prps pp50 pp99 grps gp50 gp99 pcpu gcpu; do
+			for k in prps pp50 pp99 grps gp50 gp99 pcpu gcpu pucpu gucpu; do
 				SUM[$load,$c,$k]=$(awk -v a="${SUM[$load,$c,$k]:-0}" -v b="${!k}" 'BEGIN {print a + b}')
 			done
 		done
@@ -383,7 +410,7 @@ if [ "$PROFILE" = 1 ]; then
 	load=$(echo "$LOAD" | awk '{print $NF}')
 	echo "profiling the gateway at c=$c under the $load load for 10 s ..."
 	[ "$load" = scim ] && scim_start
-	wrk -t "$THREADS" -c "$c" -d 12s -H "Cookie: $COOKIE" "http://$GATEWAY/" >/dev/null &
+	wrk -t "$THREADS" -c "$c" -d 12s "${REQ[@]}" "http://$GATEWAY/" >/dev/null &
 	WRK=$!
 	sleep 1
 	curl -sS -f -o "$OUT/gateway.pprof" "http://$ADMIN/debug/pprof/profile?seconds=10"
@@ -402,7 +429,7 @@ gwcfg="sso_gateway with signed_identity (the demo's)"
 [ "$SIGNED_IDENTITY" = 0 ] && gwcfg="sso_gateway with its defaults"
 [ -n "$GATEWAY_HANDLER" ] && gwcfg="sso_gateway as GATEWAY_HANDLER sets it"
 echo "machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(go env GOVERSION); wrk -t$THREADS, ${DURATION} per run, mean of $ROUNDS rounds"
-echo "storage: $STORAGE; gateway: $gwcfg; scim load: $SCIM_RATE changes/s requested"
+echo "storage: $STORAGE; gateway: $gwcfg; scim load: $SCIM_RATE changes/s requested; client headers: $CLIENT_HEADERS"
 printf '%-6s | %-5s | %11s | %11s | %7s | %7s | %-13s | %9s | %9s | %9s | %9s | %9s | %9s | %9s | %9s\n' load conns "plain req/s" "gateway" ratio "median" "rounds" "plain p50" "gw p50" "plain p99" "gw p99" "plain CPU" "gw CPU" "CPU ratio" "re-checks"
 printf '%s\n' "-------+-------+-------------+-------------+---------+---------+---------------+-----------+-----------+-----------+-----------+-----------+-----------+-----------+----------"
 for load in $LOAD; do
@@ -424,17 +451,28 @@ done
 if [ "$HEADERS_BASELINE" = 1 ]; then
 	echo
 	echo "plain reverse_proxy setting the gateway's identity headers (\"headers\"), beside plain and beside the gateway:"
-	printf '%-6s | %-5s | %13s | %12s | %12s | %15s | %22s\n' load conns "headers req/s" "vs plain" "headers CPU" "CPU vs plain" "gateway CPU vs headers"
-	printf '%s\n' "-------+-------+---------------+--------------+--------------+-----------------+-----------------------"
+	printf '%-6s | %-5s | %13s | %12s | %12s | %15s | %22s | %30s\n' load conns "headers req/s" "vs plain" "headers CPU" "CPU vs plain" "gateway CPU vs headers" "upstream CPU plain/gw/headers"
+	printf '%s\n' "-------+-------+---------------+--------------+--------------+-----------------+------------------------+-------------------------------"
 	for load in $LOAD; do
 		for c in $CONCURRENCY; do
 			awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v hrps="${SUM[$load,$c,hrps]}" -v hcpu="${SUM[$load,$c,hcpu]}" \
+				-v pu="${SUM[$load,$c,pucpu]}" -v gu="${SUM[$load,$c,gucpu]}" -v hu="${SUM[$load,$c,hucpu]}" \
 				-v hr="$(median "${HRATIOS[$load,$c]}")" -v hc="$(median "${HCPURATIOS[$load,$c]}")" -v gh="$(median "${GHCPURATIOS[$load,$c]}")" 'BEGIN {
-				printf "%-6s | %-5s | %13.0f | %11.1f%% | %9.1f µs | %14.1f%% | %21.1f%%\n", load, c, hrps / n, hr, hcpu / n, hc, gh
+				printf "%-6s | %-5s | %13.0f | %11.1f%% | %9.1f µs | %14.1f%% | %21.1f%% | %12.1f / %.1f / %.1f µs\n", load, c, hrps / n, hr, hcpu / n, hc, gh, pu / n, gu / n, hu / n
 			}'
 		done
 	done
-	echo "(medians of the rounds' ratios; CPU ratios as above: the slower one's CPU per request in the denominator)"
+	echo "(medians of the rounds' ratios; CPU ratios as above: the slower one's CPU per request in the denominator;"
+	echo " upstream CPU: the upstream's share of the CPU per request, mean: what reading the identity headers costs the application,"
+	echo " which no proxy can take away)"
+else
+	for load in $LOAD; do
+		for c in $CONCURRENCY; do
+			awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v pu="${SUM[$load,$c,pucpu]}" -v gu="${SUM[$load,$c,gucpu]}" 'BEGIN {
+				printf "upstream CPU per request, %s c=%s: plain %.1f µs, gateway %.1f µs\n", load, c, pu / n, gu / n
+			}'
+		done
+	done
 fi
 for c in $CONCURRENCY; do
 	[ -n "${SCIMRATE[scim,$c]:-}" ] && echo "scim load at c=$c: $(median "${SCIMRATE[scim,$c]}") changes/s delivered (median of the rounds)"
@@ -442,4 +480,5 @@ done
 echo "ratio: of the mean req/s; median: of the rounds' ratios; rounds: the lowest and highest round's ratio (how noisy the machine was)"
 echo "CPU: CPU time of the proxies' process and the upstream per request (less the SCIM load's), mean; CPU ratio: plain's over the gateway's, median of the rounds"
 echo "re-checks: full session re-checks during the gateway's measurements, all rounds (the rest were served from the re-check cache)"
-echo "(target: gateway >= 95% of plain reverse_proxy with Badger, quiet and under the SCIM load; >= 90% with PostgreSQL; wrk outputs in $OUT)"
+echo "(target: gateway >= 95% of plain reverse_proxy with Badger, quiet and under the SCIM load; >= 90% with PostgreSQL;"
+echo " the \"headers\" ratio is what carrying the identity headers costs without any gateway; wrk outputs in $OUT)"

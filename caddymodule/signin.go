@@ -16,6 +16,7 @@ import (
 
 	"github.com/ssogate/ssogate/caddymodule/pages"
 	"github.com/ssogate/ssogate/caddymodule/samlsp"
+	"github.com/ssogate/ssogate/caddymodule/scim"
 	"github.com/ssogate/ssogate/store"
 )
 
@@ -346,20 +347,37 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 		return
 	}
 
+	// The user is looked up outside the sign-in's write. One created
+	// with this identity in between (provisioned, or signed in on another
+	// replica) makes that write fail having written nothing: the sign-in
+	// is decided again, with them on file.
+	for try := 1; g.admit(w, r, st, att, org, ident, limits, try < maxAdmitTries); try++ {
+	}
+}
+
+// maxAdmitTries bounds how often admit decides one sign-in: a second
+// try finds the user that made the first fail, so a third is rare.
+const maxAdmitTries = 3
+
+// admit decides a validated sign-in from the user on file, and writes it
+// or answers the refusal. It returns true, having answered nothing, when
+// the write found a user created since the look-up and again allows
+// another try.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, st *gatewayState, att *attempt, org *store.Org, ident *samlsp.Identity, limits scim.Limits, again bool) bool {
 	user, err := findUser(st.store, org, ident)
 	if errors.Is(err, errIdentityMismatch) {
 		g.refuse(w, r, st, att, org.ID, ident.Email, err.Error(), "identity-mismatch", http.StatusForbidden, "Access denied",
 			"Your sign-in does not match the account on file for this email.", "Ask your IT administrator to check your account. If your identity provider account was replaced, they can unlink the old one on the Users page.")
-		return
+		return false
 	}
 	if err != nil {
 		g.internalError(w, r, "linking user", err)
-		return
+		return false
 	}
 	if user != nil && !user.Active {
 		g.refuse(w, r, st, att, org.ID, ident.Email, "user deactivated", "deactivated", http.StatusForbidden, "Access denied",
 			"Your account is deactivated in your organization's directory.", "Ask your IT administrator.")
-		return
+		return false
 	}
 	groups := ident.Groups
 	if ident.GroupsOverage {
@@ -368,30 +386,30 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	ok, err := authorized(st.store, org, user, groups)
 	if err != nil {
 		g.internalError(w, r, "checking authorization", err)
-		return
+		return false
 	}
 	if !ok {
 		reason, code, hint := groupRefusal(st.store, org, ident)
 		g.refuse(w, r, st, att, org.ID, ident.Email, reason, code, http.StatusForbidden, "Access denied",
 			"Your account is not allowed to use this application.", hint)
-		return
+		return false
 	}
 	// The org's limits hold for users that sign-ins create as for SCIM's.
 	refresh, err := planSave(st.store, org, user, ident, limits)
 	if e, ok := errors.AsType[*limitRefusal](err); ok {
 		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, e)
-		return
+		return false
 	}
 	if err != nil {
 		g.internalError(w, r, "checking the organization's limits", err)
-		return
+		return false
 	}
 	if user != nil && user.Source != store.SourceSCIM && !refresh {
 		g.logger.Warn("profile not refreshed: organization at its storage limit", zap.String("org", org.ID), zap.String("user_id", user.ID))
 	}
 	if att.test {
 		g.acsTest(w, r, st, att, org, ident)
-		return
+		return false
 	}
 	// Start ends the session this browser had, whoever it was for; its
 	// record is written with the rest of the sign-in.
@@ -401,7 +419,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	}, ident.SessionNotOnOrAfter)
 	if err != nil {
 		g.internalError(w, r, "starting session", err)
-		return
+		return false
 	}
 	actor := ident.Email
 	if user != nil {
@@ -422,27 +440,29 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	// it refuses has written nothing.
 	done, err := st.store.CompleteSignIn(si)
 	switch {
+	case errors.Is(err, store.ErrMatched) && again:
+		return true
 	case errors.Is(err, store.ErrReplayed):
 		g.refuseReplayed(w, r, st, att, org.ID, ident.Email)
-		return
+		return false
 	case errors.Is(err, store.ErrAnswered):
 		g.refuseAnswered(w, r, st, att, org.ID, ident.Email)
-		return
+		return false
 	case errors.Is(err, store.ErrQuota): // another sign-in took the room after planSave
 		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errStorageFull(limits))
-		return
+		return false
 	case errors.Is(err, store.ErrUserLimit): // another sign-in took the last place after planSave
 		g.refuseOverLimit(w, r, st, att, org.ID, ident.Email, errUserLimit(limits))
-		return
+		return false
 	case err != nil:
 		g.internalError(w, r, "recording sign-in", err)
-		return
+		return false
 	}
 	if err := pending.SetCookie(w, r); err != nil {
 		// The session exists but the browser cannot refer to it: it
 		// ends at its expiry unused, like any abandoned session.
 		g.internalError(w, r, "setting the session cookie", err)
-		return
+		return false
 	}
 	// The binding selected this sign-in's AuthnRequest and has no use
 	// left; a later sign-in gets a new one.
@@ -455,6 +475,7 @@ func (g *Gateway) acs(w http.ResponseWriter, r *http.Request, orgID string) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+	return false
 }
 
 // acsTest ends an org admin's Test sign-in that passed every check: the

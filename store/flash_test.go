@@ -13,7 +13,7 @@ import (
 // TestFlashTakenOnceAcrossStores: a flash put through one process is
 // taken through another, once, even when both race for it.
 func TestFlashTakenOnceAcrossStores(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			a, b := p[0], p[1]
 			mkOrg(t, a, "acme")

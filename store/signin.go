@@ -83,9 +83,13 @@ type SignIn struct {
 	ReplayKey   string
 	ReplayUntil time.Time
 
-	// NewUser, when set, is created as CreateUser would with UserOpts.
-	// Otherwise the user UserID is changed by UpdateUser as UpdateUser
-	// would with UserOpts.
+	// NewUser, when set, is created as CreateUser would with UserOpts
+	// and Unmatched: if another user of the org has its userName, its
+	// externalId or one of its addresses by then (provisioned, or signed
+	// in on another replica, since the caller looked), the sign-in fails
+	// with ErrMatched and writes nothing, for the caller to look the user
+	// up again. Otherwise the user UserID is changed by UpdateUser as
+	// UpdateUser would with UserOpts.
 	NewUser    *User
 	UserID     string
 	UpdateUser func(*User) error
@@ -158,8 +162,10 @@ func (p *signInPrunes) due(orgID string) bool {
 // commits; a refused sign-in changes nothing, so the caller records its
 // refusal as for any other.
 //
-// Errors: ErrAnswered, ErrReplayed as ConsumeSignIn; ErrQuota, ErrUserLimit, ErrConflict
-// from the user's write as CreateUser and UpdateUser; ErrNotFound when
+// Errors: ErrAnswered, ErrReplayed as ConsumeSignIn; ErrMatched for a
+// new user that matches one on file (see SignIn.NewUser); ErrQuota,
+// ErrUserLimit, ErrConflict from the user's write as CreateUser and
+// UpdateUser; ErrNotFound when
 // the org or the user to update is gone; ErrInvalid for a malformed
 // SignIn. si is not changed; the records as written are returned.
 func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
@@ -233,6 +239,10 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 		return nil, err
 	}
 	defer s.leave()
+	var mailPrefixes [][]byte
+	if nu != nil {
+		mailPrefixes = mailPrefixesOf(nu)
+	}
 	var stored []byte
 	err = s.update(op, func(txn Txn) error {
 		req, err := s.consumeSignIn(txn, op, si.OrgID, si.RequestID, si.ReplayKey, si.ReplayUntil)
@@ -245,6 +255,11 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 		}
 		if nu != nil {
 			u := *nu
+			// The caller looked the user up before; someone may have
+			// been created or provisioned with this identity since.
+			if err := s.checkUnmatched(txn, &u, nil, mailPrefixes); err != nil {
+				return err
+			}
 			if err := checkUserLimit(txn, op, u.OrgID, writeOpts(si.UserOpts).maxUsers); err != nil {
 				return err
 			}

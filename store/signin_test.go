@@ -291,7 +291,7 @@ func testCompleteSignInRefusalChangesNothing(t *testing.T, s *Store) {
 			newUser(si, "dave@acme.test")
 			si.UserOpts = []WriteOption{MaxUsers(1)} // alice and carol are on file
 		}, ErrUserLimit},
-		{"new user whose userName is taken", func(si *SignIn) { newUser(si, "CAROL@acme.test") }, ErrConflict},
+		{"new user whose userName is taken", func(si *SignIn) { newUser(si, "CAROL@acme.test") }, ErrMatched},
 		{"update refused", func(si *SignIn) { si.UpdateUser = func(*User) error { return errFn } }, errFn},
 		{"user gone", func(si *SignIn) { si.UserID = "no-such-user" }, ErrNotFound},
 		{"session ID taken", func(si *SignIn) { si.Session.ID = "s-taken" }, ErrExists},

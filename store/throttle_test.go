@@ -10,12 +10,12 @@ import (
 	"github.com/ssogate/ssogate/store/pgtest"
 )
 
-// throttlePairs returns pairs of Stores on one backend, as two gateway
+// replicaPairs returns pairs of Stores on one backend, as two gateway
 // processes see it. Badger allows one Store per directory, so there it is
 // one Store twice; on PostgreSQL it is two Stores, each with its own
 // connection pool, on one schema (skipped where no PostgreSQL can be had,
 // required in CI: see pgtest).
-func throttlePairs(t testing.TB) map[string][2]*Store {
+func replicaPairs(t testing.TB) map[string][2]*Store {
 	s := newTestStore(t)
 	dsn, schema := pgtest.Schema(t)
 	var pg [2]*Store
@@ -36,7 +36,7 @@ func throttlePairs(t testing.TB) map[string][2]*Store {
 var testRule = ThrottleRule{Free: 3, Base: time.Second, Max: 10 * time.Second, Forget: time.Hour}
 
 func TestThrottleLocksAcrossStores(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			a, b := p[0], p[1]
 			now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -85,7 +85,7 @@ func TestThrottleLocksAcrossStores(t *testing.T) {
 // TestThrottleReserveIsAtomic: of simultaneous attempts on both stores,
 // exactly the free ones are admitted.
 func TestThrottleReserveIsAtomic(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			now := time.Now()
 			var admitted atomic.Int32
@@ -111,7 +111,7 @@ func TestThrottleReserveIsAtomic(t *testing.T) {
 // TestThrottleForgetsAndExpires: a key quiet for Forget starts from
 // zero, and its record leaves the store.
 func TestThrottleForgetsAndExpires(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) { testThrottleForgetsAndExpires(t, p[0]) })
 	}
 }
@@ -144,7 +144,7 @@ func TestThrottleRecordsExpireInTheBackend(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for a TTL")
 	}
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) { testThrottleRecordsExpire(t, p[0]) })
 	}
 }
@@ -184,7 +184,7 @@ func testThrottleRecordsExpire(t *testing.T, s *Store) {
 // TestThrottleBounded: however many keys fail, a scope keeps at most
 // MaxKeys records; the oldest go first, and the newest stay locked.
 func TestThrottleBounded(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) { testThrottleBounded(t, p[0], p[1]) })
 	}
 }
@@ -224,7 +224,7 @@ func testThrottleBounded(t *testing.T, a, b *Store) {
 }
 
 func TestTakeToken(t *testing.T) {
-	for name, p := range throttlePairs(t) {
+	for name, p := range replicaPairs(t) {
 		t.Run(name, func(t *testing.T) {
 			now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 			take := func(s *Store) (bool, time.Duration) {
@@ -276,7 +276,7 @@ func TestThrottleRejectsBadRules(t *testing.T) {
 // token take.
 func BenchmarkThrottle(b *testing.B) {
 	for _, name := range []string{"badger", "postgres"} {
-		b.Run(name, func(b *testing.B) { benchmarkThrottle(b, throttlePairs(b)[name][0]) })
+		b.Run(name, func(b *testing.B) { benchmarkThrottle(b, replicaPairs(b)[name][0]) })
 	}
 }
 

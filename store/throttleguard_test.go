@@ -226,7 +226,7 @@ func TestThrottleMemoSkipsRefusalsOlderThanAForget(t *testing.T) {
 // another process lifts (a refund of the attempt that started it) is
 // refused from this process's memory for at most thrMemoLockTTL more.
 func TestThrottleRememberedLockSeesOtherReplicaWithinASecond(t *testing.T) {
-	p := throttlePairs(t)["postgres"]
+	p := replicaPairs(t)["postgres"]
 	a, b := p[0], p[1]
 	rule := ThrottleRule{Free: 2, Base: time.Hour, Max: time.Hour, Forget: time.Hour}
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)

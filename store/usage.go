@@ -77,13 +77,18 @@ func MaxUsers(max int) WriteOption {
 // own: on PostgreSQL its reads ride with the creation's. Only user
 // creations heed it.
 //
-// Only the userName and externalId checks are exact against concurrent
-// writes (their index keys are read in the transaction). The domain
-// owners are read untracked and an address is found by a prefix probe
-// that records no read when it finds nothing, as the separate look-ups
-// before it did: a domain verified by another organization, or a user
-// given the same address, at the very moment of the creation can go
-// unnoticed.
+// The check is exact against concurrent writes, on every replica. The
+// userName and externalId index keys are read in the transaction. An
+// address is found by a prefix probe, which records no read when it finds
+// nothing, but every creation of a user (CreateUser, ProvisionUser, a
+// first sign-in's) reads and writes the organization's user counter, so
+// concurrent creations conflict and the one that retries probes again
+// after the other's commit. The other writers of an address (an update
+// adding one) and of a domain's owner (a verification) check nothing
+// about users, so a creation ordered before them has the outcome it
+// would have had alone: the domain owners can be read untracked.
+// TestUnmatchedCreationsRaceAcrossReplicas and
+// TestFirstSignInRacesProvisioning hold this.
 func Unmatched(domains []string) WriteOption {
 	return func(o *writeOptions) { o.unmatched, o.domains = true, domains }
 }

@@ -140,13 +140,7 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 		for _, d := range o.domains {
 			reads.snap = append(reads.snap, key(pVDom, d))
 		}
-		seen := map[string]bool{}
-		for _, e := range c.Emails {
-			if m := userKey(e.Value); m != "" && !seen[m] {
-				seen[m] = true
-				mailPrefixes = append(mailPrefixes, scanPrefix(pUMail, c.OrgID, m))
-			}
-		}
+		mailPrefixes = mailPrefixesOf(&c)
 		reads.prefixes = mailPrefixes
 	}
 	err := s.updateGrouped(op, "users/"+c.OrgID, reads, func(txn Txn) error {
@@ -196,6 +190,20 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	}
 	*u = c
 	return nil
+}
+
+// mailPrefixesOf are the address index prefixes of u's addresses, one per
+// address as the one rule for identity values folds them.
+func mailPrefixesOf(u *User) [][]byte {
+	var out [][]byte
+	seen := map[string]bool{}
+	for _, e := range u.Emails {
+		if m := userKey(e.Value); m != "" && !seen[m] {
+			seen[m] = true
+			out = append(out, scanPrefix(pUMail, u.OrgID, m))
+		}
+	}
+	return out
 }
 
 // checkUnmatched is Unmatched's check of u in txn (mailPrefixes: those
@@ -271,6 +279,9 @@ func putNewUser(txn Txn, use *usage, op string, u *User) error {
 	if _, err := use.set(txn, k, u); err != nil {
 		return err
 	}
+	// A read and a write of one key per organization: besides the
+	// count, it makes concurrent creations conflict, which Unmatched's
+	// address probe relies on to be exact.
 	return addCounter(txn, key(pCount, "users", u.OrgID), 1)
 }
 

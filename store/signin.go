@@ -255,6 +255,11 @@ func (s *Store) CompleteSignIn(si *SignIn) (*SignedIn, error) {
 		}
 		if nu != nil {
 			u := *nu
+			// What the check and the creation read, in one exchange.
+			txn, err := prefetchSet(txn, readSet{keys: createUserReads(&u), prefixes: mailPrefixes})
+			if err != nil {
+				return err
+			}
 			// The caller looked the user up before; someone may have
 			// been created or provisioned with this identity since.
 			if err := s.checkUnmatched(txn, &u, nil, mailPrefixes); err != nil {

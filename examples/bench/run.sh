@@ -54,7 +54,7 @@
 #                with its defaults (identity headers only)
 #   HEADERS_BASELINE  1 (default): also measure the "headers" server; 0: not
 #   CLIENT_HEADERS  bare (default): wrk's own request, the session cookie
-#                its only header; browser: also the fourteen headers a
+#                its only header; browser: also the thirteen headers a
 #                desktop Chrome sends with a page navigation (User-Agent,
 #                Accept, Sec-Fetch-*, …), as real traffic carries them
 #   GATEWAY_HANDLER  JSON of the sso_gateway handler to measure instead
@@ -458,7 +458,7 @@ if [ "$HEADERS_BASELINE" = 1 ]; then
 			awk -v load="$load" -v c="$c" -v n="$ROUNDS" -v hrps="${SUM[$load,$c,hrps]}" -v hcpu="${SUM[$load,$c,hcpu]}" \
 				-v pu="${SUM[$load,$c,pucpu]}" -v gu="${SUM[$load,$c,gucpu]}" -v hu="${SUM[$load,$c,hucpu]}" \
 				-v hr="$(median "${HRATIOS[$load,$c]}")" -v hc="$(median "${HCPURATIOS[$load,$c]}")" -v gh="$(median "${GHCPURATIOS[$load,$c]}")" 'BEGIN {
-				printf "%-6s | %-5s | %13.0f | %11.1f%% | %9.1f µs | %14.1f%% | %21.1f%% | %12.1f / %.1f / %.1f µs\n", load, c, hrps / n, hr, hcpu / n, hc, gh, pu / n, gu / n, hu / n
+				printf "%-6s | %-5s | %13.0f | %11.1f%% | %9.1f µs | %14.1f%% | %21.1f%% | %30s\n", load, c, hrps / n, hr, hcpu / n, hc, gh, sprintf("%.1f / %.1f / %.1f µs", pu / n, gu / n, hu / n)
 			}'
 		done
 	done

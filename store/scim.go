@@ -372,14 +372,7 @@ func (s *Store) LookUpProvisioning(orgID string, domains []string, externalID, u
 	if externalID != "" {
 		idx = append(idx, key(pUExt, orgID, externalID))
 	}
-	var mailPrefixes [][]byte
-	seenMail := map[string]bool{}
-	for _, e := range emails {
-		if m := userKey(e); m != "" && !seenMail[m] {
-			seenMail[m] = true
-			mailPrefixes = append(mailPrefixes, scanPrefix(pUMail, orgID, m))
-		}
-	}
+	mailPrefixes := addressPrefixes(orgID, emails)
 	keys := append([][]byte(nil), idx...)
 	for _, d := range domains {
 		keys = append(keys, key(pVDom, d))

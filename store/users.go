@@ -192,15 +192,24 @@ func (s *Store) createUser(op string, u *User, also func(txn Txn, use *usage, u 
 	return nil
 }
 
-// mailPrefixesOf are the address index prefixes of u's addresses, one per
-// address as the one rule for identity values folds them.
+// mailPrefixesOf is addressPrefixes of u's addresses.
 func mailPrefixesOf(u *User) [][]byte {
+	emails := make([]string, len(u.Emails))
+	for i, e := range u.Emails {
+		emails[i] = e.Value
+	}
+	return addressPrefixes(u.OrgID, emails)
+}
+
+// addressPrefixes are the address index prefixes of emails in orgID, one per
+// address as the one rule for identity values folds them.
+func addressPrefixes(orgID string, emails []string) [][]byte {
 	var out [][]byte
 	seen := map[string]bool{}
-	for _, e := range u.Emails {
-		if m := userKey(e.Value); m != "" && !seen[m] {
+	for _, e := range emails {
+		if m := userKey(e); m != "" && !seen[m] {
 			seen[m] = true
-			out = append(out, scanPrefix(pUMail, u.OrgID, m))
+			out = append(out, scanPrefix(pUMail, orgID, m))
 		}
 	}
 	return out
